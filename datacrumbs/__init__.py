@@ -1,0 +1,1 @@
+"""datacrumbs: eBPF tracing of HPC jobs."""

@@ -1,0 +1,98 @@
+"""The probe file's model: what a signed ``*.json.gz`` asks the daemon to trace.
+
+The shape follows upstream DataCrumbs so that files stay interchangeable:
+``{"summary": {...}, "categories": [<probe>, ...], "checksum_algorithm", "checksum"}``.
+``type`` keeps upstream's integers (0 syscalls, 1 kprobe, 2 uprobe, 3 usdt, 4 custom).
+Models are strict about unknown keys so that a typo is an error, not a silently ignored probe.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "MAX_FUNCTIONS",
+    "FunctionArgument",
+    "Probe",
+    "ProbeFile",
+    "ProbeSummary",
+    "ProbeType",
+]
+
+#: Upstream's cap on the functions one probe file may name.
+MAX_FUNCTIONS = 16_384
+
+
+class ProbeType(IntEnum):
+    """Probe kinds, numbered as upstream DataCrumbs numbers them."""
+
+    SYSCALLS = 0
+    KPROBE = 1
+    UPROBE = 2
+    USDT = 3
+    CUSTOM = 4
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FunctionArgument(_Strict):
+    """One argument of a traced function to capture (uprobes): its position and how to read it."""
+
+    index: int = Field(ge=0, le=5)
+    num_bytes: int = Field(default=8, ge=1, le=8)
+    is_pointer: bool = False
+    label: str = Field(min_length=1)
+    c_type: str = ""
+
+
+class Probe(_Strict):
+    """One category of the probe file: a kind, a name (the trace's ``cat``) and its functions."""
+
+    type: ProbeType
+    name: str = Field(min_length=1)
+    functions: list[str] = Field(min_length=1)
+    function_arguments: dict[str, list[FunctionArgument]] = Field(default_factory=dict)
+    binary_path: str | None = None
+    include_offsets: bool = False
+    provider: str | None = None
+
+    @field_validator("functions")
+    @classmethod
+    def _names_are_plain(cls, functions: list[str]) -> list[str]:
+        for name in functions:
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(f"function name {name!r} is empty or has white space")
+        return functions
+
+
+class ProbeSummary(_Strict):
+    """Who and where a probe file was made for; the daemon refuses a file made for others."""
+
+    config_file_path: str = ""
+    probe_file_path: str = ""
+    hostname: str
+    user: str
+    install_user: str
+    created_at: str | None = None
+    expires_at: str | None = None
+
+
+class ProbeFile(_Strict):
+    """A whole probe file as read from disk (signature fields included)."""
+
+    summary: ProbeSummary
+    categories: list[Probe] = Field(min_length=1)
+    checksum_algorithm: str = "hmac-sha256"
+    checksum: str = ""
+
+    @field_validator("categories")
+    @classmethod
+    def _within_function_cap(cls, categories: list[Probe]) -> list[Probe]:
+        total = sum(len(p.functions) for p in categories)
+        if total > MAX_FUNCTIONS:
+            raise ValueError(f"{total} functions exceed the maximum of {MAX_FUNCTIONS}")
+        return categories

@@ -1,0 +1,296 @@
+"""Every ``DATACRUMBS_*`` setting, as one typed model with three sources.
+
+Precedence, highest first: explicit arguments (the installer's flags), the process environment,
+the installed system configuration SQLite (see :mod:`datacrumbs.common.system_config`), then the
+built-in defaults below. Defaults that depend on other settings (the data directory on the
+prefix, the run-id file on the run directory) are computed from the values already resolved, so
+moving the prefix moves everything under it.
+
+A bad value — a relative path, an unknown placeholder, bytes that are not UTF-8 — is reported as
+one line naming the setting (:func:`load_settings`), never as a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.system_config import find_system_config, read_table
+
+__all__ = [
+    "ENV_PREFIX",
+    "PER_RUN_FIELDS",
+    "TRACE_DIR_PLACEHOLDERS",
+    "Settings",
+    "expand_trace_dir",
+    "load_settings",
+]
+
+ENV_PREFIX = "DATACRUMBS_"
+
+#: Placeholders of ``DATACRUMBS_TRACE_DIR_PATTERN`` and what each becomes.
+TRACE_DIR_PLACEHOLDERS = {
+    "%YY%": "year, four digits (upstream's name)",
+    "%MM%": "month, 01-12",
+    "%DD%": "day of the month, 01-31",
+    "%HH%": "hour, 00-23",
+    "%USER%": "the job user",
+    "%HOST%": "this host's name",
+    "%RUN_ID%": "the run-id of the daemon",
+}
+#: Fields that belong to one job or one node, never to the installation.
+PER_RUN_FIELDS = frozenset({"user", "hostname"})
+_PLACEHOLDER = re.compile(r"%[A-Z_]+%")
+_USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _default_libc() -> Path:
+    """The C library this interpreter runs on, as the dynamic loader mapped it."""
+    with open("/proc/self/maps", encoding="utf-8") as maps:
+        for line in maps:
+            path = line.rstrip("\n").split(maxsplit=5)[-1]
+            if re.search(r"/libc(-[\d.]+)?\.so(\.\d+)*$", path):
+                return Path(path)
+    return Path("/lib/x86_64-linux-gnu/libc.so.6")
+
+
+class Settings(BaseSettings):
+    """The runtime settings of one datacrumbs installation (env names: ``DATACRUMBS_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    install_prefix: Path = Field(
+        default=Path("/opt/datacrumbs"),
+        description="Root of the shared installation laid out by datacrumbs_install.",
+    )
+    install_user: str = Field(
+        default="root", description="User owning the installation and its status databases."
+    )
+    user: str | None = Field(
+        default=None, description="The job user whose processes are traced (set per job)."
+    )
+    hostname: str = Field(
+        default_factory=socket.gethostname,
+        description="This node's name in file names (per node: never stored or exported).",
+    )
+    job_id_var: str = Field(
+        default="SLURM_JOB_ID",
+        description="Name of the environment variable holding the scheduler's job id.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda d: d["install_prefix"] / "share/datacrumbs/data",
+        description="System configuration, probe secret and status databases.",
+    )
+    trace_dir_pattern: str = Field(
+        default_factory=lambda d: f"{d['install_prefix']}/var/datacrumbs/traces/%YY%/%MM%/%DD%",
+        description="Directory of the traces; placeholders are expanded at start.",
+    )
+    server_run_dir: Path = Field(
+        default=Path("/run/datacrumbs"), description="Ready files, run-id file, signer socket."
+    )
+    server_run_id_file: Path = Field(
+        default_factory=lambda d: d["server_run_dir"] / "datacrumbs.runid",
+        description="File the daemon writes its run-id to.",
+    )
+    log_dir: Path = Field(
+        default_factory=lambda d: d["install_prefix"] / "var/log/datacrumbs",
+        description="Daemon log files (one per user, run-id and host).",
+    )
+    probe_secret_file: Path = Field(
+        default_factory=lambda d: d["data_dir"] / ".datacrumbs-probe-secret",
+        description="HMAC key of probe-file signatures (root, 0400).",
+    )
+    sign_probes_socket_path: Path = Field(
+        default_factory=lambda d: d["server_run_dir"] / "datacrumbs_sign_probes.sock",
+        description="Unix socket of the probe signer service.",
+    )
+    libc_so: Path = Field(
+        default_factory=_default_libc, description="The C library uprobes attach to by default."
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _utf8(cls, value: Any) -> Any:
+        # os.environ smuggles undecodable bytes in as lone surrogates; refuse them by name.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("is not valid UTF-8") from None
+            if "\0" in value:
+                raise ValueError("contains a NUL byte")
+        return value
+
+    @field_validator(
+        "install_prefix",
+        "data_dir",
+        "server_run_dir",
+        "server_run_id_file",
+        "log_dir",
+        "probe_secret_file",
+        "sign_probes_socket_path",
+        "libc_so",
+    )
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        if not path.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(path)!r}")
+        if ".." in path.parts:
+            raise ValueError(f"must not contain '..', got {str(path)!r}")
+        return path
+
+    @field_validator("install_user", "user")
+    @classmethod
+    def _user_name(cls, name: str | None) -> str | None:
+        if name is not None and not _USER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid user name")
+        return name
+
+    @field_validator("hostname")
+    @classmethod
+    def _host_name(cls, name: str) -> str:
+        if not name or "/" in name or name in (".", "..") or any(c.isspace() for c in name):
+            raise ValueError(f"{name!r} is not a usable host name")
+        return name
+
+    @field_validator("job_id_var")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        return name
+
+    @field_validator("trace_dir_pattern")
+    @classmethod
+    def _pattern(cls, pattern: str) -> str:
+        unknown = sorted(set(_PLACEHOLDER.findall(pattern)) - TRACE_DIR_PLACEHOLDERS.keys())
+        if unknown:
+            known = ", ".join(TRACE_DIR_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {', '.join(unknown)} (known: {known})")
+        if not pattern.startswith("/"):
+            raise ValueError(f"must be an absolute path, got {pattern!r}")
+        if ".." in Path(pattern).parts:
+            raise ValueError(f"must not contain '..', got {pattern!r}")
+        return pattern
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(init_settings, InitSettingsSource)
+        system = SystemConfigSource(settings_cls, init_settings.init_kwargs)
+        return init_settings, env_settings, system
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable (and system configuration key) of a field."""
+        return ENV_PREFIX + field.upper()
+
+    def as_environment(self) -> dict[str, str]:
+        """The installation-wide settings as ``DATACRUMBS_*`` variables.
+
+        ``user`` (per job) and ``hostname`` (per node) are left out: an installation shared by
+        many nodes must not pin one job's user or one node's name.
+        """
+        return {
+            self.env_name(name): str(value)
+            for name, value in self.model_dump().items()
+            if name not in PER_RUN_FIELDS and value is not None
+        }
+
+
+class SystemConfigSource(PydanticBaseSettingsSource):
+    """Values from the installed system configuration SQLite, found from the prefix.
+
+    The prefix, data directory and install user that locate the file come from the explicit
+    arguments, then the environment, then the defaults — the file cannot relocate itself.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._init_kwargs = init_kwargs
+        self.path: Path | None = None
+
+    def _locator(self, field: str) -> str | None:
+        value = self._init_kwargs.get(field) or os.environ.get(Settings.env_name(field))
+        return str(value) if value else None
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole table at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = Path(self._locator("install_prefix") or "/opt/datacrumbs")
+        data_dir = Path(self._locator("data_dir") or prefix / "share/datacrumbs/data")
+        if not data_dir.is_absolute() or not data_dir.is_dir():
+            return {}
+        host = self._locator("hostname") or socket.gethostname()
+        self.path = find_system_config(data_dir, self._locator("install_user"), host)
+        if self.path is None:
+            return {}
+        table = read_table(self.path, "system_configuration")
+        fields = self.settings_cls.model_fields
+        return {
+            name: table[key]
+            for name in fields
+            if (key := Settings.env_name(name)) in table and name not in PER_RUN_FIELDS
+        }
+
+
+def load_settings(**explicit: Any) -> Settings:
+    """Resolve the settings, turning any invalid value into one :class:`DatacrumbsError` line."""
+    try:
+        return Settings(**{k: v for k, v in explicit.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if error["type"] == "default_factory_not_called":
+                continue  # a consequence of another error, which is reported
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{Settings.env_name(field)}: {message}")
+        raise DatacrumbsError("; ".join(problems)) from None
+
+
+def expand_trace_dir(
+    pattern: str, *, user: str, run_id: str, host: str, when: datetime | None = None
+) -> Path:
+    """The trace directory of one run: ``pattern`` with its placeholders filled in."""
+    when = when or datetime.now()
+    values = {
+        "%YY%": f"{when.year:04d}",
+        "%MM%": f"{when.month:02d}",
+        "%DD%": f"{when.day:02d}",
+        "%HH%": f"{when.hour:02d}",
+        "%USER%": user,
+        "%HOST%": host,
+        "%RUN_ID%": run_id,
+    }
+    for name, value in values.items():
+        if "/" in value or value in ("", ".", ".."):
+            raise DatacrumbsError(f"DATACRUMBS_TRACE_DIR_PATTERN: {name} would be {value!r}")
+    return Path(_PLACEHOLDER.sub(lambda m: values[m.group(0)], pattern))

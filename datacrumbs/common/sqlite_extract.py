@@ -1,0 +1,36 @@
+"""``datacrumbs_sqlite_extract``: print one section of a datacrumbs SQLite file as JSON.
+
+For admins and scripts that want to see what an installation or a run decided without writing
+SQL. Sections of the system configuration: ``system-configuration`` and ``summary`` (objects of
+key → value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from datacrumbs.common.errors import run_cli
+from datacrumbs.common.system_config import SECTIONS, read_table
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="datacrumbs_sqlite_extract",
+        description="Print one section of a datacrumbs SQLite file as JSON on stdout.",
+    )
+    parser.add_argument("sqlite", type=Path, help="the SQLite file (opened read-only)")
+    parser.add_argument("--section", required=True, choices=sorted(SECTIONS))
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        section = read_table(args.sqlite, SECTIONS[args.section])
+        json.dump(section, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+
+    return run_cli("datacrumbs_sqlite_extract", run)

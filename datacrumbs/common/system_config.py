@@ -1,0 +1,85 @@
+"""The installed system configuration SQLite: ``system-probe-<install-user>-<host>.sqlite``.
+
+The installer writes it once per host; the daemon and the other commands open it read-only and
+let it override built-in defaults (the environment overrides it in turn). Two key/value tables,
+as upstream DataCrumbs has them: ``system_configuration`` (settings, keyed by their
+``DATACRUMBS_*`` names) and ``summary`` (facts about the installation).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from datacrumbs.common.errors import DatacrumbsError
+
+__all__ = [
+    "SECTIONS",
+    "find_system_config",
+    "read_table",
+    "system_config_path",
+    "write_system_config",
+]
+
+#: Section names of ``datacrumbs_sqlite_extract`` → the key/value table they read.
+SECTIONS = {"system-configuration": "system_configuration", "summary": "summary"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS system_configuration (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS summary (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def system_config_path(data_dir: Path, install_user: str, host: str) -> Path:
+    """Where the installer puts the system configuration of ``install_user`` on ``host``."""
+    return data_dir / f"system-probe-{install_user}-{host}.sqlite"
+
+
+def find_system_config(data_dir: Path, install_user: str | None, host: str) -> Path | None:
+    """The system configuration that applies here, or None when the prefix has none.
+
+    With the install user known the name is exact. Without it, the one file made for this host
+    is taken; several candidates are an error rather than a guess.
+    """
+    if install_user:
+        path = system_config_path(data_dir, install_user, host)
+        return path if path.is_file() else None
+    candidates = sorted(data_dir.glob(f"system-probe-*-{host}.sqlite"))
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise DatacrumbsError(
+            f"{data_dir} holds several system configurations for host {host} ({names}); "
+            "set DATACRUMBS_INSTALL_USER to choose one"
+        )
+    return candidates[0] if candidates else None
+
+
+def read_table(path: Path, table: str) -> dict[str, str]:
+    """Read one key/value table, opening the database read-only (it may be root's, 0644)."""
+    if not path.is_file():
+        raise DatacrumbsError(f"{path}: no such file")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            rows = db.execute(f"SELECT key, value FROM {table} ORDER BY key").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise DatacrumbsError(f"{path}: cannot read table {table}: {exc}") from None
+    return dict(rows)
+
+
+def write_system_config(path: Path, config: dict[str, str], summary: dict[str, str]) -> bool:
+    """Make the file hold exactly ``config``, and ``summary`` over its existing rows.
+
+    Returns whether anything was written. The file is left untouched (same bytes, same mtime)
+    when it already says the same, so re-running the installer changes nothing.
+    """
+    if path.is_file():
+        current_summary = read_table(path, "summary")
+        same_summary = all(current_summary.get(k) == v for k, v in summary.items())
+        if same_summary and read_table(path, "system_configuration") == config:
+            return False
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA)
+        db.execute("DELETE FROM system_configuration")
+        db.executemany("INSERT INTO system_configuration VALUES (?, ?)", sorted(config.items()))
+        db.executemany("INSERT OR REPLACE INTO summary VALUES (?, ?)", sorted(summary.items()))
+    return True

@@ -1,0 +1,53 @@
+"""Idempotent file writes for the installer: same content, same file — nothing touched.
+
+Re-running ``datacrumbs_install`` must change nothing and lose nothing, so every file is
+compared before it is written, and written atomically (temporary file + rename) when it differs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+__all__ = ["ensure_dir", "ensure_file"]
+
+
+def ensure_dir(path: Path, mode: int = 0o755) -> str:
+    """Create ``path`` (and parents) owned by root; an existing directory is kept as it is."""
+    if path.is_dir():
+        return "kept"
+    path.mkdir(mode=mode, parents=True)
+    os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+    return "created"
+
+
+def ensure_file(path: Path, content: str, mode: int = 0o644) -> str:
+    """Make ``path`` hold ``content`` with ``mode``; return ``created``/``updated``/``kept``."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    same = info is not None and stat.S_ISREG(info.st_mode) and _reads(path) == content
+    if same and info is not None:
+        if stat.S_IMODE(info.st_mode) == mode:
+            return "kept"
+        os.chmod(path, mode)
+        return "kept (mode repaired)"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(content)
+            out.flush()
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return "created" if info is None else "updated"
+
+
+def _reads(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")

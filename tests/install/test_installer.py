@@ -1,0 +1,149 @@
+"""``datacrumbs_install`` lays out the prefix with the right owners and modes, idempotently."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+from conftest import command
+
+from datacrumbs.common.system_config import read_table
+
+VERSION = "0.1.0"
+HOST = socket.gethostname()
+
+
+def _run_install(prefix: Path, *extra: str, env: dict[str, str] | None = None,
+                 user: str | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+    argv = [command("datacrumbs_install"), "--prefix", str(prefix), *extra]
+    if user:
+        argv = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, env=base | (env or {}))
+
+
+def _snapshot(prefix: Path) -> dict[str, tuple[bytes, int, int, int]]:
+    files = {}
+    for path in sorted(prefix.rglob("*")):
+        info = path.lstat()
+        content = path.read_bytes() if path.is_file() else b""
+        files[str(path)] = (content, info.st_mode, info.st_uid, info.st_mtime_ns)
+    return files
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
+    result = _run_install(prefix)
+    assert result.returncode == 0, result.stderr
+    data = prefix / "share/datacrumbs/data"
+    expected = {
+        prefix / "bin/datacrumbs_setup": 0o644,
+        prefix / f"etc/datacrumbs/lmod/modulefiles/datacrumbs/{VERSION}.lua": 0o644,
+        data / f"system-probe-root-{HOST}.sqlite": 0o644,
+        data / ".datacrumbs-probe-secret": 0o400,
+    }
+    for path, mode in expected.items():
+        assert path.is_file(), path
+        assert _mode(path) == mode, (path, oct(_mode(path)))
+        assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
+    for directory in ("bin", "etc/datacrumbs/systemd", "share/datacrumbs/data",
+                      "var/log/datacrumbs"):
+        assert (prefix / directory).is_dir()
+        assert _mode(prefix / directory) == 0o755
+    secret = (data / ".datacrumbs-probe-secret").read_text()
+    assert re.fullmatch(r"[0-9a-f]{64}\n", secret)
+    # One report line per path, each naming what was done.
+    assert len(result.stdout.splitlines()) == 9
+    assert all(line.split()[0] in {"created", "secret"} for line in result.stdout.splitlines())
+
+
+def test_system_configuration_holds_install_paths_and_summary(installed: Path) -> None:
+    db = installed / f"share/datacrumbs/data/system-probe-root-{HOST}.sqlite"
+    config = read_table(db, "system_configuration")
+    assert config["DATACRUMBS_INSTALL_PREFIX"] == str(installed)
+    assert config["DATACRUMBS_INSTALL_USER"] == "root"
+    assert config["DATACRUMBS_DATA_DIR"] == str(installed / "share/datacrumbs/data")
+    assert config["DATACRUMBS_PROBE_SECRET_FILE"] == str(
+        installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
+    )
+    assert config["DATACRUMBS_SERVER_RUN_DIR"] == "/run/datacrumbs"
+    assert config["DATACRUMBS_KERNEL_UNAME_R"] == os.uname().release
+    assert "DATACRUMBS_USER" not in config  # per job, never installation-wide
+    summary = read_table(db, "summary")
+    assert summary["hostname"] == HOST
+    assert summary["install_user"] == "root"
+    assert summary["kernel_release"] == os.uname().release
+    assert Path(summary["libc_so"]).name == "libc.so.6"
+    assert Path(summary["libc_so"]).is_file()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", summary["created_at"])
+
+
+def test_second_install_changes_nothing(installed: Path) -> None:
+    before = _snapshot(installed)
+    result = _run_install(installed)
+    assert result.returncode == 0, result.stderr
+    assert _snapshot(installed) == before  # bytes, modes, owners and mtimes: secret included
+    assert all(" kept " in f" {line} " for line in result.stdout.splitlines())
+
+
+def test_reinstall_keeps_values_stored_by_an_earlier_run(prefix: Path) -> None:
+    custom = {"DATACRUMBS_TRACE_DIR_PATTERN": "/srv/traces/%USER%/%YY%-%MM%-%DD%"}
+    assert _run_install(prefix, env=custom).returncode == 0
+    assert _run_install(prefix).returncode == 0  # no longer in the environment
+    db = prefix / f"share/datacrumbs/data/system-probe-root-{HOST}.sqlite"
+    pattern = read_table(db, "system_configuration")["DATACRUMBS_TRACE_DIR_PATTERN"]
+    assert pattern == custom["DATACRUMBS_TRACE_DIR_PATTERN"]
+    setup = (prefix / "bin/datacrumbs_setup").read_text()
+    assert "DATACRUMBS_TRACE_DIR_PATTERN=/srv/traces/%USER%/%YY%-%MM%-%DD%" in setup
+
+
+def test_secret_is_never_overwritten_and_its_mode_is_repaired(installed: Path) -> None:
+    secret = installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
+    original = secret.read_bytes()
+    os.chmod(secret, 0o644)
+    result = _run_install(installed)
+    assert result.returncode == 0, result.stderr
+    assert secret.read_bytes() == original
+    assert _mode(secret) == 0o400
+    assert f"secret kept (mode repaired) {secret}" in " ".join(result.stdout.split())
+
+
+def test_install_user_and_host_name_the_system_configuration(prefix: Path) -> None:
+    result = _run_install(prefix, "--install-user", "daemon", "--host", "node17")
+    assert result.returncode == 0, result.stderr
+    db = prefix / "share/datacrumbs/data/system-probe-daemon-node17.sqlite"
+    assert read_table(db, "summary")["hostname"] == "node17"
+    assert read_table(db, "system_configuration")["DATACRUMBS_INSTALL_USER"] == "daemon"
+
+
+def test_non_root_is_refused_with_one_line(prefix: Path) -> None:
+    result = _run_install(prefix, user="nobody")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "datacrumbs_install: error: must run as root: it creates the probe secret owned by "
+        "root with mode 0400\n"
+    )
+    assert not prefix.exists()
+
+
+def test_unknown_install_user_is_refused(prefix: Path) -> None:
+    result = _run_install(prefix, "--install-user", "no_such_user_dc")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "datacrumbs_install: error: install user 'no_such_user_dc' does not exist on this host\n"
+    )
+
+
+def test_prefix_unsafe_for_units_is_refused(tmp_path: Path) -> None:
+    result = _run_install(tmp_path / "with space")
+    assert result.returncode == 2
+    assert result.stderr.startswith("datacrumbs_install: error: DATACRUMBS_INSTALL_PREFIX: ")
+    assert "white space" in result.stderr
+    assert result.stderr.count("\n") == 1

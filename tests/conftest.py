@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-SCRIPTS = Path(sys.executable).parent
-
-
-def command(name: str) -> str:
-    """Absolute path of one of the project's console scripts in this venv."""
-    return str(SCRIPTS / name)
+from support import command
 
 
 @pytest.fixture(autouse=True)

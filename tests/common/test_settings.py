@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import command
+from support import command
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.settings import expand_trace_dir, load_settings

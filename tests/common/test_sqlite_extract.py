@@ -7,7 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from conftest import command
+from support import command
 
 from datacrumbs.common.system_config import read_table
 

@@ -60,6 +60,14 @@ class Probe(_Strict):
     include_offsets: bool = False
     provider: str | None = None
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: object) -> object:
+        if isinstance(value, bool) or value not in {t.value for t in ProbeType}:
+            known = ", ".join(f"{t.value} {t.name.lower()}" for t in ProbeType)
+            raise ValueError(f"unknown probe type {value!r} (known: {known})")
+        return value
+
     @field_validator("functions")
     @classmethod
     def _names_are_plain(cls, functions: list[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 For admins and scripts that want to see what an installation or a run decided without writing
 SQL. Sections of the system configuration: ``system-configuration`` and ``summary`` (objects of
-key → value).
+key → value); of a runtime status database: ``valid-probes`` and ``invalid-probes`` (lists of
+targets, with the failure reason and when it was recorded).
 """
 
 from __future__ import annotations
@@ -10,12 +11,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from datacrumbs.common.errors import run_cli
-from datacrumbs.common.system_config import SECTIONS, read_table
+from datacrumbs.common.status_db import StatusDB
+from datacrumbs.common.system_config import read_table
 
-__all__ = ["main"]
+__all__ = ["SECTIONS", "main"]
+
+SECTIONS: dict[str, Callable[[Path], Any]] = {
+    "system-configuration": lambda path: read_table(path, "system_configuration"),
+    "summary": lambda path: read_table(path, "summary"),
+    "valid-probes": lambda path: StatusDB(path).rows("successful"),
+    "invalid-probes": lambda path: StatusDB(path).rows("invalid"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        section = read_table(args.sqlite, SECTIONS[args.section])
+        section = SECTIONS[args.section](args.sqlite)
         json.dump(section, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0

@@ -14,15 +14,11 @@ from pathlib import Path
 from datacrumbs.common.errors import DatacrumbsError
 
 __all__ = [
-    "SECTIONS",
     "find_system_config",
     "read_table",
     "system_config_path",
     "write_system_config",
 ]
-
-#: Section names of ``datacrumbs_sqlite_extract`` → the key/value table they read.
-SECTIONS = {"system-configuration": "system_configuration", "summary": "summary"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS system_configuration (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,0 +1,97 @@
+"""Reading and writing probe files: gzip or plain JSON on disk, a checked model in memory.
+
+Every way a file can be wrong — missing, unreadable, neither gzip nor JSON, a truncated gzip,
+JSON of the wrong shape — ends in one :class:`DatacrumbsError` line that names the file.
+Reading returns the raw document too: the signature covers the file's own JSON, not the
+model's re-serialisation (which would add defaults).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.probes import ProbeFile
+
+__all__ = ["MAX_PROBE_FILE_BYTES", "PROBE_FILE_MODE", "read_probe_file", "write_probe_file"]
+
+PROBE_FILE_MODE = 0o600
+#: Far above 16,384 functions with arguments; a cap so a hostile file cannot exhaust memory.
+MAX_PROBE_FILE_BYTES = 64 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _decompress(path: Path, raw: bytes) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(MAX_PROBE_FILE_BYTES + 1)
+    except EOFError:
+        raise DatacrumbsError(f"probe file {path}: truncated gzip data") from None
+    except (OSError, zlib.error) as exc:
+        raise DatacrumbsError(f"probe file {path}: corrupt gzip data ({exc})") from None
+    if len(data) > MAX_PROBE_FILE_BYTES:
+        raise DatacrumbsError(f"probe file {path}: larger than {MAX_PROBE_FILE_BYTES} bytes")
+    return data
+
+
+def _validation_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where.lstrip('.') or 'file'}: {message}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def read_probe_file(path: Path) -> tuple[dict[str, Any], ProbeFile]:
+    """Load ``path`` (gzip detected by its magic bytes): the raw document and its model."""
+    try:
+        with open(path, "rb") as source:
+            raw = source.read(MAX_PROBE_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise DatacrumbsError(f"probe file {path} does not exist") from None
+    except OSError as exc:
+        raise DatacrumbsError(f"probe file {path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_PROBE_FILE_BYTES:
+        raise DatacrumbsError(f"probe file {path}: larger than {MAX_PROBE_FILE_BYTES} bytes")
+    data = _decompress(path, raw) if raw.startswith(_GZIP_MAGIC) else raw
+    try:
+        document = json.loads(data)
+    except UnicodeDecodeError:
+        raise DatacrumbsError(f"probe file {path}: neither gzip nor UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise DatacrumbsError(f"probe file {path}: neither gzip nor JSON ({exc})") from None
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        raise DatacrumbsError(f"probe file {path}: expected a JSON object, found a {kind}")
+    try:
+        model = ProbeFile.model_validate(document)
+    except ValidationError as exc:
+        raise DatacrumbsError(f"probe file {path}: {_validation_line(exc)}") from None
+    return document, model
+
+
+def write_probe_file(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` as gzip JSON, mode 0600, atomically (a reader never sees half)."""
+    data = gzip.compress(json.dumps(document, ensure_ascii=False).encode("utf-8"), mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, PROBE_FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

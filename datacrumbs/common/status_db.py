@@ -1,0 +1,165 @@
+"""The runtime probe status database: which targets attached on this node, and which failed.
+
+``<data-dir>/probes-runtime-status-<install-user>-<config-name>.sqlite``, where config-name is
+the probe file's name without ``.json.gz`` (or ``.json``). Upstream DataCrumbs' table and its
+groups are kept (``syscalls``/``kprobes``/``binary``/``usdt``; scope "" for kernel kinds, the
+binary path for uprobes, ``binary\\nprovider`` for USDT), with three columns added: the failure
+``reason``, when it was ``updated_at``, and a ``fingerprint`` of what the outcome depended on
+(the kernel release, or the binary's device, inode, size and mtime). A target marked invalid is
+skipped only while its fingerprint still matches — after a kernel upgrade or a rebuilt binary it
+is tried again, and a success clears the mark.
+
+Mode 0600, owned by the install user; WAL and a 5 s busy timeout so that two daemons on one
+node never corrupt it; all outcomes of one start are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from datacrumbs.common.errors import DatacrumbsError
+
+__all__ = ["Outcome", "StatusDB", "Target", "fingerprint", "status_db_path"]
+
+STATUS_DB_MODE = 0o600
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runtime_probe_status (
+    probe_group TEXT NOT NULL,
+    scope_key TEXT NOT NULL,
+    function_name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('invalid', 'successful')),
+    reason TEXT NOT NULL DEFAULT '',
+    fingerprint TEXT NOT NULL DEFAULT '',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (probe_group, scope_key, function_name, status)
+);
+"""
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """One attachable thing: a syscall, a kernel function, or a function in one binary."""
+
+    probe_group: str
+    scope_key: str
+    function_name: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened when a target was attached."""
+
+    target: Target
+    attached: bool
+    reason: str = ""
+
+
+def status_db_path(data_dir: Path, install_user: str, probe_file: Path) -> Path:
+    """Where the status of ``probe_file``'s targets is kept for ``install_user``."""
+    config_name = probe_file.name.removesuffix(".gz").removesuffix(".json")
+    return data_dir / f"probes-runtime-status-{install_user}-{config_name}.sqlite"
+
+
+def fingerprint(target: Target) -> str:
+    """What a target's outcome depends on: the binary as it is now, or the running kernel."""
+    if target.probe_group in ("binary", "usdt"):
+        binary = target.scope_key.split("\n", 1)[0]
+        try:
+            st = os.stat(binary)
+        except OSError:
+            return "missing"
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    return os.uname().release
+
+
+class StatusDB:
+    """One status database, opened for the length of a ``with`` block."""
+
+    def __init__(self, path: Path, *, owner_uid: int | None = None,
+                 owner_gid: int | None = None) -> None:
+        self.path = path
+        self._owner = (owner_uid, owner_gid)
+
+    def _create(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         STATUS_DB_MODE)
+        except FileExistsError:
+            return
+        try:
+            uid, gid = self._owner
+            if uid is not None:
+                os.fchown(fd, uid, -1 if gid is None else gid)
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._create()
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise DatacrumbsError(f"status database {self.path}: {exc}") from None
+        with closing(db):
+            db.execute("PRAGMA busy_timeout = 5000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+            yield db
+
+    def known_invalid(self, targets: Iterable[Target]) -> dict[Target, str]:
+        """The targets marked invalid whose fingerprint still holds, with the recorded reason."""
+        wanted = set(targets)
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT probe_group, scope_key, function_name, reason, fingerprint "
+                "FROM runtime_probe_status WHERE status = 'invalid'"
+            ).fetchall()
+        found = {}
+        for group, scope, function, reason, recorded in rows:
+            target = Target(group, scope, function)
+            if target in wanted and recorded == fingerprint(target):
+                found[target] = reason
+        return found
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Record every outcome of one start in one transaction."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for outcome in outcomes:
+                    t = outcome.target
+                    key = (t.probe_group, t.scope_key, t.function_name)
+                    stale = "invalid" if outcome.attached else "successful"
+                    status = "successful" if outcome.attached else "invalid"
+                    db.execute(
+                        "DELETE FROM runtime_probe_status WHERE probe_group = ? AND "
+                        "scope_key = ? AND function_name = ? AND status = ?", (*key, stale))
+                    db.execute(
+                        "INSERT OR REPLACE INTO runtime_probe_status VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (*key, status, outcome.reason, fingerprint(t), now))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def rows(self, status: str) -> list[dict[str, str]]:
+        """Every row of one status, as dicts (for ``datacrumbs_sqlite_extract``)."""
+        if not self.path.is_file():
+            raise DatacrumbsError(f"{self.path}: no such file")
+        try:
+            with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+                db.row_factory = sqlite3.Row
+                cursor = db.execute(
+                    "SELECT probe_group, scope_key, function_name, reason, fingerprint, "
+                    "updated_at FROM runtime_probe_status WHERE status = ? "
+                    "ORDER BY probe_group, scope_key, function_name", (status,))
+                return [dict(row) for row in cursor]
+        except sqlite3.DatabaseError as exc:
+            raise DatacrumbsError(f"{self.path}: cannot read runtime_probe_status: {exc}") from None

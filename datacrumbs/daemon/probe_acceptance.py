@@ -1,0 +1,50 @@
+"""Whether this daemon may run a probe file: signed by this installation, made for this job.
+
+Everything here happens before anything is attached. The signature proves the signer (root)
+approved the content; the summary then has to match where and for whom the daemon runs, so a
+file signed for another user, host or installation, or one past its expiry, is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.probe_file import read_probe_file
+from datacrumbs.common.probes import ProbeFile
+from datacrumbs.common.settings import Settings
+from datacrumbs.common.signing import read_secret, verify
+
+__all__ = ["accept_probe_file"]
+
+
+def _expiry(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DatacrumbsError(f"summary.expires_at {text!r} is not an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
+    """The checked probe file, or one :class:`DatacrumbsError` line saying why it is refused."""
+    document, model = read_probe_file(path)
+    try:
+        verify(read_secret(settings.probe_secret_file), document)
+    except DatacrumbsError as exc:
+        raise DatacrumbsError(f"probe file {path} refused: {exc}") from None
+    summary = model.summary
+    for what, made_for, here in (
+        ("user", summary.user, user),
+        ("host", summary.hostname, settings.hostname),
+        ("install user", summary.install_user, settings.install_user),
+    ):
+        if made_for != here:
+            raise DatacrumbsError(
+                f"probe file {path} refused: made for {what} {made_for!r}, this daemon runs "
+                f"for {here!r}"
+            )
+    if summary.expires_at and _expiry(summary.expires_at) < datetime.now(UTC):
+        raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
+    return model

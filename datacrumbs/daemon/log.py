@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["setup_logging"]
+__all__ = ["journal_error", "setup_logging"]
 
 _JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
@@ -40,3 +40,11 @@ def setup_logging(run_id: str | None = None, user: str | None = None) -> logging
             fields["DATACRUMBS_USER"] = user
         logger.addHandler(JournalHandler(**fields))
     return logger
+
+
+def journal_error(logger: logging.Logger, message: str) -> None:
+    """Send a fatal error to the journal only: the command prints it on stderr itself."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logger.handlers:
+        if not isinstance(handler, logging.StreamHandler):
+            handler.handle(record)

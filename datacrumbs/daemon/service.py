@@ -1,0 +1,239 @@
+"""One tracing run, from start-up to a finished trace: what ``datacrumbs`` does.
+
+Start-up runs in the order the unit and the job scripts rely on: limits, settings, the probe
+file (signature and summary checked before anything is attached), the run-id lock, the
+run-id file, the trace directory, the status database, attaching, and only then the ready
+file and ``READY=1``. Any failure before the ready point ends the run with one line and a
+non-zero exit; any failure after it still removes the ready file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
+from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
+from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
+from datacrumbs.daemon.limits import raise_soft_limits
+from datacrumbs.daemon.log import journal_error, setup_logging
+from datacrumbs.daemon.notify import Notifier
+from datacrumbs.daemon.probe_acceptance import accept_probe_file
+from datacrumbs.daemon.run_files import RunFiles
+from datacrumbs.daemon.run_id import resolve_run_id
+from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, EngineStats, TargetOutcome
+from datacrumbs.trace.writer import TraceWriter
+
+__all__ = ["STATUS_INTERVAL", "run_daemon", "target_of"]
+
+#: Seconds between STATUS= updates while tracing.
+STATUS_INTERVAL = 2.0
+
+_GROUPS = {
+    ProbeType.SYSCALLS: "syscalls",
+    ProbeType.KPROBE: "kprobes",
+    ProbeType.UPROBE: "binary",
+    ProbeType.USDT: "usdt",
+    ProbeType.CUSTOM: "custom",
+}
+
+
+def target_of(probe: Probe, function: str) -> Target:
+    """The status-database key of one function of one probe (upstream's groups and scopes)."""
+    if probe.type is ProbeType.UPROBE:
+        scope = probe.binary_path or ""
+    elif probe.type is ProbeType.USDT:
+        scope = f"{probe.binary_path or ''}\n{probe.provider or ''}"
+    else:
+        scope = ""
+    return Target(_GROUPS[probe.type], scope, function)
+
+
+def _outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
+    return target_of(probes[outcome.category], outcome.function)
+
+
+def _without_known_invalid(
+    probes: Iterable[Probe], known: dict[Target, str]
+) -> list[Probe]:
+    kept = []
+    for probe in probes:
+        functions = [f for f in probe.functions if target_of(probe, f) not in known]
+        if functions:
+            kept.append(probe.model_copy(update={"functions": functions}))
+    return kept
+
+
+def _job_user(settings: Settings) -> pwd.struct_passwd:
+    if not settings.user:
+        raise DatacrumbsError(
+            "DATACRUMBS_USER is not set: name the job user whose processes are traced "
+            "(the unit's environment file sets it)"
+        )
+    try:
+        return pwd.getpwnam(settings.user)
+    except KeyError:
+        raise DatacrumbsError(f"DATACRUMBS_USER: no user {settings.user!r} on this host") from None
+
+
+def _install_owner(settings: Settings) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(settings.install_user)
+    except KeyError:
+        raise DatacrumbsError(
+            f"DATACRUMBS_INSTALL_USER: no user {settings.install_user!r} on this host"
+        ) from None
+
+
+def _trace_path(settings: Settings, user: str, run_id: str, probe_path: Path) -> Path:
+    directory = expand_trace_dir(settings.trace_dir_pattern, user=user, run_id=run_id,
+                                 host=settings.hostname)
+    try:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatacrumbsError(f"trace directory {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK):
+        raise DatacrumbsError(f"trace directory {directory}: not writable")
+    config_name = probe_path.name.removesuffix(".gz").removesuffix(".json")
+    path = directory / f"trace-{user}-{run_id}-{settings.hostname}-{config_name}.pfw.gz"
+    if path.exists() or path.is_symlink():
+        # A trace of an earlier run with this run-id is kept, under its own time.
+        stamp = datetime.fromtimestamp(path.lstat().st_mtime).strftime("%Y%m%dT%H%M%S")
+        path.rename(path.with_name(path.name.replace(".pfw.gz", f".{stamp}.pfw.gz")))
+    return path
+
+
+def _status_line(stats: EngineStats) -> str:
+    return (f"tracing: {stats.events} events, {stats.lost} lost, "
+            f"trace {stats.trace_bytes / 1048576:.1f} MiB")
+
+
+class _StopSignal:
+    """SIGTERM/SIGINT set an event; a second signal while stopping is logged, not obeyed."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.event = threading.Event()
+        self._log = log
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.event.is_set():
+            self._log.info("%s while stopping: already finishing the trace", name)
+        else:
+            self._log.info("%s: stopping", name)
+        self.event.set()
+
+
+def run_daemon(probe_path: Path, run_id_argument: str | None) -> int:
+    """Trace one run until SIGTERM/SIGINT; return the exit status."""
+    log = setup_logging()
+    stop = _StopSignal(log)
+    log.info("limits: %s", "; ".join(raise_soft_limits()))
+    try:
+        return _run(probe_path, run_id_argument, stop)
+    except DatacrumbsError as exc:
+        journal_error(logging.getLogger("datacrumbs"), str(exc))
+        raise
+
+
+def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> int:
+    settings = load_settings()
+    job_user = _job_user(settings)
+    owner = _install_owner(settings)
+    run_id, source = resolve_run_id(run_id_argument, settings.job_id_var)
+    log = setup_logging(run_id, job_user.pw_name)
+    log.info("run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name,
+             probe_path)
+    probe_file = accept_probe_file(probe_path, settings, job_user.pw_name)
+
+    files = RunFiles(settings.server_run_dir, run_id, settings.server_run_id_file)
+    files.acquire()
+    try:
+        if files.prepare():
+            log.info("removed a stale ready file %s", files.ready)
+        trace_path = _trace_path(settings, job_user.pw_name, run_id, probe_path)
+        return _trace(settings, probe_file, probe_path, job_user, owner, run_id, files,
+                      trace_path, stop, log)
+    finally:
+        files.release()
+
+
+def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
+           job_user: pwd.struct_passwd, owner: pwd.struct_passwd, run_id: str,
+           files: RunFiles, trace_path: Path, stop: _StopSignal, log: logging.Logger) -> int:
+    notifier = Notifier()
+    status_db = StatusDB(status_db_path(settings.data_dir, settings.install_user, probe_path),
+                         owner_uid=owner.pw_uid, owner_gid=owner.pw_gid)
+    requested = [target_of(p, f) for p in probe_file.categories for f in p.functions]
+    known_bad = status_db.known_invalid(requested)
+    probes = _without_known_invalid(probe_file.categories, known_bad)
+    for target, reason in sorted(known_bad.items()):
+        log.info("skipped %s %s: known to fail (%s)", target.probe_group,
+                 target.function_name, reason)
+
+    started = time.monotonic()
+    engine = Engine(EngineConfig(uid=job_user.pw_uid, hostname=settings.hostname))
+    try:
+        engine.load()
+        outcomes = engine.attach(probes)
+        by_category = {p.name: p for p in probes}
+        status_db.record(Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
+                         for o in outcomes)
+        attached = sum(o.attached for o in outcomes)
+        failed = [o for o in outcomes if not o.attached]
+        for outcome in failed:
+            log.warning("probe %s %s failed: %s", outcome.category, outcome.function,
+                        outcome.reason)
+        log.info(
+            "probes: %d requested, %d attached, %d failed, %d skipped as known-bad",
+            len(requested), attached, len(failed), len(known_bad),
+            extra={"PROBES_REQUESTED": len(requested), "PROBES_ATTACHED": attached,
+                   "PROBES_FAILED": len(failed), "PROBES_SKIPPED": len(known_bad)},
+        )
+        if attached == 0:
+            raise DatacrumbsError("no probe could be attached; nothing to trace")
+
+        writer = TraceWriter(trace_path)
+        os.chown(trace_path, job_user.pw_uid, job_user.pw_gid)
+        engine.start(writer)
+        files.mark_ready(f"{os.getpid()}\n{trace_path}\n")
+        ready_status = (f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
+                        f"attached, {len(failed)} failed -> {trace_path}")
+        notifier.ready(ready_status)
+        log.info("ready in %.3f s: %s", time.monotonic() - started, ready_status)
+
+        _wait_for_stop(engine, notifier, stop)
+        notifier.stopping("stopping: draining the ring buffer and finishing the trace")
+        final = engine.stop()
+    except EngineError as exc:
+        raise DatacrumbsError(str(exc)) from None
+    finally:
+        engine.close()
+    duration = time.monotonic() - started
+    log.info(
+        "finished: %d events, %d lost, %.1f s, trace %s (%d bytes)",
+        final.events, final.lost, duration, trace_path, final.trace_bytes,
+        extra={"EVENTS": final.events, "EVENTS_LOST": final.lost,
+               "TRACE_FILE": str(trace_path)},
+    )
+    return 0
+
+
+def _wait_for_stop(engine: Engine, notifier: Notifier, stop: _StopSignal) -> None:
+    interval = STATUS_INTERVAL
+    if notifier.watchdog_interval is not None:
+        interval = min(interval, notifier.watchdog_interval)
+    while not stop.event.wait(interval):
+        notifier.status(_status_line(engine.stats()))
+        notifier.watchdog()

@@ -1,0 +1,51 @@
+"""Fixtures for the daemon's tests: an installation, a run environment, signed probe files."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datacrumbs.common.probe_file import write_probe_file
+from datacrumbs.common.signing import read_secret, sign
+
+JOB_USER = "nobody"
+
+
+@pytest.fixture
+def run_env(installed: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment of a daemon run: the test installation, private run and trace dirs."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+    return base | {
+        "DATACRUMBS_INSTALL_PREFIX": str(installed),
+        "DATACRUMBS_USER": JOB_USER,
+        "DATACRUMBS_SERVER_RUN_DIR": str(tmp_path / "run"),
+        "DATACRUMBS_SERVER_RUN_ID_FILE": str(tmp_path / "run/datacrumbs.runid"),
+        "DATACRUMBS_TRACE_DIR_PATTERN": str(tmp_path / "traces/%USER%/%YY%"),
+    }
+
+
+@pytest.fixture
+def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
+    """Write a probe file signed with the installation's secret (as the signer would)."""
+    key = read_secret(installed / "share/datacrumbs/data/.datacrumbs-probe-secret")
+
+    def make(categories: list[dict[str, Any]], name: str = "probes.json.gz",
+             signed: bool = True, **summary: Any) -> Path:
+        document: dict[str, Any] = {
+            "summary": {"hostname": socket.gethostname(), "user": JOB_USER,
+                        "install_user": "root"} | summary,
+            "categories": categories,
+            "checksum_algorithm": "hmac-sha256",
+        }
+        if signed:
+            document["checksum"] = sign(key, document)
+        path = tmp_path / name
+        write_probe_file(path, document)
+        return path
+
+    return make

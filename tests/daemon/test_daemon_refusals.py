@@ -1,0 +1,156 @@
+"""Every bad input stops the daemon before anything is attached: one line, exit 2, no ready
+file, nothing of another run harmed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from daemon_support import run_daemon
+
+POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
+
+
+def _refused(result, run_dir: Path) -> str:
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("datacrumbs: error: ")
+    assert "Traceback" not in result.stderr
+    assert not list(run_dir.glob("*.ready")) if run_dir.exists() else True
+    return last.removeprefix("datacrumbs: error: ")
+
+
+def _run_dir(env: dict[str, str]) -> Path:
+    return Path(env["DATACRUMBS_SERVER_RUN_DIR"])
+
+
+def test_missing_probe_file(run_env: dict[str, str], tmp_path: Path) -> None:
+    result = run_daemon(tmp_path / "none.json.gz", "job1", env=run_env)
+    message = _refused(result, _run_dir(run_env))
+    assert message == f"probe file {tmp_path}/none.json.gz does not exist"
+
+
+def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "p.json.gz"
+    path.write_bytes(b"\x00\x01binary junk")
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message.startswith(f"probe file {path}: neither gzip nor")
+
+
+def test_truncated_gzip(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX)
+    path.write_bytes(path.read_bytes()[:-12])
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {path}: truncated gzip data"
+
+
+def test_wrong_shape(run_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"summary": [], "categories": "all"}))
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (f"probe file {path}: summary: Input should be a valid dictionary or "
+                       "instance of ProbeSummary; categories: Input should be a valid list")
+
+
+def test_signature_mismatch(run_env: dict[str, str],
+                            make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX)
+    document = json.loads(gzip.decompress(path.read_bytes()))
+    document["categories"][0]["functions"].append("read")
+    path.write_bytes(gzip.compress(json.dumps(document).encode()))
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (f"probe file {path} refused: signature mismatch: the probe file was "
+                       "changed after signing or signed with another secret")
+
+
+def test_unsigned_file(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX, signed=False)
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {path} refused: the probe file is not signed (no checksum)"
+
+
+def test_unknown_probe_type(run_env: dict[str, str],
+                           make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file([{"type": 7, "name": "x", "functions": ["f"]}])
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (f"probe file {path}: categories[0].type: unknown probe type 7 (known: "
+                       "0 syscalls, 1 kprobe, 2 uprobe, 3 usdt, 4 custom)")
+
+
+def test_empty_probe_list(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file([])
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (f"probe file {path}: categories: List should have at least 1 item after "
+                       "validation, not 0")
+
+
+def test_file_made_for_another_user(run_env: dict[str, str],
+                                    make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX, user="daemon")
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (f"probe file {path} refused: made for user 'daemon', this daemon runs "
+                       "for 'nobody'")
+
+
+def test_file_made_for_another_host(run_env: dict[str, str],
+                                    make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX, hostname="elsewhere")
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert "made for host 'elsewhere'" in message
+
+
+def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    expired = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
+    path = make_probe_file(POSIX, expires_at=expired)
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {path} refused: expired at {expired}"
+
+
+@pytest.mark.parametrize("run_id", ["../etc", "a/b", "job 42", ".hidden", "x" * 129])
+def test_unsafe_run_id(run_env: dict[str, str], make_probe_file: Callable[..., Path],
+                       run_id: str) -> None:
+    message = _refused(run_daemon(make_probe_file(POSIX), run_id, env=run_env),
+                       _run_dir(run_env))
+    assert message.startswith(f"run-id {run_id!r} from the command line is not safe in file names")
+    assert not _run_dir(run_env).exists()
+
+
+def test_unsafe_run_id_from_the_scheduler(run_env: dict[str, str],
+                                          make_probe_file: Callable[..., Path]) -> None:
+    env = run_env | {"SLURM_JOB_ID": "../../x"}
+    message = _refused(run_daemon(make_probe_file(POSIX), env=env), _run_dir(run_env))
+    assert message.startswith("run-id '../../x' from $SLURM_JOB_ID is not safe")
+
+
+def test_job_user_is_required(run_env: dict[str, str],
+                              make_probe_file: Callable[..., Path]) -> None:
+    env = {k: v for k, v in run_env.items() if k != "DATACRUMBS_USER"}
+    message = _refused(run_daemon(make_probe_file(POSIX), "job1", env=env), _run_dir(run_env))
+    assert message == ("DATACRUMBS_USER is not set: name the job user whose processes are "
+                       "traced (the unit's environment file sets it)")
+
+
+def test_unwritable_run_directory(run_env: dict[str, str],
+                                  make_probe_file: Callable[..., Path]) -> None:
+    env = run_env | {"DATACRUMBS_SERVER_RUN_DIR": "/dev/null/run"}
+    result = run_daemon(make_probe_file(POSIX), "job1", env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "datacrumbs: error: run directory /dev/null/run: Not a directory"
+    )
+
+
+def test_unwritable_trace_directory(run_env: dict[str, str],
+                                    make_probe_file: Callable[..., Path]) -> None:
+    env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": "/dev/null/traces/%YY%"}
+    result = run_daemon(make_probe_file(POSIX), "job1", env=env)
+    year = datetime.now().year
+    assert _refused(result, _run_dir(run_env)) == (
+        f"trace directory /dev/null/traces/{year}: Not a directory"
+    )
+    # The run-id lock was released: nothing of this run stays ready.
+    assert not (_run_dir(run_env) / "datacrumbs-job1.ready").exists()

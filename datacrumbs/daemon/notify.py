@@ -1,7 +1,9 @@
 """Talking to systemd: READY=1, STATUS=, STOPPING=1 and the watchdog keep-alive.
 
 Through ``sdnotify``; every call is a no-op when ``NOTIFY_SOCKET`` is unset (not under
-systemd), so the daemon runs the same by hand and in tests.
+systemd), so the daemon runs the same by hand and in tests. The socket is non-blocking: a
+datagram queue that is full (10 messages by default) drops a status update instead of
+stalling the daemon — tracing never waits on its manager.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ class Notifier:
 
     def __init__(self) -> None:
         self._socket = sdnotify.SystemdNotifier() if os.environ.get("NOTIFY_SOCKET") else None
+        if self._socket is not None:
+            self._socket.socket.setblocking(False)
         usec = os.environ.get("WATCHDOG_USEC", "")
         pid = os.environ.get("WATCHDOG_PID", "")
         wanted = usec.isdigit() and (not pid or pid == str(os.getpid()))

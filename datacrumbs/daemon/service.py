@@ -191,10 +191,7 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         status_db.record(Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
                          for o in outcomes)
         attached = sum(o.attached for o in outcomes)
-        failed = [o for o in outcomes if not o.attached]
-        for outcome in failed:
-            log.warning("probe %s %s failed: %s", outcome.category, outcome.function,
-                        outcome.reason)
+        failed = [o for o in outcomes if not o.attached]  # the engine logged each reason
         log.info(
             "probes: %d requested, %d attached, %d failed, %d skipped as known-bad",
             len(requested), attached, len(failed), len(known_bad),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import socket
-from collections.abc import Callable
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
 
 JOB_USER = "nobody"
+C_DIR = Path(__file__).parent.parent / "engine" / "c"
 
 
 @pytest.fixture
@@ -49,3 +54,30 @@ def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def public_dir() -> Iterator[Path]:
+    """A 0755 directory outside pytest's 0700 tree, where the job user can run workloads."""
+    path = Path(tempfile.mkdtemp(prefix="dc-daemon-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def file_io(public_dir: Path) -> Path:
+    """The file workload: ``file_io PATH K S`` writes K blocks of S bytes, preads them back."""
+    out = public_dir / "file_io"
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(out), str(C_DIR / "file_io.c")], check=True)
+    return out
+
+
+@pytest.fixture
+def job_dir(public_dir: Path, tmp_path: Path) -> Path:
+    """A directory the job user owns, for the workload's files."""
+    pw = pwd.getpwnam(JOB_USER)
+    path = public_dir / tmp_path.name
+    path.mkdir(mode=0o755)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    return path

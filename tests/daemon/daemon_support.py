@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from support import command
@@ -13,3 +17,73 @@ def run_daemon(probe_file: Path | str, *args: str, env: dict[str, str],
     """Run ``datacrumbs`` to completion (for runs that are refused at start-up)."""
     return subprocess.run([command("datacrumbs"), str(probe_file), *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; a thread collects what
+    arrives, as systemd would (an unread queue of 10 datagrams would drop updates)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.05)
+        self._received: list[dict[str, str]] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        while not self._closing.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            lines = data.decode().splitlines()
+            self._received.append(dict(line.split("=", 1) for line in lines if line))
+
+    def messages(self) -> list[dict[str, str]]:
+        """Every datagram received so far, each as a dict of its KEY=value lines."""
+        time.sleep(0.1)  # let the collector take what is already queued
+        return list(self._received)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join()
+        self._sock.close()
+
+
+class Daemon:
+    """A ``datacrumbs`` process started in the background and stopped by a signal."""
+
+    def __init__(self, probe_file: Path, *args: str, env: dict[str, str]) -> None:
+        self.run_dir = Path(env["DATACRUMBS_SERVER_RUN_DIR"])
+        self.proc = subprocess.Popen([command("datacrumbs"), str(probe_file), *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr = ""
+
+    def wait_ready(self, run_id: str, timeout: float = 60) -> Path:
+        ready = self.run_dir / f"datacrumbs-{run_id}.ready"
+        deadline = time.monotonic() + timeout
+        while not self._is_mine(ready):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: "
+                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"no ready file after {timeout} s: {self.stderr}")
+            time.sleep(0.02)
+        return ready
+
+    def _is_mine(self, ready: Path) -> bool:
+        """A ready file written by this process (a stale one names another pid)."""
+        try:
+            return ready.read_text().split("\n", 1)[0] == str(self.proc.pid)
+        except FileNotFoundError:
+            return False
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        _, self.stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode

@@ -1,0 +1,258 @@
+"""The daemon traces a real job end to end: ready file, READY=1, exact events, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from conftest import JOB_USER
+from daemon_support import Daemon, NotifySocket, run_daemon
+
+from datacrumbs.common.status_db import StatusDB
+from datacrumbs.trace.writer import read_trace_lines
+
+HOST = socket.gethostname()
+K, S = 25, 4096
+SYSCALLS = [{"type": 0, "name": "posix",
+             "functions": ["openat", "write", "pread64", "fsync", "close"]}]
+
+
+def _as_job_user(argv: list[str]) -> list[str]:
+    pw = pwd.getpwnam(JOB_USER)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv]
+
+
+def _trace_file(env: dict[str, str], run_id: str, config: str = "probes") -> Path:
+    year = datetime.now().strftime("%Y")
+    base = env["DATACRUMBS_TRACE_DIR_PATTERN"].replace("%USER%", JOB_USER).replace("%YY%", year)
+    return Path(base) / f"trace-{JOB_USER}-{run_id}-{HOST}-{config}.pfw.gz"
+
+
+def _events(path: Path) -> list[dict]:
+    lines = read_trace_lines(path)
+    assert lines[0] == "[" and lines[-1] == "]"
+    return [json.loads(line) for line in lines[1:-1]]
+
+
+def _status_db(installed: Path, config: str = "probes") -> StatusDB:
+    return StatusDB(installed / f"share/datacrumbs/data/probes-runtime-status-root-{config}"
+                                ".sqlite")
+
+
+def test_daemon_traces_a_job_and_stops_cleanly(
+    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    file_io: Path, job_dir: Path, tmp_path: Path,
+) -> None:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = run_env | {"NOTIFY_SOCKET": str(notify.path)}
+    daemon = Daemon(make_probe_file(SYSCALLS), "job42", env=env)
+    ready = daemon.wait_ready("job42")
+    run_dir = Path(env["DATACRUMBS_SERVER_RUN_DIR"])
+    assert (run_dir / "datacrumbs.runid").read_text() == "job42\n"
+    ready_message = notify.messages()[0]
+    assert ready_message["READY"] == "1"
+    assert ready_message["STATUS"].startswith("tracing nobody (run job42): 5 probes attached")
+
+    data = job_dir / "data.bin"
+    out = subprocess.run(_as_job_user([str(file_io), str(data), str(K), str(S)]),
+                         capture_output=True, text=True, check=True).stdout
+    pid, fd = map(int, out.split())
+
+    assert daemon.stop() == 0, daemon.stderr
+    assert not ready.exists()
+    assert any(m.get("STOPPING") == "1" for m in notify.messages())
+    notify.close()
+
+    trace = _trace_file(env, "job42")
+    assert trace.stat().st_uid == pwd.getpwnam(JOB_USER).pw_uid
+    events = _events(trace)
+    names = {e["args"]["value"]: e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e["name"] == "FH"}
+    mine = [e for e in events if e.get("ph") == "X" and e["pid"] == pid]
+    by_name: dict[str, list[dict]] = {}
+    for e in mine:
+        by_name.setdefault(e["name"], []).append(e)
+
+    def on_data(name: str) -> list[dict]:
+        return [e for e in by_name[name] if names.get(e["args"].get("fhash")) == str(data)]
+
+    writes = on_data("write")
+    assert len(writes) == K
+    assert all(e["args"]["size"] == S and e["args"]["ret"] == S and e["args"]["fd"] == fd
+               for e in writes)
+    preads = on_data("pread64")
+    assert sorted(e["args"]["offset"] for e in preads) == [i * S for i in range(K)]
+    assert [e["args"]["ret"] for e in on_data("openat")] == [fd]
+    assert [e["args"]["fd"] for e in on_data("fsync")] == [fd]
+    assert [(e["args"]["fd"], e["args"]["ret"]) for e in on_data("close")] == [(fd, 0)]
+    assert all(e["tid"] == pid for e in mine)  # single-threaded: tid == pid, not swapped
+
+    summary = [e for e in events if e.get("ph") == "M" and
+               e["args"].get("name") == "datacrumbs_summary"]
+    assert summary and summary[-1]["args"]["value"]["lost_events"] == 0
+    valid = {r["function_name"] for r in _status_db(installed).rows("successful")}
+    assert valid == {"openat", "write", "pread64", "fsync", "close"}
+    assert "finished:" in daemon.stderr
+
+
+def test_second_daemon_with_the_same_run_id_is_refused(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+) -> None:
+    probes = make_probe_file(SYSCALLS)
+    first = Daemon(probes, "job7", env=run_env)
+    ready = first.wait_ready("job7")
+    second = run_daemon(probes, "job7", env=run_env)
+    assert second.returncode == 2
+    assert second.stderr.splitlines()[-1] == (
+        f"datacrumbs: error: a datacrumbs daemon for run-id job7 is already running "
+        f"(pid {first.proc.pid})"
+    )
+    assert ready.exists()  # the first is unharmed
+    assert first.stop() == 0
+    assert _events(_trace_file(run_env, "job7"))
+
+
+def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
+    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    public_dir: Path, tmp_path: Path,
+) -> None:
+    library = public_dir / f"{tmp_path.name}-libc-copy.so.6"
+    uprobe = {"type": 2, "name": "libc", "functions": ["fsync"], "binary_path": str(library)}
+    probes = make_probe_file([*SYSCALLS, uprobe])
+    db = _status_db(installed)
+
+    daemon = Daemon(probes, "r1", env=run_env)
+    daemon.wait_ready("r1")
+    assert daemon.stop() == 0
+    [row] = db.rows("invalid")
+    assert (row["probe_group"], row["scope_key"], row["function_name"]) == (
+        "binary", str(library), "fsync")
+    assert str(library) in row["reason"]
+    assert "probes: 6 requested, 5 attached, 1 failed, 0 skipped as known-bad" in daemon.stderr
+
+    daemon = Daemon(probes, "r2", env=run_env)
+    daemon.wait_ready("r2")
+    assert daemon.stop() == 0
+    assert "probes: 6 requested, 5 attached, 0 failed, 1 skipped as known-bad" in daemon.stderr
+
+    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), library)
+    daemon = Daemon(probes, "r3", env=run_env)
+    daemon.wait_ready("r3")
+    assert daemon.stop() == 0
+    assert "probes: 6 requested, 6 attached, 0 failed, 0 skipped as known-bad" in daemon.stderr
+    assert db.rows("invalid") == []
+    assert ("binary", str(library), "fsync") in {
+        (r["probe_group"], r["scope_key"], r["function_name"]) for r in db.rows("successful")}
+
+
+def test_run_id_from_argument_then_scheduler_then_clock(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+) -> None:
+    probes = make_probe_file(SYSCALLS)
+    run_id_file = Path(run_env["DATACRUMBS_SERVER_RUN_ID_FILE"])
+
+    env = run_env | {"SLURM_JOB_ID": "4242"}
+    daemon = Daemon(probes, "cli-wins", env=env)
+    daemon.wait_ready("cli-wins")
+    assert daemon.stop() == 0
+    assert run_id_file.read_text() == "cli-wins\n"
+
+    daemon = Daemon(probes, env=env)
+    daemon.wait_ready("4242")
+    assert daemon.stop() == 0
+    assert run_id_file.read_text() == "4242\n"
+
+    env = run_env | {"DATACRUMBS_JOB_ID_VAR": "FLUX_JOB_ID", "FLUX_JOB_ID": "f00d"}
+    daemon = Daemon(probes, env=env)
+    daemon.wait_ready("f00d")
+    assert daemon.stop() == 0
+
+    before = datetime.now().strftime("%Y%m%d-%H%M")
+    daemon = Daemon(probes, env=run_env)
+    run_dir = Path(run_env["DATACRUMBS_SERVER_RUN_DIR"])
+    for _ in range(3000):
+        if daemon.proc.poll() is not None or list(run_dir.glob("datacrumbs-2*.ready")):
+            break
+        subprocess.run(["sleep", "0.02"])
+    [ready] = run_dir.glob("datacrumbs-2*.ready")
+    run_id = ready.name.removeprefix("datacrumbs-").removesuffix(".ready")
+    assert daemon.stop(signal.SIGINT) == 0
+    assert run_id.startswith(before[:11])
+    assert len(run_id) == len("YYYYmmdd-HHMMSS")
+    assert run_id_file.read_text() == f"{run_id}\n"
+
+
+def test_missing_binary_fails_that_target_only(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+) -> None:
+    gone = {"type": 2, "name": "gone", "functions": ["f"],
+            "binary_path": str(tmp_path / "missing.so")}
+    probes = make_probe_file([*SYSCALLS, gone], name="partial.json.gz")
+    daemon = Daemon(probes, "partial", env=run_env)
+    daemon.wait_ready("partial")
+    assert daemon.stop() == 0
+    assert "5 attached, 1 failed" in daemon.stderr
+    assert f"cannot trace gone:f: binary {tmp_path}/missing.so does not exist" in daemon.stderr
+
+
+def test_status_and_watchdog_keep_coming_while_tracing(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+) -> None:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = run_env | {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000"}
+    daemon = Daemon(make_probe_file(SYSCALLS), "wd", env=env)
+    daemon.wait_ready("wd")
+    subprocess.run(["sleep", "0.6"], check=True)
+    assert daemon.stop() == 0
+    messages = notify.messages()
+    notify.close()
+    # Half the watchdog period: a keep-alive every 0.1 s, each with a current status.
+    assert sum(m.get("WATCHDOG") == "1" for m in messages) >= 3
+    statuses = [m["STATUS"] for m in messages if "STATUS" in m and "READY" not in m
+                and "STOPPING" not in m]
+    assert statuses and all(s.startswith("tracing: ") and " lost, trace " in s
+                            for s in statuses)
+
+
+def test_second_signal_while_stopping_leaves_a_valid_trace(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], file_io: Path,
+    job_dir: Path,
+) -> None:
+    daemon = Daemon(make_probe_file(SYSCALLS), "twice", env=run_env)
+    daemon.wait_ready("twice")
+    subprocess.run(_as_job_user([str(file_io), str(job_dir / "d"), "200", "512"]), check=True)
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.stop(signal.SIGINT) == 0
+    events = _events(_trace_file(run_env, "twice"))  # parses, with the closing ]
+    assert sum(e.get("name") == "write" and e["args"].get("size") == 512 for e in events) == 200
+
+
+def test_killed_daemon_leaves_a_stale_ready_file_the_next_start_removes(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+) -> None:
+    probes = make_probe_file(SYSCALLS)
+    daemon = Daemon(probes, "k9", env=run_env)
+    ready = daemon.wait_ready("k9")
+    assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert ready.exists()
+    killed_trace = _trace_file(run_env, "k9")
+    assert read_trace_lines(killed_trace)[0] == "["  # readable up to its last complete line
+
+    daemon = Daemon(probes, "k9", env=run_env)
+    daemon.wait_ready("k9")
+    assert daemon.stop() == 0
+    assert "removed a stale ready file" in daemon.stderr
+    assert not ready.exists()
+    # The killed run's trace was kept beside the new one, not overwritten.
+    kept = list(killed_trace.parent.glob("trace-nobody-k9-*.*.pfw.gz"))
+    assert len(kept) == 1 and read_trace_lines(kept[0])[0] == "["
+    assert _events(killed_trace)

@@ -1,0 +1,103 @@
+"""Shared pieces of the benchmarks: compile the C workload, run it as another user, trace."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineStats
+from datacrumbs.trace.writer import TraceWriter
+
+C_DIR = Path(__file__).parent / "c"
+
+
+class _Uid:
+    """A bare numeric uid (gid the same) for the workload: setpriv needs no account, and no
+    other process on a shared machine runs under it."""
+
+    def __init__(self, uid: int) -> None:
+        self.pw_uid = self.pw_gid = uid
+
+
+USER = _Uid(45990)  # the traced job user
+OTHER_USER = _Uid(45991)  # the uid traced in the "filtered" configuration
+WRITE_PROBE = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+
+
+def workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="dc-bench-"))
+    path.chmod(0o755)
+    return path
+
+
+def compile_workload(where: Path, name: str = "wloop") -> Path:
+    out = where / name
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(C_DIR / f"{name}.c")], check=True)
+    return out
+
+
+def run_as_user(argv: Sequence[str], cpu: int | None = None) -> str:
+    """Run ``argv`` as :data:`USER` (pinned to ``cpu`` if given); its stdout."""
+    cmd = ["setpriv", f"--reuid={USER.pw_uid}", f"--regid={USER.pw_gid}", "--clear-groups", "--"]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    return subprocess.run([*cmd, *argv], capture_output=True, text=True, check=True).stdout
+
+
+def split_cpus(pin: bool) -> int | None:
+    """With ``pin``: this process (engine and its threads) on the last CPU, and the CPU the
+    workload should use returned; without: None (everything shares every CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[-1]})
+    return cpus[0]
+
+
+class Traced:
+    """Trace ``write`` of ``uid`` into ``trace`` for the duration of a ``with``."""
+
+    def __init__(self, trace: Path, uid: int, ringbuf_bytes: int = 16 << 20) -> None:
+        self.engine = Engine(EngineConfig(uid=uid, ringbuf_bytes=ringbuf_bytes))
+        self.trace = trace
+        self.stats: EngineStats | None = None
+
+    def __enter__(self) -> Traced:
+        self.engine.load()
+        outcomes = self.engine.attach(WRITE_PROBE)
+        assert all(o.attached for o in outcomes), outcomes
+        self.engine.start(TraceWriter(self.trace))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stats = self.engine.stop()
+        finally:
+            self.engine.close()
+
+
+def foreign_programs() -> int:
+    """BPF programs named like ours but not ours (another engine running): they run on every
+    traced syscall too and make the numbers meaningless."""
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if " name dc_" in line)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = os.getloadavg()[0]
+    foreign = foreign_programs()
+    note = f", WARNING: {foreign} other dc_* BPF programs loaded" if foreign else ""
+    return (
+        f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
+        f"load {load:.2f}{note}"
+    )

@@ -1,0 +1,151 @@
+"""Build the BPF object for the running kernel: ``vmlinux.h`` from its BTF, then the ``.bpf.o``.
+
+Why here and at run time: the object is CO-RE, but ``vmlinux.h`` must come from a kernel with
+BTF, and this machine kind has no kernel headers at all (the reason BCC fails). Building is
+cheap (about 0.2 s for the header, 0.5 s for clang) and cached by content: the cache key is
+a hash of the kernel's BTF, the C sources and the compiler flags, so a second call is a no-op
+that costs one hash of ``/sys/kernel/btf/vmlinux``. Outputs are written atomically (temporary
+file + rename), so concurrent builders never see half a file.
+
+Run ``python -m datacrumbs.ebpf.build [--cache-dir DIR]`` to build and print the object path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["BuildError", "build_bpf_object", "default_cache_dir"]
+
+#: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("datacrumbs.bpf.c", "dc_records.h")
+LIBBPF_INCLUDE = Path("/usr/include")
+CFLAGS = ("-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
+
+
+class BuildError(RuntimeError):
+    """The BPF object cannot be built; the message names the step and the reason."""
+
+
+def default_cache_dir() -> Path:
+    """``$DATACRUMBS_BPF_CACHE``, else ``$XDG_CACHE_HOME/datacrumbs/ebpf`` (``~/.cache``)."""
+    explicit = os.environ.get("DATACRUMBS_BPF_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "datacrumbs" / "ebpf"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise BuildError(f"cannot build the BPF object: {name} is not installed")
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _run(argv: list[str], what: str) -> bytes:
+    proc = subprocess.run(argv, capture_output=True, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = detail[0] if detail else f"exit status {proc.returncode}"
+        raise BuildError(f"cannot build the BPF object: {what} failed: {reason}")
+    return proc.stdout
+
+
+def _vmlinux_header(cache_dir: Path) -> Path:
+    try:
+        btf = VMLINUX_BTF.read_bytes()
+    except OSError as exc:
+        raise BuildError(
+            f"cannot build the BPF object: {VMLINUX_BTF} is unreadable ({exc.strerror}); "
+            "the kernel needs CONFIG_DEBUG_INFO_BTF"
+        ) from exc
+    key = hashlib.sha256(btf).hexdigest()[:16]
+    header_dir = cache_dir / f"vmlinux-{key}"
+    header = header_dir / "vmlinux.h"
+    if header.is_file():
+        return header
+    header_dir.mkdir(parents=True, exist_ok=True)
+    text = _run(
+        [_tool("bpftool"), "btf", "dump", "file", str(VMLINUX_BTF), "format", "c"],
+        "bpftool btf dump",
+    )
+    _atomic_write(header, text)
+    return header
+
+
+def build_bpf_object(cache_dir: Path | None = None) -> Path:
+    """Return the path of an up-to-date ``datacrumbs.bpf.o`` for this kernel, building it if
+    needed. Raises :class:`BuildError` with a one-line reason."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    header = _vmlinux_header(cache_dir)
+    digest = hashlib.sha256()
+    digest.update(str(header).encode())
+    digest.update(" ".join(CFLAGS).encode())
+    for name in SOURCES:
+        digest.update((SOURCE_DIR / name).read_bytes())
+    obj = cache_dir / f"datacrumbs-{digest.hexdigest()[:16]}.bpf.o"
+    if obj.is_file():
+        return obj
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".datacrumbs.", suffix=".o")
+    os.close(fd)
+    try:
+        _run(
+            [
+                _tool("clang"),
+                *CFLAGS,
+                "-I",
+                str(header.parent),
+                "-I",
+                str(SOURCE_DIR),
+                "-I",
+                str(LIBBPF_INCLUDE),
+                "-c",
+                str(SOURCE_DIR / "datacrumbs.bpf.c"),
+                "-o",
+                tmp,
+            ],
+            "clang",
+        )
+        os.replace(tmp, obj)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m datacrumbs.ebpf.build",
+        description="Build (or find cached) the datacrumbs BPF object for this kernel.",
+    )
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        path = build_bpf_object(args.cache_dir)
+    except BuildError as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

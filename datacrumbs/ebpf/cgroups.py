@@ -1,0 +1,50 @@
+"""Find the cgroup v2 directory to filter on, from a path or a cgroup id.
+
+The kernel filter (``bpf_current_task_under_cgroup`` over a ``BPF_MAP_TYPE_CGROUP_ARRAY``,
+kernel 4.9+) takes an open cgroup v2 directory; it matches the cgroup and all its descendants.
+A cgroup id is the inode number of its directory on the cgroup2 file system (what
+``bpf_get_current_cgroup_id`` returns), so an id is found by walking the cgroup2 mounts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["CgroupError", "cgroup2_mounts", "open_cgroup", "resolve_cgroup"]
+
+
+class CgroupError(LookupError):
+    """The requested cgroup cannot be used; the message is the reason."""
+
+
+def cgroup2_mounts(mounts: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """Mount points of the cgroup v2 file system (the unified hierarchy)."""
+    found = []
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            found.append(Path(fields[1]))
+    return found
+
+
+def resolve_cgroup(cgroup: int | str | os.PathLike[str]) -> Path:
+    """The directory of a cgroup given as a path or as an id."""
+    if isinstance(cgroup, int):
+        for root in cgroup2_mounts():
+            for dirpath, _dirs, _files in os.walk(root):
+                if os.stat(dirpath).st_ino == cgroup:
+                    return Path(dirpath)
+        raise CgroupError(f"no cgroup v2 directory has id {cgroup}")
+    path = Path(cgroup)
+    if not path.is_dir():
+        raise CgroupError(f"cgroup {path} is not a directory")
+    return path
+
+
+def open_cgroup(path: Path) -> int:
+    """An O_RDONLY directory fd of cgroup ``path`` (the caller closes it)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CgroupError(f"cannot open cgroup {path}: {exc.strerror}") from exc

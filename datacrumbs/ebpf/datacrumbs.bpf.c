@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * datacrumbs' kernel half: generic programs that serve every traced function.
+ *
+ *   dc_sys_enter / dc_sys_exit   attached to each syscalls:sys_enter_X / sys_exit_X tracepoint
+ *   dc_func_enter / dc_func_exit   attached to each traced function: uprobe/uretprobe on user
+ *                                  code, kprobe/kretprobe on kernel code (same program type)
+ *
+ * One program pair serves thousands of targets: the BPF cookie given at attach time says which
+ * function fired and how to read its arguments (layout in dc_records.h, mirrored in Python by
+ * datacrumbs/ebpf/cookies.py). Events leave through one ring buffer; every failed reservation
+ * is counted per CPU in dc_lost so that user space can report loss exactly.
+ *
+ * Minimum kernel: 5.15 (bpf_get_attach_cookie for tracepoints and uprobes). Other features
+ * used: task-local storage from tracing programs (5.11), ring buffer + bpf_ringbuf_query
+ * (5.8), bpf_get_ns_current_pid_tgid (5.7),
+ * bpf_current_task_under_cgroup on cgroup v2 (4.9), bounded loops (5.3), global data (5.2).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "dc_records.h"
+
+/* libbpf 1.1's bpf_tracing.h stops at PT_REGS_PARM5 on x86-64; the sixth argument is r9. */
+#ifdef PT_REGS_PARM6
+#define DC_PT_REGS_PARM6(x) PT_REGS_PARM6(x)
+#else
+#define DC_PT_REGS_PARM6(x) ((x)->r9)
+#endif
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by user space before load (.rodata is frozen at load, so the verifier folds the
+ * disabled filters away). Layout mirrored by datacrumbs/ebpf/records.py:Config. */
+const volatile struct dc_config dc_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); /* resized by user space before load */
+} dc_events SEC(".maps");
+
+/* Failed deliveries per CPU, indexed by enum dc_lost_slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DC_LOST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_lost SEC(".maps");
+
+/* The cgroup (v2) whose descendants are traced when dc_cfg.filter_cgroup is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dc_cgroup SEC(".maps");
+
+/* Per-thread state in task-local storage (kernel 5.11+ for tracing programs): the syscall in
+ * flight, the thread's ids in the daemon's pid namespace and whether user space already has
+ * its names. A pointer away from the task, without the hash map's bucket lock and the
+ * allocation on every entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct dc_thread);
+} dc_threads SEC(".maps");
+
+/* A user function in flight, keyed by (pid_tgid, cookie). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dc_ukey);
+	__type(value, struct dc_inflight);
+} dc_func_inflight SEC(".maps");
+
+/* Open files: (tgid, fd) -> hash of the path that opened them. LRU: processes that die
+ * without closing do not fill it up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dc_fdkey);
+	__type(value, __u64);
+} dc_fd_names SEC(".maps");
+
+/* File-name hashes already delivered: each distinct name crosses the ring buffer once. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} dc_names_sent SEC(".maps");
+
+/* Per-CPU scratch for a path being read: too big for the 512-byte BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dc_name);
+} dc_scratch SEC(".maps");
+
+static __always_inline void dc_count_lost(__u32 slot)
+{
+	__u64 *n = bpf_map_lookup_elem(&dc_lost, &slot);
+
+	if (n)
+		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* Wake the consumer only when the buffer is filling up; otherwise it drains on its timer. */
+static __always_inline __u64 dc_wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&dc_events, BPF_RB_AVAIL_DATA) >= dc_cfg.wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+/* Filter at entry: unrelated processes cost the uid check and nothing else. */
+static __always_inline bool dc_wanted(void)
+{
+	if ((bpf_get_current_pid_tgid() >> 32) == dc_cfg.self_tgid)
+		return false;
+	if (dc_cfg.filter_uid && (__u32)bpf_get_current_uid_gid() != dc_cfg.uid)
+		return false;
+	if (dc_cfg.filter_cgroup && bpf_current_task_under_cgroup(&dc_cgroup, 0) != 1)
+		return false;
+	return true;
+}
+
+/* pid and tid as seen from the daemon's pid namespace, computed once per thread; host ids
+ * when the task lives in a pid namespace other than the daemon's (the helper only answers for
+ * that exact namespace). */
+static __always_inline void dc_ids(struct dc_thread *th, __u64 pid_tgid)
+{
+	struct bpf_pidns_info ns = {};
+
+	if (th->ids_known)
+		return;
+	if (dc_cfg.pidns_ino &&
+	    bpf_get_ns_current_pid_tgid(dc_cfg.pidns_dev, dc_cfg.pidns_ino, &ns, sizeof(ns)) == 0) {
+		th->pid = ns.tgid;
+		th->tid = ns.pid;
+	} else {
+		th->pid = pid_tgid >> 32;
+		th->tid = (__u32)pid_tgid;
+	}
+	th->ids_known = 1;
+}
+
+/* Describe a thread the first time it produces an event (and again after an exec). */
+static __always_inline void dc_describe_task(struct dc_thread *th)
+{
+	struct dc_task *t;
+	struct task_struct *task;
+
+	if (th->described)
+		return;
+	t = bpf_ringbuf_reserve(&dc_events, sizeof(*t), 0);
+	if (!t) {
+		dc_count_lost(DC_LOST_TASKS);
+		return;
+	}
+	t->type = DC_REC_TASK;
+	t->pad = 0;
+	t->pid = th->pid;
+	t->tid = th->tid;
+	bpf_get_current_comm(t->comm, sizeof(t->comm));
+	task = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(&t->process_comm, task, group_leader, comm);
+	bpf_ringbuf_submit(t, dc_wakeup_flags());
+	th->described = 1;
+}
+
+static __always_inline struct dc_thread *dc_thread(bool create)
+{
+	return bpf_task_storage_get(&dc_threads, bpf_get_current_task_btf(), 0,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* Read a user path, hash it (FNV-1a 64) and deliver the name once. Returns the hash, 0 when
+ * the path cannot be read. */
+static __always_inline __u64 dc_path_hash(__u64 upath, __u32 pid, __u32 tid)
+{
+	__u32 zero = 0;
+	struct dc_name *n = bpf_map_lookup_elem(&dc_scratch, &zero);
+	__u64 h = DC_FNV_OFFSET;
+	__u8 one = 1;
+	long len;
+	__u64 size;
+
+	if (!n || !upath)
+		return 0;
+	len = bpf_probe_read_user_str(n->name, sizeof(n->name), (const void *)upath);
+	if (len <= 0)
+		return 0;
+	len -= 1; /* without the NUL */
+	for (int i = 0; i < DC_PATH_MAX; i++) {
+		if (i >= len)
+			break;
+		h ^= (__u8)n->name[i];
+		h *= DC_FNV_PRIME;
+	}
+	if (h == 0)
+		h = 1;
+	if (bpf_map_lookup_elem(&dc_names_sent, &h))
+		return h;
+	n->type = DC_REC_NAME;
+	n->len = len;
+	n->hash = h;
+	n->pid = pid;
+	n->tid = tid;
+	size = offsetof(struct dc_name, name) + len + 1;
+	if (size > sizeof(*n))
+		size = sizeof(*n);
+	if (bpf_ringbuf_output(&dc_events, n, size, dc_wakeup_flags()) == 0)
+		bpf_map_update_elem(&dc_names_sent, &h, &one, BPF_ANY);
+	else
+		dc_count_lost(DC_LOST_NAMES);
+	return h;
+}
+
+static __always_inline __u64 dc_fd_hash(__u32 tgid, __u64 fd)
+{
+	struct dc_fdkey key = {.tgid = tgid, .fd = (__u32)fd};
+	__u64 *h = bpf_map_lookup_elem(&dc_fd_names, &key);
+
+	return h ? *h : 0;
+}
+
+SEC("tracepoint")
+int dc_sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct dc_thread *th;
+
+	if (!dc_wanted())
+		return 0;
+	th = dc_thread(true);
+	if (!th) {
+		dc_count_lost(DC_LOST_INFLIGHT);
+		return 0;
+	}
+	th->sys.cookie = bpf_get_attach_cookie(ctx);
+	/* Copied, not read through ctx: a direct ctx read of args[5] makes the kernel refuse to
+	 * attach the program to any syscall with fewer than six arguments (EACCES: the program's
+	 * max ctx offset exceeds the event's size). The words past a syscall's last argument are
+	 * unused (the per-CPU trace buffer is PERF_MAX_TRACE_SIZE bytes, so they are readable). */
+	bpf_probe_read_kernel(th->sys.args, sizeof(th->sys.args), ctx->args);
+	th->sys.ts = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tracepoint")
+int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct dc_thread *th = dc_thread(false);
+	struct dc_inflight *in;
+	struct dc_call *e;
+	struct dc_fdkey key;
+	__u64 id, cookie, fhash = 0;
+	__u32 tgid, fd_arg, path1, path2;
+	long ret;
+
+	if (!th || !th->sys.ts)
+		return 0;
+	in = &th->sys;
+	cookie = in->cookie;
+	if (DC_COOKIE_FID(cookie) != DC_COOKIE_FID(bpf_get_attach_cookie(ctx))) {
+		/* entry of another syscall whose exit we missed: drop the stale entry */
+		in->ts = 0;
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	tgid = id >> 32;
+	ret = ctx->ret;
+	dc_ids(th, id);
+	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	if (!e) {
+		dc_count_lost(DC_LOST_CALLS);
+		in->ts = 0;
+		return 0;
+	}
+	e->type = DC_REC_CALL;
+	e->fid = DC_COOKIE_FID(cookie);
+	e->pid = th->pid;
+	e->tid = th->tid;
+	e->ts = in->ts;
+	e->dur = now - in->ts;
+	e->ret = ret;
+	for (int i = 0; i < DC_MAX_ARGS; i++)
+		e->args[i] = in->args[i];
+
+	fd_arg = DC_SYS_FD_ARG(cookie);
+	path1 = DC_SYS_PATH1(cookie);
+	path2 = DC_SYS_PATH2(cookie);
+	if (fd_arg && fd_arg <= DC_MAX_ARGS) {
+		e->args[fd_arg - 1] = (__s64)(__s32)in->args[fd_arg - 1];
+		fhash = dc_fd_hash(tgid, in->args[fd_arg - 1]);
+	}
+	/* Paths are read at exit: the syscall itself has faulted their pages in. The raw pointer
+	 * argument is replaced by the name's hash. */
+	if (path2 && path2 <= DC_MAX_ARGS)
+		e->args[path2 - 1] = dc_path_hash(in->args[path2 - 1], th->pid, th->tid);
+	if (path1 && path1 <= DC_MAX_ARGS) {
+		fhash = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
+		e->args[path1 - 1] = fhash;
+	}
+	e->fhash = fhash;
+
+	key.tgid = tgid;
+	if ((cookie & DC_SYS_RET_FD) && ret >= 0 && fhash) {
+		key.fd = (__u32)ret;
+		bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
+	} else if ((cookie & DC_SYS_RET_FD) && ret >= 0) {
+		key.fd = (__u32)ret;
+		bpf_map_delete_elem(&dc_fd_names, &key);
+	}
+	if ((cookie & DC_SYS_CLOSES) && ret == 0 && fd_arg && fd_arg <= DC_MAX_ARGS) {
+		key.fd = (__u32)in->args[fd_arg - 1];
+		bpf_map_delete_elem(&dc_fd_names, &key);
+	}
+	in->ts = 0;
+	dc_describe_task(th);
+	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	return 0;
+}
+
+SEC("uprobe")
+int dc_func_enter(struct pt_regs *ctx)
+{
+	struct dc_inflight in = {};
+	struct dc_ukey key;
+	__u64 cookie;
+
+	if (!dc_wanted())
+		return 0;
+	cookie = bpf_get_attach_cookie(ctx);
+	key.pid_tgid = bpf_get_current_pid_tgid();
+	key.cookie = cookie;
+	in.cookie = cookie;
+	in.args[0] = PT_REGS_PARM1(ctx);
+	in.args[1] = PT_REGS_PARM2(ctx);
+	in.args[2] = PT_REGS_PARM3(ctx);
+	in.args[3] = PT_REGS_PARM4(ctx);
+	in.args[4] = PT_REGS_PARM5(ctx);
+	in.args[5] = DC_PT_REGS_PARM6(ctx);
+	/* Pointer arguments: capture up to 8 bytes they point to, at entry. */
+	for (int i = 0; i < DC_MAX_ARGS; i++) {
+		if (DC_UPROBE_IS_PTR(cookie, i)) {
+			__u64 v = 0;
+			__u32 size = DC_UPROBE_PTR_SIZE(cookie, i);
+
+			if (bpf_probe_read_user(&v, size, (const void *)in.args[i]))
+				v = 0;
+			in.args[i] = v;
+		}
+	}
+	in.ts = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&dc_func_inflight, &key, &in, BPF_ANY))
+		dc_count_lost(DC_LOST_INFLIGHT);
+	return 0;
+}
+
+SEC("uretprobe")
+int dc_func_exit(struct pt_regs *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct dc_ukey key = {.pid_tgid = bpf_get_current_pid_tgid(),
+			      .cookie = bpf_get_attach_cookie(ctx)};
+	struct dc_inflight *in = bpf_map_lookup_elem(&dc_func_inflight, &key);
+	struct dc_thread *th;
+	struct dc_call *e;
+
+	if (!in)
+		return 0;
+	th = dc_thread(true);
+	if (!th) {
+		dc_count_lost(DC_LOST_INFLIGHT);
+		bpf_map_delete_elem(&dc_func_inflight, &key);
+		return 0;
+	}
+	dc_ids(th, key.pid_tgid);
+	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	if (!e) {
+		dc_count_lost(DC_LOST_CALLS);
+		bpf_map_delete_elem(&dc_func_inflight, &key);
+		return 0;
+	}
+	e->type = DC_REC_CALL;
+	e->fid = DC_COOKIE_FID(key.cookie);
+	e->pid = th->pid;
+	e->tid = th->tid;
+	e->ts = in->ts;
+	e->dur = now - in->ts;
+	e->ret = PT_REGS_RC(ctx);
+	e->fhash = 0;
+	for (int i = 0; i < DC_MAX_ARGS; i++)
+		e->args[i] = in->args[i];
+	bpf_map_delete_elem(&dc_func_inflight, &key);
+	dc_describe_task(th);
+	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	return 0;
+}
+
+/* After an exec the thread's comm changes (and a non-leader thread takes the leader's id):
+ * describe it again at its next event. Attached to sched:sched_process_exec (3.4+). */
+SEC("tracepoint")
+int dc_task_exec(void *ctx)
+{
+	struct dc_thread *th;
+
+	if (!dc_wanted())
+		return 0;
+	th = dc_thread(false);
+	if (th) {
+		th->described = 0;
+		th->ids_known = 0;
+	}
+	return 0;
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The ABI between datacrumbs.bpf.c and user space: ring-buffer records, the cookie layout and
+ * the configuration. Every layout here is mirrored in datacrumbs/ebpf/records.py and
+ * datacrumbs/ebpf/cookies.py; change both together (tests/engine checks the sizes).
+ */
+#ifndef DC_RECORDS_H
+#define DC_RECORDS_H
+
+#define DC_MAX_ARGS 6
+#define DC_PATH_MAX 256
+#define DC_COMM_LEN 16
+
+#define DC_FNV_OFFSET 0xcbf29ce484222325ULL
+#define DC_FNV_PRIME 0x100000001b3ULL
+
+enum dc_record_type {
+	DC_REC_CALL = 1, /* struct dc_call: one completed call */
+	DC_REC_NAME = 2, /* struct dc_name: a file name and its hash, variable size */
+	DC_REC_TASK = 3, /* struct dc_task: a thread's and its process's command names */
+};
+
+enum dc_lost_slot {
+	DC_LOST_CALLS = 0,    /* call records that found the ring buffer full */
+	DC_LOST_NAMES = 1,    /* file-name records that found it full */
+	DC_LOST_TASKS = 2,    /* task records that found it full */
+	DC_LOST_INFLIGHT = 3, /* entries dropped because the in-flight map was full */
+	DC_LOST_SLOTS = 4,
+};
+
+/* Cookie, 64 bits:
+ *   bits  0-23  function id (index into user space's function table)
+ *   syscalls:  bits 32-34 fd argument (index + 1, 0 = none), 35-37 first path argument,
+ *              38-40 second path argument, bit 41 the return value is a new fd,
+ *              bit 42 the call closes its fd argument
+ *   uprobes:   bits 24-29 which arguments are pointers to dereference,
+ *              bits 32-49 three bits per argument: bytes to read minus one
+ */
+#define DC_COOKIE_FID(c) ((__u32)((c) & 0xffffff))
+#define DC_SYS_FD_ARG(c) ((__u32)(((c) >> 32) & 7))
+#define DC_SYS_PATH1(c) ((__u32)(((c) >> 35) & 7))
+#define DC_SYS_PATH2(c) ((__u32)(((c) >> 38) & 7))
+#define DC_SYS_RET_FD (1ULL << 41)
+#define DC_SYS_CLOSES (1ULL << 42)
+#define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)
+#define DC_UPROBE_PTR_SIZE(c, i) ((__u32)((((c) >> (32 + 3 * (i))) & 7) + 1))
+
+/* 96 bytes (+8 ring-buffer header). */
+struct dc_call {
+	__u32 type; /* DC_REC_CALL */
+	__u32 fid;
+	__u32 pid; /* process id, in the daemon's pid namespace */
+	__u32 tid; /* thread id, same namespace */
+	__u64 ts;  /* entry, CLOCK_MONOTONIC ns */
+	__u64 dur; /* ns */
+	__s64 ret;
+	__u64 fhash; /* hash of the file name, 0 = unknown */
+	__u64 args[DC_MAX_ARGS];
+};
+
+/* Variable size: the header and len + 1 bytes of name. */
+struct dc_name {
+	__u32 type; /* DC_REC_NAME */
+	__u32 len;  /* bytes of name, without the NUL */
+	__u64 hash;
+	__u32 pid;
+	__u32 tid;
+	char name[DC_PATH_MAX];
+};
+
+struct dc_task {
+	__u32 type; /* DC_REC_TASK */
+	__u32 pad;
+	__u32 pid;
+	__u32 tid;
+	char comm[DC_COMM_LEN];
+	char process_comm[DC_COMM_LEN];
+};
+
+struct dc_config {
+	__u32 uid;
+	__u32 filter_uid;
+	__u32 filter_cgroup;
+	__u32 self_tgid; /* the daemon itself (host tgid): never traced, or it would trace its
+			  * own trace writes */
+	__u64 pidns_dev;
+	__u64 pidns_ino;
+	__u64 wakeup_bytes;
+};
+
+struct dc_inflight {
+	__u64 ts;
+	__u64 cookie;
+	__u64 args[DC_MAX_ARGS];
+};
+
+struct dc_thread {
+	struct dc_inflight sys; /* the syscall in flight; ts == 0: none */
+	__u32 pid;		/* ids in the daemon's pid namespace, once ids_known */
+	__u32 tid;
+	__u32 ids_known;
+	__u32 described; /* user space has this thread's names */
+};
+
+struct dc_ukey {
+	__u64 pid_tgid;
+	__u64 cookie;
+};
+
+struct dc_fdkey {
+	__u32 tgid;
+	__u32 fd;
+};
+
+/* The sizes records.py assumes (tests/engine/test_build.py checks the Python side). */
+_Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
+_Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
+_Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
+_Static_assert(sizeof(struct dc_config) == 40, "dc_config is 40 bytes");
+
+#endif /* DC_RECORDS_H */

@@ -1,0 +1,60 @@
+"""Run-time detection of the kernel features the engine depends on.
+
+Nothing is assumed from the kernel version: each probe kind is checked where it would be used,
+and an unsupported kind turns into a per-target failure with a reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "KPROBES_UNSUPPORTED",
+    "PidNamespace",
+    "ensure_tracefs",
+    "kprobe_support",
+    "own_pid_namespace",
+]
+
+TRACEFS = Path("/sys/kernel/tracing")
+KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
+
+KPROBES_UNSUPPORTED = "kprobes are not supported by this kernel (CONFIG_KPROBES off)"
+
+
+def ensure_tracefs(path: Path = TRACEFS) -> None:
+    """Mount tracefs at ``path`` when it is not mounted (tracepoint attachment reads event ids
+    there). Needs root; tracefs exists since kernel 4.1. Raises OSError with the reason."""
+    if (path / "events").is_dir():
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
+    if libc.mount(b"tracefs", os.fsencode(path), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(
+            err, f"tracefs is not mounted at {path} and mounting it failed: {os.strerror(err)}"
+        )
+
+
+def kprobe_support(tracefs: Path = TRACEFS) -> str | None:
+    """None when kprobes can be attached, else the reason they cannot. A kernel with
+    CONFIG_KPROBES has the ``kprobe`` perf PMU (4.17+) or tracefs ``kprobe_events``."""
+    if KPROBE_PMU.is_dir() or (tracefs / "kprobe_events").exists():
+        return None
+    return KPROBES_UNSUPPORTED
+
+
+@dataclass(frozen=True)
+class PidNamespace:
+    """The daemon's pid namespace, as ``bpf_get_ns_current_pid_tgid`` (5.7+) wants it."""
+
+    dev: int  # kernel-internal dev_t: major << 20 | minor
+    ino: int
+
+
+def own_pid_namespace() -> PidNamespace:
+    st = os.stat("/proc/self/ns/pid")
+    return PidNamespace((os.major(st.st_dev) << 20) | os.minor(st.st_dev), st.st_ino)

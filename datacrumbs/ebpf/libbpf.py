@@ -1,0 +1,293 @@
+"""A thin, typed ctypes face over the few libbpf calls the engine uses.
+
+Why ctypes over libbpf rather than BCC or a compiled extension: BCC needs kernel headers (absent
+on this machine kind) and LLVM at run time; a C extension needs a toolchain at install time.
+libbpf is a small stable C library (Debian ``libbpf1``) and the object is CO-RE, so a binding of
+~20 functions is all the native code needed.
+
+libbpf 1.x reports failure by returning NULL or a negative errno and setting ``errno``; every
+wrapper turns that into :class:`BpfError` (an :class:`OSError` carrying the errno) with one line
+naming what failed. libbpf's own messages are routed to the ``datacrumbs.libbpf`` logger.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+
+__all__ = [
+    "BpfError",
+    "BpfLink",
+    "BpfObject",
+    "map_lookup",
+    "map_update",
+]
+
+_log = logging.getLogger("datacrumbs.libbpf")
+
+#: Candidates tried in order; Debian 12 ships libbpf.so.1 (libbpf 1.1).
+_LIBRARY_NAMES = ("libbpf.so.1", "libbpf.so")
+
+
+class BpfError(OSError):
+    """A libbpf call failed; ``errno`` holds the error number, the message says what failed."""
+
+
+class _TracepointOpts(Structure):
+    _fields_ = [("sz", c_size_t), ("bpf_cookie", c_uint64)]
+
+
+class _UprobeOpts(Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("ref_ctr_offset", c_size_t),
+        ("bpf_cookie", c_uint64),
+        ("retprobe", c_bool),
+        ("func_name", c_char_p),
+    ]
+
+
+class _KprobeOpts(Structure):
+    _fields_ = [
+        ("sz", c_size_t),
+        ("bpf_cookie", c_uint64),
+        ("offset", c_size_t),
+        ("retprobe", c_bool),
+    ]
+
+
+# libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *fmt, va_list ap). On x86-64 a
+# va_list parameter is passed as a pointer, which vsnprintf accepts unchanged.
+_PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+
+def _load() -> ctypes.CDLL:
+    last: OSError | None = None
+    for name in _LIBRARY_NAMES:
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError as exc:
+            last = exc
+    found = ctypes.util.find_library("bpf")
+    if found:
+        return ctypes.CDLL(found, use_errno=True)
+    raise BpfError(0, f"libbpf is not installed (install libbpf1): {last}")
+
+
+_lib = _load()
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+_libc.vsnprintf.restype = c_int
+
+
+def _sig(name: str, restype: object, *argtypes: object) -> None:
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+
+
+_sig("bpf_object__open_file", c_void_p, c_char_p, c_void_p)
+_sig("bpf_object__load", c_int, c_void_p)
+_sig("bpf_object__close", None, c_void_p)
+_sig("bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p)
+_sig("bpf_object__find_map_by_name", c_void_p, c_void_p, c_char_p)
+_sig("bpf_program__set_autoload", c_int, c_void_p, c_bool)
+_sig("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
+_sig("bpf_map__set_initial_value", c_int, c_void_p, c_void_p, c_size_t)
+_sig("bpf_map__fd", c_int, c_void_p)
+_sig("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_uint64)
+_sig("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
+_sig(
+    "bpf_program__attach_tracepoint_opts",
+    c_void_p,
+    c_void_p,
+    c_char_p,
+    c_char_p,
+    POINTER(_TracepointOpts),
+)
+_sig(
+    "bpf_program__attach_uprobe_opts",
+    c_void_p,
+    c_void_p,
+    c_int,
+    c_char_p,
+    c_size_t,
+    POINTER(_UprobeOpts),
+)
+_sig("bpf_program__attach_kprobe_opts", c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts))
+_sig("bpf_link__destroy", c_int, c_void_p)
+_sig("libbpf_set_print", c_void_p, _PRINT_FN)
+
+
+@_PRINT_FN
+def _print(level: int, fmt: bytes | None, ap: int | None) -> int:
+    buf = ctypes.create_string_buffer(1 << 18)  # verifier logs arrive in one call
+    n = _libc.vsnprintf(buf, len(buf), fmt, ap)
+    text = buf.value.decode(errors="replace").rstrip()
+    if text:
+        _log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
+    return n
+
+
+_lib.libbpf_set_print(_print)
+
+
+def _fail(what: str, err: int | None = None) -> BpfError:
+    code = abs(err) if err else ctypes.get_errno()
+    return BpfError(code, f"{what}: {os.strerror(code) if code else 'unknown error'}")
+
+
+class BpfLink:
+    """An attachment; :meth:`destroy` detaches it (idempotent)."""
+
+    __slots__ = ("_ptr",)
+
+    def __init__(self, ptr: int) -> None:
+        self._ptr: int | None = ptr
+
+    def destroy(self) -> None:
+        if self._ptr:
+            _lib.bpf_link__destroy(self._ptr)
+            self._ptr = None
+
+
+class BpfObject:
+    """An opened (then loaded) BPF ELF object. Programs and maps are addressed by name."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        ctypes.set_errno(0)
+        ptr = _lib.bpf_object__open_file(self.path.encode(), None)
+        if not ptr:
+            raise _fail(f"cannot open BPF object {self.path}")
+        self._ptr: int | None = ptr
+
+    def _program(self, name: str) -> int:
+        prog = _lib.bpf_object__find_program_by_name(self._handle, name.encode())
+        if not prog:
+            raise BpfError(2, f"BPF program {name} is not in {self.path}")
+        return prog
+
+    def _map(self, name: str) -> int:
+        m = _lib.bpf_object__find_map_by_name(self._handle, name.encode())
+        if not m:
+            raise BpfError(2, f"BPF map {name} is not in {self.path}")
+        return m
+
+    @property
+    def _handle(self) -> int:
+        if not self._ptr:
+            raise BpfError(9, f"BPF object {self.path} is closed")
+        return self._ptr
+
+    # -- before load ---------------------------------------------------------------------
+    def set_autoload(self, program: str, autoload: bool) -> None:
+        err = _lib.bpf_program__set_autoload(self._program(program), autoload)
+        if err:
+            raise _fail(f"cannot change autoload of BPF program {program}", err)
+
+    def set_max_entries(self, map_name: str, max_entries: int) -> None:
+        err = _lib.bpf_map__set_max_entries(self._map(map_name), max_entries)
+        if err:
+            raise _fail(f"cannot resize BPF map {map_name} to {max_entries}", err)
+
+    def set_initial_value(self, map_name: str, data: bytes) -> None:
+        buf = ctypes.create_string_buffer(data, len(data))
+        err = _lib.bpf_map__set_initial_value(self._map(map_name), buf, len(data))
+        if err:
+            raise _fail(f"cannot set the initial value of BPF map {map_name}", err)
+
+    def load(self) -> None:
+        ctypes.set_errno(0)
+        err = _lib.bpf_object__load(self._handle)
+        if err:
+            raise _fail(f"cannot load BPF object {self.path} (see the libbpf log)", err)
+
+    # -- after load ----------------------------------------------------------------------
+    def map_fd(self, map_name: str) -> int:
+        fd = _lib.bpf_map__fd(self._map(map_name))
+        if fd < 0:
+            raise _fail(f"BPF map {map_name} has no fd (object not loaded?)", fd)
+        return fd
+
+    def attach_tracepoint(self, program: str, category: str, name: str, cookie: int) -> BpfLink:
+        """Attach to tracepoint ``category:name`` with a cookie (kernel 5.15+ for cookies)."""
+        opts = _TracepointOpts(ctypes.sizeof(_TracepointOpts), cookie)
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_tracepoint_opts(
+            self._program(program), category.encode(), name.encode(), ctypes.byref(opts)
+        )
+        if not link:
+            raise _fail(f"cannot attach tracepoint {category}:{name}")
+        return BpfLink(link)
+
+    def attach_uprobe(
+        self, program: str, binary: str, offset: int, cookie: int, retprobe: bool
+    ) -> BpfLink:
+        """Attach a uprobe (kernel 3.5+) or uretprobe at a file ``offset`` of ``binary``, in
+        every process (pid -1), with a cookie (kernel 5.15+)."""
+        opts = _UprobeOpts(ctypes.sizeof(_UprobeOpts), 0, cookie, retprobe, None)
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_uprobe_opts(
+            self._program(program), -1, binary.encode(), offset, ctypes.byref(opts)
+        )
+        if not link:
+            kind = "uretprobe" if retprobe else "uprobe"
+            raise _fail(f"cannot attach {kind} at {binary}+{offset:#x}")
+        return BpfLink(link)
+
+    def attach_kprobe(self, program: str, function: str, cookie: int, retprobe: bool) -> BpfLink:
+        """Attach a kprobe or kretprobe (needs CONFIG_KPROBES; cookies need 5.15+)."""
+        opts = _KprobeOpts(ctypes.sizeof(_KprobeOpts), cookie, 0, retprobe)
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_kprobe_opts(
+            self._program(program), function.encode(), ctypes.byref(opts)
+        )
+        if not link:
+            kind = "kretprobe" if retprobe else "kprobe"
+            raise _fail(f"cannot attach {kind} {function}")
+        return BpfLink(link)
+
+    def close(self) -> None:
+        """Close the object (links must be destroyed first). Idempotent."""
+        if self._ptr:
+            _lib.bpf_object__close(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+    """``bpf_map_update_elem`` on a map fd."""
+    err = _lib.bpf_map_update_elem(fd, key, value, flags)
+    if err:
+        raise _fail(f"cannot update BPF map fd {fd}", err)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:
+    """``bpf_map_lookup_elem`` on a map fd; per-CPU maps need ``value_size`` for all CPUs
+    (each value rounded up to 8 bytes)."""
+    buf = ctypes.create_string_buffer(value_size)
+    err = _lib.bpf_map_lookup_elem(fd, key, buf)
+    if err:
+        raise _fail(f"cannot look up BPF map fd {fd}", err)
+    return buf.raw

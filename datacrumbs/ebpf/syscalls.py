@@ -1,0 +1,169 @@
+"""Per-syscall layouts: which argument is the fd, which are paths, what the trace reports.
+
+One generic tracepoint program pair serves every syscall; the cookie tells it, per attached
+tracepoint, which argument holds the fd (its file-name hash is looked up per (tgid, fd)),
+which hold paths to read and hash, whether the return value is a new fd to remember and
+whether the call closes its fd. This table is the only place those facts live.
+
+A syscall that is not in the table but has a tracepoint is still traced: its argument names
+and types come from the tracepoint's ``format`` file in tracefs, and its non-pointer arguments
+are reported raw. Syscall tracepoints need CONFIG_FTRACE_SYSCALLS (kernel 2.6.33+); the cookie
+needs 5.15+.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from datacrumbs.ebpf.functions import ArgField, ArgKind
+
+__all__ = [
+    "SYSCALLS",
+    "TRACEFS",
+    "SyscallLayout",
+    "resolve_syscall",
+    "syscall_cookie",
+]
+
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+@dataclass(frozen=True)
+class SyscallLayout:
+    """How one syscall is read. Indexes are positions in the syscall's argument list."""
+
+    tracepoint: str  # the name after sys_enter_/sys_exit_
+    fields: tuple[ArgField, ...] = ()
+    fd_arg: int | None = None
+    path_args: tuple[int, ...] = ()  # at most two; the first becomes the event's fhash
+    returns_fd: bool = False
+    closes_fd: bool = False
+
+    @property
+    def has_file(self) -> bool:
+        return self.fd_arg is not None or bool(self.path_args)
+
+
+def _f(key: str, index: int) -> ArgField:
+    return ArgField(key, index)
+
+
+def _fd(index: int = 0) -> ArgField:
+    return ArgField("fd", index)
+
+
+def _hash(key: str, index: int) -> ArgField:
+    return ArgField(key, index, ArgKind.HASH)
+
+
+_READ = SyscallLayout("read", (_fd(), _f("size", 2)), fd_arg=0)
+_PREAD = SyscallLayout("pread64", (_fd(), _f("size", 2), _f("offset", 3)), fd_arg=0)
+_VEC = (_fd(), _f("iovcnt", 2))
+_VEC_AT = (_fd(), _f("iovcnt", 2), _f("offset", 3))
+_OPEN_FIELDS = (_f("flags", 1), _f("mode", 2))
+_OPENAT_FIELDS = (_f("flags", 2), _f("mode", 3))
+
+#: Syscalls by the name a probe file uses. Layouts follow the x86-64 tracepoint formats.
+SYSCALLS: dict[str, SyscallLayout] = {
+    "open": SyscallLayout("open", _OPEN_FIELDS, path_args=(0,), returns_fd=True),
+    "openat": SyscallLayout("openat", _OPENAT_FIELDS, path_args=(1,), returns_fd=True),
+    "openat2": SyscallLayout("openat2", (), path_args=(1,), returns_fd=True),
+    "creat": SyscallLayout("creat", (_f("mode", 1),), path_args=(0,), returns_fd=True),
+    "close": SyscallLayout("close", (_fd(),), fd_arg=0, closes_fd=True),
+    "read": _READ,
+    "write": SyscallLayout("write", _READ.fields, fd_arg=0),
+    "pread64": _PREAD,
+    "pwrite64": SyscallLayout("pwrite64", _PREAD.fields, fd_arg=0),
+    "readv": SyscallLayout("readv", _VEC, fd_arg=0),
+    "writev": SyscallLayout("writev", _VEC, fd_arg=0),
+    "preadv": SyscallLayout("preadv", _VEC_AT, fd_arg=0),
+    "pwritev": SyscallLayout("pwritev", _VEC_AT, fd_arg=0),
+    "preadv2": SyscallLayout("preadv2", (*_VEC_AT, _f("flags", 5)), fd_arg=0),
+    "pwritev2": SyscallLayout("pwritev2", (*_VEC_AT, _f("flags", 5)), fd_arg=0),
+    "lseek": SyscallLayout("lseek", (_fd(), _f("offset", 1), _f("whence", 2)), fd_arg=0),
+    "fsync": SyscallLayout("fsync", (_fd(),), fd_arg=0),
+    "fdatasync": SyscallLayout("fdatasync", (_fd(),), fd_arg=0),
+    "ftruncate": SyscallLayout("ftruncate", (_fd(), _f("size", 1)), fd_arg=0),
+    "truncate": SyscallLayout("truncate", (_f("size", 1),), path_args=(0,)),
+    "mmap": SyscallLayout(
+        "mmap",
+        (_fd(4), _f("size", 1), _f("offset", 5), _f("prot", 2), _f("flags", 3)),
+        fd_arg=4,
+    ),
+    "munmap": SyscallLayout("munmap", (_f("addr", 0), _f("size", 1))),
+    "unlink": SyscallLayout("unlink", (), path_args=(0,)),
+    "unlinkat": SyscallLayout("unlinkat", (_f("flags", 2),), path_args=(1,)),
+    "rename": SyscallLayout("rename", (_hash("new_fhash", 1),), path_args=(0, 1)),
+    "renameat": SyscallLayout("renameat", (_hash("new_fhash", 3),), path_args=(1, 3)),
+    "renameat2": SyscallLayout(
+        "renameat2", (_hash("new_fhash", 3), _f("flags", 4)), path_args=(1, 3)
+    ),
+    "mkdir": SyscallLayout("mkdir", (_f("mode", 1),), path_args=(0,)),
+    "mkdirat": SyscallLayout("mkdirat", (_f("mode", 2),), path_args=(1,)),
+    "rmdir": SyscallLayout("rmdir", (), path_args=(0,)),
+    "stat": SyscallLayout("newstat", (), path_args=(0,)),
+    "lstat": SyscallLayout("newlstat", (), path_args=(0,)),
+    "fstat": SyscallLayout("newfstat", (_fd(),), fd_arg=0),
+    "newfstatat": SyscallLayout("newfstatat", (_f("flags", 3),), path_args=(1,)),
+    "statx": SyscallLayout("statx", (_f("flags", 2), _f("mask", 3)), path_args=(1,)),
+    "access": SyscallLayout("access", (_f("mode", 1),), path_args=(0,)),
+    "faccessat": SyscallLayout("faccessat", (_f("mode", 2),), path_args=(1,)),
+    "getdents64": SyscallLayout("getdents64", (_fd(), _f("size", 2)), fd_arg=0),
+    "getdents": SyscallLayout("getdents", (_fd(), _f("size", 2)), fd_arg=0),
+}
+for _alias, _name in {
+    "newstat": "stat",
+    "newlstat": "lstat",
+    "newfstat": "fstat",
+    "fstatat": "newfstatat",
+    "fstatat64": "newfstatat",
+    "pread": "pread64",
+    "pwrite": "pwrite64",
+}.items():
+    SYSCALLS[_alias] = SYSCALLS[_name]
+
+_FIELD = re.compile(r"field:(?P<type>[^;]*?)\s*(?P<name>\w+);\s*offset:(?P<offset>\d+);")
+
+
+def _generic_layout(tracepoint: str, tracefs: Path) -> SyscallLayout:
+    """A layout from the tracepoint's format file: non-pointer arguments, reported raw."""
+    text = (tracefs / "events" / "syscalls" / f"sys_enter_{tracepoint}" / "format").read_text()
+    fields: list[ArgField] = []
+    index = 0
+    for m in _FIELD.finditer(text):
+        name = m["name"]
+        if name.startswith("common_") or name == "__syscall_nr":
+            continue
+        if "*" not in m["type"]:
+            fields.append(ArgField(name, index))
+        index += 1
+    return SyscallLayout(tracepoint, tuple(fields))
+
+
+def resolve_syscall(name: str, tracefs: Path = TRACEFS) -> SyscallLayout:
+    """The layout of syscall ``name``. Raises :class:`LookupError` with the reason when this
+    kernel has no tracepoint for it."""
+    layout = SYSCALLS.get(name)
+    tracepoint = layout.tracepoint if layout else name
+    enter = tracefs / "events" / "syscalls" / f"sys_enter_{tracepoint}"
+    if not enter.is_dir():
+        raise LookupError(f"this kernel has no tracepoint syscalls:sys_enter_{tracepoint}")
+    return layout if layout is not None else _generic_layout(tracepoint, tracefs)
+
+
+def syscall_cookie(fid: int, layout: SyscallLayout) -> int:
+    """The cookie of a syscall: function id plus layout (bit layout in ``dc_records.h``)."""
+    cookie = fid
+    if layout.fd_arg is not None:
+        cookie |= (layout.fd_arg + 1) << 32
+    if layout.path_args:
+        cookie |= (layout.path_args[0] + 1) << 35
+    if len(layout.path_args) > 1:
+        cookie |= (layout.path_args[1] + 1) << 38
+    if layout.returns_fd:
+        cookie |= 1 << 41
+    if layout.closes_fd:
+        cookie |= 1 << 42
+    return cookie

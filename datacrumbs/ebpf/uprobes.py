@@ -1,0 +1,135 @@
+"""Uprobe targets: ELF symbols → file offsets, and the cookie that describes captured args.
+
+Symbols are resolved here, once per binary, with pyelftools (``.dynsym`` and ``.symtab``,
+defined ``STT_FUNC`` symbols; a symbol's address is turned into a file offset through the
+``PT_LOAD`` segment that contains it), and uprobes are attached by offset. libbpf could resolve
+``func_name`` itself, but it re-reads the ELF for each name, which is slow for the thousands of
+functions a probe file may list.
+
+Uprobes need kernel 3.5+, uretprobes 3.10+, BPF cookies on them 5.15+.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from datacrumbs.common.probes import FunctionArgument
+from datacrumbs.ebpf.functions import ArgField
+
+__all__ = [
+    "ElfSymbols",
+    "SymbolError",
+    "argument_fields",
+    "function_cookie",
+    "parse_target",
+]
+
+_UNSIGNED_PREFIXES = ("unsigned", "uint", "size_t", "u8", "u16", "u32", "u64", "bool", "_Bool")
+
+
+class SymbolError(LookupError):
+    """A binary or a symbol cannot be used; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class ElfSymbols:
+    """The defined functions of one ELF file, as name → file offset."""
+
+    path: str
+    offsets: dict[str, int]
+
+    @classmethod
+    def read(cls, path: str) -> ElfSymbols:
+        try:
+            with open(path, "rb") as f:
+                elf = ELFFile(f)
+                loads = [
+                    (seg["p_vaddr"], seg["p_memsz"], seg["p_offset"])
+                    for seg in elf.iter_segments()
+                    if seg["p_type"] == "PT_LOAD"
+                ]
+                offsets: dict[str, int] = {}
+                for section in elf.iter_sections():
+                    if not isinstance(section, SymbolTableSection):
+                        continue
+                    for sym in section.iter_symbols():
+                        if (
+                            sym["st_info"]["type"] != "STT_FUNC"
+                            or sym["st_shndx"] == "SHN_UNDEF"
+                            or not sym["st_value"]
+                            or not sym.name
+                        ):
+                            continue
+                        offset = _file_offset(sym["st_value"], loads)
+                        if offset is not None:
+                            # .dynsym comes first; keep the first definition of a name
+                            offsets.setdefault(sym.name.split("@", 1)[0], offset)
+                if not offsets and not _has_code(elf):
+                    raise SymbolError(f"{path} has no executable code")
+        except FileNotFoundError as exc:
+            raise SymbolError(f"binary {path} does not exist") from exc
+        except PermissionError as exc:
+            raise SymbolError(f"binary {path} is not readable") from exc
+        except IsADirectoryError as exc:
+            raise SymbolError(f"binary {path} is a directory") from exc
+        except ELFError as exc:
+            raise SymbolError(f"binary {path} is not an ELF file ({exc})") from exc
+        return cls(path, offsets)
+
+    def offset(self, name: str) -> int:
+        try:
+            return self.offsets[name]
+        except KeyError:
+            raise SymbolError(f"{self.path} defines no function {name}") from None
+
+
+def _file_offset(vaddr: int, loads: Iterable[tuple[int, int, int]]) -> int | None:
+    for start, size, offset in loads:
+        if start <= vaddr < start + size:
+            return vaddr - start + offset
+    return None
+
+
+def _has_code(elf: ELFFile) -> bool:
+    return any(s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR for s in elf.iter_sections())
+
+
+def parse_target(function: str) -> tuple[str, int | None]:
+    """``name`` or ``name:0xOFFSET`` (upstream's ``include_offsets`` form) → (name, offset)."""
+    name, sep, offset = function.partition(":")
+    if not sep:
+        return function, None
+    try:
+        return name, int(offset, 0)
+    except ValueError:
+        raise SymbolError(f"{function}: {offset!r} is not an offset") from None
+
+
+def _is_signed(c_type: str) -> bool:
+    text = c_type.strip()
+    return not (text.startswith(_UNSIGNED_PREFIXES) or "*" in text)
+
+
+def argument_fields(arguments: Iterable[FunctionArgument]) -> tuple[ArgField, ...]:
+    """The trace ``args`` entries for a function's captured arguments."""
+    return tuple(
+        ArgField(a.label, a.index, num_bytes=a.num_bytes, signed=_is_signed(a.c_type))
+        for a in arguments
+    )
+
+
+def function_cookie(fid: int, arguments: Iterable[FunctionArgument]) -> int:
+    """Function id, plus which arguments to dereference and how many bytes to read
+    (bit layout in ``dc_records.h``)."""
+    cookie = fid
+    for a in arguments:
+        if a.is_pointer:
+            cookie |= 1 << (24 + a.index)
+            cookie |= (a.num_bytes - 1) << (32 + 3 * a.index)
+    return cookie

@@ -1,0 +1,99 @@
+"""Fixtures for the engine tests: real kernel, real workloads, real traces.
+
+The tests need root (BPF, setpriv, cgroups). Workloads are small C programs compiled into a
+0755 directory so that the unprivileged users the tests trace and use as intruders (bare
+numeric uids no one else uses, so that other activity on the machine cannot leak in) can run
+them. The pytest process itself runs as root and is never traced.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from engine_support import Session, User
+
+from datacrumbs.common.probes import Probe
+from datacrumbs.ebpf.build import build_bpf_object
+from datacrumbs.ebpf.engine import EngineConfig
+
+C_DIR = Path(__file__).parent / "c"
+
+if os.geteuid() != 0:
+    pytest.skip("the engine tests need root (BPF, setpriv, cgroups)", allow_module_level=True)
+
+
+def _unused_id(start: int) -> int:
+    """A uid/gid (same number) that no account and no running process uses: tests on a shared
+    machine must not see other people's processes under the traced uid."""
+    taken = {p.pw_uid for p in pwd.getpwall()}
+    for proc in Path("/proc").iterdir():
+        try:
+            taken.add(proc.stat().st_uid)
+        except OSError:
+            continue
+    return next(n for n in range(start, start + 1000) if n not in taken)
+
+
+@pytest.fixture(scope="session")
+def traced_user() -> User:
+    """The job user the tests trace: a bare numeric uid (setpriv needs no account)."""
+    uid = _unused_id(45870)
+    return User(f"uid{uid}", uid, uid)
+
+
+@pytest.fixture(scope="session")
+def intruder_user(traced_user: User) -> User:
+    """Another user whose processes run at the same time and must not be traced."""
+    uid = _unused_id(traced_user.uid + 1)
+    return User(f"uid{uid}", uid, uid)
+
+
+@pytest.fixture(scope="session")
+def bpf_object(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bpf_object()
+
+
+@pytest.fixture(scope="session")
+def public_dir() -> Iterator[Path]:
+    """A 0755 directory outside pytest's 0700 tree: other users can run what is in it."""
+    path = Path(tempfile.mkdtemp(prefix="dc-engine-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def compile_c(public_dir: Path):  # type: ignore[no-untyped-def]
+    """Compile tests/engine/c/<name>.c (plus extra gcc arguments) into the public dir."""
+
+    def compile_(source: str, output: str, *extra: str) -> Path:
+        out = public_dir / output
+        if not out.exists():
+            subprocess.run(
+                ["gcc", "-O1", "-Wall", "-o", str(out), str(C_DIR / source), *extra],
+                check=True,
+            )
+        return out
+
+    return compile_
+
+
+@pytest.fixture
+def session(bpf_object: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``session(probes, uid=..., **config)`` → a :class:`Session` writing tmp_path/trace."""
+    count = 0
+
+    def make(probes: Sequence[Probe], **config: object) -> Session:
+        nonlocal count
+        count += 1
+        cfg = EngineConfig(bpf_object=bpf_object, **config)  # type: ignore[arg-type]
+        return Session(cfg, probes, tmp_path / f"trace-{count}.pfw.gz")
+
+    return make

@@ -1,0 +1,96 @@
+"""Helpers of the engine tests: users, workloads run as them, finished traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datacrumbs.common.probes import Probe
+from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineStats, TargetOutcome
+from datacrumbs.trace.writer import TraceWriter, read_trace_lines
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+
+
+def user_dir(public_dir: Path, user: User, name: str) -> Path:
+    """A fresh directory owned by ``user`` inside the public dir."""
+    path = public_dir / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(mode=0o755)
+    os.chown(path, user.uid, user.gid)
+    return path
+
+
+def as_user(user: User, argv: Sequence[str]) -> list[str]:
+    """``argv`` run as ``user`` (setpriv execs: the workload keeps setpriv's pid)."""
+    return [
+        "setpriv",
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--",
+        *argv,
+    ]
+
+
+@dataclass
+class Trace:
+    """A finished trace, parsed."""
+
+    path: Path
+    stats: EngineStats
+    outcomes: list[TargetOutcome]
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lines = read_trace_lines(self.path)
+        self.objects = [json.loads(line) for line in self.lines[1:-1]]
+
+    @property
+    def events(self) -> list[dict]:
+        return [e for e in self.objects if e.get("ph") == "X"]
+
+    def metadata(self, name: str) -> list[dict]:
+        return [e for e in self.objects if e.get("ph") == "M" and e["name"] == name]
+
+    def file_names(self) -> dict[str, str]:
+        """fhash → file name, from the FH metadata events."""
+        return {e["args"]["value"]: e["args"]["name"] for e in self.metadata("FH")}
+
+    def events_of(self, pid: int, name: str | None = None) -> list[dict]:
+        return [e for e in self.events if e["pid"] == pid and (name is None or e["name"] == name)]
+
+
+class Session:
+    """Trace while the body of a ``with`` runs; the parsed trace is ``.trace`` afterwards."""
+
+    def __init__(self, config: EngineConfig, probes: Sequence[Probe], path: Path) -> None:
+        self.engine = Engine(config)
+        self.probes = probes
+        self.path = path
+        self.outcomes: list[TargetOutcome] = []
+        self.trace: Trace | None = None
+
+    def __enter__(self) -> Session:
+        self.engine.load()
+        self.outcomes = self.engine.attach(self.probes)
+        self.engine.start(TraceWriter(self.path))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            stats = self.engine.stop()
+        finally:
+            self.engine.close()
+        if exc[0] is None:
+            self.trace = Trace(self.path, stats, self.outcomes)

@@ -1,0 +1,61 @@
+"""DFTracer's own tools (from the dftracer wheel) accept the trace and count what we count."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from engine_support import as_user, user_dir
+
+from datacrumbs.common.probes import Probe, ProbeType
+
+try:
+    import dftracer
+
+    TOOLS = Path(dftracer.__file__).parent
+except ImportError:  # pragma: no cover - the test extra installs it
+    TOOLS = None
+
+
+def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    assert TOOLS is not None
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{TOOLS / 'lib64'}:{TOOLS / 'lib'}")
+    return subprocess.run(
+        [str(TOOLS / "bin" / name), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.skipif(TOOLS is None, reason="dftracer is not installed")
+def test_dftracer_validates_and_counts_the_trace(
+    session, compile_c, public_dir, traced_user, tmp_path
+):
+    binary = compile_c("file_io.c", "file_io")
+    work = user_dir(public_dir, traced_user, "dftracer")
+    probes = [
+        Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["openat", "write", "pread64"])
+    ]
+    with session(probes, uid=traced_user.uid, ringbuf_bytes=4096) as s:
+        for i in range(3):
+            subprocess.run(
+                as_user(traced_user, [str(binary), str(work / f"f{i}"), "400", "64"]),
+                check=True,
+                capture_output=True,
+            )
+    trace = s.trace
+    assert trace.stats.lost > 0  # the loss counter events are part of what is validated
+
+    validated = _run_tool("dftracer_validate", "--files", str(trace.path))
+    assert validated.returncode == 0, validated.stderr
+    body_lines = len(trace.lines) - 2  # DFTracer skips the "[" and "]" wrapper lines
+    assert f"1 passed, 0 failed, {body_lines} lines" in validated.stdout
+
+    # dftracer_event_count counts every event but metadata (ph "M"): X and C events here.
+    counted = _run_tool(
+        "dftracer_event_count", "-d", str(trace.path.parent), "--index-dir", str(tmp_path / "idx")
+    )
+    assert counted.returncode == 0, counted.stderr
+    not_metadata = [e for e in trace.objects if e["ph"] != "M"]
+    assert int(counted.stdout.split()[-1]) == len(not_metadata)
+    assert len(trace.events) == trace.stats.events

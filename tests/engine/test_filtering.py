@@ -1,0 +1,111 @@
+"""In-kernel filtering: other users' and other cgroups' events never reach the trace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from engine_support import as_user, user_dir
+
+from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.ebpf.cgroups import cgroup2_mounts
+
+CALLS = ["openat", "write", "pread64", "fsync", "close"]
+K, S = 50, 512
+
+
+def _start(user, binary, path):
+    return subprocess.Popen(
+        as_user(user, [str(binary), str(path), str(K), str(S)]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _on(trace, pid: int, name: str, path: Path) -> list[dict]:
+    """Events ``name`` of ``pid`` on file ``path`` (the loader's own calls left out)."""
+    hashes = {h for h, n in trace.file_names().items() if n == str(path)}
+    return [e for e in trace.events_of(pid, name) if e["args"].get("fhash") in hashes]
+
+
+def _pid_of(proc: subprocess.Popen) -> int:
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    return int(out.split()[0])
+
+
+def test_other_users_events_never_reach_the_trace(
+    session, compile_c, public_dir, traced_user, intruder_user
+):
+    binary = compile_c("file_io.c", "file_io")
+    mine = user_dir(public_dir, traced_user, "filter-mine") / "data"
+    theirs = user_dir(public_dir, intruder_user, "filter-theirs") / "data"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=CALLS)]
+    with session(probes, uid=traced_user.uid) as s:
+        procs = [_start(intruder_user, binary, theirs), _start(traced_user, binary, mine)]
+        intruder_pid, traced_pid = (_pid_of(p) for p in procs)
+    trace = s.trace
+
+    assert {e["pid"] for e in trace.events} == {traced_pid}
+    assert str(theirs) not in trace.file_names().values()
+    assert str(mine) in trace.file_names().values()
+    assert len(_on(trace, traced_pid, "write", mine)) == K
+    assert len(_on(trace, traced_pid, "pread64", mine)) == K
+    assert not trace.events_of(intruder_pid)
+
+
+def _unified_root() -> Path | None:
+    mounts = cgroup2_mounts()
+    return mounts[0] if mounts else None
+
+
+@pytest.fixture
+def child_cgroup():
+    root = _unified_root()
+    if root is None:
+        pytest.skip("no cgroup v2 hierarchy is mounted")
+    path = root / f"dc-engine-test-{os.getpid()}"
+    path.mkdir()
+    yield path
+    path.rmdir()
+
+
+def test_cgroup_filter_traces_only_that_cgroup(
+    session, compile_c, public_dir, traced_user, child_cgroup
+):
+    binary = compile_c("file_io.c", "file_io")
+    inside = user_dir(public_dir, traced_user, "cgroup-inside") / "data"
+    outside = user_dir(public_dir, traced_user, "cgroup-outside") / "data"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=CALLS)]
+    with session(probes, uid=traced_user.uid, cgroup=str(child_cgroup)) as s:
+        # the shell (root, untraced) moves itself into the cgroup, then becomes the workload
+        procs = [
+            subprocess.Popen(
+                [
+                    "sh",
+                    "-c",
+                    f'echo $$ > {child_cgroup}/cgroup.procs && exec "$@"',
+                    "sh",
+                    *as_user(traced_user, [str(binary), str(inside), str(K), str(S)]),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+            _start(traced_user, binary, outside),
+        ]
+        inside_pid, outside_pid = (_pid_of(p) for p in procs)
+    trace = s.trace
+
+    assert {e["pid"] for e in trace.events} == {inside_pid}
+    assert str(inside) in trace.file_names().values()
+    assert str(outside) not in trace.file_names().values()
+    assert len(_on(trace, inside_pid, "write", inside)) == K
+    assert not trace.events_of(outside_pid)
+
+
+def test_cgroup_given_by_id_is_resolved_to_its_directory(child_cgroup):
+    from datacrumbs.ebpf.cgroups import resolve_cgroup
+
+    assert resolve_cgroup(os.stat(child_cgroup).st_ino) == child_cgroup

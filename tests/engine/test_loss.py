@@ -1,0 +1,37 @@
+"""Loss under a flood into a one-page ring buffer: counted exactly, reported in band."""
+
+from __future__ import annotations
+
+import subprocess
+
+from engine_support import as_user
+
+from datacrumbs.common.probes import Probe, ProbeType
+
+N = 20_000
+
+
+def test_every_event_is_either_in_the_trace_or_counted_lost(session, compile_c, traced_user):
+    binary = compile_c("flood.c", "flood")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    with session(probes, uid=traced_user.uid, ringbuf_bytes=4096) as s:
+        subprocess.run(as_user(traced_user, [str(binary), str(N)]), check=True)
+    trace = s.trace
+    stats = trace.stats
+
+    assert stats.lost > 0
+    assert stats.events + stats.lost == N
+    assert len(trace.events) == stats.events
+    assert stats.loss.inflight == 0
+
+    counters = [e for e in trace.objects if e.get("ph") == "C" and e["name"] == "lost_events"]
+    assert counters, "no in-band loss event"
+    assert counters[-1]["args"]["lost_events"] == stats.lost
+    values = [c["args"]["lost_events"] for c in counters]
+    assert values == sorted(values)
+
+    summary = [e for e in trace.metadata("PR") if e["args"]["name"] == "datacrumbs_summary"]
+    assert len(summary) == 1
+    assert summary[0]["args"]["value"]["events"] == stats.events
+    assert summary[0]["args"]["value"]["lost_events"] == stats.lost
+    assert trace.lines[-1] == "]"

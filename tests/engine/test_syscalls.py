@@ -1,0 +1,93 @@
+"""Syscall tracing against a workload whose every I/O call is known in advance."""
+
+from __future__ import annotations
+
+import subprocess
+
+from engine_support import as_user, user_dir
+
+from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.ebpf.records import fnv1a64
+
+IO_CALLS = ["openat", "write", "pread64", "fsync", "close", "read", "lseek", "nosuch_call"]
+K, S = 7, 3000
+
+
+def test_file_io_workload_is_traced_call_by_call(session, compile_c, public_dir, traced_user):
+    binary = compile_c("file_io.c", "file_io")
+    work = user_dir(public_dir, traced_user, "syscalls")
+    path = work / "data.bin"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=IO_CALLS)]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(path), str(K), str(S)]),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    trace = s.trace
+    pid, fd = map(int, out.split())
+    fhash = f"{fnv1a64(str(path).encode()):016x}"
+
+    outcomes = {o.function: o for o in trace.outcomes}
+    assert [f for f, o in outcomes.items() if o.attached] == IO_CALLS[:-1]
+    assert outcomes["nosuch_call"].reason == (
+        "this kernel has no tracepoint syscalls:sys_enter_nosuch_call"
+    )
+
+    assert trace.file_names()[fhash] == str(path)
+    assert len([n for n in trace.file_names().values() if n == str(path)]) == 1
+    mine = [e for e in trace.events_of(pid) if e["args"].get("fhash") == fhash]
+    assert {e["tid"] for e in trace.events_of(pid)} == {pid}
+
+    opens = [e for e in mine if e["name"] == "openat"]
+    assert len(opens) == 1 and opens[0]["args"]["ret"] == fd
+
+    writes = [e for e in mine if e["name"] == "write"]
+    assert len(writes) == K
+    assert all(e["args"]["size"] == S and e["args"]["ret"] == S for e in writes)
+    assert all(e["args"]["fd"] == fd for e in writes)
+
+    preads = [e for e in mine if e["name"] == "pread64"]
+    assert sorted(e["args"]["offset"] for e in preads) == [i * S for i in range(K)]
+    assert all(e["args"]["size"] == S and e["args"]["ret"] == S for e in preads)
+
+    fsyncs = [e for e in mine if e["name"] == "fsync"]
+    closes = [e for e in mine if e["name"] == "close"]
+    assert [(e["args"]["fd"], e["args"]["ret"]) for e in fsyncs] == [(fd, 0)]
+    assert [(e["args"]["fd"], e["args"]["ret"]) for e in closes] == [(fd, 0)]
+    assert len(mine) == 1 + K + K + 1 + 1
+
+    # the pid's last write is the report on stdout: a pipe, no file name
+    report = trace.events_of(pid, "write")[-1]
+    assert report["args"]["fd"] == 1 and "fhash" not in report["args"]
+    assert report["args"]["ret"] == len(out)
+
+    # events are in call order within the thread, on the wall clock
+    sequence = [e["name"] for e in sorted(mine, key=lambda e: e["ts"])]
+    assert sequence == ["openat"] + ["write"] * K + ["pread64"] * K + ["fsync", "close"]
+    assert all(e["dur"] >= 0 for e in mine)
+
+
+def test_process_and_thread_names_are_written_once(session, compile_c, public_dir, traced_user):
+    binary = compile_c("file_io.c", "file_io")
+    work = user_dir(public_dir, traced_user, "names")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(work / "f"), "3", "10"]),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    trace = s.trace
+    pid = int(out.split()[0])
+    process = [e for e in trace.metadata("process_name") if e["pid"] == pid]
+    threads = [e for e in trace.metadata("thread_name") if e["tid"] == pid]
+    assert [e["args"]["name"] for e in process] == ["file_io"]
+    assert [e["args"]["name"] for e in threads] == ["file_io"]
+    pr = [e for e in trace.metadata("PR") if e["pid"] == pid]
+    assert [(e["args"]["name"], e["args"]["value"]) for e in pr] == [("comm", "file_io")]
+    hosts = trace.metadata("HH")
+    assert len(hosts) == 1
+    assert {e["args"]["hhash"] for e in trace.events} == {hosts[0]["args"]["value"]}

@@ -1,0 +1,72 @@
+"""Uprobe tracing of a shared library built by the test: counts, arguments, return values."""
+
+from __future__ import annotations
+
+import subprocess
+
+from engine_support import as_user
+
+from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
+
+
+def _arg(index: int, label: str, num_bytes: int, c_type: str, pointer: bool = False):
+    return FunctionArgument(
+        index=index, label=label, num_bytes=num_bytes, c_type=c_type, is_pointer=pointer
+    )
+
+
+def test_library_functions_are_traced_with_arguments_and_returns(
+    session, compile_c, public_dir, traced_user
+):
+    lib = compile_c("dcdemo.c", "libdcdemo.so", "-shared", "-fPIC")
+    main = compile_c(
+        "dcdemo_main.c", "dcdemo_main", f"-L{public_dir}", "-ldcdemo", f"-Wl,-rpath,{public_dir}"
+    )
+    probes = [
+        Probe(
+            type=ProbeType.UPROBE,
+            name="DEMO",
+            binary_path=str(lib),
+            functions=["dc_add", "dc_scale", "dc_peek", "dc_missing"],
+            function_arguments={
+                "dc_add": [_arg(0, "a", 4, "int"), _arg(1, "b", 4, "int")],
+                "dc_scale": [_arg(0, "x", 8, "long")],
+                "dc_peek": [_arg(0, "value", 4, "int", pointer=True)],
+            },
+        ),
+        Probe(
+            type=ProbeType.UPROBE,
+            name="GONE",
+            binary_path=str(public_dir / "no-such-lib.so"),
+            functions=["f"],
+        ),
+    ]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(main)]), capture_output=True, text=True, check=True
+        ).stdout
+    trace = s.trace
+    pid = int(out.split()[0])
+
+    reasons = {o.function: o.reason for o in trace.outcomes}
+    assert reasons == {
+        "dc_add": None,
+        "dc_scale": None,
+        "dc_peek": None,
+        "dc_missing": f"{lib} defines no function dc_missing",
+        "f": f"binary {public_dir / 'no-such-lib.so'} does not exist",
+    }
+
+    adds = trace.events_of(pid, "dc_add")
+    assert [(e["args"]["a"], e["args"]["b"], e["args"]["ret"]) for e in adds] == [
+        (-i, 3 * i, 2 * i) for i in range(10)
+    ]
+    scales = trace.events_of(pid, "dc_scale")
+    assert [(e["args"]["x"], e["args"]["ret"]) for e in scales] == [
+        (1000 * i, 3000 * i) for i in range(5)
+    ]
+    peeks = trace.events_of(pid, "dc_peek")
+    assert [(e["args"]["value"], e["args"]["ret"]) for e in peeks] == [(41, 42)]
+    assert {e["cat"] for e in adds + scales + peeks} == {"DEMO"}
+    assert all(e["tid"] == pid and "fhash" not in e["args"] for e in adds + scales + peeks)
+    assert len(trace.events) == 16

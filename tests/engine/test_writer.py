@@ -1,0 +1,61 @@
+"""The trace writer: gzip JSON lines that stay readable when the writer is killed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from datacrumbs.trace.writer import TraceWriter, read_trace_lines
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from datacrumbs.trace.writer import TraceWriter
+
+    writer = TraceWriter(sys.argv[1], flush_interval=0.05)
+    writer.start()
+    i = 0
+    while True:
+        i += 1
+        writer.write_text('{"id":%d,"name":"line","ph":"X","ts":%d,"dur":1}\\n' % (i, i))
+        if i == 2000:
+            time.sleep(0.5)  # several flush intervals: lines 1..2000 are in the file
+            print("flushed", flush=True)
+        if i % 100 == 0:
+            time.sleep(0.001)
+    """
+)
+
+
+def test_killed_writer_leaves_every_flushed_line_readable(tmp_path):
+    path = tmp_path / "killed.pfw.gz"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "flushed\n"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lines = read_trace_lines(path)
+    assert lines[0] == "["
+    ids = [json.loads(line)["id"] for line in lines[1:]]
+    assert len(ids) >= 2000
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_closed_trace_is_one_complete_gzip_member(tmp_path):
+    path = tmp_path / "closed.pfw.gz"
+    writer = TraceWriter(path)
+    writer.start()
+    writer.write_text('{"id":1}\n{"id":2}\n')
+    writer.close()
+    with gzip.open(path, "rt") as f:
+        assert f.read() == '[\n{"id":1}\n{"id":2}\n]\n'
+    assert writer.bytes_out == path.stat().st_size

@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         system = SystemConfigSource(settings_cls, init_settings.init_kwargs)
         return init_settings, env_settings, system
 
+    @property
+    def bpf_object_file(self) -> Path:
+        """The compiled BPF object the installer lays out: the daemon never runs clang."""
+        return self.install_prefix / "lib/datacrumbs/datacrumbs.bpf.o"
+
     @classmethod
     def env_name(cls, field: str) -> str:
         """The environment variable (and system configuration key) of a field."""

@@ -183,7 +183,11 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
                  target.function_name, reason)
 
     started = time.monotonic()
-    engine = Engine(EngineConfig(uid=job_user.pw_uid, hostname=settings.hostname))
+    bpf_object = settings.bpf_object_file
+    if not bpf_object.is_file():
+        raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
+    engine = Engine(EngineConfig(uid=job_user.pw_uid, hostname=settings.hostname,
+                                 bpf_object=bpf_object))
     try:
         engine.load()
         outcomes = engine.attach(probes)

@@ -23,13 +23,14 @@ def ensure_dir(path: Path, mode: int = 0o755) -> str:
     return "created"
 
 
-def ensure_file(path: Path, content: str, mode: int = 0o644) -> str:
+def ensure_file(path: Path, content: str | bytes, mode: int = 0o644) -> str:
     """Make ``path`` hold ``content`` with ``mode``; return ``created``/``updated``/``kept``."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         info = path.lstat()
     except FileNotFoundError:
         info = None
-    same = info is not None and stat.S_ISREG(info.st_mode) and _reads(path) == content
+    same = info is not None and stat.S_ISREG(info.st_mode) and path.read_bytes() == data
     if same and info is not None:
         if stat.S_IMODE(info.st_mode) == mode:
             return "kept"
@@ -37,8 +38,8 @@ def ensure_file(path: Path, content: str, mode: int = 0o644) -> str:
         return "kept (mode repaired)"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(content)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
             os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
@@ -47,7 +48,3 @@ def ensure_file(path: Path, content: str, mode: int = 0o644) -> str:
         os.unlink(tmp)
         raise
     return "created" if info is None else "updated"
-
-
-def _reads(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")

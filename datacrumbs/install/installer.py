@@ -7,7 +7,13 @@ What it makes (all root-owned; see docs/install.md)::
     P/etc/datacrumbs/systemd/<unit>                                0644  rendered unit templates
     P/share/datacrumbs/data/system-probe-<user>-<host>.sqlite      0644  system configuration
     P/share/datacrumbs/data/.datacrumbs-probe-secret               0400  HMAC key, created once
+    P/lib/datacrumbs/datacrumbs.bpf.o                              0644  the compiled BPF programs
+    P/libexec/datacrumbs/datacrumbs_probe_configurator_exec  root:datacrumbs 2755  setgid launcher
     <log dir>                                                      0755
+
+The BPF object is compiled here (clang against this kernel's BTF, CO-RE) so the daemon only
+loads it: no compiler runs when a job starts. The launcher is compiled against the venv's
+Python; the ``datacrumbs`` group is created if missing (see docs/security.md).
 
 Every step is idempotent; values an earlier run stored in the system configuration are kept
 unless the environment or a flag now says otherwise (the settings' own precedence).
@@ -28,6 +34,8 @@ from pathlib import Path
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.settings import Settings, load_settings
 from datacrumbs.common.system_config import read_table, system_config_path, write_system_config
+from datacrumbs.configurator.launcher_build import install_configurator_exec
+from datacrumbs.ebpf.build import BuildError, build_bpf_object
 from datacrumbs.install.files import ensure_dir, ensure_file
 from datacrumbs.install.secret import ensure_secret
 from datacrumbs.install.setup_script import setup_script
@@ -153,7 +161,18 @@ def install(prefix: Path, install_user: str | None = None, host: str | None = No
 
     note(_write_system_config(inst, env), inst.system_config)
     note(f"secret {ensure_secret(settings.probe_secret_file)}", settings.probe_secret_file)
+    note(_install_bpf_object(settings.bpf_object_file), settings.bpf_object_file)
+    note(*install_configurator_exec(prefix))
     return report
+
+
+def _install_bpf_object(target: Path) -> str:
+    try:
+        built = build_bpf_object()  # cached by content: clang runs only when sources change
+    except BuildError as exc:
+        raise DatacrumbsError(f"cannot build the BPF programs: {exc}") from None
+    ensure_dir(target.parent)
+    return ensure_file(target, built.read_bytes())
 
 
 def _write_system_config(inst: Installation, env: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import socket
@@ -48,6 +49,7 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         prefix / f"etc/datacrumbs/lmod/modulefiles/datacrumbs/{VERSION}.lua": 0o644,
         data / f"system-probe-root-{HOST}.sqlite": 0o644,
         data / ".datacrumbs-probe-secret": 0o400,
+        prefix / "lib/datacrumbs/datacrumbs.bpf.o": 0o644,
     }
     for path, mode in expected.items():
         assert path.is_file(), path
@@ -59,9 +61,15 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         assert _mode(prefix / directory) == 0o755
     secret = (data / ".datacrumbs-probe-secret").read_text()
     assert re.fullmatch(r"[0-9a-f]{64}\n", secret)
+    assert (prefix / "lib/datacrumbs/datacrumbs.bpf.o").read_bytes()[:4] == b"\x7fELF"
+    launcher = prefix / "libexec/datacrumbs/datacrumbs_probe_configurator_exec"
+    info = launcher.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o2755, 0)
+    assert grp.getgrgid(info.st_gid).gr_name == "datacrumbs"
     # One report line per path, each naming what was done.
-    assert len(result.stdout.splitlines()) == 9
-    assert all(line.split()[0] in {"created", "secret"} for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    assert len(lines) == 11
+    assert all(line.split()[0] in {"created", "secret"} for line in lines), lines
 
 
 def test_system_configuration_holds_install_paths_and_summary(installed: Path) -> None:

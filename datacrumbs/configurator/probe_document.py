@@ -1,0 +1,98 @@
+"""From discovered probes to the unsigned probe document the signer is asked to sign.
+
+Targets are deduplicated across categories (the first category naming a target keeps it: a
+function attached twice would be traced twice), targets the node's runtime status database
+knows to fail are dropped, and the 16,384-function cap is enforced here, with a message that
+says which probes to narrow, rather than as a refusal from the signer.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.probes import MAX_FUNCTIONS, ProbeType
+from datacrumbs.common.settings import Settings
+from datacrumbs.common.signing import ALGORITHM
+from datacrumbs.common.status_db import StatusDB, Target, status_db_path
+from datacrumbs.configurator.discovery import Discovered
+
+__all__ = ["build_document", "target_of"]
+
+_GROUP = {ProbeType.SYSCALLS: "syscalls", ProbeType.KPROBE: "kprobes",
+          ProbeType.UPROBE: "binary", ProbeType.USDT: "usdt"}
+
+
+def target_of(probe: Discovered, function: str) -> Target:
+    """The status database's name for one function of one probe."""
+    if probe.type == ProbeType.USDT:
+        scope = f"{probe.binary_path}\n{probe.provider}"
+    else:
+        scope = probe.binary_path or ""
+    return Target(_GROUP[probe.type], scope, function)
+
+
+def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:
+    if not path.exists():
+        return set()
+    try:
+        return set(StatusDB(path).known_invalid(targets))
+    except DatacrumbsError:
+        print(f"note: status database {path} is not readable by you; targets known to fail "
+              "are not dropped here (the daemon still skips them)", file=sys.stderr)
+        return set()
+
+
+def build_document(discovered: list[Discovered], settings: Settings, *, user: str,
+                   config_path: Path, output_path: Path, expires_in_days: int,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """The document (summary, categories, algorithm) ready to be signed."""
+    seen: set[Target] = set()
+    kept: list[tuple[Discovered, list[str]]] = []
+    for probe in discovered:
+        functions = []
+        for function in probe.functions:
+            target = target_of(probe, function)
+            if target not in seen:
+                seen.add(target)
+                functions.append(function)
+        kept.append((probe, functions))
+    db = status_db_path(settings.data_dir, settings.install_user, output_path)
+    invalid = _known_invalid(db, sorted(seen))
+    categories = []
+    for probe, functions in kept:
+        alive = [f for f in functions if target_of(probe, f) not in invalid]
+        if not alive:
+            print(f"note: probe {probe.name!r} has nothing left after dropping duplicates and "
+                  "targets known to fail; left out", file=sys.stderr)
+            continue
+        category: dict[str, Any] = {"type": int(probe.type), "name": probe.name,
+                                    "functions": alive}
+        if probe.binary_path is not None:
+            category["binary_path"] = probe.binary_path
+        if probe.provider is not None:
+            category["provider"] = probe.provider
+        categories.append(category)
+    if not categories:
+        raise DatacrumbsError("nothing left to trace: every target is a duplicate or known to "
+                              "fail on this node")
+    total = sum(len(c["functions"]) for c in categories)
+    if total > MAX_FUNCTIONS:
+        largest = sorted(categories, key=lambda c: -len(c["functions"]))[:3]
+        sizes = ", ".join(f"{c['name']!r} {len(c['functions'])}" for c in largest)
+        raise DatacrumbsError(f"{total} functions exceed the maximum of {MAX_FUNCTIONS}; "
+                              f"narrow the largest probes ({sizes})")
+    now = now or datetime.now(UTC)
+    summary = {
+        "config_file_path": str(config_path),
+        "probe_file_path": str(output_path),
+        "hostname": settings.hostname,
+        "user": user,
+        "install_user": settings.install_user,
+        "created_at": now.isoformat(timespec="seconds"),
+        "expires_at": (now + timedelta(days=expires_in_days)).isoformat(timespec="seconds"),
+    }
+    return {"summary": summary, "categories": categories, "checksum_algorithm": ALGORITHM}

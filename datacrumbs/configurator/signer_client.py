@@ -1,0 +1,71 @@
+"""The configurator's side of the signer protocol (docs/signer-protocol.md).
+
+It sends the unsigned document and gets back the checksum; the secret stays in the signer.
+Every way this can fail is one line: the signer is not running, the socket cannot be reached,
+the reply is garbled, or the signer refused — with the signer's own reason.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.configurator.launcher_group import LauncherGroup
+from datacrumbs.configurator.launcher_location import LAUNCHER_GROUP
+from datacrumbs.signer.protocol import (
+    MAX_REPLY_BYTES,
+    FrameError,
+    loads_strict,
+    read_frame,
+    send_frame,
+)
+
+__all__ = ["REPLY_TIMEOUT_SECONDS", "request_signature"]
+
+#: The signer answers in milliseconds; this only bounds a hung signer.
+REPLY_TIMEOUT_SECONDS = 30.0
+_CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _connect(path: Path, group: LauncherGroup) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(REPLY_TIMEOUT_SECONDS)
+    try:
+        with group.held():
+            sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise DatacrumbsError(f"signer not running at {path} — start "
+                              "datacrumbs_sign_probes.service on this node") from None
+    except PermissionError:
+        sock.close()
+        raise DatacrumbsError(
+            f"permission denied on the signer socket {path}: use datacrumbs_probe_configurator "
+            f"(the launcher must be installed setgid {LAUNCHER_GROUP})") from None
+    except OSError as exc:
+        sock.close()
+        raise DatacrumbsError(f"cannot reach the signer at {path}: {exc.strerror}") from None
+    finally:
+        group.drop()
+    return sock
+
+
+def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup) -> str:
+    """The signer's checksum for ``document``, or one :class:`DatacrumbsError` line."""
+    with _connect(path, group) as sock:
+        try:
+            send_frame(sock, {"document": document})
+            body = read_frame(sock, MAX_REPLY_BYTES, REPLY_TIMEOUT_SECONDS, "reply")
+            reply = loads_strict(body)
+        except (FrameError, ValueError) as exc:
+            raise DatacrumbsError(f"no valid reply from the signer: {exc}") from None
+        except OSError as exc:
+            raise DatacrumbsError(f"the signer closed the connection: {exc.strerror}") from None
+    if reply.get("ok") is True and isinstance(reply.get("checksum"), str):
+        if _CHECKSUM.match(reply["checksum"]):
+            return reply["checksum"]
+        raise DatacrumbsError("no valid reply from the signer: malformed checksum")
+    raise DatacrumbsError(f"signer refused: {reply.get('error', 'no reason given')}")

@@ -1,0 +1,58 @@
+"""The signer's audit trail: one record per decision, as text on stderr and fields in the journal.
+
+Every connection ends in exactly one record: ``DECISION`` is ``signed`` or ``refused``, with the
+peer's connect-time identity (``PEER_PID``, ``PEER_UID``, ``PEER_GID``), the executable found
+(``PEER_EXE``), the ``REASON`` and the number of ``FUNCTIONS`` in the document. Under systemd
+the journal gets them as fields (``journalctl -t datacrumbs_sign_probes DECISION=refused``); the
+stderr line carries the same ``KEY=value`` pairs so the log file alone is enough too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from datacrumbs.signer.peer_credentials import PeerCredentials
+
+__all__ = ["SYSLOG_IDENTIFIER", "audit", "setup_audit_logging"]
+
+SYSLOG_IDENTIFIER = "datacrumbs_sign_probes"
+_JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+
+
+def setup_audit_logging() -> logging.Logger:
+    """The signer's logger: stderr always, the journal too when running under systemd."""
+    logger = logging.getLogger("datacrumbs.signer")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    plain = logging.StreamHandler(sys.stderr)
+    plain.setFormatter(logging.Formatter(
+        f"%(asctime)s {SYSLOG_IDENTIFIER}[%(process)d] %(levelname)s %(message)s"))
+    logger.addHandler(plain)
+    under_systemd = bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
+    if under_systemd and _JOURNAL_SOCKET.exists():
+        from systemd.journal import JournalHandler
+
+        logger.addHandler(JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER))
+    return logger
+
+
+def audit(logger: logging.Logger, peer: PeerCredentials | None, decision: str, reason: str,
+          functions: int = 0) -> None:
+    """Log one decision with its journal fields."""
+    fields = {
+        "PEER_PID": peer.pid if peer else -1,
+        "PEER_UID": peer.uid if peer else -1,
+        "PEER_GID": peer.gid if peer else -1,
+        "PEER_EXE": peer.exe if peer else "?",
+        "DECISION": decision,
+        "FUNCTIONS": functions,
+        "REASON": reason,
+    }
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    level = logging.INFO if decision == "signed" else logging.WARNING
+    logger.log(level, text, extra={key: str(value) for key, value in fields.items()})

@@ -1,0 +1,146 @@
+"""What the signer checks in a document before it signs it: it trusts nothing the client says.
+
+The launcher is the signer's own code, but it runs as the user, on the user's input; so the
+document is re-validated here: the schema (strict pydantic), that it is made for the user who
+asked, on this host, for this installation, that every binary it names is a real ELF file that
+no one else can swap, that it expires soon, and that it stays within the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from datacrumbs.common.probes import ProbeFile, ProbeType
+from datacrumbs.common.settings import Settings
+from datacrumbs.common.signing import ALGORITHM
+
+__all__ = ["MAX_EXPIRY", "ContentRefused", "check_document"]
+
+#: The furthest expiry the signer accepts: a signed file is a standing permission.
+MAX_EXPIRY = timedelta(days=90)
+_DOCUMENT_KEYS = {"summary", "categories", "checksum_algorithm"}
+_SIGNABLE_KINDS = {ProbeType.SYSCALLS, ProbeType.KPROBE, ProbeType.UPROBE, ProbeType.USDT}
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.$@:]{1,512}$")
+_CATEGORY_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
+_ELF_MAGIC = b"\x7fELF"
+
+
+class ContentRefused(Exception):
+    """The document may not be signed; the message is the reason, in one line."""
+
+
+def _schema(document: dict[str, Any]) -> ProbeFile:
+    extra = set(document) - _DOCUMENT_KEYS
+    if extra:
+        raise ContentRefused(f"unexpected document keys: {', '.join(sorted(extra))}")
+    if document.get("checksum_algorithm") != ALGORITHM:
+        raise ContentRefused(f"checksum_algorithm must be {ALGORITHM!r}")
+    try:
+        return ProbeFile.model_validate_json(json.dumps(document), strict=True)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "document"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ContentRefused(
+            f"schema: {where}: {error['msg'].removeprefix('Value error, ')}{more}") from None
+
+
+def _parse_time(what: str, text: str | None) -> datetime:
+    if not text:
+        raise ContentRefused(f"summary.{what} is missing")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ContentRefused(f"summary.{what} {text!r} is not an ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _check_expiry(model: ProbeFile, now: datetime) -> None:
+    expires = _parse_time("expires_at", model.summary.expires_at)
+    if expires <= now:
+        raise ContentRefused(f"summary.expires_at {model.summary.expires_at} is in the past")
+    if expires > now + MAX_EXPIRY:
+        raise ContentRefused(
+            f"summary.expires_at {model.summary.expires_at} is more than "
+            f"{MAX_EXPIRY.days} days away")
+    if model.summary.created_at is not None:
+        _parse_time("created_at", model.summary.created_at)
+
+
+def _not_writable_by_others(path: Path, info: os.stat_result, what: str) -> None:
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        sticky_dir = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+        if not sticky_dir:
+            raise ContentRefused(f"{what} {path} is writable by group or others")
+
+
+def check_binary(text: str) -> None:
+    """A uprobe/USDT target must be a canonical path to an ELF file no one else can replace."""
+    path = Path(text)
+    if not path.is_absolute() or os.path.realpath(text) != text:
+        raise ContentRefused(f"binary path {text} is not absolute and canonical (no symlinks)")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise ContentRefused(f"binary path {text} does not exist") from None
+    except OSError as exc:
+        raise ContentRefused(f"binary path {text} cannot be examined: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ContentRefused(f"binary path {text} is not a regular file")
+    _not_writable_by_others(path, info, "binary path")
+    for directory in path.parents:
+        _not_writable_by_others(directory, os.lstat(directory), "directory of binary path")
+    try:
+        with open(path, "rb") as binary:
+            magic = binary.read(4)
+    except OSError as exc:
+        raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
+    if magic != _ELF_MAGIC:
+        raise ContentRefused(f"binary path {text} is not an ELF file")
+
+
+def _check_categories(model: ProbeFile) -> None:
+    for index, probe in enumerate(model.categories):
+        label = f"categories[{index}] ({probe.name!r})"
+        if probe.type not in _SIGNABLE_KINDS:
+            raise ContentRefused(f"{label}: probe kind {probe.type.name.lower()} is not signed")
+        if not _CATEGORY_NAME.match(probe.name):
+            raise ContentRefused(f"{label}: category name has characters outside "
+                                 "letters, digits and _ . : + -")
+        for name in probe.functions:
+            if not _FUNCTION_NAME.match(name):
+                raise ContentRefused(f"{label}: function name {name[:64]!r} is not a symbol")
+        needs_binary = probe.type in (ProbeType.UPROBE, ProbeType.USDT)
+        if needs_binary != (probe.binary_path is not None):
+            which = "needs" if needs_binary else "must not have"
+            raise ContentRefused(f"{label}: a {probe.type.name.lower()} probe {which} a "
+                                 "binary_path")
+        if (probe.type == ProbeType.USDT) != (probe.provider is not None):
+            raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
+        if probe.binary_path is not None:
+            check_binary(probe.binary_path)
+
+
+def check_document(document: dict[str, Any], peer_user: str, settings: Settings,
+                   now: datetime | None = None) -> ProbeFile:
+    """The validated model of ``document``, or :class:`ContentRefused` with the reason."""
+    model = _schema(document)
+    summary = model.summary
+    for what, claimed, actual in (
+        ("user", summary.user, peer_user),
+        ("hostname", summary.hostname, settings.hostname),
+        ("install_user", summary.install_user, settings.install_user),
+    ):
+        if claimed != actual:
+            raise ContentRefused(f"summary.{what} is {claimed!r}, but must be {actual!r}")
+    _check_expiry(model, now or datetime.now(UTC))
+    _check_categories(model)
+    return model

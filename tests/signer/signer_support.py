@@ -1,0 +1,155 @@
+"""Helpers of the signer tests: installations reachable by ``nobody``, running signers, clients.
+
+pytest's tmp_path is 0700 (``nobody`` cannot reach it), so these tests keep their files in a
+0755 directory under /tmp of their own, removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from support import command
+
+from datacrumbs.common.settings import Settings, load_settings
+from datacrumbs.configurator.launcher_location import launcher_path
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+NOBODY_UID = 65534
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+    return env | extra
+
+
+def install(prefix: Path) -> None:
+    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)], check=True,
+                   capture_output=True, text=True, env=clean_env())
+
+
+@dataclass
+class Node:
+    """One installation and the signer serving it."""
+
+    prefix: Path
+    run_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "datacrumbs_sign_probes.sock"
+
+    @property
+    def launcher(self) -> Path:
+        return launcher_path(self.prefix)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env(DATACRUMBS_INSTALL_PREFIX=str(self.prefix),
+                         DATACRUMBS_SERVER_RUN_DIR=str(self.run_dir),
+                         DATACRUMBS_SIGN_PROBES_SOCKET_PATH=str(self.socket)) | extra
+
+    def settings(self) -> Settings:
+        return load_settings(install_prefix=self.prefix, server_run_dir=self.run_dir,
+                             sign_probes_socket_path=self.socket)
+
+    def start(self, request_timeout: float = 3.0, **env: str) -> None:
+        self.log.write_bytes(b"")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [command("datacrumbs_sign_probes"), "--request-timeout", str(request_timeout)],
+                env=self.env(**env), stdout=log, stderr=log)
+        deadline = time.monotonic() + 15
+        while b"listening on" not in self.log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"signer did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        return self.process.wait(timeout=10)
+
+    def audit(self, pid: int, at_least: int = 1) -> list[str]:
+        """The audit lines about peer ``pid``, once there are ``at_least`` of them.
+
+        The signer logs a decision right after replying, so a client may read the reply first.
+        """
+        deadline = time.monotonic() + 5
+        while True:
+            lines = [line for line in self.log.read_text().splitlines()
+                     if f"PEER_PID={pid} " in line and "DECISION=" in line]
+            if len(lines) >= at_least or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+
+def run(argv: list[str], env: dict[str, str], *, as_nobody: bool = False,
+        timeout: float = 60, text: bool = True) -> tuple[subprocess.CompletedProcess[Any], int]:
+    """Run ``argv`` (as nobody if asked); the result and the pid it ran as."""
+    full = [*NOBODY, *argv] if as_nobody else argv
+    process = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=text)
+    out, err = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(full, process.returncode, out, err), process.pid
+
+
+def frame(message: dict[str, Any] | bytes) -> bytes:
+    body = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def read_reply(sock: socket.socket) -> dict[str, Any]:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    (size,) = struct.unpack(">I", data[:4])
+    assert len(data) == 4 + size, data
+    return json.loads(data[4:])
+
+
+def exchange(path: Path, data: bytes) -> dict[str, Any]:
+    """Connect (as this process), send ``data`` as it is, return the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(path))
+        sock.sendall(data)
+        return read_reply(sock)
+
+
+def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:
+    """A document the signer would sign for ``user`` (one libc uprobe, one syscall)."""
+    now = datetime.now(UTC)
+    base = {
+        "config_file_path": "/etc/probes.yaml",
+        "probe_file_path": "/tmp/probes.json.gz",
+        "hostname": settings.hostname,
+        "user": user,
+        "install_user": settings.install_user,
+        "created_at": now.isoformat(timespec="seconds"),
+        "expires_at": (now + timedelta(days=30)).isoformat(timespec="seconds"),
+    }
+    return {
+        "summary": {k: v for k, v in (base | summary).items() if v is not None},
+        "categories": [
+            {"type": 0, "name": "posix_io", "functions": ["read", "write"]},
+            {"type": 2, "name": "stdio", "functions": ["fopen", "fclose"],
+             "binary_path": os.path.realpath(settings.libc_so)},
+        ],
+        "checksum_algorithm": "hmac-sha256",
+    }
+
+
+def write_file(path: Path, text: str, mode: int = 0o644) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path

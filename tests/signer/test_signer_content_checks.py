@@ -1,0 +1,177 @@
+"""The signer re-validates what it signs: a document the real configurator would never send
+(here sent by a crafted client the signer takes for the launcher) is refused with its reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from signer_support import Node, document, frame, run
+
+from datacrumbs.common.signing import read_secret, verify
+
+LIBC_FUNCTIONS = ["fopen", "fclose"]
+
+
+def _send(node: Node, nobody_dir: Path, request: bytes) -> tuple[dict[str, Any], list[str]]:
+    request_file = nobody_dir / "request.bin"
+    request_file.write_bytes(request)
+    request_file.chmod(0o644)
+    result, pid = run([str(node.launcher), str(node.socket), str(request_file)], node.env(),
+                      as_nobody=True, text=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout[4:]), node.audit(pid)
+
+
+def _refused(node: Node, nobody_dir: Path, doc: dict[str, Any] | bytes) -> str:
+    request = doc if isinstance(doc, bytes) else frame({"document": doc})
+    reply, audit = _send(node, nobody_dir, request)
+    assert reply["ok"] is False and "checksum" not in reply
+    assert len(audit) == 1 and "DECISION=refused FUNCTIONS=0 " in audit[0]
+    return reply["error"]
+
+
+def _uprobe_on(doc: dict[str, Any], binary: str) -> dict[str, Any]:
+    doc["categories"][1]["binary_path"] = binary
+    return doc
+
+
+def test_valid_document_from_the_trusted_launcher_is_signed(crafted_node: Node,
+                                                            nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    reply, audit = _send(crafted_node, nobody_dir, frame({"document": doc}))
+    assert reply["ok"] is True
+    verify(read_secret(crafted_node.settings().probe_secret_file), doc | reply)
+    assert "DECISION=signed FUNCTIONS=4 " in audit[0]
+
+
+def test_summary_for_another_user_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "root")
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "summary.user is 'root', but must be 'nobody'")
+
+
+def test_summary_for_another_host_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody", hostname="elsewhere")
+    host = crafted_node.settings().hostname
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"summary.hostname is 'elsewhere', but must be '{host}'")
+
+
+def test_summary_for_another_installation_is_refused(crafted_node: Node,
+                                                     nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody", install_user="nobody")
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "summary.install_user is 'nobody', but must be 'root'")
+
+
+def test_nonexistent_binary_path_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), "/nonexistent/libfoo.so")
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "binary path /nonexistent/libfoo.so does not exist")
+
+
+def test_world_writable_binary_is_refused(crafted_node: Node, nobody_dir: Path,
+                                          world: Path) -> None:
+    binary = world / "writable" / "libc-copy.so"
+    binary.parent.mkdir(exist_ok=True, mode=0o755)
+    shutil.copyfile(crafted_node.settings().libc_so, binary)
+    binary.chmod(0o666)
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(binary))
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"binary path {binary} is writable by group or others")
+
+
+def test_binary_in_a_directory_others_can_write_is_refused(crafted_node: Node,
+                                                           nobody_dir: Path,
+                                                           world: Path) -> None:
+    directory = world / "open-dir"
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o777)  # anyone could swap the file after signing
+    binary = directory / "libc-copy.so"
+    shutil.copyfile(crafted_node.settings().libc_so, binary)
+    binary.chmod(0o755)
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(binary))
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"directory of binary path {directory} is writable by group or others")
+
+
+def test_binary_that_is_not_elf_is_refused(crafted_node: Node, nobody_dir: Path,
+                                           world: Path) -> None:
+    script = world / "not-elf.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(script))
+    assert _refused(crafted_node, nobody_dir, doc) == f"binary path {script} is not an ELF file"
+
+
+def test_symlinked_binary_path_is_refused(crafted_node: Node, nobody_dir: Path,
+                                          world: Path) -> None:
+    link = world / "libc-link.so"
+    link.unlink(missing_ok=True)
+    link.symlink_to(crafted_node.settings().libc_so)
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(link))
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"binary path {link} is not absolute and canonical (no symlinks)")
+
+
+@pytest.mark.parametrize(("expires", "reason"), [
+    (None, "summary.expires_at is missing"),
+    ("2020-01-01T00:00:00+00:00", "summary.expires_at 2020-01-01T00:00:00+00:00 is in the past"),
+    ("next week", "summary.expires_at 'next week' is not an ISO 8601 time"),
+])
+def test_missing_or_expired_expiry_is_refused(crafted_node: Node, nobody_dir: Path,
+                                              expires: str | None, reason: str) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    if expires is None:
+        del doc["summary"]["expires_at"]
+    else:
+        doc["summary"]["expires_at"] = expires
+    assert _refused(crafted_node, nobody_dir, doc) == reason
+
+
+def test_expiry_too_far_away_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    far = (datetime.now(UTC) + timedelta(days=91)).isoformat(timespec="seconds")
+    doc = document(crafted_node.settings(), "nobody", expires_at=far)
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"summary.expires_at {far} is more than 90 days away")
+
+
+def test_unknown_probe_kind_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    doc["categories"][0]["type"] = 9
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "schema: categories.0.type: unknown probe type 9 (known: 0 syscalls, 1 kprobe, "
+        "2 uprobe, 3 usdt, 4 custom)")
+
+
+def test_custom_probe_kind_is_not_signed(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    doc["categories"][0]["type"] = 4
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "categories[0] ('posix_io'): probe kind custom is not signed")
+
+
+def test_more_than_16384_functions_are_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    doc["categories"][0]["functions"] = [f"f{i}" for i in range(16_384)]
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "schema: categories: 16386 functions exceed the maximum of 16384")
+
+
+def test_document_that_carries_a_checksum_is_refused(crafted_node: Node,
+                                                     nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody") | {"checksum": "0" * 64}
+    assert _refused(crafted_node, nobody_dir, doc) == "unexpected document keys: checksum"
+
+
+def test_duplicate_keys_are_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    # Two parsers could read a duplicated key two ways; the signer reads it none.
+    body = json.dumps({"document": document(crafted_node.settings(), "nobody")})
+    body = body.replace('"user": "nobody"', '"user": "root", "user": "nobody"')
+    assert _refused(crafted_node, nobody_dir, frame(body.encode())) == (
+        "malformed request: duplicate key 'user'")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import ProbeFile
 
@@ -84,14 +83,4 @@ def read_probe_file(path: Path) -> tuple[dict[str, Any], ProbeFile]:
 def write_probe_file(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` as gzip JSON, mode 0600, atomically (a reader never sees half)."""
     data = gzip.compress(json.dumps(document, ensure_ascii=False).encode("utf-8"), mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, PROBE_FILE_MODE)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, data, PROBE_FILE_MODE)

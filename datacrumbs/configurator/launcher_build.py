@@ -24,6 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.configurator.launcher_location import LAUNCHER_GROUP, launcher_path
 from datacrumbs.install.files import ensure_dir
@@ -130,16 +131,5 @@ def install_configurator_exec(prefix: Path) -> tuple[str, Path]:
         built = Path(build_dir) / target.name
         build_launcher(built)
         data = built.read_bytes()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fchown(out.fileno(), 0, gid)
-            os.fchmod(out.fileno(), LAUNCHER_MODE)
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(target, data, LAUNCHER_MODE, owner=(0, gid))
     return ("created" if info is None else "updated") + group_note, target

@@ -35,16 +35,14 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"probe file {path} refused: {exc}") from None
     summary = model.summary
-    for what, made_for, here in (
-        ("user", summary.user, user),
-        ("host", summary.hostname, settings.hostname),
-        ("install user", summary.install_user, settings.install_user),
-    ):
-        if made_for != here:
-            raise DatacrumbsError(
-                f"probe file {path} refused: made for {what} {made_for!r}, this daemon runs "
-                f"for {here!r}"
-            )
+    wrong = summary.mismatch(user=user, hostname=settings.hostname,
+                             install_user=settings.install_user)
+    if wrong is not None:
+        what, made_for, here = wrong
+        raise DatacrumbsError(
+            f"probe file {path} refused: made for {what.replace('_', ' ')} {made_for!r}, "
+            f"this daemon runs for {here!r}"
+        )
     if summary.expires_at and _expiry(summary.expires_at) < datetime.now(UTC):
         raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
     return model

@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 
+from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
 
-__all__ = ["RunFiles", "write_atomically"]
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` so that no reader ever sees a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+__all__ = ["RunFiles"]
 
 
 class RunFiles:

@@ -21,11 +21,11 @@ from pathlib import Path
 from types import FrameType
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.logs import journal_only, setup_logging
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.daemon.limits import raise_soft_limits
-from datacrumbs.daemon.log import journal_error, setup_logging
 from datacrumbs.daemon.notify import Notifier
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
 from datacrumbs.daemon.run_files import RunFiles
@@ -137,13 +137,13 @@ class _StopSignal:
 
 def run_daemon(probe_path: Path, run_id_argument: str | None) -> int:
     """Trace one run until SIGTERM/SIGINT; return the exit status."""
-    log = setup_logging()
+    log = setup_logging("datacrumbs", "datacrumbs")
     stop = _StopSignal(log)
     log.info("limits: %s", "; ".join(raise_soft_limits()))
     try:
         return _run(probe_path, run_id_argument, stop)
     except DatacrumbsError as exc:
-        journal_error(logging.getLogger("datacrumbs"), str(exc))
+        journal_only(logging.getLogger("datacrumbs"), logging.ERROR, str(exc))
         raise
 
 
@@ -152,7 +152,8 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
     job_user = _job_user(settings)
     owner = _install_owner(settings)
     run_id, source = resolve_run_id(run_id_argument, settings.job_id_var)
-    log = setup_logging(run_id, job_user.pw_name)
+    log = setup_logging("datacrumbs", "datacrumbs", DATACRUMBS_RUN_ID=run_id,
+                        DATACRUMBS_USER=job_user.pw_name)
     log.info("run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name,
              probe_path)
     probe_file = accept_probe_file(probe_path, settings, job_user.pw_name)

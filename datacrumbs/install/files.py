@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
+
+from datacrumbs.common.atomic_file import write_atomically
 
 __all__ = ["ensure_dir", "ensure_file"]
 
@@ -36,15 +37,5 @@ def ensure_file(path: Path, content: str | bytes, mode: int = 0o644) -> str:
             return "kept"
         os.chmod(path, mode)
         return "kept (mode repaired)"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, data, mode)
     return "created" if info is None else "updated"

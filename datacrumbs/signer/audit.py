@@ -10,35 +10,18 @@ stderr line carries the same ``KEY=value`` pairs so the log file alone is enough
 from __future__ import annotations
 
 import logging
-import os
-import sys
-from pathlib import Path
 
+from datacrumbs.common.logs import setup_logging
 from datacrumbs.signer.peer_credentials import PeerCredentials
 
 __all__ = ["SYSLOG_IDENTIFIER", "audit", "setup_audit_logging"]
 
 SYSLOG_IDENTIFIER = "datacrumbs_sign_probes"
-_JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 
 def setup_audit_logging() -> logging.Logger:
     """The signer's logger: stderr always, the journal too when running under systemd."""
-    logger = logging.getLogger("datacrumbs.signer")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    plain = logging.StreamHandler(sys.stderr)
-    plain.setFormatter(logging.Formatter(
-        f"%(asctime)s {SYSLOG_IDENTIFIER}[%(process)d] %(levelname)s %(message)s"))
-    logger.addHandler(plain)
-    under_systemd = bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
-    if under_systemd and _JOURNAL_SOCKET.exists():
-        from systemd.journal import JournalHandler
-
-        logger.addHandler(JournalHandler(SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER))
-    return logger
+    return setup_logging("datacrumbs.signer", SYSLOG_IDENTIFIER)
 
 
 def audit(logger: logging.Logger, peer: PeerCredentials | None, decision: str, reason: str,

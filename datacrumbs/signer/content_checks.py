@@ -134,13 +134,11 @@ def check_document(document: dict[str, Any], peer_user: str, settings: Settings,
     """The validated model of ``document``, or :class:`ContentRefused` with the reason."""
     model = _schema(document)
     summary = model.summary
-    for what, claimed, actual in (
-        ("user", summary.user, peer_user),
-        ("hostname", summary.hostname, settings.hostname),
-        ("install_user", summary.install_user, settings.install_user),
-    ):
-        if claimed != actual:
-            raise ContentRefused(f"summary.{what} is {claimed!r}, but must be {actual!r}")
+    wrong = summary.mismatch(user=peer_user, hostname=settings.hostname,
+                             install_user=settings.install_user)
+    if wrong is not None:
+        what, claimed, actual = wrong
+        raise ContentRefused(f"summary.{what} is {claimed!r}, but must be {actual!r}")
     _check_expiry(model, now or datetime.now(UTC))
     _check_categories(model)
     return model

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_support import JOB_USER
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
 
-JOB_USER = "nobody"
 C_DIR = Path(__file__).parent.parent / "engine" / "c"
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from support import command
 
+#: The job user of the daemon tests.
+JOB_USER = "nobody"
+
 
 def run_daemon(probe_file: Path | str, *args: str, env: dict[str, str],
                timeout: float = 30) -> subprocess.CompletedProcess[str]:

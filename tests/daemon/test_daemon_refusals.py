@@ -100,7 +100,7 @@ def test_file_made_for_another_host(run_env: dict[str, str],
                                     make_probe_file: Callable[..., Path]) -> None:
     path = make_probe_file(POSIX, hostname="elsewhere")
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert "made for host 'elsewhere'" in message
+    assert "made for hostname 'elsewhere'" in message
 
 
 def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from conftest import JOB_USER
-from daemon_support import Daemon, NotifySocket, run_daemon
+from daemon_support import JOB_USER, Daemon, NotifySocket, run_daemon
 
 from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.writer import read_trace_lines

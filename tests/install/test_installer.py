@@ -13,6 +13,7 @@ from pathlib import Path
 from support import command
 
 from datacrumbs.common.system_config import read_table
+from datacrumbs.install.templates import SYSTEMD_TEMPLATES
 
 VERSION = "0.1.0"
 HOST = socket.gethostname()
@@ -68,7 +69,12 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
     assert grp.getgrgid(info.st_gid).gr_name == "datacrumbs"
     # One report line per path, each naming what was done.
     lines = result.stdout.splitlines()
-    assert len(lines) == 11
+    units = sorted(SYSTEMD_TEMPLATES.glob("*.in"))
+    for unit in units:
+        rendered = prefix / "etc/datacrumbs/systemd" / unit.name.removesuffix(".in")
+        assert rendered.is_file() and _mode(rendered) == 0o644
+        assert "@DATACRUMBS_" not in rendered.read_text()
+    assert len(lines) == 11 + len(units)
     assert all(line.split()[0] in {"created", "secret"} for line in lines), lines
 
 

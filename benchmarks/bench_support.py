@@ -71,6 +71,7 @@ class Traced:
         self.engine.load()
         outcomes = self.engine.attach(WRITE_PROBE)
         assert all(o.attached for o in outcomes), outcomes
+        self.trace.unlink(missing_ok=True)  # rounds reuse the path; the writer never truncates
         self.engine.start(TraceWriter(self.trace))
         return self
 

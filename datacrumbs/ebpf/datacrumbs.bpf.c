@@ -2,19 +2,28 @@
 /*
  * datacrumbs' kernel half: generic programs that serve every traced function.
  *
- *   dc_sys_enter / dc_sys_exit   attached to each syscalls:sys_enter_X / sys_exit_X tracepoint
- *   dc_func_enter / dc_func_exit   attached to each traced function: uprobe/uretprobe on user
- *                                  code, kprobe/kretprobe on kernel code (same program type)
+ *   dc_raw_sys_enter / _exit     tp_btf/sys_enter and sys_exit (raw tracepoints, two links in
+ *                                all): the syscall number indexes dc_syscall_cookies, 0 means
+ *                                untraced (the default: see docs/design.md for the choice)
+ *   dc_sys_enter / dc_sys_exit   alternative: attached to each syscalls:sys_enter_X /
+ *                                sys_exit_X tracepoint (one perf-event link each)
+ *   dc_umulti_enter / _exit      uprobe_multi links (6.6+): one link per binary and direction
+ *   dc_func_enter / dc_func_exit   attached to one traced function each: uprobe/uretprobe on
+ *                                  user code (kernels without uprobe_multi),
+ *                                  kprobe/kretprobe on kernel code (same program type)
  *
- * One program pair serves thousands of targets: the BPF cookie given at attach time says which
- * function fired and how to read its arguments (layout in dc_records.h, mirrored in Python by
- * datacrumbs/ebpf/cookies.py). Events leave through one ring buffer; every failed reservation
- * is counted per CPU in dc_lost so that user space can report loss exactly.
+ * One program pair serves thousands of targets: the BPF cookie given at attach time (or the
+ * per-syscall cookie map) says which function fired and how to read its arguments (layout in
+ * dc_records.h, mirrored in Python by datacrumbs/ebpf/syscalls.py and uprobes.py). Events
+ * leave through one ring buffer; every failed reservation is counted per CPU in dc_lost so
+ * that user space can report loss exactly. User space disables (autoload off) the programs of
+ * the variants it does not use.
  *
  * Minimum kernel: 5.15 (bpf_get_attach_cookie for tracepoints and uprobes). Other features
- * used: task-local storage from tracing programs (5.11), ring buffer + bpf_ringbuf_query
- * (5.8), bpf_get_ns_current_pid_tgid (5.7),
- * bpf_current_task_under_cgroup on cgroup v2 (4.9), bounded loops (5.3), global data (5.2).
+ * used: task-local storage from tracing programs (5.11), tp_btf (5.5), ring buffer +
+ * bpf_ringbuf_query (5.8), bpf_get_ns_current_pid_tgid (5.7),
+ * bpf_current_task_under_cgroup on cgroup v2 (4.9), bounded loops (5.3), global data (5.2);
+ * uprobe_multi (6.6) when available.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -67,6 +76,15 @@ struct {
 	__type(key, int);
 	__type(value, struct dc_thread);
 } dc_threads SEC(".maps");
+
+/* Syscall number (x86-64) -> cookie of the traced syscall; 0 = not traced. Array lookups are
+ * inlined by the verifier: an untraced syscall costs a bounds check and a load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DC_MAX_SYSCALL_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_syscall_cookies SEC(".maps");
 
 /* A user function in flight, keyed by (pid_tgid, cookie). */
 struct {
@@ -229,52 +247,44 @@ static __always_inline __u64 dc_fd_hash(__u32 tgid, __u64 fd)
 	return h ? *h : 0;
 }
 
-SEC("tracepoint")
-int dc_sys_enter(struct trace_event_raw_sys_enter *ctx)
+/* Syscall entry, after the cookie is known: filter, then remember the call in the thread's
+ * storage. Returns the storage to fill the arguments into, NULL when not traced. */
+static __always_inline struct dc_thread *dc_sys_begin(__u64 cookie)
 {
 	struct dc_thread *th;
 
 	if (!dc_wanted())
-		return 0;
+		return NULL;
 	th = dc_thread(true);
 	if (!th) {
 		dc_count_lost(DC_LOST_INFLIGHT);
-		return 0;
+		return NULL;
 	}
-	th->sys.cookie = bpf_get_attach_cookie(ctx);
-	/* Copied, not read through ctx: a direct ctx read of args[5] makes the kernel refuse to
-	 * attach the program to any syscall with fewer than six arguments (EACCES: the program's
-	 * max ctx offset exceeds the event's size). The words past a syscall's last argument are
-	 * unused (the per-CPU trace buffer is PERF_MAX_TRACE_SIZE bytes, so they are readable). */
-	bpf_probe_read_kernel(th->sys.args, sizeof(th->sys.args), ctx->args);
-	th->sys.ts = bpf_ktime_get_ns();
-	return 0;
+	th->sys.cookie = cookie;
+	return th;
 }
 
-SEC("tracepoint")
-int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
+/* Syscall exit: pair with the entry, read paths, fd bookkeeping, emit the call record. */
+static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 {
-	__u64 now = bpf_ktime_get_ns();
 	struct dc_thread *th = dc_thread(false);
 	struct dc_inflight *in;
 	struct dc_call *e;
 	struct dc_fdkey key;
 	__u64 id, cookie, fhash = 0;
 	__u32 tgid, fd_arg, path1, path2;
-	long ret;
 
 	if (!th || !th->sys.ts)
 		return 0;
 	in = &th->sys;
 	cookie = in->cookie;
-	if (DC_COOKIE_FID(cookie) != DC_COOKIE_FID(bpf_get_attach_cookie(ctx))) {
+	if (DC_COOKIE_FID(cookie) != DC_COOKIE_FID(exit_cookie)) {
 		/* entry of another syscall whose exit we missed: drop the stale entry */
 		in->ts = 0;
 		return 0;
 	}
 	id = bpf_get_current_pid_tgid();
 	tgid = id >> 32;
-	ret = ctx->ret;
 	dc_ids(th, id);
 	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
 	if (!e) {
@@ -327,8 +337,90 @@ int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("uprobe")
-int dc_func_enter(struct pt_regs *ctx)
+/* The cookie of syscall number nr, 0 when it is not traced. */
+static __always_inline __u64 dc_syscall_cookie(__u64 nr)
+{
+	__u32 key = nr;
+	__u64 *cookie;
+
+	if (nr >= DC_MAX_SYSCALL_NR)
+		return 0;
+	cookie = bpf_map_lookup_elem(&dc_syscall_cookies, &key);
+	return cookie ? *cookie : 0;
+}
+
+/* A 32-bit (ia32) syscall: its number means another syscall in the x86-64 table. The syscall
+ * tracepoints skip these too. */
+static __always_inline bool dc_compat_syscall(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return task->thread_info.status & DC_TS_COMPAT;
+}
+
+/* Raw syscall entry (every syscall of every process): the untraced ones return after one
+ * array load, before the uid filter. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 cookie = dc_syscall_cookie(id);
+	struct dc_thread *th;
+
+	if (!cookie)
+		return 0;
+	th = dc_sys_begin(cookie);
+	if (!th)
+		return 0;
+	if (dc_compat_syscall()) {
+		th->sys.ts = 0;
+		return 0;
+	}
+	/* x86-64 syscall arguments: di, si, dx, r10, r8, r9 */
+	th->sys.args[0] = regs->di;
+	th->sys.args[1] = regs->si;
+	th->sys.args[2] = regs->dx;
+	th->sys.args[3] = regs->r10;
+	th->sys.args[4] = regs->r8;
+	th->sys.args[5] = regs->r9;
+	th->sys.ts = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(dc_raw_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u64 cookie = dc_syscall_cookie(regs->orig_ax);
+
+	if (!cookie)
+		return 0; /* before the clock read: untraced syscalls pay only the lookup */
+	return dc_sys_end(bpf_ktime_get_ns(), cookie, ret);
+}
+
+SEC("tracepoint")
+int dc_sys_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct dc_thread *th = dc_sys_begin(bpf_get_attach_cookie(ctx));
+
+	if (!th)
+		return 0;
+	/* Copied, not read through ctx: a direct ctx read of args[5] makes the kernel refuse to
+	 * attach the program to any syscall with fewer than six arguments (EACCES: the program's
+	 * max ctx offset exceeds the event's size). The words past a syscall's last argument are
+	 * unused (the per-CPU trace buffer is PERF_MAX_TRACE_SIZE bytes, so they are readable). */
+	bpf_probe_read_kernel(th->sys.args, sizeof(th->sys.args), ctx->args);
+	th->sys.ts = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tracepoint")
+int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	return dc_sys_end(now, bpf_get_attach_cookie(ctx), ctx->ret);
+}
+
+static __always_inline int dc_func_begin(struct pt_regs *ctx)
 {
 	struct dc_inflight in = {};
 	struct dc_ukey key;
@@ -363,8 +455,7 @@ int dc_func_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uretprobe")
-int dc_func_exit(struct pt_regs *ctx)
+static __always_inline int dc_func_end(struct pt_regs *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct dc_ukey key = {.pid_tgid = bpf_get_current_pid_tgid(),
@@ -404,10 +495,38 @@ int dc_func_exit(struct pt_regs *ctx)
 	return 0;
 }
 
+SEC("uprobe")
+int dc_func_enter(struct pt_regs *ctx)
+{
+	return dc_func_begin(ctx);
+}
+
+SEC("uretprobe")
+int dc_func_exit(struct pt_regs *ctx)
+{
+	return dc_func_end(ctx);
+}
+
+/* The same bodies for uprobe_multi links: user space loads these two with expected attach type
+ * BPF_TRACE_UPROBE_MULTI (libbpf 1.1 has no section name for it); bpf_get_attach_cookie then
+ * reads the cookie of the offset that fired (6.6+). */
+SEC("uprobe")
+int dc_umulti_enter(struct pt_regs *ctx)
+{
+	return dc_func_begin(ctx);
+}
+
+SEC("uretprobe")
+int dc_umulti_exit(struct pt_regs *ctx)
+{
+	return dc_func_end(ctx);
+}
+
 /* After an exec the thread's comm changes (and a non-leader thread takes the leader's id):
- * describe it again at its next event. Attached to sched:sched_process_exec (3.4+). */
-SEC("tracepoint")
-int dc_task_exec(void *ctx)
+ * describe it again at its next event. A raw tracepoint (tp_btf, one link whose teardown
+ * needs no RCU grace period of its own) on sched_process_exec. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(dc_task_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct dc_thread *th;
 

@@ -16,17 +16,26 @@ ring buffer (epoll, ``poll_interval`` timeout, or a kernel wakeup once the buffe
 own threads format and compress. The poller also reads the kernel's loss counters once per
 round and, when they change, puts an in-band loss event into the trace.
 
+Attachments: syscalls go through two raw tracepoint links in all (``tp_btf/sys_enter`` and
+``sys_exit``) and a syscall-number → cookie map; the uprobes of one binary share one
+uprobe_multi link per direction (kernel 6.6+; one perf-event uprobe per function otherwise).
+Tearing a link down costs an RCU grace period on this kind of kernel, so few links is what
+keeps :meth:`Engine.stop` short; the rest are destroyed in parallel. docs/design.md has the
+measurements behind both choices.
+
 Kernel requirements: 5.15+ (BPF cookies on tracepoints and uprobes); see datacrumbs.bpf.c.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +43,15 @@ from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf import cgroups, features, syscalls, uprobes
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.functions import FunctionTable
-from datacrumbs.ebpf.libbpf import BpfError, BpfLink, BpfObject, map_lookup, map_update
+from datacrumbs.ebpf.libbpf import (
+    BPF_TRACE_UPROBE_MULTI,
+    BpfError,
+    BpfLink,
+    BpfObject,
+    FdLink,
+    map_lookup,
+    map_update,
+)
 from datacrumbs.ebpf.records import LOST_SLOTS, Config
 from datacrumbs.ebpf.ringbuf import RingBufferReader
 from datacrumbs.trace.format import EventFormatter, LossCounts, clock_offset_ns
@@ -47,9 +64,22 @@ _log = logging.getLogger("datacrumbs.engine")
 RINGBUF_MAP = "dc_events"
 LOST_MAP = "dc_lost"
 CGROUP_MAP = "dc_cgroup"
+SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
+RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
 FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"
+UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"
 TASK_EXEC = "dc_task_exec"
+
+SYSCALL_MODES = ("raw_tp", "tracepoint")
+UPROBE_MODES = ("auto", "multi", "single")
+#: Threads that destroy links at once (each destruction waits for an RCU grace period, and
+#: the kernel serialises part of it: 8 threads gave ~2x on this kind of machine).
+DETACH_THREADS = 8
+#: Errors of a uprobe_multi link that concern the whole binary, not one offset: not bisected.
+_WHOLE_BINARY_ERRORS = frozenset(
+    {errno.EBADF, errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ELOOP}
+)
 
 
 class EngineError(RuntimeError):
@@ -63,6 +93,10 @@ class EngineConfig:
     ``uid``: only processes whose real uid is this one are traced (None: every process).
     ``cgroup``: also require membership of this cgroup v2 (a path or an id) or a descendant.
     ``ringbuf_bytes``: ring-buffer size, a power of two and a multiple of the page size.
+    ``syscall_mode``: ``raw_tp`` (two raw tracepoint links and a number → cookie map: the
+    default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
+    ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
+    load fails without them) or ``single`` (one perf-event uprobe per function and direction).
     """
 
     uid: int | None
@@ -72,6 +106,8 @@ class EngineConfig:
     wakeup_fraction: float = 0.25
     bpf_object: Path | None = None  # default: build (or reuse) the cached object
     hostname: str | None = None  # default: socket.gethostname()
+    syscall_mode: str = "raw_tp"
+    uprobe_mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -121,6 +157,19 @@ def _check_ringbuf_size(size: int) -> None:
         )
 
 
+@dataclass
+class _UprobeTarget:
+    """A resolved function waiting for its binary's uprobe_multi links."""
+
+    slot: int  # index of its outcome
+    probe: Probe
+    function: str
+    claim: str
+    offset: int
+    fid: int
+    cookie: int
+
+
 class Engine:
     """One tracing session: a loaded BPF object, its attachments and its poller."""
 
@@ -129,7 +178,7 @@ class Engine:
         self.config = config
         self.functions = FunctionTable()
         self._obj: BpfObject | None = None
-        self._links: list[BpfLink] = []
+        self._links: list[BpfLink | FdLink] = []
         self._attached: dict[tuple[str, str], str] = {}  # (kind/binary, target) -> category
         self._reader: RingBufferReader | None = None
         self._writer: TraceWriter | None = None
@@ -139,6 +188,10 @@ class Engine:
         self._last_loss = LossCounts()
         self._kprobes_reason: str | None = None
         self._poll_error: BaseException | None = None
+        self._uprobe_multi = False
+        self._raw_sys_links: list[BpfLink] | None = None  # None: not attached yet
+        self._raw_sys_error: str | None = None
+        self._syscall_numbers: set[int] = set()  # cookie-map slots written
 
     # -- load ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -146,11 +199,20 @@ class Engine:
         if self._obj is not None:
             raise EngineError("the BPF object is already loaded")
         cfg = self.config
+        if cfg.syscall_mode not in SYSCALL_MODES:
+            raise EngineError(f"syscall_mode must be one of {', '.join(SYSCALL_MODES)}")
+        if cfg.uprobe_mode not in UPROBE_MODES:
+            raise EngineError(f"uprobe_mode must be one of {', '.join(UPROBE_MODES)}")
         try:
             features.ensure_tracefs()
         except OSError as exc:
             raise EngineError(str(exc)) from exc
         self._kprobes_reason = features.kprobe_support()
+        multi_reason = features.uprobe_multi_support() if cfg.uprobe_mode != "single" else ""
+        if cfg.uprobe_mode == "multi" and multi_reason:
+            raise EngineError(multi_reason)
+        self._uprobe_multi = multi_reason is None
+        raw_syscalls = cfg.syscall_mode == "raw_tp"
         path = cfg.bpf_object or build_bpf_object()
         pidns = features.own_pid_namespace()
         cgroup_fd = None
@@ -172,6 +234,18 @@ class Engine:
                     wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
                 )
                 obj.set_initial_value(".rodata", config.pack())
+                # only the programs of the variants in use are verified and loaded
+                obj.set_autoload(RAW_SYS_ENTER, raw_syscalls)
+                obj.set_autoload(RAW_SYS_EXIT, raw_syscalls)
+                obj.set_autoload(SYS_ENTER, not raw_syscalls)
+                obj.set_autoload(SYS_EXIT, not raw_syscalls)
+                for program in (UMULTI_ENTER, UMULTI_EXIT):
+                    obj.set_autoload(program, self._uprobe_multi)
+                    if self._uprobe_multi:
+                        obj.set_expected_attach_type(program, BPF_TRACE_UPROBE_MULTI)
+                per_function = not self._uprobe_multi or self._kprobes_reason is None
+                obj.set_autoload(FUNC_ENTER, per_function)
+                obj.set_autoload(FUNC_EXIT, per_function)
                 obj.load()
                 if cgroup_fd is not None:
                     map_update(
@@ -188,7 +262,10 @@ class Engine:
             if cgroup_fd is not None:
                 os.close(cgroup_fd)
         self._obj = obj
-        self._links.append(obj.attach_tracepoint(TASK_EXEC, "sched", "sched_process_exec", 0))
+        try:
+            self._links.append(obj.attach_trace(TASK_EXEC))
+        except BpfError as exc:
+            raise EngineError(str(exc)) from exc
 
     @property
     def _object(self) -> BpfObject:
@@ -200,12 +277,20 @@ class Engine:
     def attach(self, probes: Iterable[Probe]) -> list[TargetOutcome]:
         """Attach every function of every probe; one outcome per function, in order."""
         self._object  # noqa: B018 - fail early when not loaded
-        outcomes: list[TargetOutcome] = []
+        outcomes: list[TargetOutcome | None] = []
         elf_cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError] = {}
+        by_binary: dict[str, list[_UprobeTarget]] = {}
         for probe in probes:
             for function in probe.functions:
                 if probe.type is ProbeType.SYSCALLS:
                     outcome = self._attach_syscall(probe, function)
+                elif probe.type is ProbeType.UPROBE and self._uprobe_multi:
+                    planned = self._plan_uprobe(probe, function, elf_cache, len(outcomes))
+                    if isinstance(planned, _UprobeTarget):
+                        by_binary.setdefault(probe.binary_path or "", []).append(planned)
+                        outcomes.append(None)
+                        continue
+                    outcome = planned
                 elif probe.type is ProbeType.UPROBE:
                     outcome = self._attach_uprobe(probe, function, elf_cache)
                 elif probe.type is ProbeType.KPROBE:
@@ -213,16 +298,22 @@ class Engine:
                 else:
                     kind = probe.type.name.lower()
                     outcome = self._failed(probe, function, f"{kind} probes are not supported yet")
-                if not outcome.attached:
-                    _log.warning(
-                        "cannot trace %s:%s: %s",
-                        probe.name,
-                        function,
-                        outcome.reason,
-                        extra={"CATEGORY": probe.name, "FUNCTION": function},
-                    )
                 outcomes.append(outcome)
-        return outcomes
+        for binary, targets in by_binary.items():
+            for target, reason in self._attach_uprobe_group(binary, targets):
+                outcomes[target.slot] = self._uprobe_outcome(target, reason)
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(outcomes)
+        for outcome in final:
+            if not outcome.attached:
+                _log.warning(
+                    "cannot trace %s:%s: %s",
+                    outcome.category,
+                    outcome.function,
+                    outcome.reason,
+                    extra={"CATEGORY": outcome.category, "FUNCTION": outcome.function},
+                )
+        return final
 
     @staticmethod
     def _failed(probe: Probe, function: str, reason: str) -> TargetOutcome:
@@ -262,6 +353,9 @@ class Engine:
         obj = self._object
         try:
             layout = syscalls.resolve_syscall(function)
+            if self.config.syscall_mode == "raw_tp":
+                nr = syscalls.syscall_number(layout.tracepoint)
+                return self._attach_raw_syscall(probe, function, layout, nr)
         except LookupError as exc:
             return self._failed(probe, function, str(exc.args[0]))
         if reason := self._claim("syscall", layout.tracepoint, probe, function):
@@ -280,30 +374,64 @@ class Engine:
             del self._attached[("syscall", tp)]
         return outcome
 
+    def _raw_syscall_links(self) -> str | None:
+        """Attach the two raw syscall programs once (exit first); None, or why they cannot be."""
+        if self._raw_sys_links is None and self._raw_sys_error is None:
+            obj = self._object
+            try:
+                exit_link = obj.attach_trace(RAW_SYS_EXIT)
+            except BpfError as exc:
+                self._raw_sys_error = str(exc)
+                return self._raw_sys_error
+            try:
+                enter_link = obj.attach_trace(RAW_SYS_ENTER)
+            except BpfError as exc:
+                exit_link.destroy()
+                self._raw_sys_error = str(exc)
+                return self._raw_sys_error
+            self._raw_sys_links = [exit_link, enter_link]
+            self._links += self._raw_sys_links
+        return self._raw_sys_error
+
+    def _attach_raw_syscall(
+        self, probe: Probe, function: str, layout: syscalls.SyscallLayout, nr: int
+    ) -> TargetOutcome:
+        if nr >= syscalls.MAX_SYSCALL_NR:
+            return self._failed(probe, function, f"syscall number {nr} is out of range")
+        if reason := self._claim("syscall", layout.tracepoint, probe, function):
+            return self._failed(probe, function, reason)
+        if reason := self._raw_syscall_links():
+            del self._attached[("syscall", layout.tracepoint)]
+            return self._failed(probe, function, reason)
+        spec = self.functions.add(function, probe.name, layout.fields, layout.has_file)
+        cookie = syscalls.syscall_cookie(spec.fid, layout)
+        try:
+            map_update(
+                self._object.map_fd(SYSCALL_COOKIES_MAP),
+                nr.to_bytes(4, "little"),
+                cookie.to_bytes(8, "little"),
+            )
+        except BpfError as exc:
+            self.functions.remove(spec.fid)
+            del self._attached[("syscall", layout.tracepoint)]
+            return self._failed(probe, function, str(exc))
+        self._syscall_numbers.add(nr)
+        return TargetOutcome(probe.name, probe.type, function, True, None, probe.binary_path)
+
     def _attach_uprobe(
         self,
         probe: Probe,
         function: str,
         cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError],
     ) -> TargetOutcome:
+        """One perf-event uprobe and uretprobe (kernels without uprobe_multi)."""
         obj = self._object
+        resolved = self._resolve_uprobe(probe, function, cache)
+        if isinstance(resolved, TargetOutcome):
+            return resolved
+        name, offset = resolved
         binary = probe.binary_path
-        if not binary:
-            return self._failed(probe, function, "uprobe category has no binary_path")
-        if binary not in cache:
-            try:
-                cache[binary] = uprobes.ElfSymbols.read(binary)
-            except uprobes.SymbolError as exc:
-                cache[binary] = exc
-        symbols = cache[binary]
-        if isinstance(symbols, uprobes.SymbolError):
-            return self._failed(probe, function, str(symbols))
-        try:
-            name, offset = uprobes.parse_target(function)
-            if offset is None:
-                offset = symbols.offset(name)
-        except uprobes.SymbolError as exc:
-            return self._failed(probe, function, str(exc))
+        assert binary
         if reason := self._claim(binary, f"{name}@{offset:#x}", probe, function):
             return self._failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
@@ -319,6 +447,105 @@ class Engine:
         if not outcome.attached:
             del self._attached[(binary, f"{name}@{offset:#x}")]
         return outcome
+
+    def _resolve_uprobe(
+        self,
+        probe: Probe,
+        function: str,
+        cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError],
+    ) -> tuple[str, int] | TargetOutcome:
+        """(name, file offset) of a uprobe target, or its failed outcome. The ELF symbols of a
+        binary are read once per :meth:`attach`, and only when a target names a function
+        without its offset (``name:0xOFFSET`` targets need only the file's size)."""
+        binary = probe.binary_path
+        if not binary:
+            return self._failed(probe, function, "uprobe category has no binary_path")
+        try:
+            name, offset = uprobes.parse_target(function)
+        except uprobes.SymbolError as exc:
+            return self._failed(probe, function, str(exc))
+        symbols = cache.get(binary)
+        if symbols is None or (
+            offset is None and isinstance(symbols, uprobes.ElfSymbols) and not symbols.complete
+        ):
+            try:
+                if offset is None:
+                    symbols = uprobes.ElfSymbols.read(binary)
+                else:
+                    symbols = uprobes.ElfSymbols.stat_only(binary)
+            except uprobes.SymbolError as exc:
+                symbols = exc
+            cache[binary] = symbols
+        if isinstance(symbols, uprobes.SymbolError):
+            return self._failed(probe, function, str(symbols))
+        try:
+            if offset is None:
+                offset = symbols.offset(name)
+            symbols.check_offset(offset)
+        except uprobes.SymbolError as exc:
+            return self._failed(probe, function, str(exc))
+        return name, offset
+
+    def _plan_uprobe(
+        self,
+        probe: Probe,
+        function: str,
+        cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError],
+        slot: int,
+    ) -> _UprobeTarget | TargetOutcome:
+        """Resolve, claim and number a target for its binary's uprobe_multi links."""
+        resolved = self._resolve_uprobe(probe, function, cache)
+        if isinstance(resolved, TargetOutcome):
+            return resolved
+        name, offset = resolved
+        assert probe.binary_path
+        claim = f"{name}@{offset:#x}"
+        if reason := self._claim(probe.binary_path, claim, probe, function):
+            return self._failed(probe, function, reason)
+        arguments = probe.function_arguments.get(function, [])
+        spec = self.functions.add(name, probe.name, uprobes.argument_fields(arguments))
+        cookie = uprobes.function_cookie(spec.fid, arguments)
+        return _UprobeTarget(slot, probe, function, claim, offset, spec.fid, cookie)
+
+    def _attach_uprobe_group(
+        self, binary: str, targets: list[_UprobeTarget]
+    ) -> list[tuple[_UprobeTarget, str | None]]:
+        """One uprobe_multi link per direction for ``targets`` (exit first, so that no entry is
+        recorded without its exit). When the kernel refuses the group for one offset, the group
+        is halved until the bad targets stand alone: a bad function never fails its
+        neighbours. Returns (target, None or the reason it failed)."""
+        obj = self._object
+        offsets = [t.offset for t in targets]
+        cookies = [t.cookie for t in targets]
+        try:
+            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, binary, offsets, cookies, True)
+        except BpfError as exc:
+            return self._split_uprobe_group(binary, targets, exc)
+        try:
+            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, binary, offsets, cookies, False)
+        except BpfError as exc:
+            exit_link.destroy()
+            return self._split_uprobe_group(binary, targets, exc)
+        self._links += [exit_link, enter_link]
+        return [(t, None) for t in targets]
+
+    def _split_uprobe_group(
+        self, binary: str, targets: list[_UprobeTarget], exc: BpfError
+    ) -> list[tuple[_UprobeTarget, str | None]]:
+        if len(targets) == 1 or exc.errno in _WHOLE_BINARY_ERRORS:
+            return [(t, str(exc)) for t in targets]
+        half = len(targets) // 2
+        return self._attach_uprobe_group(binary, targets[:half]) + self._attach_uprobe_group(
+            binary, targets[half:]
+        )
+
+    def _uprobe_outcome(self, target: _UprobeTarget, reason: str | None) -> TargetOutcome:
+        probe = target.probe
+        if reason is not None:
+            self.functions.remove(target.fid)
+            del self._attached[(probe.binary_path or "", target.claim)]
+            return self._failed(probe, target.function, reason)
+        return TargetOutcome(probe.name, probe.type, target.function, True, None, probe.binary_path)
 
     def _attach_kprobe(self, probe: Probe, function: str) -> TargetOutcome:
         obj = self._object
@@ -341,6 +568,11 @@ class Engine:
         if not outcome.attached:
             del self._attached[("kprobe", function)]
         return outcome
+
+    @property
+    def link_count(self) -> int:
+        """Kernel attachments held now (each costs ~0.1 s to tear down on this kind of kernel)."""
+        return len(self._links)
 
     # -- streaming -----------------------------------------------------------------------
     def start(self, writer: TraceWriter) -> None:
@@ -404,9 +636,16 @@ class Engine:
             loss=self.read_loss() if self._obj is not None else self._last_loss,
         )
 
-    def stop(self) -> EngineStats:
+    @property
+    def failure(self) -> str | None:
+        """Why the poller died, if it did: streaming has stopped and the trace is incomplete."""
+        return None if self._poll_error is None else str(self._poll_error)
+
+    def stop(self, summary: Mapping[str, int | float | str] | None = None) -> EngineStats:
         """Detach every probe, drain the ring buffer, write the final loss and summary,
-        close the trace. Returns the final counts."""
+        close the trace. ``summary``: extra fields of the end-of-run summary event (the
+        daemon's ``duration_s``, ``run_id``, ``user``); the engine's own counts win a clash.
+        Returns the final counts."""
         self.detach()
         writer, reader = self._writer, self._reader
         if self._poller is not None:
@@ -422,6 +661,7 @@ class Engine:
         loss = self._last_loss
         writer.close(
             summary={
+                **(summary or {}),
                 "lost_events": loss.total_events,
                 "lost_names": loss.names,
                 "lost_tasks": loss.tasks,
@@ -442,10 +682,22 @@ class Engine:
         return final
 
     def detach(self) -> None:
-        """Destroy every attachment (idempotent)."""
-        for link in self._links:
-            link.destroy()
-        self._links.clear()
+        """Destroy every attachment (idempotent). Each destruction waits for an RCU grace
+        period in the kernel (~0.1 s here), so they run on a few threads at once."""
+        links, self._links = self._links, []
+        if len(links) > 1:
+            with ThreadPoolExecutor(min(DETACH_THREADS, len(links))) as pool:
+                for _ in pool.map(_destroy, links):
+                    pass
+        elif links:
+            links[0].destroy()
+        if self._syscall_numbers and self._obj is not None:
+            fd = self._obj.map_fd(SYSCALL_COOKIES_MAP)
+            for nr in self._syscall_numbers:
+                map_update(fd, nr.to_bytes(4, "little"), bytes(8))
+        self._syscall_numbers.clear()
+        self._raw_sys_links = None
+        self._raw_sys_error = None
         self._attached.clear()
 
     def close(self) -> None:
@@ -463,6 +715,10 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _destroy(link: BpfLink | FdLink) -> None:
+    link.destroy()
 
 
 def _possible_cpus() -> int:

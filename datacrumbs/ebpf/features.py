@@ -7,22 +7,27 @@ and an unsupported kind turns into a per-target failure with a reason, never a c
 from __future__ import annotations
 
 import ctypes
+import errno
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "KPROBES_UNSUPPORTED",
+    "UPROBE_MULTI_UNSUPPORTED",
     "PidNamespace",
     "ensure_tracefs",
     "kprobe_support",
     "own_pid_namespace",
+    "uprobe_multi_support",
 ]
 
 TRACEFS = Path("/sys/kernel/tracing")
 KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
 
 KPROBES_UNSUPPORTED = "kprobes are not supported by this kernel (CONFIG_KPROBES off)"
+UPROBE_MULTI_UNSUPPORTED = "this kernel has no uprobe_multi links (6.6+)"
 
 
 def ensure_tracefs(path: Path = TRACEFS) -> None:
@@ -58,3 +63,29 @@ class PidNamespace:
 def own_pid_namespace() -> PidNamespace:
     st = os.stat("/proc/self/ns/pid")
     return PidNamespace((os.major(st.st_dev) << 20) | os.minor(st.st_dev), st.st_ino)
+
+
+@functools.cache
+def uprobe_multi_support() -> str | None:
+    """None when uprobe_multi links (kernel 6.6+, with ``bpf_get_attach_cookie``) work, else
+    why not. Probed the way libbpf does it: load ``r0 = 0; exit`` as a kprobe program with
+    expected attach type BPF_TRACE_UPROBE_MULTI, then ask for a link on the directory ``/``.
+    A kernel that knows the attach type gets as far as opening the path and fails with EBADF
+    (not a regular file); an older one refuses the attach type (EINVAL) before that. Cached:
+    one probe per process (~1 ms)."""
+    from datacrumbs.ebpf import libbpf
+
+    try:
+        prog = libbpf.prog_load_trivial(libbpf.BPF_PROG_TYPE_KPROBE, libbpf.BPF_TRACE_UPROBE_MULTI)
+    except OSError as exc:
+        return f"{UPROBE_MULTI_UNSUPPORTED}: loading a probe program failed ({exc.strerror})"
+    try:
+        link = libbpf.link_create_uprobe_multi(prog, "/", [0], [0], retprobe=False)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            return None
+        return f"{UPROBE_MULTI_UNSUPPORTED} ({exc.strerror})"
+    finally:
+        os.close(prog)
+    os.close(link)  # should not happen ("/" is not a file); supported anyway
+    return None

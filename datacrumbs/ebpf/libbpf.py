@@ -30,11 +30,18 @@ from ctypes import (
 )
 
 __all__ = [
+    "BPF_F_UPROBE_MULTI_RETURN",
+    "BPF_TRACE_UPROBE_MULTI",
     "BpfError",
     "BpfLink",
     "BpfObject",
+    "FdLink",
+    "UprobeMultiAttr",
+    "bpf_syscall",
+    "link_create_uprobe_multi",
     "map_lookup",
     "map_update",
+    "prog_load_trivial",
 ]
 
 _log = logging.getLogger("datacrumbs.libbpf")
@@ -58,6 +65,47 @@ class _UprobeOpts(Structure):
         ("bpf_cookie", c_uint64),
         ("retprobe", c_bool),
         ("func_name", c_char_p),
+    ]
+
+
+class UprobeMultiAttr(Structure):
+    """``union bpf_attr`` as ``BPF_LINK_CREATE`` reads it for a uprobe_multi link (kernel 6.6+):
+    the ``link_create`` struct with its ``uprobe_multi`` member, laid out exactly as in
+    ``include/uapi/linux/bpf.h`` (tests/engine/test_libbpf_abi.py checks every offset against
+    the running kernel's BTF)."""
+
+    _fields_ = [
+        ("prog_fd", c_uint32),  # 0
+        ("target_fd", c_uint32),  # 4
+        ("attach_type", c_uint32),  # 8
+        ("flags", c_uint32),  # 12: link_create.flags (0)
+        ("path", c_uint64),  # 16: uprobe_multi.path (const char *)
+        ("offsets", c_uint64),  # 24: const __u64 *
+        ("ref_ctr_offsets", c_uint64),  # 32: const __u64 * (may be NULL)
+        ("cookies", c_uint64),  # 40: const __u64 * (may be NULL)
+        ("cnt", c_uint32),  # 48
+        ("multi_flags", c_uint32),  # 52: uprobe_multi.flags (BPF_F_UPROBE_MULTI_RETURN)
+        ("pid", c_uint32),  # 56: 0 = every process
+        ("_pad", c_uint32),  # 60: keeps the size a multiple of 8; must be zero
+    ]
+
+
+class _ProgLoadAttr(Structure):
+    """The head of ``union bpf_attr`` for ``BPF_PROG_LOAD`` up to ``expected_attach_type``."""
+
+    _fields_ = [
+        ("prog_type", c_uint32),
+        ("insn_cnt", c_uint32),
+        ("insns", c_uint64),
+        ("license", c_uint64),
+        ("log_level", c_uint32),
+        ("log_size", c_uint32),
+        ("log_buf", c_uint64),
+        ("kern_version", c_uint32),
+        ("prog_flags", c_uint32),
+        ("prog_name", ctypes.c_char * 16),
+        ("prog_ifindex", c_uint32),
+        ("expected_attach_type", c_uint32),
     ]
 
 
@@ -93,6 +141,16 @@ _lib = _load()
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 _libc.vsnprintf.restype = c_int
+_libc.syscall.restype = ctypes.c_long
+
+#: bpf(2) on x86-64 (arch/x86/entry/syscalls/syscall_64.tbl).
+SYS_BPF = 321
+BPF_PROG_LOAD = 5
+BPF_LINK_CREATE = 28
+BPF_PROG_TYPE_KPROBE = 2
+#: enum bpf_attach_type value of uprobe_multi links (kernel 6.6+), and its return-probe flag.
+BPF_TRACE_UPROBE_MULTI = 48
+BPF_F_UPROBE_MULTI_RETURN = 1
 
 
 def _sig(name: str, restype: object, *argtypes: object) -> None:
@@ -107,6 +165,9 @@ _sig("bpf_object__close", None, c_void_p)
 _sig("bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p)
 _sig("bpf_object__find_map_by_name", c_void_p, c_void_p, c_char_p)
 _sig("bpf_program__set_autoload", c_int, c_void_p, c_bool)
+_sig("bpf_program__set_expected_attach_type", c_int, c_void_p, c_uint32)
+_sig("bpf_program__fd", c_int, c_void_p)
+_sig("bpf_program__attach_trace", c_void_p, c_void_p)
 _sig("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
 _sig("bpf_map__set_initial_value", c_int, c_void_p, c_void_p, c_size_t)
 _sig("bpf_map__fd", c_int, c_void_p)
@@ -150,6 +211,75 @@ _lib.libbpf_set_print(_print)
 def _fail(what: str, err: int | None = None) -> BpfError:
     code = abs(err) if err else ctypes.get_errno()
     return BpfError(code, f"{what}: {os.strerror(code) if code else 'unknown error'}")
+
+
+def bpf_syscall(cmd: int, attr: Structure) -> int:
+    """``bpf(cmd, &attr, sizeof(attr))``; the non-negative result, else :class:`OSError`."""
+    ctypes.set_errno(0)
+    ret = _libc.syscall(
+        ctypes.c_long(SYS_BPF), c_int(cmd), ctypes.byref(attr), c_uint32(ctypes.sizeof(attr))
+    )
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(ret)
+
+
+def prog_load_trivial(prog_type: int, expected_attach_type: int) -> int:
+    """Load ``r0 = 0; exit`` (for feature probes); the program fd."""
+    insns = (c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)  # mov64 r0, 0; exit
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = _ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=2,
+        insns=ctypes.addressof(insns),
+        license=ctypes.addressof(license_),
+        expected_attach_type=expected_attach_type,
+    )
+    return bpf_syscall(BPF_PROG_LOAD, attr)
+
+
+def link_create_uprobe_multi(
+    prog_fd: int,
+    path: str,
+    offsets: list[int],
+    cookies: list[int],
+    *,
+    retprobe: bool,
+    pid: int = 0,
+) -> int:
+    """One uprobe_multi link (kernel 6.6+) on ``offsets`` of ``path``, each with its cookie;
+    returns the link fd (closing it detaches). Raises :class:`OSError` with the errno."""
+    cnt = len(offsets)
+    offs = (c_uint64 * cnt)(*offsets)
+    cooks = (c_uint64 * cnt)(*cookies)
+    path_buf = ctypes.create_string_buffer(os.fsencode(path))
+    attr = UprobeMultiAttr(
+        prog_fd=prog_fd,
+        attach_type=BPF_TRACE_UPROBE_MULTI,
+        path=ctypes.addressof(path_buf),
+        offsets=ctypes.addressof(offs),
+        cookies=ctypes.addressof(cooks),
+        cnt=cnt,
+        multi_flags=BPF_F_UPROBE_MULTI_RETURN if retprobe else 0,
+        pid=pid,
+    )
+    return bpf_syscall(BPF_LINK_CREATE, attr)
+
+
+class FdLink:
+    """A link held as a bare fd (created with bpf(2) directly); :meth:`destroy` closes it,
+    which detaches (idempotent)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def destroy(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 class BpfLink:
@@ -201,6 +331,11 @@ class BpfObject:
         if err:
             raise _fail(f"cannot change autoload of BPF program {program}", err)
 
+    def set_expected_attach_type(self, program: str, attach_type: int) -> None:
+        err = _lib.bpf_program__set_expected_attach_type(self._program(program), attach_type)
+        if err:
+            raise _fail(f"cannot set the expected attach type of BPF program {program}", err)
+
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         err = _lib.bpf_map__set_max_entries(self._map(map_name), max_entries)
         if err:
@@ -224,6 +359,45 @@ class BpfObject:
         if fd < 0:
             raise _fail(f"BPF map {map_name} has no fd (object not loaded?)", fd)
         return fd
+
+    def program_fd(self, program: str) -> int:
+        fd = _lib.bpf_program__fd(self._program(program))
+        if fd < 0:
+            raise _fail(f"BPF program {program} has no fd (object not loaded?)", fd)
+        return fd
+
+    def attach_trace(self, program: str) -> BpfLink:
+        """Attach a BTF-typed program (``tp_btf/NAME``: raw tracepoint, kernel 5.5+) to the
+        target its section names."""
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_trace(self._program(program))
+        if not link:
+            raise _fail(f"cannot attach BPF program {program}")
+        return BpfLink(link)
+
+    def attach_uprobe_multi(
+        self,
+        program: str,
+        binary: str,
+        offsets: list[int],
+        cookies: list[int],
+        retprobe: bool,
+    ) -> FdLink:
+        """One uprobe_multi link (kernel 6.6+) over many ``offsets`` of ``binary``, in every
+        process; the program must have been loaded with expected attach type
+        BPF_TRACE_UPROBE_MULTI."""
+        try:
+            fd = link_create_uprobe_multi(
+                self.program_fd(program), binary, offsets, cookies, retprobe=retprobe
+            )
+        except OSError as exc:
+            kind = "uretprobe" if retprobe else "uprobe"
+            if len(offsets) == 1:
+                what = f"{kind} at {binary}+{offsets[0]:#x}"
+            else:
+                what = f"{len(offsets)} {kind}s in {binary}"
+            raise BpfError(exc.errno, f"cannot attach {what}: {exc.strerror}") from None
+        return FdLink(fd)
 
     def attach_tracepoint(self, program: str, category: str, name: str, cookie: int) -> BpfLink:
         """Attach to tracepoint ``category:name`` with a cookie (kernel 5.15+ for cookies)."""

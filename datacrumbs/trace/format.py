@@ -171,10 +171,12 @@ class EventFormatter:
         self.next_id += 1
         return line
 
-    def summary_line(self, summary: Mapping[str, int]) -> str:
+    def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
         """The end-of-run summary, as a DFTracer process (PR) metadata event; ``events`` is
         this formatter's count of call events."""
-        value = json.dumps({"events": self.events, **summary}, separators=(",", ":"))
+        fields: dict[str, int | float | str] = {"events": self.events}
+        fields.update((k, v) for k, v in summary.items() if k != "events")
+        value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
         return self._meta("PR", self._pid, self._tid, args)
 

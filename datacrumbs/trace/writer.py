@@ -35,8 +35,9 @@ _RECORDS, _TEXT, _LOSS, _SUMMARY = range(4)
 
 
 class TraceWriter:
-    """Writes ``path`` (``*.pfw.gz``). Use :meth:`start` with a formatter to accept raw
-    records, or without one for plain lines; end with :meth:`close`."""
+    """Writes ``path`` (``*.pfw.gz``), which must not exist yet (``O_CREAT | O_EXCL |
+    O_NOFOLLOW``: :class:`FileExistsError` otherwise). Use :meth:`start` with a formatter to
+    accept raw records, or without one for plain lines; end with :meth:`close`."""
 
     def __init__(
         self,
@@ -49,7 +50,11 @@ class TraceWriter:
     ) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        # A new file only: never follow a symlink planted at the path (the daemon runs as
+        # root) and never truncate an existing trace (the daemon moves an older one aside).
+        # FileExistsError when the path exists (also as a dangling symlink).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._fd = os.open(self.path, flags, mode)
         self._z = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip wrapper
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)
         self._text: queue.Queue[bytes | None] = queue.Queue(max_pending)
@@ -86,7 +91,7 @@ class TraceWriter:
         """An in-band loss counter event (needs a formatter)."""
         self._raw.put((_LOSS, loss))
 
-    def close(self, summary: Mapping[str, int] | None = None) -> None:
+    def close(self, summary: Mapping[str, int | float | str] | None = None) -> None:
         """Drain the queues, write ``summary`` (if any, as a metadata event), the closing
         ``]`` line and the gzip trailer. Raises the error a worker thread met, if any."""
         if self._closed:

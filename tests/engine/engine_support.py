@@ -80,6 +80,7 @@ class Session:
         self.path = path
         self.outcomes: list[TargetOutcome] = []
         self.trace: Trace | None = None
+        self.summary: dict[str, int | float | str] | None = None  # for Engine.stop()
 
     def __enter__(self) -> Session:
         self.engine.load()
@@ -89,7 +90,7 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            stats = self.engine.stop()
+            stats = self.engine.stop(self.summary)
         finally:
             self.engine.close()
         if exc[0] is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
@@ -13,12 +14,15 @@ IO_CALLS = ["openat", "write", "pread64", "fsync", "close", "read", "lseek", "no
 K, S = 7, 3000
 
 
-def test_file_io_workload_is_traced_call_by_call(session, compile_c, public_dir, traced_user):
+@pytest.mark.parametrize("syscall_mode", ["raw_tp", "tracepoint"])
+def test_file_io_workload_is_traced_call_by_call(
+    session, compile_c, public_dir, traced_user, syscall_mode
+):
     binary = compile_c("file_io.c", "file_io")
     work = user_dir(public_dir, traced_user, "syscalls")
     path = work / "data.bin"
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=IO_CALLS)]
-    with session(probes, uid=traced_user.uid) as s:
+    with session(probes, uid=traced_user.uid, syscall_mode=syscall_mode) as s:
         out = subprocess.run(
             as_user(traced_user, [str(binary), str(path), str(K), str(S)]),
             capture_output=True,

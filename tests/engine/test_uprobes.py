@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from engine_support import as_user
 
 from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
@@ -15,8 +16,9 @@ def _arg(index: int, label: str, num_bytes: int, c_type: str, pointer: bool = Fa
     )
 
 
+@pytest.mark.parametrize("uprobe_mode", ["auto", "single"])  # uprobe_multi, perf-event uprobes
 def test_library_functions_are_traced_with_arguments_and_returns(
-    session, compile_c, public_dir, traced_user
+    session, compile_c, public_dir, traced_user, uprobe_mode
 ):
     lib = compile_c("dcdemo.c", "libdcdemo.so", "-shared", "-fPIC")
     main = compile_c(
@@ -41,7 +43,7 @@ def test_library_functions_are_traced_with_arguments_and_returns(
             functions=["f"],
         ),
     ]
-    with session(probes, uid=traced_user.uid) as s:
+    with session(probes, uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
         out = subprocess.run(
             as_user(traced_user, [str(main)]), capture_output=True, text=True, check=True
         ).stdout

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from datacrumbs.trace.writer import TraceWriter, read_trace_lines
 
 WRITER = textwrap.dedent(
@@ -59,3 +61,23 @@ def test_closed_trace_is_one_complete_gzip_member(tmp_path):
     with gzip.open(path, "rt") as f:
         assert f.read() == '[\n{"id":1}\n{"id":2}\n]\n'
     assert writer.bytes_out == path.stat().st_size
+
+
+def test_an_existing_trace_is_never_truncated(tmp_path):
+    path = tmp_path / "old.pfw.gz"
+    path.write_bytes(b"an older trace")
+    with pytest.raises(FileExistsError):
+        TraceWriter(path)
+    assert path.read_bytes() == b"an older trace"
+
+
+def test_a_planted_symlink_is_never_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    for target in (victim, tmp_path / "not-yet"):  # to a file, and dangling
+        link = tmp_path / f"trace-{target.name}.pfw.gz"
+        link.symlink_to(target)
+        with pytest.raises(FileExistsError):
+            TraceWriter(link)
+    assert victim.read_bytes() == b"precious"
+    assert not (tmp_path / "not-yet").exists()

@@ -1,0 +1,126 @@
+"""Per-syscall cost of the two syscall attachment designs, side by side.
+
+    .venv/bin/python benchmarks/syscall_modes.py [--calls 200000] [--rounds 15] [--bpf-stats]
+
+Workload: one-byte write()s to /dev/null (``benchmarks/c/wloop.c``) as uid 45990. For each
+design (``EngineConfig.syscall_mode``: ``raw_tp`` = two raw tracepoint links and a syscall
+number → cookie map; ``tracepoint`` = one syscalls:sys_enter_X/sys_exit_X link pair per
+syscall), three configurations, all interleaved round by round with an untraced baseline:
+  untraced-call  the engine traces uid 45990's ``read`` only: write is an untraced syscall of
+                 the traced user (what every syscall outside the probe file costs)
+  other-uid      the engine traces ``write`` of uid 45991: the workload is filtered out
+  traced         ``write`` of uid 45990 traced into the compressed trace
+Prints the minimum (the least disturbed run: on a shared machine the median mostly measures
+the neighbours) and the median in ns per call, and the added cost over the untraced baseline.
+With ``--bpf-stats`` (``kernel.bpf_stats_enabled=1`` during the run, which itself adds ~20 ns
+per program run), also the in-kernel ns per run of the engine's syscall programs, read from the
+program fds' ``/proc/self/fdinfo``. Run as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from bench_support import OTHER_USER, USER, compile_workload, machine, run_as_user, workdir
+
+from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.ebpf.engine import Engine, EngineConfig
+from datacrumbs.trace.writer import TraceWriter
+
+MODES = ("raw_tp", "tracepoint")
+CONFIGS = {  # name: (traced uid, syscalls)
+    "untraced-call": (USER.pw_uid, ["read"]),
+    "other-uid": (OTHER_USER.pw_uid, ["write"]),
+    "traced": (USER.pw_uid, ["write"]),
+}
+
+
+PROGRAMS = {"raw_tp": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
+            "tracepoint": ("dc_sys_enter", "dc_sys_exit")}  # fmt: skip
+STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+def _prog_stats(fd: int) -> tuple[int, int]:
+    info = dict(
+        line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    )
+    return int(info.get("run_time_ns", "0")), int(info.get("run_cnt", "0"))
+
+
+def measure(
+    argv: list[str], trace: Path, mode: str, uid: int, calls: list[str]
+) -> tuple[float, dict[str, float]]:
+    """(ns per call seen by the workload, in-kernel ns per run of each syscall program)."""
+    engine = Engine(EngineConfig(uid=uid, syscall_mode=mode))
+    try:
+        engine.load()
+        outcomes = engine.attach([Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)])
+        assert all(o.attached for o in outcomes), outcomes
+        trace.unlink(missing_ok=True)
+        engine.start(TraceWriter(trace))
+        fds = {p: engine._object.program_fd(p) for p in PROGRAMS[mode]}
+        before = {p: _prog_stats(fd) for p, fd in fds.items()}
+        try:
+            ns = float(run_as_user(argv))
+            after = {p: _prog_stats(fd) for p, fd in fds.items()}
+        finally:
+            engine.stop()
+    finally:
+        engine.close()
+    per_run = {}
+    for p in fds:
+        runs = after[p][1] - before[p][1]
+        per_run[p] = (after[p][0] - before[p][0]) / runs if runs else 0.0
+    return ns, per_run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--bpf-stats", action="store_true")
+    args = parser.parse_args()
+    old_stats = STATS.read_text()
+    if args.bpf_stats:
+        STATS.write_text("1\n")
+    try:
+        return _run(args)
+    finally:
+        STATS.write_text(old_stats)
+
+
+def _run(args: argparse.Namespace) -> int:
+    where = workdir()
+    argv = [str(compile_workload(where)), str(args.calls)]
+    results: dict[str, list[float]] = {"untraced (no engine)": []}
+    in_kernel: dict[str, list[dict[str, float]]] = {}
+    for _ in range(args.rounds):
+        results["untraced (no engine)"].append(float(run_as_user(argv)))
+        for mode in MODES:
+            for name, (uid, calls) in CONFIGS.items():
+                ns, per_run = measure(argv, where / "t.pfw.gz", mode, uid, calls)
+                results.setdefault(f"{mode:10s} {name}", []).append(ns)
+                in_kernel.setdefault(f"{mode:10s} {name}", []).append(per_run)
+    base_min = min(results["untraced (no engine)"])
+    base_med = statistics.median(results["untraced (no engine)"])
+    print(machine())
+    print(f"{args.calls} write()s per run, {args.rounds} rounds interleaved; ns per call:")
+    for name, values in results.items():
+        low, med = min(values), statistics.median(values)
+        line = (
+            f"  {name:26s} min {low:6.0f} (+{low - base_min:5.0f})   "
+            f"median {med:6.0f} (+{med - base_med:5.0f})"
+        )
+        if args.bpf_stats and name in in_kernel:
+            progs = in_kernel[name][0].keys()
+            line += "   in-kernel ns/run: " + ", ".join(
+                f"{p} {statistics.median(r[p] for r in in_kernel[name]):.0f}" for p in progs
+            )
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,16 +25,31 @@ def setup_logging(name: str, identifier: str, **fields: str) -> logging.Logger:
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    plain = logging.StreamHandler(sys.stderr)
-    plain.setFormatter(logging.Formatter(
-        f"%(asctime)s {identifier}[%(process)d] %(levelname)s %(message)s"))
-    logger.addHandler(plain)
     under_systemd = bool(os.environ.get("INVOCATION_ID") or os.environ.get("JOURNAL_STREAM"))
-    if under_systemd and _JOURNAL_SOCKET.exists():
+    to_journal = under_systemd and _JOURNAL_SOCKET.exists()
+    if not (to_journal and _stderr_is_the_journal()):
+        # When systemd connects stderr to the journal itself, the journal handler alone
+        # writes each record (with its fields) once.
+        plain = logging.StreamHandler(sys.stderr)
+        plain.setFormatter(logging.Formatter(
+            f"%(asctime)s {identifier}[%(process)d] %(levelname)s %(message)s"))
+        logger.addHandler(plain)
+    if to_journal:
         from systemd.journal import JournalHandler
 
         logger.addHandler(JournalHandler(SYSLOG_IDENTIFIER=identifier, **fields))
     return logger
+
+
+def _stderr_is_the_journal() -> bool:
+    """Whether stderr is the stream systemd connected to the journal (``JOURNAL_STREAM`` is
+    ``device:inode`` of that stream; a unit that redirects stderr to a file no longer matches)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{info.st_dev}:{info.st_ino}"
 
 
 def journal_only(logger: logging.Logger, level: int, message: str) -> None:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from datacrumbs.common.atomic_file import write_atomically
+from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
 
 __all__ = ["RunFiles"]
@@ -32,7 +33,7 @@ class RunFiles:
     def acquire(self) -> None:
         """Create the run directory and take this run-id's lock, or refuse in one line."""
         try:
-            self.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            make_dirs(self.run_dir)
             fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise DatacrumbsError(f"run directory {self.run_dir}: {exc.strerror}") from None
@@ -53,7 +54,7 @@ class RunFiles:
         stale = self.ready.exists()
         self.ready.unlink(missing_ok=True)
         try:
-            self.run_id_file.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            make_dirs(self.run_id_file.parent)
             write_atomically(self.run_id_file, f"{self.run_id}\n")
         except OSError as exc:
             raise DatacrumbsError(f"run-id file {self.run_id_file}: {exc.strerror}") from None

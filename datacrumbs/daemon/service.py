@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
+from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.logs import journal_only, setup_logging
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
@@ -98,7 +99,7 @@ def _trace_path(settings: Settings, user: str, run_id: str, probe_path: Path) ->
     directory = expand_trace_dir(settings.trace_dir_pattern, user=user, run_id=run_id,
                                  host=settings.hostname)
     try:
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dirs(directory)
     except OSError as exc:
         raise DatacrumbsError(f"trace directory {directory}: {exc.strerror}") from None
     if not os.access(directory, os.W_OK):
@@ -217,7 +218,8 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
 
         _wait_for_stop(engine, notifier, stop)
         notifier.stopping("stopping: draining the ring buffer and finishing the trace")
-        final = engine.stop()
+        final = engine.stop(summary={"run_id": run_id, "user": job_user.pw_name,
+                                     "duration_s": round(time.monotonic() - started, 3)})
     except EngineError as exc:
         raise DatacrumbsError(str(exc)) from None
     finally:
@@ -237,5 +239,7 @@ def _wait_for_stop(engine: Engine, notifier: Notifier, stop: _StopSignal) -> Non
     if notifier.watchdog_interval is not None:
         interval = min(interval, notifier.watchdog_interval)
     while not stop.event.wait(interval):
+        if engine.failure is not None:  # stop() reports it; the ready file goes on exit
+            return
         notifier.status(_status_line(engine.stats()))
         notifier.watchdog()

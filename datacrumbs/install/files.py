@@ -11,16 +11,16 @@ import stat
 from pathlib import Path
 
 from datacrumbs.common.atomic_file import write_atomically
+from datacrumbs.common.directories import make_dirs
 
 __all__ = ["ensure_dir", "ensure_file"]
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> str:
-    """Create ``path`` (and parents) owned by root; an existing directory is kept as it is."""
+    """Create ``path`` (and parents, all with ``mode``); an existing directory is kept."""
     if path.is_dir():
         return "kept"
-    path.mkdir(mode=mode, parents=True)
-    os.chmod(path, mode)  # mkdir's mode is filtered by the umask
+    make_dirs(path, mode)
     return "created"
 
 

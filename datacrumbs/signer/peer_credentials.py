@@ -96,8 +96,10 @@ def verify_launcher(peer: PeerCredentials, launcher: Path, launcher_gid: int) ->
     try:
         exe = os.readlink(proc_exe)
         running = os.stat(proc_exe)
-    except OSError:
+    except (FileNotFoundError, ProcessLookupError):
         raise PeerRefused(f"peer process {peer.pid} exited before it could be checked") from None
+    except OSError as exc:
+        raise PeerRefused(f"cannot inspect peer process {peer.pid}: {exc.strerror}") from None
     if not _alive(peer.pidfd):
         raise PeerRefused(f"peer process {peer.pid} exited before it could be checked")
     peer.exe = exe  # pidfd alive after the read: exe belongs to the connecting process

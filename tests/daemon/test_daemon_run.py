@@ -97,6 +97,9 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     summary = [e for e in events if e.get("ph") == "M" and
                e["args"].get("name") == "datacrumbs_summary"]
     assert summary and summary[-1]["args"]["value"]["lost_events"] == 0
+    assert summary[-1]["args"]["value"]["run_id"] == "job42"
+    assert summary[-1]["args"]["value"]["user"] == JOB_USER
+    assert summary[-1]["args"]["value"]["duration_s"] > 0
     valid = {r["function_name"] for r in _status_db(installed).rows("successful")}
     assert valid == {"openat", "write", "pread64", "fsync", "close"}
     assert "finished:" in daemon.stderr

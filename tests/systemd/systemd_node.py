@@ -1,0 +1,156 @@
+"""A node with datacrumbs installed the way an admin does it, inside the booted container.
+
+``datacrumbs_install`` runs *inside*, so the rendered units name the container's paths; the
+units are linked into the container's /etc/systemd/system as docs/deploy.md says. Files the
+tests make (probe files, the workload) are written through the overlay from the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nspawn_support import CONTAINER_HOSTNAME, Container
+from support import command
+
+from datacrumbs.common.probe_file import write_probe_file
+from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.daemon.service_files import log_file_path
+from datacrumbs.trace.writer import read_trace_lines
+
+__all__ = ["JOB_USER", "Node"]
+
+JOB_USER = "nobody"
+PREFIX = Path("/opt/datacrumbs-systemd-test")
+JOBS = Path("/srv/datacrumbs-jobs")
+RUN_DIR = Path("/run/datacrumbs")
+UNITS = ("datacrumbs@.service", "datacrumbs_sign_probes.service")
+FILE_IO_SOURCE = Path(__file__).parents[1] / "engine" / "c" / "file_io.c"
+
+
+@dataclass
+class Node:
+    """The container, plus where this installation's files are (container paths)."""
+
+    container: Container
+    prefix: Path = PREFIX
+    jobs: Path = JOBS
+    run_dir: Path = RUN_DIR
+
+    @property
+    def log_dir(self) -> Path:
+        return self.prefix / "var/log/datacrumbs"
+
+    @property
+    def units_dir(self) -> Path:
+        return self.prefix / "etc/datacrumbs/systemd"
+
+    @property
+    def file_io(self) -> Path:
+        return self.jobs / "file_io"
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def install(self, under_tmp: list[Path]) -> None:
+        """Install, link the units, and lay out a jobs directory the job user can use."""
+        self.container.run(command("datacrumbs_install"), "--prefix", str(self.prefix),
+                           timeout=120)
+        links = [str(self.units_dir / unit) for unit in UNITS]
+        self.container.run("ln", "-sf", *links, "/etc/systemd/system/")
+        if under_tmp:
+            # A checkout under /tmp (a CI clone) would be hidden from the services by their
+            # PrivateTmp=: the test's units see it through a bind, their hardening unchanged.
+            binds = " ".join(str(path) for path in under_tmp)
+            for unit in UNITS:
+                drop_in = self.container.host_path(f"/etc/systemd/system/{unit}.d")
+                drop_in.mkdir(parents=True, exist_ok=True)
+                (drop_in / "checkout-under-tmp.conf").write_text(
+                    f"[Service]\nBindReadOnlyPaths={binds}\n")
+        self.container.run("systemctl", "daemon-reload")
+        jobs = self.container.host_path(self.jobs)
+        jobs.mkdir(mode=0o755, parents=True, exist_ok=True)
+        jobs.chmod(0o755)
+        subprocess.run(["gcc", "-O1", "-Wall", "-o", str(self.container.host_path(self.file_io)),
+                        str(FILE_IO_SOURCE)], check=True)
+
+    # -- commands -------------------------------------------------------------------------
+
+    def service(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """``datacrumbs_service ARGS`` as the prolog/epilog runs it: root, no settings."""
+        return self.container.run(command("datacrumbs_service"), *args, timeout=120,
+                                  check=check)
+
+    def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return self.container.run("systemctl", *args, check=check)
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        out = self.systemctl("show", "--property=" + ",".join(properties), unit,
+                             check=True).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def as_job_user(self, *argv: str, env: dict[str, str] | None = None,
+                    check: bool = True) -> subprocess.CompletedProcess[str]:
+        pw = pwd.getpwnam(JOB_USER)
+        return self.container.run("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                                  "--clear-groups", *argv, env=env, check=check)
+
+    def journal(self, *match: str) -> list[dict[str, Any]]:
+        out = self.container.run("journalctl", "--no-pager", "--output=json", *match).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    # -- files ----------------------------------------------------------------------------
+
+    def job_dir(self, name: str) -> Path:
+        """A fresh directory owned by the job user (a container path)."""
+        path = self.jobs / name
+        host = self.container.host_path(path)
+        host.mkdir(mode=0o755)
+        pw = pwd.getpwnam(JOB_USER)
+        os.chown(host, pw.pw_uid, pw.pw_gid)
+        return path
+
+    def make_probe_file(self, directory: Path, categories: list[dict[str, Any]],
+                        name: str = "posix.json.gz") -> Path:
+        """A probe file signed with this installation's secret, for the job user on this
+        container, owned by the job user with mode 0600 (as the configurator writes it)."""
+        secret = self.container.host_path(self.prefix /
+                                          "share/datacrumbs/data/.datacrumbs-probe-secret")
+        document: dict[str, Any] = {
+            "summary": {"hostname": CONTAINER_HOSTNAME, "user": JOB_USER,
+                        "install_user": "root"},
+            "categories": categories,
+            "checksum_algorithm": "hmac-sha256",
+        }
+        document["checksum"] = sign(read_secret(secret), document)
+        path = directory / name
+        self.write_probe_document(path, document)
+        return path
+
+    def write_probe_document(self, path: Path, document: dict[str, Any]) -> None:
+        """Write ``document`` as the job user's 0600 probe file at ``path`` (a container path)."""
+        host = self.container.host_path(path)
+        write_probe_file(host, document)
+        pw = pwd.getpwnam(JOB_USER)
+        os.chown(host, pw.pw_uid, pw.pw_gid)
+        os.chmod(host, 0o600)
+
+    def log_file(self, run_id: str, user: str = JOB_USER) -> Path:
+        return log_file_path(self.log_dir, user, run_id, CONTAINER_HOSTNAME)
+
+    def read(self, path: Path) -> str:
+        """A container file's text (also from the container's own /run)."""
+        return self.container.run("cat", str(path)).stdout
+
+    def exists(self, path: Path) -> bool:
+        """Whether a container path exists (run-dir files live on the container's /run)."""
+        return self.container.run("test", "-e", str(path), check=False).returncode == 0
+
+    def trace_events(self, trace: Path) -> list[dict[str, Any]]:
+        lines = read_trace_lines(self.container.host_path(trace))
+        assert lines[0] == "[" and lines[-1] == "]", "the trace is not complete"
+        return [json.loads(line) for line in lines[1:-1]]

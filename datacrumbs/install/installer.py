@@ -25,6 +25,7 @@ import os
 import platform
 import pwd
 import re
+import sys
 import sysconfig
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,6 +89,13 @@ class Installation:
         return system_config_path(s.data_dir, s.install_user, s.hostname)
 
 
+def _code_paths() -> list[Path]:
+    """The venv and the source tree the commands run from (one, if the venv is inside it)."""
+    venv = Path(sys.prefix).resolve()
+    source = Path(__file__).resolve().parents[2]
+    return [source] if venv.is_relative_to(source) else [source, venv]
+
+
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise DatacrumbsError(
@@ -103,12 +111,16 @@ def _template_values(inst: Installation, scripts_dir: Path) -> dict[str, str]:
         "DATACRUMBS_SCRIPTS_DIR": str(scripts_dir),
         "DATACRUMBS_MODULEPATH": str(inst.modulepath),
     }
-    for name, value in values.items():
+    code_paths = [str(p) for p in _code_paths()]
+    checked = [*values.items(), *(("the code path", p) for p in code_paths)]
+    for name, value in checked:
         if _UNSAFE.search(value):
             raise DatacrumbsError(
                 f"{name}: {value!r} holds white space, a quote, a backslash, $ or `, "
                 "which units and modulefiles cannot carry safely"
             )
+    # '-': a missing path is skipped rather than failing the unit.
+    values["DATACRUMBS_CODE_PATHS"] = " ".join(f"-{p}" for p in code_paths)
     return values
 
 

@@ -1,0 +1,128 @@
+"""Fixtures of the demo and summary tests: one real traced run of the demo workload, shared by
+the summary tests (an installation, a signed probe file, the daemon, the workload as nobody)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from demo_support import TracedRun
+from support import command
+
+from datacrumbs.common.probe_file import write_probe_file
+from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.demo.workload import WorkloadPlan, build_workload
+from datacrumbs.trace.summary import summarize
+
+JOB_USER = "nobody"
+PROBED = ["openat", "write", "read", "pread64", "fsync", "close"]
+PLAN = WorkloadPlan(files=2, writes=300, block=1024, lines=20)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")} | extra
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[Path]:
+    """A 0755 directory under /tmp: nobody must reach the workload and its data (tmp_path is
+    0700)."""
+    base = Path(tempfile.mkdtemp(prefix="dc-demo-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SummaryInstall:
+    """An installation, a signed probe file tracing PROBED for nobody, the built workload."""
+
+    world: Path
+    env: dict[str, str]
+    probes: Path
+    binary: Path
+
+
+@pytest.fixture(scope="session")
+def summary_install(world: Path) -> SummaryInstall:
+    prefix = world / "summary-prefix"
+    env = _clean_env(DATACRUMBS_INSTALL_PREFIX=str(prefix),
+                     DATACRUMBS_SERVER_RUN_DIR=str(world / "summary-run"),
+                     DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces"),
+                     DATACRUMBS_USER=JOB_USER)
+    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)], env=env,
+                   check=True, capture_output=True)
+    key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
+    document = {
+        "summary": {"hostname": socket.gethostname(), "user": JOB_USER, "install_user": "root"},
+        "categories": [{"type": 0, "name": "posix", "functions": PROBED}],
+        "checksum_algorithm": "hmac-sha256",
+    }
+    document["checksum"] = sign(key, document)
+    probes = world / "probes.json.gz"
+    write_probe_file(probes, document)
+    return SummaryInstall(world, env, probes, build_workload(world / "bin"))
+
+
+def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun:
+    """Run the daemon, the demo workload as nobody, then stop the daemon with SIGTERM — or,
+    with ``kill``, SIGKILL it once the workload's writes are flushed into the trace."""
+    pw = pwd.getpwnam(JOB_USER)
+    data_dir = setup.world / f"data-{run_id}"
+    data_dir.mkdir(mode=0o755)
+    os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+    daemon = subprocess.Popen([command("datacrumbs"), str(setup.probes), run_id],
+                              env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    ready = Path(setup.env["DATACRUMBS_SERVER_RUN_DIR"]) / f"datacrumbs-{run_id}.ready"
+    deadline = time.monotonic() + 60
+    while not (ready.exists() and ready.read_text().startswith(f"{daemon.pid}\n")):
+        assert daemon.poll() is None, daemon.communicate()[1]
+        assert time.monotonic() < deadline, "the daemon was not ready in 60 s"
+        time.sleep(0.02)
+    trace = Path(ready.read_text().splitlines()[1])
+    # setpriv execs the workload: the pid started here is the pid the trace shows
+    workload = subprocess.Popen(
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+         *PLAN.argv(setup.binary, data_dir)], stderr=subprocess.PIPE, text=True)
+    _, workload_err = workload.communicate(timeout=60)
+    assert workload.returncode == 0, workload_err
+    if kill:
+        deadline = time.monotonic() + 30
+        while _writes_in(trace, workload.pid) < PLAN.write_calls:
+            assert time.monotonic() < deadline, "the writes were not flushed in 30 s"
+            time.sleep(0.1)
+        daemon.kill()
+        daemon.communicate(timeout=60)
+    else:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=120)
+        assert daemon.returncode == 0, err
+    return TracedRun(trace, workload.pid, data_dir, PLAN)
+
+
+def _writes_in(trace: Path, pid: int) -> int:
+    summary = summarize(trace, [pid])
+    return sum(f.count for f in summary.functions.values() if f.name == "write")
+
+
+@pytest.fixture(scope="session")
+def traced_run(summary_install: SummaryInstall) -> TracedRun:
+    """A trace the daemon finished (SIGTERM) of one run of the demo workload."""
+    return _trace_workload(summary_install, "summary", kill=False)
+
+
+@pytest.fixture(scope="session")
+def killed_run(summary_install: SummaryInstall) -> TracedRun:
+    """A trace whose daemon was killed with SIGKILL after the workload (no end, no trailer)."""
+    return _trace_workload(summary_install, "killed", kill=True)

@@ -326,6 +326,16 @@ class Engine:
         self._attached[(scope, target)] = probe.name
         return None
 
+    def _claim_address(self, binary: str, name: str, address: str, probe: Probe) -> str | None:
+        """Uprobes are claimed by address: aliases (glibc's fopen and fopen64 are one function)
+        would otherwise put two probes on one instruction and every call twice in the trace."""
+        owner = self._attached.get((binary, address))
+        if owner is not None:
+            return (f"{name} is at the same address as a function already traced by category "
+                    f"{owner} (an alias)")
+        self._attached[(binary, address)] = probe.name
+        return None
+
     def _attach_pair(
         self,
         probe: Probe,
@@ -432,7 +442,7 @@ class Engine:
         name, offset = resolved
         binary = probe.binary_path
         assert binary
-        if reason := self._claim(binary, f"{name}@{offset:#x}", probe, function):
+        if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
             return self._failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
         spec = self.functions.add(name, probe.name, uprobes.argument_fields(arguments))
@@ -445,7 +455,7 @@ class Engine:
             lambda: obj.attach_uprobe(FUNC_EXIT, binary, offset, cookie, retprobe=True),
         )
         if not outcome.attached:
-            del self._attached[(binary, f"{name}@{offset:#x}")]
+            del self._attached[(binary, f"{offset:#x}")]
         return outcome
 
     def _resolve_uprobe(
@@ -499,8 +509,8 @@ class Engine:
             return resolved
         name, offset = resolved
         assert probe.binary_path
-        claim = f"{name}@{offset:#x}"
-        if reason := self._claim(probe.binary_path, claim, probe, function):
+        claim = f"{offset:#x}"
+        if reason := self._claim_address(probe.binary_path, name, claim, probe):
             return self._failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
         spec = self.functions.add(name, probe.name, uprobes.argument_fields(arguments))

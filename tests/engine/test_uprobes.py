@@ -8,6 +8,8 @@ import pytest
 from engine_support import as_user
 
 from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
+from datacrumbs.common.settings import load_settings
+from datacrumbs.ebpf.uprobes import ElfSymbols
 
 
 def _arg(index: int, label: str, num_bytes: int, c_type: str, pointer: bool = False):
@@ -72,3 +74,27 @@ def test_library_functions_are_traced_with_arguments_and_returns(
     assert {e["cat"] for e in adds + scales + peeks} == {"DEMO"}
     assert all(e["tid"] == pid and "fhash" not in e["args"] for e in adds + scales + peeks)
     assert len(trace.events) == 16
+
+
+@pytest.mark.parametrize("uprobe_mode", ["auto", "single"])
+def test_an_alias_at_the_same_address_is_refused_and_calls_are_traced_once(
+    session, compile_c, traced_user, uprobe_mode
+):
+    libc = str(load_settings().libc_so)
+    symbols = ElfSymbols.read(libc)
+    assert symbols.offset("fopen") == symbols.offset("fopen64")  # glibc: one function
+    loop = compile_c("stdio_loop.c", "stdio_loop")
+    probes = [Probe(type=ProbeType.UPROBE, name="STDIO", binary_path=libc,
+                    functions=["fopen", "fopen64", "fclose"])]
+    with session(probes, uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
+        out = subprocess.run(as_user(traced_user, [str(loop), "7"]), capture_output=True,
+                             text=True, check=True).stdout
+    reasons = {o.function: o.reason for o in s.trace.outcomes}
+    assert reasons == {
+        "fopen": None,
+        "fopen64": "fopen64 is at the same address as a function already traced by category "
+                   "STDIO (an alias)",
+        "fclose": None,
+    }
+    names = [e["name"] for e in s.trace.events_of(int(out))]
+    assert (names.count("fopen"), names.count("fopen64"), names.count("fclose")) == (7, 0, 7)

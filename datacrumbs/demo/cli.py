@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-
 from datacrumbs.common.errors import run_cli
 from datacrumbs.demo.driver import DemoOptions, print_summary, run_demo
+from datacrumbs.trace.summary import wide_console
 
 __all__ = ["main"]
 
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = DemoOptions(prefix=args.prefix, user=args.user, stdio=args.stdio,
                           systemd=args.systemd)
-    console = Console(highlight=False)
+    console = wide_console()
 
     def run() -> int:
         result = run_demo(options, console)

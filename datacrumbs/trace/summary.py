@@ -27,9 +27,12 @@ import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "FileTotals",
@@ -289,6 +292,14 @@ def how_to_open(path: Path) -> list[str]:
     ]
 
 
+def wide_console() -> Console:
+    """A console for tables: the terminal's width, or 160 columns into a file or pipe (rich
+    would assume 80 and fold every file path)."""
+    from rich.console import Console  # imported on use: --json does without rich
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
 def render_tables(summary: TraceSummary, max_files: int = 15) -> Any:
     """The per-function and per-file tables, as one rich renderable."""
     from rich.console import Group
@@ -355,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(summary.to_json(), sys.stdout, indent=1)
                 print()
             else:
-                from rich.console import Console
-
-                Console().print(render_tables(summary))
+                wide_console().print(render_tables(summary))
                 print("\n".join(summary_lines(summary)))
             sys.stdout.flush()
         except BrokenPipeError:  # e.g. piped into head: not an error

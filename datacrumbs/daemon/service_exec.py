@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.daemon.run_id import validate_run_id
 from datacrumbs.daemon.service_files import log_file_path
@@ -49,8 +50,7 @@ def open_log_file(path: Path, owner: pwd.struct_passwd) -> int:
     """
     if not path.parent.is_dir():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path.parent, LOG_DIR_MODE)
+            make_dirs(path.parent, LOG_DIR_MODE)
         except OSError as exc:
             raise DatacrumbsError(f"log directory {path.parent}: {exc.strerror}") from None
     flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK

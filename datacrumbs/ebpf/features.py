@@ -36,7 +36,7 @@ def ensure_tracefs(path: Path = TRACEFS) -> None:
     if (path / "events").is_dir():
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
+    libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
     if libc.mount(b"tracefs", os.fsencode(path), b"tracefs", 0, None) != 0:
         err = ctypes.get_errno()
         raise OSError(

@@ -6,28 +6,21 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
+import dftracer  # the test extra; scripts/bootstrap installs it
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
 
-try:
-    import dftracer
-
-    TOOLS = Path(dftracer.__file__).parent
-except ImportError:  # pragma: no cover - the test extra installs it
-    TOOLS = None
+TOOLS = Path(dftracer.__file__).parent
 
 
 def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    assert TOOLS is not None
     env = dict(os.environ, LD_LIBRARY_PATH=f"{TOOLS / 'lib64'}:{TOOLS / 'lib'}")
     return subprocess.run(
         [str(TOOLS / "bin" / name), *args], capture_output=True, text=True, env=env, timeout=120
     )
 
 
-@pytest.mark.skipif(TOOLS is None, reason="dftracer is not installed")
 def test_dftracer_validates_and_counts_the_trace(
     session, compile_c, public_dir, traced_user, tmp_path
 ):

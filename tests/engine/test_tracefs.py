@@ -5,20 +5,24 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from datacrumbs.ebpf.features import TRACEFS, ensure_tracefs
+from datacrumbs.ebpf.features import ensure_tracefs
 
 
-def test_tracefs_is_mounted_when_missing() -> None:
-    if (TRACEFS / "events").is_dir():
-        unmounted = subprocess.run(["umount", str(TRACEFS)], capture_output=True, text=True)
-        if unmounted.returncode != 0:
-            pytest.skip(f"tracefs is in use and cannot be unmounted: {unmounted.stderr.strip()}")
-    assert not (TRACEFS / "events").is_dir()
-    ensure_tracefs()
-    assert (TRACEFS / "events/syscalls/sys_enter_write").is_dir()
-    ensure_tracefs()  # mounted already: nothing to do, no second mount
-    mounts = [line for line in Path("/proc/mounts").read_text().splitlines()
-              if f" {TRACEFS} tracefs " in line]
-    assert len(mounts) == 1
+def _tracefs_mounts_at(path: Path) -> int:
+    lines = Path("/proc/mounts").read_text().splitlines()
+    return sum(f" {path} tracefs " in line for line in lines)
+
+
+def test_tracefs_is_mounted_where_missing(tmp_path: Path) -> None:
+    # A second tracefs instance in an empty directory: the same call the engine makes at
+    # /sys/kernel/tracing, without taking the host's mount away from anything using it.
+    where = tmp_path / "tracing"
+    where.mkdir()
+    try:
+        ensure_tracefs(where)
+        assert (where / "events/syscalls/sys_enter_write").is_dir()
+        ensure_tracefs(where)  # mounted already: nothing to do, no second mount
+        assert _tracefs_mounts_at(where) == 1
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+    assert _tracefs_mounts_at(where) == 0

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.input_file import read_input
 from datacrumbs.common.probes import ProbeFile
 
 __all__ = ["MAX_PROBE_FILE_BYTES", "PROBE_FILE_MODE", "read_probe_file", "write_probe_file"]
@@ -54,15 +55,7 @@ def _validation_line(exc: ValidationError) -> str:
 
 def read_probe_file(path: Path) -> tuple[dict[str, Any], ProbeFile]:
     """Load ``path`` (gzip detected by its magic bytes): the raw document and its model."""
-    try:
-        with open(path, "rb") as source:
-            raw = source.read(MAX_PROBE_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise DatacrumbsError(f"probe file {path} does not exist") from None
-    except OSError as exc:
-        raise DatacrumbsError(f"probe file {path} cannot be read: {exc.strerror}") from None
-    if len(raw) > MAX_PROBE_FILE_BYTES:
-        raise DatacrumbsError(f"probe file {path}: larger than {MAX_PROBE_FILE_BYTES} bytes")
+    raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES)
     data = _decompress(path, raw) if raw.startswith(_GZIP_MAGIC) else raw
     try:
         document = json.loads(data)

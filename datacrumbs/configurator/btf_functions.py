@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.input_file import read_input
 
 __all__ = ["VMLINUX_BTF", "btf_function_names"]
 
@@ -28,10 +29,7 @@ _TAIL = {
 
 def btf_function_names(path: Path = VMLINUX_BTF) -> set[str]:
     """The names of every function described in the BTF at ``path``."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatacrumbsError(f"kernel BTF {path} cannot be read: {exc.strerror}") from None
+    data = read_input(path, "kernel BTF")
     if len(data) < 24:
         raise DatacrumbsError(f"kernel BTF {path} is truncated")
     endian = "<" if struct.unpack_from("<H", data)[0] == _MAGIC else ">"

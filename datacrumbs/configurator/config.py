@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.input_file import read_input
 
 __all__ = ["LIBC_PLACEHOLDER", "PROBE_KINDS", "CaptureProbe", "ProbeConfig", "load_config"]
 
@@ -120,15 +121,7 @@ def _describe(error: dict[str, Any], data: Any) -> str:
 
 def load_config(path: Path) -> ProbeConfig:
     """Read and check ``path``; every problem is one :class:`DatacrumbsError` line."""
-    try:
-        with open(path, "rb") as source:
-            raw = source.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise DatacrumbsError(f"config {path} does not exist") from None
-    except OSError as exc:
-        raise DatacrumbsError(f"config {path} cannot be read: {exc.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise DatacrumbsError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    raw = read_input(path, "config", MAX_CONFIG_BYTES)
     try:
         data = yaml.safe_load(raw)
     except yaml.MarkedYAMLError as exc:

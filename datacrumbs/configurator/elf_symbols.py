@@ -17,6 +17,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.input_file import open_input
 
 __all__ = ["defined_functions", "usdt_probes"]
 
@@ -24,12 +25,7 @@ _NT_STAPSDT = 3
 
 
 def _open_elf(path: Path) -> tuple[ELFFile, object]:
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed by the caller through the pair
-    except FileNotFoundError:
-        raise DatacrumbsError(f"binary {path} does not exist") from None
-    except OSError as exc:
-        raise DatacrumbsError(f"binary {path} cannot be read: {exc.strerror}") from None
+    stream = open_input(path, "binary")  # closed by the caller through the pair
     try:
         return ELFFile(stream), stream
     except ELFError:

@@ -30,6 +30,7 @@ from bench_support import compile_workload, machine, workdir
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.daemon.run_files import wait_ready
 from datacrumbs.trace.summary import summarize
 
 VENV_BIN = Path(sys.executable).parent
@@ -103,12 +104,7 @@ def one_run(rate: int, calls: int, probes: Path, env: dict[str, str], wloop: Pat
     ready = run_dir / f"datacrumbs-{run_id}.ready"
     daemon = subprocess.Popen([str(VENV_BIN / "datacrumbs"), str(probes), run_id], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (ready.exists() and ready.read_text().startswith(f"{daemon.pid}\n")):
-        assert daemon.poll() is None, daemon.communicate()[1]
-        assert time.monotonic() < deadline, "the daemon was not ready in 60 s"
-        time.sleep(0.02)
-    trace = Path(ready.read_text().splitlines()[1])
+    trace = wait_ready(daemon, ready, 60)
     sampler = RssSampler(daemon.pid)
     time.sleep(0.1)
     ready_rss = sampler.first

@@ -10,13 +10,50 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
 
-__all__ = ["RunFiles"]
+__all__ = ["ReadyFile", "RunFiles", "wait_ready"]
+
+
+@dataclass(frozen=True)
+class ReadyFile:
+    """What a ready file says: the daemon's pid (one line) and its trace's path (the next)."""
+
+    pid: int
+    trace: Path
+
+    @classmethod
+    def read(cls, path: Path) -> ReadyFile | None:
+        """The ready file at ``path``, or None while there is none (it is written atomically)."""
+        try:
+            pid, trace = path.read_text(encoding="utf-8").splitlines()[:2]
+        except (FileNotFoundError, ValueError):
+            return None
+        return cls(int(pid), Path(trace))
+
+
+def wait_ready(process: subprocess.Popen[Any], ready: Path, timeout: float) -> Path:
+    """Wait until ``process`` (a daemon) has written ``ready``; its trace path. A ready file
+    of another pid is a stale one. Raises :class:`DatacrumbsError` if the daemon exits first
+    or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ReadyFile.read(ready)
+        if found is not None and found.pid == process.pid:
+            return found.trace
+        if process.poll() is not None:
+            raise DatacrumbsError(f"the daemon exited ({process.returncode}) before it was ready")
+        if time.monotonic() > deadline:
+            raise DatacrumbsError(f"the daemon was not ready within {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 class RunFiles:
@@ -60,8 +97,8 @@ class RunFiles:
             raise DatacrumbsError(f"run-id file {self.run_id_file}: {exc.strerror}") from None
         return stale
 
-    def mark_ready(self, text: str) -> None:
-        write_atomically(self.ready, text)
+    def mark_ready(self, trace: Path) -> None:
+        write_atomically(self.ready, f"{os.getpid()}\n{trace}\n")
 
     def release(self) -> None:
         """Remove the ready file and drop the lock (called on every exit path)."""

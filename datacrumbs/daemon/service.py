@@ -210,7 +210,7 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         writer = TraceWriter(trace_path)
         os.chown(trace_path, job_user.pw_uid, job_user.pw_gid)
         engine.start(writer)
-        files.mark_ready(f"{os.getpid()}\n{trace_path}\n")
+        files.mark_ready(trace_path)
         ready_status = (f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
                         f"attached, {len(failed)} failed -> {trace_path}")
         notifier.ready(ready_status)

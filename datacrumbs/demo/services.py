@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.daemon.run_files import ReadyFile, wait_ready
 
 __all__ = ["Daemon", "Signer", "SubprocessDaemon", "SystemdDaemon", "start_daemon",
            "systemd_is_running"]
@@ -103,18 +104,10 @@ class SubprocessDaemon:
                                             stdin=subprocess.DEVNULL, process_group=0)
 
     def wait_ready(self, timeout: float) -> Path:
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = _read_lines(self.ready)
-            if len(lines) >= 2 and lines[0] == str(self.process.pid):
-                return Path(lines[1])
-            if self.process.poll() is not None:
-                raise DatacrumbsError(f"the daemon exited ({self.process.returncode}): "
-                                      f"{_tail(self.log)}")
-            if time.monotonic() > deadline:
-                raise DatacrumbsError(f"the daemon was not ready within {timeout:.0f} s; "
-                                      f"see {self.log}")
-            time.sleep(0.05)
+        try:
+            return wait_ready(self.process, self.ready, timeout)
+        except DatacrumbsError as exc:
+            raise DatacrumbsError(f"{exc}: {_tail(self.log)} (log {self.log})") from None
 
     def stop(self) -> int:
         return _stop_process(self.process, STOP_TIMEOUT)
@@ -146,10 +139,10 @@ class SystemdDaemon:
         if self._start.returncode != 0:
             raise DatacrumbsError(f"{self.unit} failed to start: {err.decode().strip()} "
                                   f"{_tail(self.log)}")
-        lines = _read_lines(self.ready)
-        if len(lines) < 2:
+        found = ReadyFile.read(self.ready)
+        if found is None:
             raise DatacrumbsError(f"{self.unit} is active but wrote no ready file {self.ready}")
-        return Path(lines[1])
+        return found.trace
 
     def stop(self) -> int:
         if self._start.poll() is None:
@@ -157,12 +150,6 @@ class SystemdDaemon:
         result = subprocess.run(["systemctl", "stop", self.unit], capture_output=True)
         return result.returncode
 
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 def start_daemon(argv: list[str], env: dict[str, str], ready: Path, log: Path,

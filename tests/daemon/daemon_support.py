@@ -11,6 +11,9 @@ from pathlib import Path
 
 from support import command
 
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.daemon.run_files import wait_ready
+
 #: The job user of the daemon tests.
 JOB_USER = "nobody"
 
@@ -67,23 +70,12 @@ class Daemon:
 
     def wait_ready(self, run_id: str, timeout: float = 60) -> Path:
         ready = self.run_dir / f"datacrumbs-{run_id}.ready"
-        deadline = time.monotonic() + timeout
-        while not self._is_mine(ready):
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}: "
-                                     f"{self.proc.stderr.read() if self.proc.stderr else ''}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"no ready file after {timeout} s: {self.stderr}")
-            time.sleep(0.02)
-        return ready
-
-    def _is_mine(self, ready: Path) -> bool:
-        """A ready file written by this process (a stale one names another pid)."""
         try:
-            return ready.read_text().split("\n", 1)[0] == str(self.proc.pid)
-        except FileNotFoundError:
-            return False
+            wait_ready(self.proc, ready, timeout)
+        except DatacrumbsError as exc:
+            self.stop(signal.SIGKILL)
+            raise AssertionError(f"{exc}: {self.stderr}") from None
+        return ready
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:

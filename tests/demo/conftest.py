@@ -21,6 +21,7 @@ from support import command
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.daemon.run_files import wait_ready
 from datacrumbs.demo.workload import WorkloadPlan, build_workload
 from datacrumbs.trace.summary import summarize
 
@@ -85,12 +86,7 @@ def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun
                               env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     ready = Path(setup.env["DATACRUMBS_SERVER_RUN_DIR"]) / f"datacrumbs-{run_id}.ready"
-    deadline = time.monotonic() + 60
-    while not (ready.exists() and ready.read_text().startswith(f"{daemon.pid}\n")):
-        assert daemon.poll() is None, daemon.communicate()[1]
-        assert time.monotonic() < deadline, "the daemon was not ready in 60 s"
-        time.sleep(0.02)
-    trace = Path(ready.read_text().splitlines()[1])
+    trace = wait_ready(daemon, ready, 60)
     # setpriv execs the workload: the pid started here is the pid the trace shows
     workload = subprocess.Popen(
         ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",

@@ -68,14 +68,28 @@ def status_db_path(data_dir: Path, install_user: str, probe_file: Path) -> Path:
 
 def fingerprint(target: Target) -> str:
     """What a target's outcome depends on: the binary as it is now, or the running kernel."""
-    if target.probe_group in ("binary", "usdt"):
-        binary = target.scope_key.split("\n", 1)[0]
+    return _scope_fingerprint(target.probe_group, target.scope_key)
+
+
+def _scope_fingerprint(probe_group: str, scope_key: str) -> str:
+    if probe_group in ("binary", "usdt"):
+        binary = scope_key.split("\n", 1)[0]
         try:
             st = os.stat(binary)
         except OSError:
             return "missing"
         return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
     return os.uname().release
+
+
+class _Fingerprints(dict[tuple[str, str], str]):
+    """Fingerprints computed once per scope: thousands of functions share one binary."""
+
+    def __call__(self, target: Target) -> str:
+        scope = (target.probe_group, target.scope_key)
+        if scope not in self:
+            self[scope] = _scope_fingerprint(*scope)
+        return self[scope]
 
 
 class StatusDB:
@@ -120,16 +134,18 @@ class StatusDB:
                 "SELECT probe_group, scope_key, function_name, reason, fingerprint "
                 "FROM runtime_probe_status WHERE status = 'invalid'"
             ).fetchall()
+        now = _Fingerprints()
         found = {}
         for group, scope, function, reason, recorded in rows:
             target = Target(group, scope, function)
-            if target in wanted and recorded == fingerprint(target):
+            if target in wanted and recorded == now(target):
                 found[target] = reason
         return found
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Record every outcome of one start in one transaction."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        fingerprints = _Fingerprints()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -143,7 +159,7 @@ class StatusDB:
                         "scope_key = ? AND function_name = ? AND status = ?", (*key, stale))
                     db.execute(
                         "INSERT OR REPLACE INTO runtime_probe_status VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (*key, status, outcome.reason, fingerprint(t), now))
+                        (*key, status, outcome.reason, fingerprints(t), now))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

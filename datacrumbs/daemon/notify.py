@@ -38,9 +38,6 @@ class Notifier:
     def status(self, status: str) -> None:
         self._send(f"STATUS={status}")
 
-    def extend_timeout(self, seconds: float) -> None:
-        self._send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
-
     def watchdog(self) -> None:
         self._send("WATCHDOG=1")
 

@@ -34,14 +34,6 @@ class WorkloadPlan:
     def write_calls(self) -> int:
         return self.files * self.writes + self.lines
 
-    @property
-    def pread_calls(self) -> int:
-        return self.writes
-
-    @property
-    def bytes_written(self) -> int:
-        return self.files * self.writes * self.block
-
     def argv(self, binary: Path, data_dir: Path) -> list[str]:
         return [str(binary), str(data_dir), str(self.files), str(self.writes), str(self.block),
                 str(self.lines)]

@@ -137,17 +137,6 @@ class EngineStats:
     def lost(self) -> int:
         return self.loss.total_events
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "events": self.events,
-            "records": self.records,
-            "ring_bytes": self.ring_bytes,
-            "trace_bytes": self.trace_bytes,
-            "lost_events": self.loss.total_events,
-            "lost_names": self.loss.names,
-            "lost_tasks": self.loss.tasks,
-        }
-
 
 def _check_ringbuf_size(size: int) -> None:
     page = os.sysconf("SC_PAGE_SIZE")

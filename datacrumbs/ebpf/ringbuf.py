@@ -70,11 +70,6 @@ class RingBufferReader:
         _POS.pack_into(self._consumer, 0, pos)
         return chunk
 
-    def pending(self) -> int:
-        """Bytes between the consumer and the producer (committed or not)."""
-        consumer = _POS.unpack_from(self._consumer, 0)[0]
-        return _POS.unpack_from(self._producer, 0)[0] - consumer
-
     def close(self) -> None:
         self._epoll.close()
         self._words.release()

@@ -62,7 +62,6 @@ class TraceWriter:
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._closed = False
-        self.bytes_in = 0  # uncompressed bytes
         self.bytes_out = 0  # compressed bytes in the file
 
     # -- producer side -------------------------------------------------------------------
@@ -71,7 +70,6 @@ class TraceWriter:
         self._formatter = formatter
         head = "[\n" + (formatter.header() if formatter is not None else "")
         self._write(self._z.compress(head.encode()) + self._z.flush(zlib.Z_SYNC_FLUSH))
-        self.bytes_in += len(head)
         self._threads = [
             threading.Thread(target=self._format_loop, name="datacrumbs-format", daemon=True),
             threading.Thread(target=self._compress_loop, name="datacrumbs-gzip", daemon=True),
@@ -106,7 +104,6 @@ class TraceWriter:
         try:
             if self._error is None:
                 self._write(self._z.compress(b"]\n") + self._z.flush(zlib.Z_FINISH))
-                self.bytes_in += 2
         finally:
             os.close(self._fd)
         if self._error is not None:
@@ -154,7 +151,6 @@ class TraceWriter:
                 continue
             try:
                 if data:
-                    self.bytes_in += len(data)
                     self._write(z.compress(data))
                     dirty = True
                 now = time.monotonic()

@@ -10,9 +10,10 @@ as they are.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-__all__ = ["make_dirs"]
+__all__ = ["closed_to_others", "make_dirs"]
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> list[Path]:
@@ -31,3 +32,21 @@ def make_dirs(path: Path, mode: int = 0o755) -> list[Path]:
         os.chmod(directory, mode)
         created.append(directory)
     return created
+
+
+def closed_to_others(path: Path) -> tuple[Path, int] | None:
+    """The first directory on the way to ``path`` (``path`` itself, if a directory, included)
+    that other users cannot traverse, with its mode; None when every one of them can.
+
+    A prefix or an interpreter behind a 0700 directory (a home, ``mktemp -d``) makes every user
+    command fail later, far from the cause; callers say so at once, naming the directory.
+    """
+    chain = [*reversed(path.parents), path]
+    for directory in chain:
+        try:
+            info = directory.stat()
+        except FileNotFoundError:
+            return None  # created later, with a mode the caller chooses
+        if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IXOTH:
+            return directory, stat.S_IMODE(info.st_mode)
+    return None

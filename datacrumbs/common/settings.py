@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.layout import InstallLayout, running_prefix
 from datacrumbs.common.system_config import find_system_config, read_table
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DATACRUMBS_"
+#: The prefix of a command that does not run from an installation and is not told one.
+DEFAULT_PREFIX = Path("/opt/datacrumbs")
 
 #: Placeholders of ``DATACRUMBS_TRACE_DIR_PATTERN`` and what each becomes.
 TRACE_DIR_PLACEHOLDERS = {
@@ -80,8 +83,11 @@ class Settings(BaseSettings):
     )
 
     install_prefix: Path = Field(
-        default=Path("/opt/datacrumbs"),
-        description="Root of the shared installation laid out by datacrumbs_install.",
+        default_factory=lambda: running_prefix() or DEFAULT_PREFIX,
+        description=(
+            "Root of the shared installation laid out by datacrumbs_install (default: the "
+            "installation the command runs from, else /opt/datacrumbs)."
+        ),
     )
     install_user: str = Field(
         default="root", description="User owning the installation and its status databases."
@@ -209,7 +215,7 @@ class Settings(BaseSettings):
     @property
     def bpf_object_file(self) -> Path:
         """The compiled BPF object the installer lays out: the daemon never runs clang."""
-        return self.install_prefix / "lib/datacrumbs/datacrumbs.bpf.o"
+        return InstallLayout(self.install_prefix).bpf_object
 
     @classmethod
     def env_name(cls, field: str) -> str:
@@ -249,7 +255,7 @@ class SystemConfigSource(PydanticBaseSettingsSource):
         raise NotImplementedError  # __call__ reads the whole table at once
 
     def __call__(self) -> dict[str, Any]:
-        prefix = Path(self._locator("install_prefix") or "/opt/datacrumbs")
+        prefix = Path(self._locator("install_prefix") or running_prefix() or DEFAULT_PREFIX)
         data_dir = Path(self._locator("data_dir") or prefix / "share/datacrumbs/data")
         if not data_dir.is_absolute() or not data_dir.is_dir():
             return {}

@@ -11,9 +11,9 @@ import os
 import sys
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
+from datacrumbs.common.layout import launcher_path
 from datacrumbs.common.settings import load_settings
 from datacrumbs.configurator.exec_main import PROG
-from datacrumbs.configurator.launcher_location import launcher_path
 
 __all__ = ["main"]
 

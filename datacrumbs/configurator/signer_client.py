@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.layout import LAUNCHER_GROUP
 from datacrumbs.configurator.launcher_group import LauncherGroup
-from datacrumbs.configurator.launcher_location import LAUNCHER_GROUP
 from datacrumbs.signer.protocol import (
     MAX_REPLY_BYTES,
     FrameError,

@@ -24,7 +24,7 @@ import yaml
 from rich.console import Console
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.demo.layout import RUN_ID, DemoLayout, command
+from datacrumbs.demo.layout import RUN_ID, DemoLayout, installer
 from datacrumbs.demo.services import Daemon, Signer, start_daemon, systemd_is_running
 from datacrumbs.demo.workload import WorkloadPlan, build_workload
 from datacrumbs.trace.summary import TraceSummary, render_tables, summarize, summary_lines
@@ -120,7 +120,7 @@ def _make_probe_file(layout: DemoLayout, options: DemoOptions,
     attempts = [True, False] if options.stdio else [False]
     for stdio in attempts:
         config, output = _write_config(layout, stdio)
-        argv = layout.as_job_user([command("datacrumbs_probe_configurator"), str(config),
+        argv = layout.as_job_user([layout.command("datacrumbs_probe_configurator"), str(config),
                                    str(output)])
         try:
             result = _run(argv, layout.env(HOME=str(layout.home)), "the probe configurator",
@@ -148,7 +148,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
     try:
         with ExitStack() as stack:
             with step(f"install into {layout.prefix}") as note:
-                out = _run([command("datacrumbs_install"), "--prefix", str(layout.prefix)],
+                out = _run([installer(), "--prefix", str(layout.prefix)],
                            layout.env(), "datacrumbs_install").stdout.splitlines()
                 kept = [line for line in out if "kept" in line.split()[:2]]
                 note(f"datacrumbs_install --prefix {layout.prefix}: {len(out)} items, "
@@ -156,7 +156,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
                 layout.prepare_home()
 
             with step("start the probe signer (root)") as note:
-                signer = Signer([command("datacrumbs_sign_probes")], layout.env(),
+                signer = Signer([layout.command("datacrumbs_sign_probes")], layout.env(),
                                 layout.signer_log)
                 stack.callback(_stop_signer, signer, console)
                 signer.wait_listening()
@@ -169,7 +169,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             with step(f"start the tracing daemon for run-id {RUN_ID} {how}") as note:
                 ready = layout.run_dir / f"datacrumbs-{RUN_ID}.ready"
                 daemon = start_daemon(
-                    [command("datacrumbs"), str(probes), RUN_ID],
+                    [layout.command("datacrumbs"), str(probes), RUN_ID],
                     layout.env(DATACRUMBS_USER=layout.user), ready, layout.daemon_log,
                     use_systemd)
                 stack.callback(_stop_daemon, daemon, console)

@@ -11,21 +11,22 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from datacrumbs.common.directories import closed_to_others
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.layout import InstallLayout
 
-__all__ = ["RUN_ID", "DemoLayout", "command"]
+__all__ = ["RUN_ID", "DemoLayout", "installer"]
 
 RUN_ID = "demo"
 
 
-def command(name: str) -> str:
-    """A console script of the environment the demo runs from (``.venv/bin/<name>``)."""
-    return str(Path(sys.executable).parent / name)
+def installer() -> str:
+    """``datacrumbs_install`` of the environment the demo runs from (``.venv/bin``)."""
+    return str(Path(sys.executable).parent / "datacrumbs_install")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,10 @@ class DemoLayout:
             return pwd.getpwnam(self.user)
         except KeyError:
             raise DatacrumbsError(f"user {self.user!r} does not exist") from None
+
+    def command(self, name: str) -> str:
+        """An installed command (``P/bin`` or ``P/sbin``): the demo runs what users run."""
+        return str(InstallLayout(self.prefix).command(name))
 
     @property
     def run_dir(self) -> Path:
@@ -100,16 +105,12 @@ class DemoLayout:
         """The job user must reach the prefix (its workload and files live under it)."""
         if not self.prefix.is_absolute():
             raise DatacrumbsError(f"--prefix must be an absolute path, got {self.prefix}")
-        uid = self.job_user.pw_uid
-        for directory in [*reversed(self.prefix.parents), self.prefix]:
-            try:
-                info = directory.stat()
-            except FileNotFoundError:
-                return  # the installer creates it (0755)
-            if info.st_uid != uid and not info.st_mode & stat.S_IXOTH:
-                raise DatacrumbsError(
-                    f"{self.user} cannot reach {self.prefix}: {directory} is "
-                    f"{stat.S_IMODE(info.st_mode):04o}; choose a prefix under /opt or /tmp")
+        closed = closed_to_others(self.prefix)
+        if closed is not None:
+            directory, mode = closed
+            raise DatacrumbsError(
+                f"{self.user} cannot reach {self.prefix}: {directory} is {mode:04o}; "
+                "choose a prefix under /opt or /tmp")
 
     def public_dir(self, path: Path) -> None:
         """Make ``path`` and its parents below the prefix 0755 whatever the umask: the job user

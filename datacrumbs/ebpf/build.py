@@ -92,9 +92,9 @@ def _vmlinux_header(cache_dir: Path) -> Path:
     return header
 
 
-def build_bpf_object(cache_dir: Path | None = None) -> Path:
-    """Return the path of an up-to-date ``datacrumbs.bpf.o`` for this kernel, building it if
-    needed. Raises :class:`BuildError` with a one-line reason."""
+def build_bpf_object(cache_dir: Path | None = None, source_dir: Path = SOURCE_DIR) -> Path:
+    """Return the path of an up-to-date ``datacrumbs.bpf.o`` for this kernel, built from the C
+    sources in ``source_dir`` if needed. Raises :class:`BuildError` with a one-line reason."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     header = _vmlinux_header(cache_dir)
@@ -102,7 +102,7 @@ def build_bpf_object(cache_dir: Path | None = None) -> Path:
     digest.update(str(header).encode())
     digest.update(" ".join(CFLAGS).encode())
     for name in SOURCES:
-        digest.update((SOURCE_DIR / name).read_bytes())
+        digest.update((source_dir / name).read_bytes())
     obj = cache_dir / f"datacrumbs-{digest.hexdigest()[:16]}.bpf.o"
     if obj.is_file():
         return obj
@@ -116,11 +116,11 @@ def build_bpf_object(cache_dir: Path | None = None) -> Path:
                 "-I",
                 str(header.parent),
                 "-I",
-                str(SOURCE_DIR),
+                str(source_dir),
                 "-I",
                 str(LIBBPF_INCLUDE),
                 "-c",
-                str(SOURCE_DIR / "datacrumbs.bpf.c"),
+                str(source_dir / "datacrumbs.bpf.c"),
                 "-o",
                 tmp,
             ],

@@ -28,6 +28,7 @@ from ctypes import (
     c_uint64,
     c_void_p,
 )
+from typing import Any
 
 __all__ = [
     "BPF_F_UPROBE_MULTI_RETURN",
@@ -124,7 +125,7 @@ _PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 
-def _load() -> ctypes.CDLL:
+def _open_library() -> ctypes.CDLL:
     last: OSError | None = None
     for name in _LIBRARY_NAMES:
         try:
@@ -133,11 +134,13 @@ def _load() -> ctypes.CDLL:
             last = exc
     found = ctypes.util.find_library("bpf")
     if found:
-        return ctypes.CDLL(found, use_errno=True)
-    raise BpfError(0, f"libbpf is not installed (install libbpf1): {last}")
+        try:
+            return ctypes.CDLL(found, use_errno=True)
+        except OSError as exc:
+            last = exc
+    raise BpfError(0, f"libbpf cannot be loaded (install libbpf1): {last}")
 
 
-_lib = _load()
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 _libc.vsnprintf.restype = c_int
@@ -152,47 +155,30 @@ BPF_PROG_TYPE_KPROBE = 2
 BPF_TRACE_UPROBE_MULTI = 48
 BPF_F_UPROBE_MULTI_RETURN = 1
 
-
-def _sig(name: str, restype: object, *argtypes: object) -> None:
-    fn = getattr(_lib, name)
-    fn.restype = restype
-    fn.argtypes = list(argtypes)
-
-
-_sig("bpf_object__open_file", c_void_p, c_char_p, c_void_p)
-_sig("bpf_object__load", c_int, c_void_p)
-_sig("bpf_object__close", None, c_void_p)
-_sig("bpf_object__find_program_by_name", c_void_p, c_void_p, c_char_p)
-_sig("bpf_object__find_map_by_name", c_void_p, c_void_p, c_char_p)
-_sig("bpf_program__set_autoload", c_int, c_void_p, c_bool)
-_sig("bpf_program__set_expected_attach_type", c_int, c_void_p, c_uint32)
-_sig("bpf_program__fd", c_int, c_void_p)
-_sig("bpf_program__attach_trace", c_void_p, c_void_p)
-_sig("bpf_map__set_max_entries", c_int, c_void_p, c_uint32)
-_sig("bpf_map__set_initial_value", c_int, c_void_p, c_void_p, c_size_t)
-_sig("bpf_map__fd", c_int, c_void_p)
-_sig("bpf_map_update_elem", c_int, c_int, c_void_p, c_void_p, c_uint64)
-_sig("bpf_map_lookup_elem", c_int, c_int, c_void_p, c_void_p)
-_sig(
-    "bpf_program__attach_tracepoint_opts",
-    c_void_p,
-    c_void_p,
-    c_char_p,
-    c_char_p,
-    POINTER(_TracepointOpts),
-)
-_sig(
-    "bpf_program__attach_uprobe_opts",
-    c_void_p,
-    c_void_p,
-    c_int,
-    c_char_p,
-    c_size_t,
-    POINTER(_UprobeOpts),
-)
-_sig("bpf_program__attach_kprobe_opts", c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts))
-_sig("bpf_link__destroy", c_int, c_void_p)
-_sig("libbpf_set_print", c_void_p, _PRINT_FN)
+#: The libbpf functions used, with their result and argument types.
+_SIGNATURES: dict[str, tuple[object, ...]] = {
+    "bpf_object__open_file": (c_void_p, c_char_p, c_void_p),
+    "bpf_object__load": (c_int, c_void_p),
+    "bpf_object__close": (None, c_void_p),
+    "bpf_object__find_program_by_name": (c_void_p, c_void_p, c_char_p),
+    "bpf_object__find_map_by_name": (c_void_p, c_void_p, c_char_p),
+    "bpf_program__set_autoload": (c_int, c_void_p, c_bool),
+    "bpf_program__set_expected_attach_type": (c_int, c_void_p, c_uint32),
+    "bpf_program__fd": (c_int, c_void_p),
+    "bpf_program__attach_trace": (c_void_p, c_void_p),
+    "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
+    "bpf_map__set_initial_value": (c_int, c_void_p, c_void_p, c_size_t),
+    "bpf_map__fd": (c_int, c_void_p),
+    "bpf_map_update_elem": (c_int, c_int, c_void_p, c_void_p, c_uint64),
+    "bpf_map_lookup_elem": (c_int, c_int, c_void_p, c_void_p),
+    "bpf_program__attach_tracepoint_opts": (
+        c_void_p, c_void_p, c_char_p, c_char_p, POINTER(_TracepointOpts)),
+    "bpf_program__attach_uprobe_opts": (
+        c_void_p, c_void_p, c_int, c_char_p, c_size_t, POINTER(_UprobeOpts)),
+    "bpf_program__attach_kprobe_opts": (c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts)),
+    "bpf_link__destroy": (c_int, c_void_p),
+    "libbpf_set_print": (c_void_p, _PRINT_FN),
+}
 
 
 @_PRINT_FN
@@ -205,7 +191,27 @@ def _print(level: int, fmt: bytes | None, ap: int | None) -> int:
     return n
 
 
-_lib.libbpf_set_print(_print)
+class _Libbpf:
+    """libbpf, opened on first use: importing the engine (every command's ``--help`` does)
+    must work on a machine without it; the missing library is one :class:`BpfError` line
+    when a BPF call is actually made."""
+
+    def __init__(self) -> None:
+        self._cdll: ctypes.CDLL | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._cdll is None:
+            cdll = _open_library()
+            for function, (restype, *argtypes) in _SIGNATURES.items():
+                fn = getattr(cdll, function)
+                fn.restype = restype
+                fn.argtypes = argtypes
+            cdll.libbpf_set_print(_print)
+            self._cdll = cdll
+        return getattr(self._cdll, name)
+
+
+_lib = _Libbpf()
 
 
 def _fail(what: str, err: int | None = None) -> BpfError:

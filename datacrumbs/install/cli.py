@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from datacrumbs.common.errors import run_cli
-from datacrumbs.install.installer import install
+from datacrumbs.install.installer import InstallOptions, install
 
 __all__ = ["main"]
 
@@ -15,9 +15,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datacrumbs_install",
         description=(
-            "Lay out a shared datacrumbs installation under PREFIX: the setup script, the Lmod "
-            "modulefile, the rendered systemd units, the system configuration SQLite and the "
-            "probe secret. Must run as root. Running it again changes nothing and loses nothing."
+            "Install datacrumbs into PREFIX for every user and node: the program and its Python "
+            "dependencies (PREFIX/libexec/datacrumbs), the commands (PREFIX/bin, PREFIX/sbin), "
+            "the setup script, the Lmod modulefile, the systemd units, the system configuration, "
+            "the probe secret, the BPF object and the setgid configurator launcher. Must run as "
+            "root. Running it again changes nothing and loses nothing."
         ),
         epilog=(
             "DATACRUMBS_* variables in the environment (e.g. DATACRUMBS_TRACE_DIR_PATTERN, "
@@ -29,6 +31,25 @@ def _parser() -> argparse.ArgumentParser:
         "--install-user", help="user owning the installation's status databases (default root)"
     )
     parser.add_argument("--host", help="host name in the system configuration's file name")
+    parser.add_argument(
+        "--python", type=Path,
+        help="interpreter to make the runtime from (default: this one's base interpreter if "
+             "every user can run it, else the system's python3)",
+    )
+    parser.add_argument(
+        "--wheel", type=Path,
+        help="the datacrumbs wheel to install (default: built from the source tree this "
+             "installer runs from, or the wheel it was installed from)",
+    )
+    parser.add_argument(
+        "--wheelhouse", type=Path,
+        help="directory of dependency wheels; with it nothing is downloaded (offline sites)",
+    )
+    parser.add_argument(
+        "--rebuild-bpf", action="store_true",
+        help="compile the BPF object for this kernel (needs clang and bpftool) instead of "
+             "installing the one the wheel ships",
+    )
     return parser
 
 
@@ -36,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def run() -> int:
-        for line in install(args.prefix, args.install_user, args.host):
+        options = InstallOptions(install_user=args.install_user, host=args.host,
+                                 python=args.python, wheel=args.wheel,
+                                 wheelhouse=args.wheelhouse, rebuild_bpf=args.rebuild_bpf)
+        for line in install(args.prefix, options):
             print(line)
         return 0
 

@@ -2,18 +2,25 @@
 
 What it makes (all root-owned; see docs/install.md)::
 
+    P/libexec/datacrumbs/venv/                                     0755  the program: datacrumbs
+                                                                         and its dependencies
+    P/bin/{datacrumbs_probe_configurator,_summary,_sqlite_extract} links into the runtime
+    P/sbin/{datacrumbs,datacrumbs_sign_probes,datacrumbs_service}  links into the runtime
     P/bin/datacrumbs_setup                                         0644  bash, to source
     P/etc/datacrumbs/lmod/modulefiles/datacrumbs/<version>.lua     0644  Lmod modulefile
     P/etc/datacrumbs/systemd/<unit>                                0644  rendered unit templates
     P/share/datacrumbs/data/system-probe-<user>-<host>.sqlite      0644  system configuration
     P/share/datacrumbs/data/.datacrumbs-probe-secret               0400  HMAC key, created once
-    P/lib/datacrumbs/datacrumbs.bpf.o                              0644  the compiled BPF programs
+    P/lib/datacrumbs/datacrumbs.bpf.o                              0644  the BPF programs
     P/libexec/datacrumbs/datacrumbs_probe_configurator_exec  root:datacrumbs 2755  setgid launcher
     <log dir>                                                      0755
 
-The BPF object is compiled here (clang against this kernel's BTF, CO-RE) so the daemon only
-loads it: no compiler runs when a job starts. The launcher is compiled against the venv's
-Python; the ``datacrumbs`` group is created if missing (see docs/security.md).
+Everything a user or a node runs is under P and names only P (and the base interpreter, which
+must be one every user can run): the checkout the installer ran from can be deleted. The BPF
+object is the one the wheel ships (CO-RE, built where the wheel was built), checked by loading
+it into this kernel; it is rebuilt with clang only when asked or when it does not load. The
+launcher is compiled against the runtime's interpreter; the ``datacrumbs`` group is created if
+missing (see docs/security.md).
 
 Every step is idempotent; values an earlier run stored in the system configuration are kept
 unless the environment or a flag now says otherwise (the settings' own precedence).
@@ -25,32 +32,48 @@ import os
 import platform
 import pwd
 import re
-import sys
-import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from datacrumbs.common.directories import closed_to_others
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.settings import Settings, load_settings
 from datacrumbs.common.system_config import read_table, system_config_path, write_system_config
-from datacrumbs.configurator.launcher_build import install_configurator_exec
-from datacrumbs.ebpf.build import BuildError, build_bpf_object
+from datacrumbs.install.bpf_object import install_bpf_object
 from datacrumbs.install.files import ensure_dir, ensure_file
+from datacrumbs.install.interpreter import choose_interpreter
+from datacrumbs.install.launcher import install_configurator_exec
+from datacrumbs.install.rendering import MODULEFILE_TEMPLATE, render, systemd_templates
+from datacrumbs.install.runtime import (
+    default_cache_dir,
+    ensure_command_links,
+    ensure_runtime,
+    find_wheel,
+)
 from datacrumbs.install.secret import ensure_secret
 from datacrumbs.install.setup_script import setup_script
-from datacrumbs.install.templates import (
-    MODULEFILE_TEMPLATE,
-    SYSTEMD_TEMPLATES,
-    render,
-    template_dir,
-)
 
-__all__ = ["Installation", "install"]
+__all__ = ["InstallOptions", "Installation", "install"]
 
 # Characters that would need quoting in a unit file, a Lua string or a shell word.
 _UNSAFE = re.compile(r"[\s\"'\\$`]")
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How to install, beyond where: the command line's flags."""
+
+    install_user: str | None = None
+    host: str | None = None
+    python: Path | None = None
+    wheel: Path | None = None
+    wheelhouse: Path | None = None
+    rebuild_bpf: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,40 +83,17 @@ class Installation:
     settings: Settings
 
     @property
-    def prefix(self) -> Path:
-        return self.settings.install_prefix
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.prefix / "bin"
-
-    @property
-    def setup_file(self) -> Path:
-        return self.bin_dir / "datacrumbs_setup"
-
-    @property
-    def modulepath(self) -> Path:
-        return self.prefix / "etc/datacrumbs/lmod/modulefiles"
+    def layout(self) -> InstallLayout:
+        return InstallLayout(self.settings.install_prefix)
 
     @property
     def modulefile(self) -> Path:
-        return self.modulepath / "datacrumbs" / f"{package_version('datacrumbs')}.lua"
-
-    @property
-    def systemd_dir(self) -> Path:
-        return self.prefix / "etc/datacrumbs/systemd"
+        return self.layout.modulepath / "datacrumbs" / f"{package_version('datacrumbs')}.lua"
 
     @property
     def system_config(self) -> Path:
         s = self.settings
         return system_config_path(s.data_dir, s.install_user, s.hostname)
-
-
-def _code_paths() -> list[Path]:
-    """The venv and the source tree the commands run from (one, if the venv is inside it)."""
-    venv = Path(sys.prefix).resolve()
-    source = Path(__file__).resolve().parents[2]
-    return [source] if venv.is_relative_to(source) else [source, venv]
 
 
 def _require_root() -> None:
@@ -103,33 +103,54 @@ def _require_root() -> None:
         )
 
 
-def _template_values(inst: Installation, scripts_dir: Path) -> dict[str, str]:
+def _check_reachable(prefix: Path) -> None:
+    """Every user runs the installation: a prefix behind a private directory is refused now,
+    not found out later by every user command failing with "Permission denied"."""
+    closed = closed_to_others(prefix)
+    if closed is not None:
+        directory, mode = closed
+        raise DatacrumbsError(
+            f"other users cannot reach {prefix}: {directory} is {mode:04o}; choose a prefix "
+            f"every user can reach or make {directory} traversable (chmod o+x)"
+        )
+
+
+@contextmanager
+def _shared_umask() -> Iterator[None]:
+    """Files made for every user are readable by every user, whatever root's umask."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _template_values(inst: Installation) -> dict[str, str]:
+    layout = inst.layout
     values = inst.settings.as_environment()
     values |= {
         "DATACRUMBS_VERSION": package_version("datacrumbs"),
-        "DATACRUMBS_BIN_DIR": str(inst.bin_dir),
-        "DATACRUMBS_SCRIPTS_DIR": str(scripts_dir),
-        "DATACRUMBS_MODULEPATH": str(inst.modulepath),
+        "DATACRUMBS_BIN_DIR": str(layout.bin_dir),
+        "DATACRUMBS_SBIN_DIR": str(layout.sbin_dir),
+        "DATACRUMBS_MODULEPATH": str(layout.modulepath),
     }
-    code_paths = [str(p) for p in _code_paths()]
-    checked = [*values.items(), *(("the code path", p) for p in code_paths)]
-    for name, value in checked:
+    for name, value in values.items():
         if _UNSAFE.search(value):
             raise DatacrumbsError(
                 f"{name}: {value!r} holds white space, a quote, a backslash, $ or `, "
                 "which units and modulefiles cannot carry safely"
             )
-    # '-': a missing path is skipped rather than failing the unit.
-    values["DATACRUMBS_CODE_PATHS"] = " ".join(f"-{p}" for p in code_paths)
     return values
 
 
-def install(prefix: Path, install_user: str | None = None, host: str | None = None) -> list[str]:
+def install(prefix: Path, options: InstallOptions | None = None) -> list[str]:
     """Lay out the installation at ``prefix``; return one report line per path."""
+    options = options or InstallOptions()
     _require_root()
     if not prefix.is_absolute():
         raise DatacrumbsError(f"--prefix must be an absolute path, got {str(prefix)!r}")
-    settings = load_settings(install_prefix=prefix, install_user=install_user, hostname=host)
+    settings = load_settings(install_prefix=prefix, install_user=options.install_user,
+                             hostname=options.host)
     try:
         pwd.getpwnam(settings.install_user)
     except KeyError:
@@ -137,54 +158,56 @@ def install(prefix: Path, install_user: str | None = None, host: str | None = No
             f"install user {settings.install_user!r} does not exist on this host"
         ) from None
     inst = Installation(settings)
-    scripts_dir = Path(sysconfig.get_path("scripts"))
-    values = _template_values(inst, scripts_dir)
+    values = _template_values(inst)
+    _check_reachable(prefix)
+    with _shared_umask():
+        return _lay_out(inst, values, options)
+
+
+def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions) -> list[str]:
+    settings, layout = inst.settings, inst.layout
     report: list[str] = []
 
     def note(action: str, path: Path) -> None:
         report.append(f"{action:<24} {path}")
 
-    for directory in (inst.bin_dir, inst.modulefile.parent, inst.systemd_dir, settings.data_dir,
+    base = choose_interpreter(options.python)
+    cache_dir = default_cache_dir()
+    wheel = find_wheel(options.wheel, cache_dir)
+    for directory in (layout.prefix, layout.bin_dir, layout.sbin_dir, layout.libexec_dir,
+                      inst.modulefile.parent, layout.systemd_dir, settings.data_dir,
                       settings.log_dir):
         note(ensure_dir(directory), directory)
+    note(ensure_runtime(layout, base, wheel, options.wheelhouse, cache_dir), layout.runtime_dir)
+    for action, link in ensure_command_links(layout):
+        note(action, link)
 
     env = settings.as_environment()
     text = setup_script(
         version=values["DATACRUMBS_VERSION"],
-        prefix=prefix,
+        prefix=layout.prefix,
         env=env,
-        path_dirs=[inst.bin_dir, scripts_dir],
-        modulepath=inst.modulepath,
+        path_dirs=[layout.bin_dir, layout.sbin_dir],
+        modulepath=layout.modulepath,
     )
-    note(ensure_file(inst.setup_file, text), inst.setup_file)
+    note(ensure_file(layout.setup_file, text), layout.setup_file)
 
-    source = template_dir(MODULEFILE_TEMPLATE)
-    modulefile = render(source.read_text(encoding="utf-8"), values, source=source)
+    modulefile = render(MODULEFILE_TEMPLATE.read_text(encoding="utf-8"), values,
+                        source=MODULEFILE_TEMPLATE)
     note(ensure_file(inst.modulefile, modulefile), inst.modulefile)
 
     # systemd expands %-specifiers in units: a literal % (as in %YY%) must be written %%.
     unit_values = {k: v.replace("%", "%%") for k, v in values.items()}
-    for template in sorted(template_dir(SYSTEMD_TEMPLATES).iterdir()):
-        if template.name == "README.md" or not template.is_file():
-            continue
-        target = inst.systemd_dir / template.name.removesuffix(".in")
+    for template in systemd_templates():
+        target = layout.systemd_dir / template.name.removesuffix(".in")
         unit = render(template.read_text(encoding="utf-8"), unit_values, source=template)
         note(ensure_file(target, unit), target)
 
     note(_write_system_config(inst, env), inst.system_config)
     note(f"secret {ensure_secret(settings.probe_secret_file)}", settings.probe_secret_file)
-    note(_install_bpf_object(settings.bpf_object_file), settings.bpf_object_file)
-    note(*install_configurator_exec(prefix))
+    note(install_bpf_object(layout, base, options.rebuild_bpf), layout.bpf_object)
+    note(*install_configurator_exec(layout, base))
     return report
-
-
-def _install_bpf_object(target: Path) -> str:
-    try:
-        built = build_bpf_object()  # cached by content: clang runs only when sources change
-    except BuildError as exc:
-        raise DatacrumbsError(f"cannot build the BPF programs: {exc}") from None
-    ensure_dir(target.parent)
-    return ensure_file(target, built.read_bytes())
 
 
 def _write_system_config(inst: Installation, env: dict[str, str]) -> str:

@@ -13,9 +13,9 @@ import signal
 import threading
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
+from datacrumbs.common.layout import LAUNCHER_GROUP, launcher_path
 from datacrumbs.common.settings import load_settings
 from datacrumbs.common.signing import read_secret
-from datacrumbs.configurator.launcher_location import LAUNCHER_GROUP, launcher_path
 from datacrumbs.daemon.notify import Notifier
 from datacrumbs.signer.audit import setup_audit_logging
 from datacrumbs.signer.protocol import REQUEST_TIMEOUT_SECONDS

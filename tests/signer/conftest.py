@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from signer_support import NOBODY_UID, Node, install
 
-from datacrumbs.configurator.launcher_build import LAUNCHER_MODE, ensure_group
+from datacrumbs.install.launcher import LAUNCHER_MODE, ensure_group
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from typing import Any
 from support import command
 
 from datacrumbs.common.settings import Settings, load_settings
-from datacrumbs.configurator.launcher_location import launcher_path
+from datacrumbs.common.layout import launcher_path
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 NOBODY_UID = 65534

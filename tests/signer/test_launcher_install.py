@@ -10,7 +10,7 @@ from pathlib import Path
 from signer_support import Node, clean_env, install, run, write_file
 from support import command
 
-from datacrumbs.configurator.launcher_location import launcher_path
+from datacrumbs.common.layout import launcher_path
 
 
 def test_launcher_is_root_owned_setgid_datacrumbs(node: Node) -> None:

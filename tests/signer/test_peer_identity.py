@@ -14,7 +14,7 @@ from pathlib import Path
 
 from signer_support import Node, document, frame, run, write_file
 
-from datacrumbs.configurator.launcher_build import LAUNCHER_MODE
+from datacrumbs.install.launcher import LAUNCHER_MODE
 
 CONFIG = """\
 capture_probes:

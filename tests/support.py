@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+from datacrumbs.common.layout import InstallLayout
 
 SCRIPTS = Path(sys.executable).parent
 
 
 def command(name: str) -> str:
-    """Absolute path of one of the project's console scripts in this venv."""
+    """Absolute path of one of the project's console scripts in this venv (run as root)."""
     return str(SCRIPTS / name)
+
+
+def installed_command(prefix: Path, name: str) -> str:
+    """An installed command of the installation at ``prefix`` (what users and units run)."""
+    return str(InstallLayout(prefix).command(name))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any DATACRUMBS_* setting, plus ``extra``."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")} | extra

@@ -13,13 +13,15 @@ import sys
 from datacrumbs.common.errors import DatacrumbsError, run_cli
 from datacrumbs.common.layout import launcher_path
 from datacrumbs.common.settings import load_settings
-from datacrumbs.configurator.exec_main import PROG
+from datacrumbs.configurator.exec_main import PROG, argument_parser
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(args):
+        argument_parser().parse_args(args)  # prints the launcher's usage and exits: no launcher
 
     def run() -> int:
         launcher = launcher_path(load_settings().install_prefix)

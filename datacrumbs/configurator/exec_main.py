@@ -22,12 +22,12 @@ from datacrumbs.configurator.launcher_group import LauncherGroup
 from datacrumbs.configurator.probe_document import build_document
 from datacrumbs.configurator.signer_client import request_signature
 
-__all__ = ["PROG", "main"]
+__all__ = ["PROG", "argument_parser", "main"]
 
 PROG = "datacrumbs_probe_configurator"
 
 
-def _parser() -> argparse.ArgumentParser:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -74,7 +74,7 @@ def _configure(config_path: Path, output: Path, group: LauncherGroup) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     group = LauncherGroup.set_aside()
-    args = _parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     return run_cli(PROG, lambda: _configure(args.config, args.output, group))
 
 

@@ -11,9 +11,9 @@
  * Python is initialised in isolated mode: PYTHON* variables, the user site directory and the
  * current directory are ignored, so the user cannot swap the code that runs.
  *
- * DATACRUMBS_PYTHON (the venv's interpreter path, whose pyvenv.cfg selects the site-packages)
+ * DATACRUMBS_PYTHON (P/libexec/datacrumbs/venv/bin/python, whose pyvenv.cfg selects the runtime's packages)
  * and DATACRUMBS_BUILD_ID (a digest of what the binary was built from, so the installer can tell
- * an up-to-date binary without rebuilding) are set by launcher_build.py.
+ * an up-to-date binary without rebuilding) are set by datacrumbs/install/launcher.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

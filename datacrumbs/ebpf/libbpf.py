@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 from ctypes import (
@@ -53,6 +54,10 @@ _LIBRARY_NAMES = ("libbpf.so.1", "libbpf.so")
 
 class BpfError(OSError):
     """A libbpf call failed; ``errno`` holds the error number, the message says what failed."""
+
+    def __str__(self) -> str:
+        # The message already says what failed and why: no "[Errno N]" in front of it.
+        return self.strerror or super().__str__()
 
 
 class _TracepointOpts(Structure):
@@ -138,7 +143,7 @@ def _open_library() -> ctypes.CDLL:
             return ctypes.CDLL(found, use_errno=True)
         except OSError as exc:
             last = exc
-    raise BpfError(0, f"libbpf cannot be loaded (install libbpf1): {last}")
+    raise BpfError(errno.ELIBACC, f"libbpf cannot be loaded (install libbpf1): {last}")
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

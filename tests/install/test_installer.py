@@ -1,4 +1,5 @@
-"""``datacrumbs_install`` lays out the prefix with the right owners and modes, idempotently."""
+"""``datacrumbs_install`` lays out the prefix with the right owners and modes, idempotently,
+and refuses in one line a prefix or an interpreter other users cannot reach."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 
 from support import command
 
+from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.common.system_config import read_table
-from datacrumbs.install.templates import SYSTEMD_TEMPLATES
+from datacrumbs.install.rendering import systemd_templates
 
 VERSION = "0.1.0"
 HOST = socket.gethostname()
@@ -56,8 +58,8 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         assert path.is_file(), path
         assert _mode(path) == mode, (path, oct(_mode(path)))
         assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
-    for directory in ("bin", "etc/datacrumbs/systemd", "share/datacrumbs/data",
-                      "var/log/datacrumbs"):
+    for directory in ("bin", "sbin", "libexec/datacrumbs", "libexec/datacrumbs/venv",
+                      "etc/datacrumbs/systemd", "share/datacrumbs/data", "var/log/datacrumbs"):
         assert (prefix / directory).is_dir()
         assert _mode(prefix / directory) == 0o755
     secret = (data / ".datacrumbs-probe-secret").read_text()
@@ -69,13 +71,43 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
     assert grp.getgrgid(info.st_gid).gr_name == "datacrumbs"
     # One report line per path, each naming what was done.
     lines = result.stdout.splitlines()
-    units = sorted(SYSTEMD_TEMPLATES.glob("*.in"))
+    units = systemd_templates()
     for unit in units:
         rendered = prefix / "etc/datacrumbs/systemd" / unit.name.removesuffix(".in")
         assert rendered.is_file() and _mode(rendered) == 0o644
         assert "@DATACRUMBS_" not in rendered.read_text()
-    assert len(lines) == 11 + len(units)
+    assert len(lines) == 21 + len(units)
     assert all(line.split()[0] in {"created", "secret"} for line in lines), lines
+    assert f"created (shipped)        {prefix}/lib/datacrumbs/datacrumbs.bpf.o" in lines
+
+
+def test_commands_are_the_runtime_s_in_bin_and_sbin(product: Path) -> None:
+    layout = InstallLayout(product)
+    assert sorted(p.name for p in layout.bin_dir.iterdir()) == sorted(
+        [*USER_COMMANDS, "datacrumbs_setup"])
+    assert sorted(p.name for p in layout.sbin_dir.iterdir()) == sorted(ROOT_COMMANDS)
+    for name in (*USER_COMMANDS, *ROOT_COMMANDS):
+        command_path = layout.command(name)
+        target = command_path.resolve()
+        assert target == layout.runtime_dir.resolve() / "bin" / name
+        shebang = target.read_text().splitlines()[0]
+        assert shebang == f"#!{layout.runtime_python}", shebang
+    # The runtime is made from an interpreter outside any private directory (not root's pyenv).
+    cfg = dict(line.split(" = ", 1) for line in
+               (layout.runtime_dir / "pyvenv.cfg").read_text().splitlines() if " = " in line)
+    assert not cfg["home"].startswith("/root")
+    assert os.path.realpath(layout.runtime_python).startswith(cfg["home"].rsplit("/", 1)[0])
+
+
+def test_no_installed_file_names_the_checkout(product: Path) -> None:
+    """The checkout (and its .venv) can be deleted: no file under the prefix refers to it,
+    whether text (units, modulefile, setup, scripts, pyvenv.cfg) or binary (the launcher)."""
+    checkout = str(Path(__file__).resolve().parents[2]).encode()
+    naming = [path for path in product.rglob("*")
+              if path.is_file() and not path.is_symlink() and checkout in path.read_bytes()]
+    assert naming == []
+    launcher = InstallLayout(product).launcher.read_bytes()
+    assert str(InstallLayout(product).runtime_python).encode() in launcher
 
 
 def test_system_configuration_holds_install_paths_and_summary(installed: Path) -> None:
@@ -153,6 +185,31 @@ def test_unknown_install_user_is_refused(prefix: Path) -> None:
     assert result.stderr == (
         "datacrumbs_install: error: install user 'no_such_user_dc' does not exist on this host\n"
     )
+
+
+def test_prefix_other_users_cannot_reach_is_refused_in_one_line(reachable_dir: Path) -> None:
+    closed = reachable_dir / "home"
+    closed.mkdir(mode=0o700)
+    result = _run_install(closed / "prefix")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"datacrumbs_install: error: other users cannot reach {closed}/prefix: {closed} is "
+        f"0700; choose a prefix every user can reach or make {closed} traversable (chmod o+x)\n")
+    assert not (closed / "prefix").exists()
+
+
+def test_interpreter_other_users_cannot_run_is_refused_in_one_line(prefix: Path,
+                                                                  reachable_dir: Path) -> None:
+    private = reachable_dir / "pyenv"
+    private.mkdir(mode=0o700)
+    python = private / "python3"
+    python.symlink_to(os.path.realpath("/usr/bin/python3"))
+    result = _run_install(prefix, "--python", str(python))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"datacrumbs_install: error: no Python interpreter every user can run ({python}: "
+        f"{private} is 0700, so other users cannot reach {python})\n")
+    assert not (prefix / "libexec").exists()
 
 
 def test_prefix_unsafe_for_units_is_refused(tmp_path: Path) -> None:

@@ -17,18 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import command
+from support import clean_env, command, installed_command
 
-from datacrumbs.common.settings import Settings, load_settings
 from datacrumbs.common.layout import launcher_path
+from datacrumbs.common.settings import Settings, load_settings
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 NOBODY_UID = 65534
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-    return env | extra
 
 
 def install(prefix: Path) -> None:
@@ -50,6 +45,11 @@ class Node:
         return self.run_dir / "datacrumbs_sign_probes.sock"
 
     @property
+    def configurator(self) -> str:
+        """The installed ``datacrumbs_probe_configurator`` users run."""
+        return installed_command(self.prefix, "datacrumbs_probe_configurator")
+
+    @property
     def launcher(self) -> Path:
         return launcher_path(self.prefix)
 
@@ -66,7 +66,8 @@ class Node:
         self.log.write_bytes(b"")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [command("datacrumbs_sign_probes"), "--request-timeout", str(request_timeout)],
+                [installed_command(self.prefix, "datacrumbs_sign_probes"), "--request-timeout",
+                 str(request_timeout)],
                 env=self.env(**env), stdout=log, stderr=log)
         deadline = time.monotonic() + 15
         while b"listening on" not in self.log.read_bytes():

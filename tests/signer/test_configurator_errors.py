@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from signer_support import Node, run, write_file
-from support import command
 
 PREFIX = "datacrumbs_probe_configurator: error: "
 
@@ -15,7 +14,7 @@ def _configure(node: Node, nobody_dir: Path, config_text: str,
                **env: str) -> tuple[int, str, Path]:
     config = write_file(nobody_dir / "probes.yaml", config_text)
     output = nobody_dir / "probes.json.gz"
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, _ = run([node.configurator, str(config), str(output)],
                     node.env(**env), as_nobody=True)
     assert result.stdout == ""
     assert not output.exists()
@@ -87,14 +86,14 @@ def test_kernel_functions_come_from_btf(node: Node, nobody_dir: Path) -> None:
                         "capture_probes:\n  - name: vfs\n    probe: kprobe\n"
                         "    regex: 'vfs_(read|write)'\n")
     output = nobody_dir / "k.json.gz"
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, _ = run([node.configurator, str(config), str(output)],
                     node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{output}: 2 functions in 1 categories")
 
 
-def test_uninstalled_launcher_is_one_line(nobody_dir: Path, world: Path) -> None:
-    result, _ = run([command("datacrumbs_probe_configurator"), "a.yaml", "b.json.gz"],
+def test_uninstalled_launcher_is_one_line(node: Node, world: Path) -> None:
+    result, _ = run([node.configurator, "a.yaml", "b.json.gz"],
                     {"PATH": "/usr/bin:/bin", "DATACRUMBS_INSTALL_PREFIX": str(world / "none")},
                     as_nobody=True)
     launcher = world / "none/libexec/datacrumbs/datacrumbs_probe_configurator_exec"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from signer_support import Node, document, run, write_file
-from support import command
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probe_file import write_probe_file
@@ -22,7 +21,7 @@ CONFIG = "capture_probes:\n  - name: posix_io\n    probe: syscalls\n    function
 def _signed_file(node: Node, nobody_dir: Path) -> Path:
     config = write_file(nobody_dir / "p.yaml", CONFIG)
     output = nobody_dir / "p.json.gz"
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, _ = run([node.configurator, str(config), str(output)],
                     node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     return output

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from signer_support import NOBODY_UID, Node, run, write_file
-from support import command
 
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
@@ -32,7 +31,7 @@ capture_probes:
 def test_unprivileged_user_gets_a_file_the_daemon_accepts(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
-    result, pid = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, pid = run([node.configurator, str(config), str(output)],
                       node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{output}: 6 functions in 3 categories, signed for nobody")
@@ -58,7 +57,7 @@ def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path,
     config = write_file(nobody_dir / example,
                         files("datacrumbs").joinpath("examples", example).read_text())
     output = nobody_dir / "example.json.gz"
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, _ = run([node.configurator, str(config), str(output)],
                     node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     model = accept_probe_file(output, node.settings(), "nobody")
@@ -69,7 +68,7 @@ def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path,
 def test_daemon_refuses_the_file_for_another_user(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+    result, _ = run([node.configurator, str(config), str(output)],
                     node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     with pytest.raises(Exception, match="made for user 'nobody', this daemon runs for 'root'"):
@@ -103,7 +102,7 @@ def test_unreadable_status_database_is_noted_and_targets_kept(node: Node,
     output = nobody_dir / "probes.json.gz"
     db = _mark_failing(node, output, "write")
     try:
-        result, _ = run([command("datacrumbs_probe_configurator"), str(config), str(output)],
+        result, _ = run([node.configurator, str(config), str(output)],
                         node.env(), as_nobody=True)
         assert result.returncode == 0, result.stderr
         assert result.stderr == (

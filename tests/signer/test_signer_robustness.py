@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from signer_support import Node, document, exchange, frame, read_reply, run, write_file
-from support import command
 
 CONFIG = """\
 capture_probes:
@@ -22,7 +21,7 @@ capture_probes:
 
 def _still_serving(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "alive.yaml", CONFIG)
-    result, _ = run([command("datacrumbs_probe_configurator"), str(config),
+    result, _ = run([node.configurator, str(config),
                      str(nobody_dir / "alive.json.gz")], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     assert node.process is not None and node.process.poll() is None

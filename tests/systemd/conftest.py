@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import pytest
@@ -18,11 +19,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @pytest.fixture(scope="session")
-def node() -> Iterator[Node]:
+def node(product: Path) -> Iterator[Node]:
     """A booted systemd (nspawn over an overlay of /) with datacrumbs installed and linked.
 
     Powered off, unmounted and removed at the end, also after a failure or Ctrl-C; a SIGTERM
-    to pytest is turned into the same clean-up, and atexit is the last backstop.
+    to pytest is turned into the same clean-up, and atexit is the last backstop. ``product``
+    (a host installation) has filled the installer's caches the container installs from.
     """
     if os.geteuid() != 0:
         pytest.skip("boots systemd in a container: needs root (CI runs as root)")
@@ -36,7 +38,7 @@ def node() -> Iterator[Node]:
         fixups.apply()
         container.boot()
         node = Node(container)
-        node.install(under_tmp=[p for p in binds if p.is_relative_to("/tmp")])
+        node.install()
         yield node
     finally:
         try:

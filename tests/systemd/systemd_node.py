@@ -18,9 +18,11 @@ from typing import Any
 from nspawn_support import CONTAINER_HOSTNAME, Container
 from support import command
 
+from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.daemon.service_files import log_file_path
+from datacrumbs.install.runtime import default_cache_dir
 from datacrumbs.trace.writer import read_trace_lines
 
 __all__ = ["JOB_USER", "Node"]
@@ -50,27 +52,26 @@ class Node:
     def units_dir(self) -> Path:
         return self.prefix / "etc/datacrumbs/systemd"
 
+    def command(self, name: str) -> str:
+        """An installed command of this node (a container path)."""
+        return str(InstallLayout(self.prefix).command(name))
+
     @property
     def file_io(self) -> Path:
         return self.jobs / "file_io"
 
     # -- set-up ---------------------------------------------------------------------------
 
-    def install(self, under_tmp: list[Path]) -> None:
-        """Install, link the units, and lay out a jobs directory the job user can use."""
+    def install(self) -> None:
+        """Install, link the units, and lay out a jobs directory the job user can use.
+
+        The container has no network: the installer takes the wheel and its dependencies from
+        the caches the host's installs filled (its overlay shows the host's root)."""
         self.container.run(command("datacrumbs_install"), "--prefix", str(self.prefix),
-                           timeout=120)
+                           "--wheelhouse", str(default_cache_dir() / "wheelhouse"),
+                           timeout=300)
         links = [str(self.units_dir / unit) for unit in UNITS]
         self.container.run("ln", "-sf", *links, "/etc/systemd/system/")
-        if under_tmp:
-            # A checkout under /tmp (a CI clone) would be hidden from the services by their
-            # PrivateTmp=: the test's units see it through a bind, their hardening unchanged.
-            binds = " ".join(str(path) for path in under_tmp)
-            for unit in UNITS:
-                drop_in = self.container.host_path(f"/etc/systemd/system/{unit}.d")
-                drop_in.mkdir(parents=True, exist_ok=True)
-                (drop_in / "checkout-under-tmp.conf").write_text(
-                    f"[Service]\nBindReadOnlyPaths={binds}\n")
         self.container.run("systemctl", "daemon-reload")
         jobs = self.container.host_path(self.jobs)
         jobs.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ class Node:
 
     def service(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """``datacrumbs_service ARGS`` as the prolog/epilog runs it: root, no settings."""
-        return self.container.run(command("datacrumbs_service"), *args, timeout=120,
+        return self.container.run(self.command("datacrumbs_service"), *args, timeout=120,
                                   check=check)
 
     def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

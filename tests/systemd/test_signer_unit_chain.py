@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from nspawn_support import CONTAINER_HOSTNAME
-from support import command
 from systemd_node import JOB_USER, Node
 
 SIGNER = "datacrumbs_sign_probes.service"
@@ -34,7 +33,7 @@ def _configure(node: Node, directory: Path) -> tuple[str, Path]:
     config.write_text(CONFIG)
     config.chmod(0o644)
     output = directory / "probes.json.gz"
-    result = node.as_job_user(command("datacrumbs_probe_configurator"),
+    result = node.as_job_user(node.command("datacrumbs_probe_configurator"),
                               str(directory / "probes.yaml"), str(output),
                               env={"DATACRUMBS_INSTALL_PREFIX": str(node.prefix)},
                               check=False)

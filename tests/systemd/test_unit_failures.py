@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-from support import command
 from systemd_node import JOB_USER, Node
 
 SYSCALLS = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
@@ -148,7 +147,7 @@ def test_bad_input_is_one_line_and_exit_2(node: Node, args: tuple[str, ...],
 
 
 def test_stop_as_a_normal_user_is_refused(node: Node) -> None:
-    result = node.as_job_user(command("datacrumbs_service"), "stop", "job42", check=False)
+    result = node.as_job_user(node.command("datacrumbs_service"), "stop", "job42", check=False)
     assert (result.returncode, result.stderr) == (
         2, "datacrumbs_service: error: stop must run as root (a prolog or epilog does)\n")
 

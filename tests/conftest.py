@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import clean_env, command
+from support import install
 
 
 @pytest.fixture(autouse=True)
@@ -48,13 +47,6 @@ def reachable_dir(public_root: Path) -> Path:
 def prefix(reachable_dir: Path) -> Path:
     """A fresh installation prefix (not yet installed) that every user can reach."""
     return reachable_dir / "prefix"
-
-
-def install(prefix: Path, *extra: str) -> Path:
-    """Install into ``prefix`` with the real ``datacrumbs_install``."""
-    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix), *extra],
-                   check=True, capture_output=True, text=True, env=clean_env())
-    return prefix
 
 
 @pytest.fixture

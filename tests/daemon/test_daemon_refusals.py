@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 from daemon_support import run_daemon
+from support import install
 
 POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
+
+
+@pytest.fixture(scope="module")
+def installed(public_root: Path) -> Path:
+    """One installation for every refusal: each is refused before the daemon writes anything
+    into it (each test still has its own run and trace directories)."""
+    return install(public_root / "refusals")
 
 
 def _refused(result, run_dir: Path) -> str:

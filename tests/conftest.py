@@ -32,7 +32,7 @@ def public_root() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="dc-tests-", dir="/tmp"))
     base.chmod(0o755)
     yield base
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)  # every folder's shared directory is under it
 
 
 @pytest.fixture

@@ -32,3 +32,11 @@ def install(prefix: Path, *extra: str) -> Path:
     subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix), *extra],
                    check=True, capture_output=True, text=True, env=clean_env())
     return prefix
+
+
+def public_subdir(root: Path, name: str) -> Path:
+    """``root/name``, a 0755 directory other users can reach (made once per session)."""
+    path = root / name
+    path.mkdir(mode=0o755, exist_ok=True)
+    path.chmod(0o755)
+    return path

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["BuildError", "build_bpf_object", "default_cache_dir"]
+__all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
 
 #: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
@@ -34,13 +34,16 @@ class BuildError(RuntimeError):
     """The BPF object cannot be built; the message names the step and the reason."""
 
 
-def default_cache_dir() -> Path:
-    """``$DATACRUMBS_BPF_CACHE``, else ``$XDG_CACHE_HOME/datacrumbs/ebpf`` (``~/.cache``)."""
-    explicit = os.environ.get("DATACRUMBS_BPF_CACHE")
-    if explicit:
-        return Path(explicit)
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/datacrumbs`` (default ``~/.cache/datacrumbs``): the build caches."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "datacrumbs" / "ebpf"
+    return Path(base) / "datacrumbs"
+
+
+def default_cache_dir() -> Path:
+    """``$DATACRUMBS_BPF_CACHE``, else ``ebpf`` under :func:`cache_home`."""
+    explicit = os.environ.get("DATACRUMBS_BPF_CACHE")
+    return Path(explicit) if explicit else cache_home() / "ebpf"
 
 
 def _tool(name: str) -> str:

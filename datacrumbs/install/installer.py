@@ -173,7 +173,7 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
 
     base = choose_interpreter(options.python)
     cache_dir = default_cache_dir()
-    wheel = find_wheel(options.wheel, cache_dir)
+    wheel = find_wheel(options.wheel, cache_dir, layout.prefix)
     for directory in (layout.prefix, layout.bin_dir, layout.sbin_dir, layout.libexec_dir,
                       inst.modulefile.parent, layout.systemd_dir, settings.data_dir,
                       settings.log_dir):

@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlparse
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout, running_prefix
+from datacrumbs.ebpf.build import cache_home
 from datacrumbs.install.files import ensure_dir
 from datacrumbs.install.interpreter import Interpreter, inspect_interpreter
 
@@ -51,12 +52,10 @@ _PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"
 
 
 def default_cache_dir() -> Path:
-    """``$DATACRUMBS_INSTALL_CACHE``, else ``$XDG_CACHE_HOME/datacrumbs/install``."""
+    """``$DATACRUMBS_INSTALL_CACHE``, else ``install`` beside the BPF build cache
+    (``~/.cache/datacrumbs/install``): built wheels and the wheelhouse."""
     explicit = os.environ.get("DATACRUMBS_INSTALL_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "datacrumbs" / "install"
+    return Path(explicit) if explicit else cache_home() / "install"
 
 
 def _run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
@@ -141,8 +140,9 @@ def _installed_from_wheel() -> Path | None:
     return None
 
 
-def find_wheel(explicit: Path | None, cache_dir: Path) -> Path | None:
-    """The wheel to install; None when the installer runs from the target runtime itself."""
+def find_wheel(explicit: Path | None, cache_dir: Path, prefix: Path) -> Path | None:
+    """The wheel to install into ``prefix``; None when the installer runs from that prefix's
+    runtime itself (and was not installed from a wheel that is still there)."""
     if explicit is not None:
         if not explicit.is_file() or not explicit.name.startswith("datacrumbs-") \
                 or explicit.suffix != ".whl":
@@ -154,7 +154,7 @@ def find_wheel(explicit: Path | None, cache_dir: Path) -> Path | None:
     wheel = _installed_from_wheel()
     if wheel is not None:
         return wheel
-    if running_prefix() is not None:
+    if running_prefix() == prefix:
         return None
     raise DatacrumbsError("cannot tell which datacrumbs to install: this one was not installed "
                           "from a source tree or a wheel that is still there; pass --wheel "

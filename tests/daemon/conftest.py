@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import socket
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_support import JOB_USER
+from support import public_subdir
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
@@ -57,12 +56,9 @@ def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def public_dir() -> Iterator[Path]:
+def public_dir(public_root: Path) -> Path:
     """A 0755 directory outside pytest's 0700 tree, where the job user can run workloads."""
-    path = Path(tempfile.mkdtemp(prefix="dc-daemon-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return public_subdir(public_root, "daemon")
 
 
 @pytest.fixture(scope="session")

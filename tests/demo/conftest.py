@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from demo_support import TracedRun
-from support import command
+from support import command, public_subdir
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.signing import read_secret, sign
@@ -35,13 +32,10 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def world() -> Iterator[Path]:
+def world(public_root: Path) -> Path:
     """A 0755 directory under /tmp: nobody must reach the workload and its data (tmp_path is
     0700)."""
-    base = Path(tempfile.mkdtemp(prefix="dc-demo-", dir="/tmp"))
-    base.chmod(0o755)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    return public_subdir(public_root, "demo")
 
 
 @dataclass(frozen=True)

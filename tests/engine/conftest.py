@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from engine_support import Session, User
+from support import public_subdir
 
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf.build import build_bpf_object
@@ -61,12 +60,9 @@ def bpf_object(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def public_dir() -> Iterator[Path]:
+def public_dir(public_root: Path) -> Path:
     """A 0755 directory outside pytest's 0700 tree: other users can run what is in it."""
-    path = Path(tempfile.mkdtemp(prefix="dc-engine-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return public_subdir(public_root, "engine")
 
 
 @pytest.fixture(scope="session")

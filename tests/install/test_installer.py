@@ -22,9 +22,10 @@ HOST = socket.gethostname()
 
 
 def _run_install(prefix: Path, *extra: str, env: dict[str, str] | None = None,
+                 installer: str | None = None,
                  user: str | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-    argv = [command("datacrumbs_install"), "--prefix", str(prefix), *extra]
+    argv = [installer or command("datacrumbs_install"), "--prefix", str(prefix), *extra]
     if user:
         argv = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *argv]
     return subprocess.run(argv, capture_output=True, text=True, env=base | (env or {}))
@@ -169,8 +170,10 @@ def test_install_user_and_host_name_the_system_configuration(prefix: Path) -> No
     assert read_table(db, "system_configuration")["DATACRUMBS_INSTALL_USER"] == "daemon"
 
 
-def test_non_root_is_refused_with_one_line(prefix: Path) -> None:
-    result = _run_install(prefix, user="nobody")
+def test_non_root_is_refused_with_one_line(prefix: Path, product: Path) -> None:
+    # The installer of an installation's runtime: nobody may not be able to reach this clone.
+    installer = InstallLayout(product).runtime_dir / "bin/datacrumbs_install"
+    result = _run_install(prefix, installer=str(installer), user="nobody")
     assert result.returncode == 2
     assert result.stderr == (
         "datacrumbs_install: error: must run as root: it creates the probe secret owned by "

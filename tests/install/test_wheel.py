@@ -4,6 +4,8 @@ prefix with the shipped object (no compiler needed on the node)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -12,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import clean_env, command
 
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
+from datacrumbs.install.bpf_object import load_error
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -76,3 +80,37 @@ def test_pip_installed_wheel_runs_and_installs_a_prefix(wheel: Path, prefix: Pat
     assert result.returncode == 0, result.stderr
     [line] = [line for line in result.stdout.splitlines() if line.endswith("datacrumbs.bpf.o")]
     assert line.split()[1] == "(rebuilt)", line
+
+
+def _with_object(wheel: Path, data: bytes, out: Path) -> Path:
+    """A copy of ``wheel`` whose BPF object is ``data`` (its RECORD line rewritten to match)."""
+    member = "datacrumbs/ebpf/datacrumbs.bpf.o"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    doctored = out / wheel.name
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(doctored, "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == member:
+                content = data
+            elif item.filename.endswith(".dist-info/RECORD"):
+                lines = [f"{member},sha256={digest},{len(data)}" if line.startswith(member + ",")
+                         else line for line in content.decode().splitlines()]
+                content = ("\n".join(lines) + "\n").encode()
+            target.writestr(item, content)
+    return doctored
+
+
+def test_shipped_object_that_does_not_load_is_rebuilt(wheel: Path, prefix: Path,
+                                                      tmp_path: Path) -> None:
+    # An ELF the kernel cannot take (the BPF object's header, cut short) stands for an object
+    # built for another architecture or a kernel without the features it uses.
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = archive.read("datacrumbs/ebpf/datacrumbs.bpf.o")
+    broken = _with_object(wheel, shipped[:64], tmp_path)
+    result = subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix), "--wheel",
+                             str(broken)], capture_output=True, text=True, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    layout = InstallLayout(prefix)
+    assert f"created (rebuilt)        {layout.bpf_object}" in result.stdout.splitlines()
+    assert load_error(layout.bpf_object) is None
+    assert layout.bpf_object.read_bytes() != shipped[:64]

@@ -4,26 +4,22 @@ second one whose launcher is the test's crafted client (to reach the content che
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from signer_support import NOBODY_UID, Node, install
+from support import public_subdir
 
 from datacrumbs.install.launcher import LAUNCHER_MODE, ensure_group
 
 
 @pytest.fixture(scope="session")
-def world() -> Iterator[Path]:
+def world(public_root: Path) -> Path:
     """A 0755 directory under /tmp that ``nobody`` can reach (tmp_path is 0700)."""
-    base = Path(tempfile.mkdtemp(prefix="dc-signer-", dir="/tmp"))
-    base.chmod(0o755)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    return public_subdir(public_root, "signer")
 
 
 def _node(world: Path, name: str) -> Node:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from signer_support import Node, document, frame, run, write_file
 
+from datacrumbs.common.layout import InstallLayout
 from datacrumbs.install.launcher import LAUNCHER_MODE
 
 CONFIG = """\
@@ -148,7 +149,8 @@ def test_direct_run_without_the_launcher_group_cannot_reach_the_socket(
         node: Node, nobody_dir: Path) -> None:
     # The module run by a plain interpreter is not setgid: the 0660 socket stays closed.
     config = write_file(nobody_dir / "p.yaml", CONFIG)
-    result, _ = run([sys.executable, "-m", "datacrumbs.configurator.exec_main", str(config),
+    python = InstallLayout(node.prefix).runtime_python
+    result, _ = run([str(python), "-m", "datacrumbs.configurator.exec_main", str(config),
                      str(nobody_dir / "p.json.gz")], node.env(), as_nobody=True)
     assert result.returncode == 2
     assert result.stderr == (

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from datacrumbs.common.layout import InstallLayout
+from datacrumbs.common.signing import read_secret, sign
 
 SCRIPTS = Path(sys.executable).parent
 
@@ -40,3 +44,21 @@ def public_subdir(root: Path, name: str) -> Path:
     path.mkdir(mode=0o755, exist_ok=True)
     path.chmod(0o755)
     return path
+
+
+def signed_document(secret: Path, categories: list[dict[str, Any]], *, user: str,
+                    signed: bool = True, **summary: Any) -> dict[str, Any]:
+    """A probe document as the signer would sign it for ``user`` on this host (a day's
+    expiry), signed with the secret at ``secret``; ``summary`` overrides fields (None: left
+    out)."""
+    expires = datetime.now(UTC) + timedelta(days=1)
+    base = {"hostname": socket.gethostname(), "user": user, "install_user": "root",
+            "expires_at": expires.isoformat(timespec="seconds")}
+    document: dict[str, Any] = {
+        "summary": {k: v for k, v in (base | summary).items() if v is not None},
+        "categories": categories,
+        "checksum_algorithm": "hmac-sha256",
+    }
+    if signed:
+        document["checksum"] = sign(read_secret(secret), document)
+    return document

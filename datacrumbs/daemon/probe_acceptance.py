@@ -43,6 +43,9 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
             f"probe file {path} refused: made for {what.replace('_', ' ')} {made_for!r}, "
             f"this daemon runs for {here!r}"
         )
-    if summary.expires_at and _expiry(summary.expires_at) < datetime.now(UTC):
+    if not summary.expires_at:  # the signer always sets one: a file without never expires
+        raise DatacrumbsError(f"probe file {path} refused: it has no expiry "
+                              "(summary.expires_at)")
+    if _expiry(summary.expires_at) < datetime.now(UTC):
         raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
     return model

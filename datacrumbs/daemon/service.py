@@ -16,12 +16,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fd_paths import open_directory
 from datacrumbs.common.logs import journal_only, setup_logging
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
@@ -95,22 +96,46 @@ def _install_owner(settings: Settings) -> pwd.struct_passwd:
         ) from None
 
 
-def _trace_path(settings: Settings, user: str, run_id: str, probe_path: Path) -> Path:
+@dataclass
+class _TraceLocation:
+    """The trace's directory, held open (every later step acts relative to it), and its path."""
+
+    dir_fd: int
+    path: Path
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+
+def _trace_location(settings: Settings, user: str, run_id: str,
+                    probe_path: Path) -> _TraceLocation:
+    """Open (creating it if needed) the run's trace directory and choose the trace's name.
+
+    The directory may be one the job user can write: it is walked and created by descriptor,
+    following no link the user could have placed, and an earlier trace of the run-id is moved
+    aside within it by name (rename never follows a link) — see common/fd_paths.py."""
     directory = expand_trace_dir(settings.trace_dir_pattern, user=user, run_id=run_id,
                                  host=settings.hostname)
     try:
-        make_dirs(directory)
+        dir_fd = open_directory(directory)
+    except DatacrumbsError as exc:
+        raise DatacrumbsError(f"trace directory {directory}: {exc}") from None
+    location = _TraceLocation(dir_fd, directory / (
+        f"trace-{user}-{run_id}-{settings.hostname}-"
+        f"{probe_path.name.removesuffix('.gz').removesuffix('.json')}.pfw.gz"))
+    name = location.path.name
+    try:
+        older = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return location
     except OSError as exc:
+        location.close()
         raise DatacrumbsError(f"trace directory {directory}: {exc.strerror}") from None
-    if not os.access(directory, os.W_OK):
-        raise DatacrumbsError(f"trace directory {directory}: not writable")
-    config_name = probe_path.name.removesuffix(".gz").removesuffix(".json")
-    path = directory / f"trace-{user}-{run_id}-{settings.hostname}-{config_name}.pfw.gz"
-    if path.exists() or path.is_symlink():
-        # A trace of an earlier run with this run-id is kept, under its own time.
-        stamp = datetime.fromtimestamp(path.lstat().st_mtime).strftime("%Y%m%dT%H%M%S")
-        path.rename(path.with_name(path.name.replace(".pfw.gz", f".{stamp}.pfw.gz")))
-    return path
+    # A trace of an earlier run with this run-id is kept, under its own time.
+    stamp = datetime.fromtimestamp(older.st_mtime).strftime("%Y%m%dT%H%M%S")
+    os.rename(name, name.replace(".pfw.gz", f".{stamp}.pfw.gz"), src_dir_fd=dir_fd,
+              dst_dir_fd=dir_fd)
+    return location
 
 
 def _status_line(stats: EngineStats) -> str:
@@ -164,16 +189,21 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
     try:
         if files.prepare():
             log.info("removed a stale ready file %s", files.ready)
-        trace_path = _trace_path(settings, job_user.pw_name, run_id, probe_path)
-        return _trace(settings, probe_file, probe_path, job_user, owner, run_id, files,
-                      trace_path, stop, log)
+        location = _trace_location(settings, job_user.pw_name, run_id, probe_path)
+        try:
+            return _trace(settings, probe_file, probe_path, job_user, owner, run_id, files,
+                          location, stop, log)
+        finally:
+            location.close()
     finally:
         files.release()
 
 
 def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
            job_user: pwd.struct_passwd, owner: pwd.struct_passwd, run_id: str,
-           files: RunFiles, trace_path: Path, stop: _StopSignal, log: logging.Logger) -> int:
+           files: RunFiles, location: _TraceLocation, stop: _StopSignal,
+           log: logging.Logger) -> int:
+    trace_path = location.path
     notifier = Notifier()
     status_db = StatusDB(status_db_path(settings.data_dir, settings.install_user, probe_path),
                          owner_uid=owner.pw_uid, owner_gid=owner.pw_gid)
@@ -207,8 +237,10 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         if attached == 0:
             raise DatacrumbsError("no probe could be attached; nothing to trace")
 
-        writer = TraceWriter(trace_path)
-        os.chown(trace_path, job_user.pw_uid, job_user.pw_gid)
+        # Created in the held directory (O_EXCL, O_NOFOLLOW) and handed over by descriptor:
+        # 0600, the job user's alone, whatever group they share with others.
+        writer = TraceWriter(trace_path, dir_fd=location.dir_fd, mode=0o600)
+        os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
         engine.start(writer)
         files.mark_ready(trace_path)
         ready_status = (f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "

@@ -135,12 +135,27 @@ static __always_inline __u64 dc_wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+/* Whether the current task acts as the job user and no one else: its real, effective and
+ * file-system uids are all the job user's. A setuid-root helper the user starts (passwd, a
+ * site's sudo-like tool) keeps the user's real uid but acts as root: tracing it would hand the
+ * user root's file names, return values and reads, so it is left out. Only tasks whose real
+ * uid already matched pay for the two extra reads. */
+static __always_inline bool dc_acts_as_user(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	return BPF_CORE_READ(cred, euid.val) == dc_cfg.uid &&
+	       BPF_CORE_READ(cred, fsuid.val) == dc_cfg.uid;
+}
+
 /* Filter at entry: unrelated processes cost the uid check and nothing else. */
 static __always_inline bool dc_wanted(void)
 {
 	if ((bpf_get_current_pid_tgid() >> 32) == dc_cfg.self_tgid)
 		return false;
-	if (dc_cfg.filter_uid && (__u32)bpf_get_current_uid_gid() != dc_cfg.uid)
+	if (dc_cfg.filter_uid &&
+	    ((__u32)bpf_get_current_uid_gid() != dc_cfg.uid || !dc_acts_as_user()))
 		return false;
 	if (dc_cfg.filter_cgroup && bpf_current_task_under_cgroup(&dc_cgroup, 0) != 1)
 		return false;

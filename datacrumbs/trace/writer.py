@@ -36,13 +36,15 @@ _RECORDS, _TEXT, _LOSS, _SUMMARY = range(4)
 
 class TraceWriter:
     """Writes ``path`` (``*.pfw.gz``), which must not exist yet (``O_CREAT | O_EXCL |
-    O_NOFOLLOW``: :class:`FileExistsError` otherwise). Use :meth:`start` with a formatter to
-    accept raw records, or without one for plain lines; end with :meth:`close`."""
+    O_NOFOLLOW``: :class:`FileExistsError` otherwise); with ``dir_fd``, the file named
+    ``path.name`` in that open directory. Use :meth:`start` with a formatter to accept raw
+    records, or without one for plain lines; end with :meth:`close`."""
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        dir_fd: int | None = None,
         level: int = 1,
         flush_interval: float = 0.5,
         max_pending: int = 64,
@@ -54,7 +56,8 @@ class TraceWriter:
         # root) and never truncate an existing trace (the daemon moves an older one aside).
         # FileExistsError when the path exists (also as a dangling symlink).
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._fd = os.open(self.path, flags, mode)
+        where = self.path.name if dir_fd is not None else self.path
+        self._fd = os.open(where, flags, mode, dir_fd=dir_fd)
         self._z = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip wrapper
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)
         self._text: queue.Queue[bytes | None] = queue.Queue(max_pending)
@@ -63,6 +66,10 @@ class TraceWriter:
         self._error: BaseException | None = None
         self._closed = False
         self.bytes_out = 0  # compressed bytes in the file
+
+    def fileno(self) -> int:
+        """The trace file's descriptor (to hand it to the job user with ``fchown``)."""
+        return self._fd
 
     # -- producer side -------------------------------------------------------------------
     def start(self, formatter: EventFormatter | None = None) -> None:

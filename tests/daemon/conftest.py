@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +11,9 @@ from typing import Any
 
 import pytest
 from daemon_support import JOB_USER
-from support import public_subdir
+from support import public_subdir, signed_document
 
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
 
 C_DIR = Path(__file__).parent.parent / "engine" / "c"
 
@@ -36,20 +34,14 @@ def run_env(installed: Path, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
     """Write a probe file signed with the installation's secret (as the signer would)."""
-    key = read_secret(installed / "share/datacrumbs/data/.datacrumbs-probe-secret")
+    secret = installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
 
     def make(categories: list[dict[str, Any]], name: str = "probes.json.gz",
              signed: bool = True, **summary: Any) -> Path:
-        document: dict[str, Any] = {
-            "summary": {"hostname": socket.gethostname(), "user": JOB_USER,
-                        "install_user": "root"} | summary,
-            "categories": categories,
-            "checksum_algorithm": "hmac-sha256",
-        }
-        if signed:
-            document["checksum"] = sign(key, document)
         path = tmp_path / name
-        write_probe_file(path, document)
+        user = summary.pop("user", JOB_USER)
+        write_probe_file(path, signed_document(secret, categories, user=user, signed=signed,
+                                               **summary))
         return path
 
     return make

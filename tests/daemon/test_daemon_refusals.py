@@ -118,6 +118,14 @@ def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Pa
     assert message == f"probe file {path} refused: expired at {expired}"
 
 
+def test_file_without_expiry(run_env: dict[str, str],
+                             make_probe_file: Callable[..., Path]) -> None:
+    # Signed with the secret but never expiring: the signer always sets one (finding 7).
+    path = make_probe_file(POSIX, expires_at=None)
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {path} refused: it has no expiry (summary.expires_at)"
+
+
 @pytest.mark.parametrize("run_id", ["../etc", "a/b", "job 42", ".hidden", "x" * 129])
 def test_unsafe_run_id(run_env: dict[str, str], make_probe_file: Callable[..., Path],
                        run_id: str) -> None:
@@ -158,7 +166,7 @@ def test_unwritable_trace_directory(run_env: dict[str, str],
     result = run_daemon(make_probe_file(POSIX), "job1", env=env)
     year = datetime.now().year
     assert _refused(result, _run_dir(run_env)) == (
-        f"trace directory /dev/null/traces/{year}: Not a directory"
+        f"trace directory /dev/null/traces/{year}: /dev/null is not a directory"
     )
     # The run-id lock was released: nothing of this run stays ready.
     assert not (_run_dir(run_env) / "datacrumbs-job1.ready").exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from pathlib import Path
 
 import pytest
 from demo_support import TracedRun
-from support import command, public_subdir
+from support import command, public_subdir, signed_document
 
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.daemon.run_files import wait_ready
 from datacrumbs.demo.workload import WorkloadPlan, build_workload
 from datacrumbs.trace.summary import summarize
@@ -57,15 +55,10 @@ def summary_install(world: Path) -> SummaryInstall:
                      DATACRUMBS_USER=JOB_USER)
     subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)], env=env,
                    check=True, capture_output=True)
-    key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
-    document = {
-        "summary": {"hostname": socket.gethostname(), "user": JOB_USER, "install_user": "root"},
-        "categories": [{"type": 0, "name": "posix", "functions": PROBED}],
-        "checksum_algorithm": "hmac-sha256",
-    }
-    document["checksum"] = sign(key, document)
+    secret = prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"
     probes = world / "probes.json.gz"
-    write_probe_file(probes, document)
+    write_probe_file(probes, signed_document(
+        secret, [{"type": 0, "name": "posix", "functions": PROBED}], user=JOB_USER))
     return SummaryInstall(world, env, probes, build_workload(world / "bin"))
 
 

@@ -108,3 +108,27 @@ def test_cgroup_given_by_id_is_resolved_to_its_directory(child_cgroup):
     from datacrumbs.ebpf.cgroups import resolve_cgroup
 
     assert resolve_cgroup(os.stat(child_cgroup).st_ino) == child_cgroup
+
+
+def test_setuid_helper_the_user_runs_is_not_traced(session, compile_c, public_dir, traced_user):
+    """A setuid-root program keeps the user's real uid but acts as root: its reads and file
+    names are root's, not the user's to see (issue 11, finding 3)."""
+    binary = compile_c("file_io.c", "file_io")
+    helper = public_dir / "file_io_setuid_root"
+    helper.write_bytes(binary.read_bytes())
+    os.chown(helper, 0, 0)
+    os.chmod(helper, 0o4755)
+    roots = public_dir / "setuid-root"
+    roots.mkdir(mode=0o755, exist_ok=True)  # root's: only the helper (euid 0) can write in it
+    mine = user_dir(public_dir, traced_user, "setuid-mine") / "data"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=CALLS)]
+    with session(probes, uid=traced_user.uid) as s:
+        procs = [_start(traced_user, helper, roots / "data"), _start(traced_user, binary, mine)]
+        helper_pid, plain_pid = (_pid_of(p) for p in procs)
+    trace = s.trace
+
+    assert (roots / "data").stat().st_uid == 0  # the helper did run as root
+    assert not trace.events_of(helper_pid)
+    assert str(roots / "data") not in trace.file_names().values()
+    assert len(_on(trace, plain_pid, "write", mine)) == K
+    assert len(_on(trace, plain_pid, "pread64", mine)) == K

@@ -5,13 +5,13 @@ namespace (``/dev/null`` bound over it), so the host is untouched."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
+from support import signed_document
+
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
 
 LIBBPF = os.path.realpath("/usr/lib/x86_64-linux-gnu/libbpf.so.1")
 
@@ -30,14 +30,10 @@ def test_every_command_starts_and_the_daemon_names_the_missing_library(
         result = _without_libbpf([str(layout.command(name)), "--help"], env)
         assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
 
-    secret = read_secret(product / "share/datacrumbs/data/.datacrumbs-probe-secret")
-    document = {
-        "summary": {"hostname": socket.gethostname(), "user": "nobody", "install_user": "root"},
-        "categories": [{"type": 0, "name": "posix", "functions": ["write"]}],
-        "checksum_algorithm": "hmac-sha256",
-    }
+    secret = product / "share/datacrumbs/data/.datacrumbs-probe-secret"
     probes = reachable_dir / "probes.json.gz"
-    write_probe_file(probes, {**document, "checksum": sign(secret, document)})
+    write_probe_file(probes, signed_document(
+        secret, [{"type": 0, "name": "posix", "functions": ["write"]}], user="nobody"))
     env |= {"DATACRUMBS_USER": "nobody", "DATACRUMBS_SERVER_RUN_DIR": str(reachable_dir / "run"),
             "DATACRUMBS_SERVER_RUN_ID_FILE": str(reachable_dir / "run/runid"),
             "DATACRUMBS_TRACE_DIR_PATTERN": str(reachable_dir / "traces")}

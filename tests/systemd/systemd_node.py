@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from nspawn_support import CONTAINER_HOSTNAME, Container
-from support import command
+from support import command, signed_document
 
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.daemon.service_files import log_file_path
 from datacrumbs.install.runtime import default_cache_dir
 from datacrumbs.trace.writer import read_trace_lines
@@ -121,13 +120,8 @@ class Node:
         container, owned by the job user with mode 0600 (as the configurator writes it)."""
         secret = self.container.host_path(self.prefix /
                                           "share/datacrumbs/data/.datacrumbs-probe-secret")
-        document: dict[str, Any] = {
-            "summary": {"hostname": CONTAINER_HOSTNAME, "user": JOB_USER,
-                        "install_user": "root"},
-            "categories": categories,
-            "checksum_algorithm": "hmac-sha256",
-        }
-        document["checksum"] = sign(read_secret(secret), document)
+        document = signed_document(secret, categories, user=JOB_USER,
+                                   hostname=CONTAINER_HOSTNAME)
         path = directory / name
         self.write_probe_document(path, document)
         return path

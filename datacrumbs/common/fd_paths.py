@@ -1,0 +1,102 @@
+"""Walking and creating directories by file descriptor, for root acting in users' directories.
+
+The daemon runs as root and writes each trace into a directory that its settings name and that
+the job user may be able to write (a per-user trace directory). Anything done there by path
+can be redirected: the user swaps a directory for a symbolic link between root's checks and
+root's use of the path, and root creates, renames or chowns a file of the user's choosing (the
+probe secret, say). So every step here holds the directory it is in as a file descriptor, opens
+the next component relative to it with ``O_NOFOLLOW``, and creates with ``mkdirat``. A symbolic
+link is followed only where no one but root can have placed it: the link is root's own and sits
+in a root-owned directory that others cannot write (or a sticky one, where they cannot replace
+root's entries) — the way ``/var/run`` or a site's ``/p/lustre`` link is followed, and a user's
+planted link is not.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from datacrumbs.common.errors import DatacrumbsError
+
+__all__ = ["open_directory"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
+
+
+def _root_placed(parent: int, name: str, link: os.stat_result) -> bool:
+    """Whether the symlink ``name`` in directory ``parent`` can only have been placed by root."""
+    directory = os.fstat(parent)
+    others_write = directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky = directory.st_mode & stat.S_ISVTX
+    return link.st_uid == 0 and directory.st_uid == 0 and (not others_write or bool(sticky))
+
+
+def open_directory(path: Path, mode: int = 0o755) -> int:
+    """An ``O_DIRECTORY`` descriptor of the absolute ``path``; missing components are created
+    with ``mode`` (exactly, whatever the umask). Raises :class:`DatacrumbsError` naming the
+    component when one is a symbolic link a user could have placed, or not a directory."""
+    if not path.is_absolute():
+        raise DatacrumbsError(f"{path}: not an absolute path")
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        pending = list(path.parts[1:])
+        links = 0
+        walked = Path("/")
+        while pending:
+            name = pending.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                raise DatacrumbsError(f"{path}: '..' is not allowed")
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                info = _make(fd, name, mode, walked / name)
+            if stat.S_ISLNK(info.st_mode):
+                if not _root_placed(fd, name, info) or links >= _MAX_LINKS:
+                    raise DatacrumbsError(
+                        f"{walked / name} is a symbolic link that a user could have placed; "
+                        "not following it")
+                links += 1
+                target = Path(os.readlink(name, dir_fd=fd))
+                if target.is_absolute():
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                    walked = Path("/")
+                pending[:0] = [part for part in target.parts if part != "/"]
+                continue
+            if not stat.S_ISDIR(info.st_mode):
+                raise DatacrumbsError(f"{walked / name} is not a directory")
+            try:
+                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:  # replaced meanwhile, or not ours to enter
+                raise DatacrumbsError(f"{walked / name}: {exc.strerror}") from None
+            os.close(fd)
+            fd, walked = child, walked / name
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _make(parent: int, name: str, mode: int, shown: Path) -> os.stat_result:
+    """Create directory ``name`` in ``parent`` with exactly ``mode``; its stat."""
+    try:
+        os.mkdir(name, mode, dir_fd=parent)
+    except FileExistsError:
+        pass  # made meanwhile (by another run, or a user): checked like any other entry
+    except OSError as exc:
+        raise DatacrumbsError(f"cannot create {shown}: {exc.strerror}") from None
+    else:
+        try:
+            child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+        except OSError as exc:  # swapped for a link (ELOOP) right after it was made
+            raise DatacrumbsError(f"{shown}: {exc.strerror}") from None
+        try:
+            os.fchmod(child, mode)
+        finally:
+            os.close(child)
+    return os.stat(name, dir_fd=parent, follow_symlinks=False)

@@ -20,7 +20,8 @@ def write_atomically(path: Path, data: bytes | str, mode: int = 0o644,
     """Replace ``path`` with ``data`` (str is written as UTF-8), ``mode`` and ``owner``."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # The temporary name stays short: a name near NAME_MAX (255) must still fit once prefixed.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.")
     try:
         with os.fdopen(fd, "wb") as out:
             if owner is not None:

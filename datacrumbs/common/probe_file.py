@@ -9,6 +9,7 @@ model's re-serialisation (which would add defaults).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import zlib
@@ -22,12 +23,32 @@ from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.input_file import read_input
 from datacrumbs.common.probes import ProbeFile
 
-__all__ = ["MAX_PROBE_FILE_BYTES", "PROBE_FILE_MODE", "read_probe_file", "write_probe_file"]
+__all__ = [
+    "MAX_PROBE_FILE_BYTES",
+    "PROBE_FILE_MODE",
+    "config_name",
+    "read_probe_file",
+    "write_probe_file",
+]
 
 PROBE_FILE_MODE = 0o600
 #: Far above 16,384 functions with arguments; a cap so a hostile file cannot exhaust memory.
 MAX_PROBE_FILE_BYTES = 64 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The longest config name put into file names (traces, status databases): with the user,
+#: run-id and host around it, a name must stay under NAME_MAX (255 bytes).
+MAX_CONFIG_NAME = 64
+
+
+def config_name(path: Path) -> str:
+    """The probe file's name without ``.json[.gz]``, as the trace and status database names
+    carry it; a longer name is cut and given a digest of the whole, so it stays distinct."""
+    name = path.name.removesuffix(".gz").removesuffix(".json")
+    if len(name.encode()) <= MAX_CONFIG_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    cut = name.encode("utf-8", "surrogateescape")[:MAX_CONFIG_NAME - 13]
+    return cut.decode("utf-8", "ignore") + "~" + digest
 
 
 def _decompress(path: Path, raw: bytes) -> bytes:
@@ -63,6 +84,15 @@ def read_probe_file(path: Path) -> tuple[dict[str, Any], ProbeFile]:
         raise DatacrumbsError(f"probe file {path}: neither gzip nor UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
         raise DatacrumbsError(f"probe file {path}: neither gzip nor JSON ({exc})") from None
+    except RecursionError:
+        raise DatacrumbsError(f"probe file {path}: JSON nested too deeply") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        raise DatacrumbsError(f"probe file {path}: unusable JSON ({exc})") from None
+    try:  # "\ud800" parses into a lone surrogate, which nothing downstream can encode
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatacrumbsError(f"probe file {path}: a string is not valid Unicode (a lone "
+                              "surrogate escape)") from None
     if not isinstance(document, dict):
         kind = type(document).__name__
         raise DatacrumbsError(f"probe file {path}: expected a JSON object, found a {kind}")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.probe_file import config_name
 
 __all__ = ["Outcome", "StatusDB", "Target", "fingerprint", "status_db_path"]
 
@@ -62,8 +63,7 @@ class Outcome:
 
 def status_db_path(data_dir: Path, install_user: str, probe_file: Path) -> Path:
     """Where the status of ``probe_file``'s targets is kept for ``install_user``."""
-    config_name = probe_file.name.removesuffix(".gz").removesuffix(".json")
-    return data_dir / f"probes-runtime-status-{install_user}-{config_name}.sqlite"
+    return data_dir / f"probes-runtime-status-{install_user}-{config_name(probe_file)}.sqlite"
 
 
 def fingerprint(target: Target) -> str:
@@ -121,10 +121,13 @@ class StatusDB:
         except (OSError, sqlite3.Error) as exc:
             raise DatacrumbsError(f"status database {self.path}: {exc}") from None
         with closing(db):
-            db.execute("PRAGMA busy_timeout = 5000")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(_SCHEMA)
-            yield db
+            try:
+                db.execute("PRAGMA busy_timeout = 5000")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(_SCHEMA)
+                yield db
+            except sqlite3.Error as exc:  # a corrupt file ("file is not a database"), a full disk
+                raise DatacrumbsError(f"status database {self.path}: {exc}") from None
 
     def known_invalid(self, targets: Iterable[Target]) -> dict[Target, str]:
         """The targets marked invalid whose fingerprint still holds, with the recorded reason."""

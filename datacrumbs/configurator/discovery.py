@@ -103,7 +103,12 @@ def _binary(probe: CaptureProbe, settings: Settings) -> Path:
     if not path.is_absolute():
         raise DatacrumbsError(f"probe {probe.name!r}: binary_path {text} must be absolute")
     real = Path(os.path.realpath(path))
-    if not real.is_file():
+    try:
+        exists = real.is_file()
+    except OSError as exc:  # a directory on the way the user cannot enter
+        raise DatacrumbsError(f"probe {probe.name!r}: binary {path} cannot be used: "
+                              f"{exc.strerror}") from None
+    if not exists:
         raise DatacrumbsError(f"probe {probe.name!r}: binary {path} does not exist")
     return real
 

@@ -8,6 +8,7 @@ says which probes to narrow, rather than as a refusal from the signer.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,11 +39,15 @@ def target_of(probe: Discovered, function: str) -> Target:
 def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:
     if not path.exists():
         return set()
-    try:
-        return set(StatusDB(path).known_invalid(targets))
-    except DatacrumbsError:
+    if not os.access(path, os.R_OK):
         print(f"note: status database {path} is not readable by you; targets known to fail "
               "are not dropped here (the daemon still skips them)", file=sys.stderr)
+        return set()
+    try:
+        return set(StatusDB(path).known_invalid(targets))
+    except DatacrumbsError as exc:  # corrupt, or locked for longer than the busy timeout
+        print(f"note: {exc}; targets known to fail are not dropped here (the daemon still "
+              "skips them)", file=sys.stderr)
         return set()
 
 

@@ -24,6 +24,7 @@ from types import FrameType
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.fd_paths import open_directory
 from datacrumbs.common.logs import journal_only, setup_logging
+from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
@@ -122,7 +123,7 @@ def _trace_location(settings: Settings, user: str, run_id: str,
         raise DatacrumbsError(f"trace directory {directory}: {exc}") from None
     location = _TraceLocation(dir_fd, directory / (
         f"trace-{user}-{run_id}-{settings.hostname}-"
-        f"{probe_path.name.removesuffix('.gz').removesuffix('.json')}.pfw.gz"))
+        f"{config_name(probe_path)}.pfw.gz"))
     name = location.path.name
     try:
         older = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

@@ -67,8 +67,15 @@ class ElfSymbols:
     @classmethod
     def read(cls, path: str) -> ElfSymbols:
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+            # Non-blocking and checked first: a FIFO at the path must not hang the daemon.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                info = os.fstat(f.fileno())
+                if stat.S_ISDIR(info.st_mode):
+                    raise SymbolError(f"binary {path} is a directory")
+                if not stat.S_ISREG(info.st_mode):
+                    raise SymbolError(f"binary {path} is not a regular file")
+                size = info.st_size
                 elf = ELFFile(f)
                 loads = [
                     (seg["p_vaddr"], seg["p_memsz"], seg["p_offset"])

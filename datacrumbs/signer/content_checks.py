@@ -98,11 +98,22 @@ def check_binary(text: str) -> None:
     _not_writable_by_others(path, info, "binary path")
     for directory in path.parents:
         _not_writable_by_others(directory, os.lstat(directory), "directory of binary path")
+    # Non-blocking, no link, and the very file examined above: a FIFO swapped in after the
+    # lstat must not hold this signer thread forever.
     try:
-        with open(path, "rb") as binary:
-            magic = binary.read(4)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or \
+                not stat.S_ISREG(opened.st_mode):
+            raise ContentRefused(f"binary path {text} changed while it was examined")
+        magic = os.pread(fd, 4, 0)
+    except OSError as exc:
+        raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if magic != _ELF_MAGIC:
         raise ContentRefused(f"binary path {text} is not an ELF file")
 

@@ -49,6 +49,21 @@ def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], tmp_path: Pat
     assert message.startswith(f"probe file {path}: neither gzip nor")
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    (b"[" * 100_000, "JSON nested too deeply"),
+    (b'{"summary": {"user": ' + b"9" * 5000 + b"}}",
+     "unusable JSON (Exceeds the limit (4300 digits) for integer string conversion"),
+    (b'{"summary": {}, "categories": [{"type": 0, "name": "p", "functions": ["\\ud800"]}]}',
+     "a string is not valid Unicode (a lone surrogate escape)"),
+])
+def test_hostile_json_is_one_line(run_env: dict[str, str], tmp_path: Path, content: bytes,
+                                  message: str) -> None:
+    path = tmp_path / "hostile.json.gz"
+    path.write_bytes(gzip.compress(content))
+    refused = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert refused.startswith(f"probe file {path}: {message}")
+
+
 def test_truncated_gzip(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
     path = make_probe_file(POSIX)
     path.write_bytes(path.read_bytes()[:-12])

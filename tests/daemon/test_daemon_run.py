@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -203,6 +204,34 @@ def test_missing_binary_fails_that_target_only(
     assert daemon.stop() == 0
     assert "5 attached, 1 failed" in daemon.stderr
     assert f"cannot trace gone:f: binary {tmp_path}/missing.so does not exist" in daemon.stderr
+
+
+def test_fifo_where_a_binary_should_be_fails_that_target_only(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+) -> None:
+    # Swapped in by the user after signing: the daemon must not block opening it.
+    fifo = tmp_path / "app"
+    os.mkfifo(fifo)
+    swapped = {"type": 2, "name": "app", "functions": ["main"], "binary_path": str(fifo)}
+    daemon = Daemon(make_probe_file([*SYSCALLS, swapped], name="fifo.json.gz"), "fifo",
+                    env=run_env)
+    daemon.wait_ready("fifo", timeout=30)
+    assert daemon.stop() == 0
+    assert "5 attached, 1 failed" in daemon.stderr
+    assert f"cannot trace app:main: binary {fifo} is not a regular file" in daemon.stderr
+
+
+def test_probe_file_name_too_long_for_file_names_is_cut_in_them(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+) -> None:
+    name = "p" * 230
+    daemon = Daemon(make_probe_file(SYSCALLS, name=f"{name}.json.gz"), "long", env=run_env)
+    ready = daemon.wait_ready("long")
+    trace = Path(ready.read_text().splitlines()[1])
+    assert daemon.stop() == 0, daemon.stderr
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    assert trace.name == f"trace-{JOB_USER}-long-{HOST}-{'p' * 51}~{digest}.pfw.gz"
+    assert _events(trace) is not None  # complete and readable
 
 
 def test_status_and_watchdog_keep_coming_while_tracing(

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from signer_support import Node, run, write_file
 
+from datacrumbs.common.status_db import status_db_path
+
 PREFIX = "datacrumbs_probe_configurator: error: "
 
 
@@ -100,3 +102,44 @@ def test_uninstalled_launcher_is_one_line(node: Node, world: Path) -> None:
     assert (result.returncode, result.stderr) == (
         2, f"{PREFIX}{launcher} is not installed or not executable; an admin runs "
            "datacrumbs_install to install it\n")
+
+
+def test_binary_in_a_directory_the_user_cannot_enter_is_one_line(node: Node, world: Path,
+                                                                   nobody_dir: Path) -> None:
+    closed = world / "closed-bin"
+    closed.mkdir(mode=0o700, exist_ok=True)
+    code, stderr, _ = _configure(
+        node, nobody_dir,
+        f"capture_probes:\n  - name: app\n    probe: uprobe\n    binary_path: {closed}/app\n"
+        "    regex: main\n")
+    assert code == 2
+    assert stderr.startswith(PREFIX) and stderr.count("\n") == 1, stderr
+    assert f"{closed}/app" in stderr and "Traceback" not in stderr
+
+
+def test_corrupt_status_database_is_one_line(node: Node, nobody_dir: Path) -> None:
+    # Run as root, the install user, who can read the node's status database.
+    settings = node.settings()
+    config = write_file(nobody_dir / "probes.yaml",
+                        "capture_probes:\n  - name: p\n    probe: syscalls\n    regex: read\n")
+    output = nobody_dir / "corrupt.json.gz"
+    db = status_db_path(settings.data_dir, settings.install_user, output)
+    db.write_bytes(b"this is not an SQLite database" * 100)
+    try:
+        result, _ = run([str(node.launcher), str(config), str(output)], node.env())
+    finally:
+        db.unlink()
+    # The file is signed all the same; the corrupt database is named in one note.
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"note: status database {db}: file is not a database; targets known to fail are not "
+        "dropped here (the daemon still skips them)\n")
+
+
+def test_output_name_too_long_is_one_line(node: Node, nobody_dir: Path) -> None:
+    config = write_file(nobody_dir / "probes.yaml",
+                        "capture_probes:\n  - name: p\n    probe: syscalls\n    regex: read\n")
+    output = nobody_dir / ("x" * 250 + ".json.gz")
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
+    assert result.returncode == 2
+    assert result.stderr == f"{PREFIX}cannot write {output}: File name too long\n"

@@ -19,6 +19,16 @@ __all__ = ["SYSLOG_IDENTIFIER", "audit", "setup_audit_logging"]
 SYSLOG_IDENTIFIER = "datacrumbs_sign_probes"
 
 
+def _escaped(value: object) -> str:
+    """``value`` on one line: a path or reason a user chose ("a\\nDECISION=signed") must not
+    forge a record of its own in the text log. The journal fields keep the exact bytes."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def setup_audit_logging() -> logging.Logger:
     """The signer's logger: stderr always, the journal too when running under systemd."""
     return setup_logging("datacrumbs.signer", SYSLOG_IDENTIFIER)
@@ -36,6 +46,6 @@ def audit(logger: logging.Logger, peer: PeerCredentials | None, decision: str, r
         "FUNCTIONS": functions,
         "REASON": reason,
     }
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    text = " ".join(f"{key}={_escaped(value)}" for key, value in fields.items())
     level = logging.INFO if decision == "signed" else logging.WARNING
     logger.log(level, text, extra={key: str(value) for key, value in fields.items()})

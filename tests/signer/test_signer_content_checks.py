@@ -175,3 +175,13 @@ def test_duplicate_keys_are_refused(crafted_node: Node, nobody_dir: Path) -> Non
     body = body.replace('"user": "nobody"', '"user": "root", "user": "nobody"')
     assert _refused(crafted_node, nobody_dir, frame(body.encode())) == (
         "malformed request: duplicate key 'user'")
+
+
+def test_newline_in_a_path_cannot_forge_an_audit_record(crafted_node: Node,
+                                                         nobody_dir: Path) -> None:
+    forged = "/tmp/x\nDECISION=signed FUNCTIONS=99 REASON=forged"
+    doc = _uprobe_on(document(crafted_node.settings(), "nobody"), forged)
+    _refused(crafted_node, nobody_dir, doc)
+    log = crafted_node.log.read_text()
+    assert not any(line.startswith("DECISION=") for line in log.splitlines())
+    assert "/tmp/x\\nDECISION=signed FUNCTIONS=99 REASON=forged" in log

@@ -1,7 +1,10 @@
 """The runtime probe status database: which targets attached on this node, and which failed.
 
-``<data-dir>/probes-runtime-status-<install-user>-<config-name>.sqlite``, where config-name is
-the probe file's name without ``.json.gz`` (or ``.json``). Upstream DataCrumbs' table and its
+``<data-dir>/probes-runtime-status-<install-user>-<user>-<config-name>.sqlite``, where user is
+the job user and config-name the probe file's name without ``.json.gz`` (or ``.json``). One
+database per job user: upstream keys it by the probe file's name alone, so one user's failing
+targets (a binary they made fail on purpose) were skipped silently for every other user whose
+probe file had the same name. Upstream DataCrumbs' table and its
 groups are kept (``syscalls``/``kprobes``/``binary``/``usdt``; scope "" for kernel kinds, the
 binary path for uprobes, ``binary\\nprovider`` for USDT), with three columns added: the failure
 ``reason``, when it was ``updated_at``, and a ``fingerprint`` of what the outcome depended on
@@ -61,9 +64,11 @@ class Outcome:
     reason: str = ""
 
 
-def status_db_path(data_dir: Path, install_user: str, probe_file: Path) -> Path:
-    """Where the status of ``probe_file``'s targets is kept for ``install_user``."""
-    return data_dir / f"probes-runtime-status-{install_user}-{config_name(probe_file)}.sqlite"
+def status_db_path(data_dir: Path, install_user: str, user: str, probe_file: Path) -> Path:
+    """Where the status of ``user``'s ``probe_file`` targets is kept (owned by
+    ``install_user``)."""
+    name = f"probes-runtime-status-{install_user}-{user}-{config_name(probe_file)}.sqlite"
+    return data_dir / name
 
 
 def fingerprint(target: Target) -> str:

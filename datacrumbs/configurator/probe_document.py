@@ -65,7 +65,7 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
                 seen.add(target)
                 functions.append(function)
         kept.append((probe, functions))
-    db = status_db_path(settings.data_dir, settings.install_user, output_path)
+    db = status_db_path(settings.data_dir, settings.install_user, user, output_path)
     invalid = _known_invalid(db, sorted(seen))
     categories = []
     for probe, functions in kept:

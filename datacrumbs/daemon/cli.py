@@ -24,7 +24,7 @@ environment (also read from the installed system configuration; see docs/setting
   DATACRUMBS_SERVER_RUN_DIR        ready file <run-dir>/datacrumbs-<run-id>.ready, lock
   DATACRUMBS_SERVER_RUN_ID_FILE    where the run-id is written
   DATACRUMBS_PROBE_SECRET_FILE     the key probe files must be signed with
-  DATACRUMBS_DATA_DIR              status database probes-runtime-status-<install-user>-<config>
+  DATACRUMBS_DATA_DIR              status databases (probes-runtime-status-*.sqlite)
 
 The trace is <trace-dir>/trace-<user>-<run-id>-<host>-<config>.pfw.gz, where <config> is the
 probe file's name without .json.gz. SIGTERM or SIGINT stops tracing, finishes the trace and

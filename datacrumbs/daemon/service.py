@@ -206,7 +206,8 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
            log: logging.Logger) -> int:
     trace_path = location.path
     notifier = Notifier()
-    status_db = StatusDB(status_db_path(settings.data_dir, settings.install_user, probe_path),
+    status_db = StatusDB(status_db_path(settings.data_dir, settings.install_user,
+                                        job_user.pw_name, probe_path),
                          owner_uid=owner.pw_uid, owner_gid=owner.pw_gid)
     requested = [target_of(p, f) for p in probe_file.categories for f in p.functions]
     known_bad = status_db.known_invalid(requested)

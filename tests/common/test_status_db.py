@@ -18,8 +18,8 @@ NOPE = Target("syscalls", "", "no_such_syscall")
 
 
 def test_path_follows_the_probe_file_name(tmp_path: Path) -> None:
-    assert status_db_path(tmp_path, "dc", Path("/x/posix-io.json.gz")) == (
-        tmp_path / "probes-runtime-status-dc-posix-io.sqlite"
+    assert status_db_path(tmp_path, "dc", "alice", Path("/x/posix-io.json.gz")) == (
+        tmp_path / "probes-runtime-status-dc-alice-posix-io.sqlite"
     )
 
 

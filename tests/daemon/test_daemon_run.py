@@ -43,8 +43,8 @@ def _events(path: Path) -> list[dict]:
 
 
 def _status_db(installed: Path, config: str = "probes") -> StatusDB:
-    return StatusDB(installed / f"share/datacrumbs/data/probes-runtime-status-root-{config}"
-                                ".sqlite")
+    return StatusDB(installed / "share/datacrumbs/data" /
+                    f"probes-runtime-status-root-{JOB_USER}-{config}.sqlite")
 
 
 def test_daemon_traces_a_job_and_stops_cleanly(
@@ -154,6 +154,27 @@ def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
     assert db.rows("invalid") == []
     assert ("binary", str(library), "fsync") in {
         (r["probe_group"], r["scope_key"], r["function_name"]) for r in db.rows("successful")}
+
+
+def test_another_users_failures_never_make_this_users_targets_skipped(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], public_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # User "daemon" runs a job whose probe file has the same name and a target that fails;
+    # the daemon for nobody must still try that target itself (issue 11, finding 5).
+    library = public_dir / f"{tmp_path.name}-shared.so"
+    uprobe = {"type": 2, "name": "lib", "functions": ["fsync"], "binary_path": str(library)}
+    theirs = make_probe_file([*SYSCALLS, uprobe], user="daemon", name="probes.json.gz")
+    daemon = Daemon(theirs, "theirs", env=run_env | {"DATACRUMBS_USER": "daemon"})
+    daemon.wait_ready("theirs")
+    assert daemon.stop() == 0
+    assert "1 failed, 0 skipped as known-bad" in daemon.stderr
+
+    mine = make_probe_file([*SYSCALLS, uprobe], name="probes.json.gz")
+    daemon = Daemon(mine, "mine", env=run_env)
+    daemon.wait_ready("mine")
+    assert daemon.stop() == 0
+    assert "probes: 6 requested, 5 attached, 1 failed, 0 skipped as known-bad" in daemon.stderr
 
 
 def test_run_id_from_argument_then_scheduler_then_clock(

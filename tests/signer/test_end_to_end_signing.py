@@ -75,9 +75,9 @@ def test_daemon_refuses_the_file_for_another_user(node: Node, nobody_dir: Path) 
         accept_probe_file(output, node.settings(), "root")
 
 
-def _mark_failing(node: Node, output: Path, function: str) -> Path:
+def _mark_failing(node: Node, output: Path, function: str, user: str) -> Path:
     settings = node.settings()
-    db = status_db_path(settings.data_dir, settings.install_user, output)
+    db = status_db_path(settings.data_dir, settings.install_user, user, output)
     StatusDB(db).record([Outcome(Target("syscalls", "", function), False, "no tracepoint")])
     return db
 
@@ -86,7 +86,7 @@ def test_targets_known_to_fail_are_dropped(node: Node, nobody_dir: Path) -> None
     # Run as root, who (as the install user) can read the node's status database.
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "root-probes.json.gz"
-    db = _mark_failing(node, output, "write")
+    db = _mark_failing(node, output, "write", "root")
     try:
         result, _ = run([str(node.launcher), str(config), str(output)], node.env())
         assert result.returncode == 0, result.stderr
@@ -100,7 +100,7 @@ def test_unreadable_status_database_is_noted_and_targets_kept(node: Node,
                                                               nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
-    db = _mark_failing(node, output, "write")
+    db = _mark_failing(node, output, "write", "nobody")
     try:
         result, _ = run([node.configurator, str(config), str(output)],
                         node.env(), as_nobody=True)

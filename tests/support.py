@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from datacrumbs.common.binary_identity import BinaryUnusable, identity_of, open_binary
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.signing import read_secret, sign
 
@@ -46,6 +47,22 @@ def public_subdir(root: Path, name: str) -> Path:
     return path
 
 
+def with_identity(category: dict[str, Any]) -> dict[str, Any]:
+    """``category`` with the identity of its binary, as the configurator records it (when the
+    binary exists and the category has none yet)."""
+    path = category.get("binary_path")
+    if not isinstance(path, str) or "binary_identity" in category:
+        return category
+    try:
+        fd = open_binary(path)
+    except BinaryUnusable:
+        return category
+    try:
+        return category | {"binary_identity": identity_of(fd).model_dump()}
+    finally:
+        os.close(fd)
+
+
 def signed_document(secret: Path, categories: list[dict[str, Any]], *, user: str,
                     signed: bool = True, **summary: Any) -> dict[str, Any]:
     """A probe document as the signer would sign it for ``user`` on this host (a day's
@@ -56,7 +73,7 @@ def signed_document(secret: Path, categories: list[dict[str, Any]], *, user: str
             "expires_at": expires.isoformat(timespec="seconds")}
     document: dict[str, Any] = {
         "summary": {k: v for k, v in (base | summary).items() if v is not None},
-        "categories": categories,
+        "categories": [with_identity(c) for c in categories],
         "checksum_algorithm": "hmac-sha256",
     }
     if signed:

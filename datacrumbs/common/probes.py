@@ -12,6 +12,8 @@ from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from datacrumbs.common.binary_identity import BinaryIdentity
+
 __all__ = [
     "MAX_FUNCTIONS",
     "FunctionArgument",
@@ -57,6 +59,9 @@ class Probe(_Strict):
     functions: list[str] = Field(min_length=1)
     function_arguments: dict[str, list[FunctionArgument]] = Field(default_factory=dict)
     binary_path: str | None = None
+    #: The signed file behind ``binary_path`` (uprobe and USDT categories; see
+    #: binary_identity.py): the daemon attaches to nothing else.
+    binary_identity: BinaryIdentity | None = None
     include_offsets: bool = False
     provider: str | None = None
 

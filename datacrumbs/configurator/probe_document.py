@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from datacrumbs.common.binary_identity import BinaryUnusable, identity_of, open_binary
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import MAX_FUNCTIONS, ProbeType
 from datacrumbs.common.settings import Settings
@@ -51,6 +52,25 @@ def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:
         return set()
 
 
+class _Identities:
+    """The identity of each binary, read once (the signer re-reads and compares it)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, path: str) -> dict[str, Any]:
+        if path not in self._known:
+            try:
+                fd = open_binary(path)
+            except BinaryUnusable as exc:
+                raise DatacrumbsError(str(exc)) from None
+            try:
+                self._known[path] = identity_of(fd).model_dump()
+            finally:
+                os.close(fd)
+        return self._known[path]
+
+
 def build_document(discovered: list[Discovered], settings: Settings, *, user: str,
                    config_path: Path, output_path: Path, expires_in_days: int,
                    now: datetime | None = None) -> dict[str, Any]:
@@ -65,6 +85,7 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
                 seen.add(target)
                 functions.append(function)
         kept.append((probe, functions))
+    identities = _Identities()
     db = status_db_path(settings.data_dir, settings.install_user, user, output_path)
     invalid = _known_invalid(db, sorted(seen))
     categories = []
@@ -78,6 +99,7 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
                                     "functions": alive}
         if probe.binary_path is not None:
             category["binary_path"] = probe.binary_path
+            category["binary_identity"] = identities(probe.binary_path)
         if probe.provider is not None:
             category["provider"] = probe.provider
         categories.append(category)

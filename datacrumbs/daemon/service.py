@@ -30,6 +30,7 @@ from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.notify import Notifier
+from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
 from datacrumbs.daemon.run_files import RunFiles
 from datacrumbs.daemon.run_id import resolve_run_id
@@ -224,10 +225,17 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
                                  bpf_object=bpf_object))
     try:
         engine.load()
-        outcomes = engine.attach(probes)
+        pinned = PinnedBinaries(probes)
+        try:
+            attempted = engine.attach(pinned.probes, pinned.kernel_paths)
+        finally:
+            pinned.close()
         by_category = {p.name: p for p in probes}
+        # What the kernel refused is recorded; a binary that is not the signed file is not a
+        # target known to fail, and a re-signed file must be tried at once.
         status_db.record(Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
-                         for o in outcomes)
+                         for o in pinned.unusable + attempted)
+        outcomes = pinned.unusable + pinned.unsigned + attempted
         attached = sum(o.attached for o in outcomes)
         failed = [o for o in outcomes if not o.attached]  # the engine logged each reason
         log.info(

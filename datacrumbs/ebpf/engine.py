@@ -181,6 +181,7 @@ class Engine:
         self._raw_sys_links: list[BpfLink] | None = None  # None: not attached yet
         self._raw_sys_error: str | None = None
         self._syscall_numbers: set[int] = set()  # cookie-map slots written
+        self._pinned: dict[str, str] = {}  # binary path -> the path the kernel resolves
 
     # -- load ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -263,9 +264,14 @@ class Engine:
         return self._obj
 
     # -- attach --------------------------------------------------------------------------
-    def attach(self, probes: Iterable[Probe]) -> list[TargetOutcome]:
-        """Attach every function of every probe; one outcome per function, in order."""
+    def attach(self, probes: Iterable[Probe],
+               pinned: Mapping[str, str] | None = None) -> list[TargetOutcome]:
+        """Attach every function of every probe; one outcome per function, in order.
+
+        ``pinned`` maps a binary path to the path the kernel is to resolve instead (the
+        daemon's ``/proc/self/fd/N`` of the file it checked against the signed identity)."""
         self._object  # noqa: B018 - fail early when not loaded
+        self._pinned = dict(pinned or {})
         outcomes: list[TargetOutcome | None] = []
         elf_cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError] = {}
         by_binary: dict[str, list[_UprobeTarget]] = {}
@@ -303,6 +309,10 @@ class Engine:
                     extra={"CATEGORY": outcome.category, "FUNCTION": outcome.function},
                 )
         return final
+
+    def _kernel_binary(self, binary: str) -> str:
+        """The path through which the kernel and the symbol reader reach ``binary``."""
+        return self._pinned.get(binary, binary)
 
     @staticmethod
     def _failed(probe: Probe, function: str, reason: str) -> TargetOutcome:
@@ -431,6 +441,7 @@ class Engine:
         name, offset = resolved
         binary = probe.binary_path
         assert binary
+        kernel_binary = self._kernel_binary(binary)
         if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
             return self._failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
@@ -440,8 +451,8 @@ class Engine:
             probe,
             function,
             spec.fid,
-            lambda: obj.attach_uprobe(FUNC_ENTER, binary, offset, cookie, retprobe=False),
-            lambda: obj.attach_uprobe(FUNC_EXIT, binary, offset, cookie, retprobe=True),
+            lambda: obj.attach_uprobe(FUNC_ENTER, kernel_binary, offset, cookie, retprobe=False),
+            lambda: obj.attach_uprobe(FUNC_EXIT, kernel_binary, offset, cookie, retprobe=True),
         )
         if not outcome.attached:
             del self._attached[(binary, f"{offset:#x}")]
@@ -454,8 +465,8 @@ class Engine:
         cache: dict[str, uprobes.ElfSymbols | uprobes.SymbolError],
     ) -> tuple[str, int] | TargetOutcome:
         """(name, file offset) of a uprobe target, or its failed outcome. The ELF symbols of a
-        binary are read once per :meth:`attach`, and only when a target names a function
-        without its offset (``name:0xOFFSET`` targets need only the file's size)."""
+        binary are read once per :meth:`attach`; a ``name:0xOFFSET`` target must start one of
+        its functions (a breakpoint elsewhere would corrupt the code others run)."""
         binary = probe.binary_path
         if not binary:
             return self._failed(probe, function, "uprobe category has no binary_path")
@@ -464,14 +475,9 @@ class Engine:
         except uprobes.SymbolError as exc:
             return self._failed(probe, function, str(exc))
         symbols = cache.get(binary)
-        if symbols is None or (
-            offset is None and isinstance(symbols, uprobes.ElfSymbols) and not symbols.complete
-        ):
-            try:
-                if offset is None:
-                    symbols = uprobes.ElfSymbols.read(binary)
-                else:
-                    symbols = uprobes.ElfSymbols.stat_only(binary)
+        if symbols is None:
+            try:  # every target is checked against the symbols: names and offsets alike
+                symbols = uprobes.ElfSymbols.read(self._kernel_binary(binary), shown=binary)
             except uprobes.SymbolError as exc:
                 symbols = exc
             cache[binary] = symbols
@@ -516,12 +522,13 @@ class Engine:
         obj = self._object
         offsets = [t.offset for t in targets]
         cookies = [t.cookie for t in targets]
+        path = self._kernel_binary(binary)
         try:
-            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, binary, offsets, cookies, True)
+            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, path, offsets, cookies, True)
         except BpfError as exc:
             return self._split_uprobe_group(binary, targets, exc)
         try:
-            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, binary, offsets, cookies, False)
+            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, path, offsets, cookies, False)
         except BpfError as exc:
             exit_link.destroy()
             return self._split_uprobe_group(binary, targets, exc)

@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
@@ -45,37 +46,21 @@ class ElfSymbols:
 
     path: str
     offsets: dict[str, int]
-    size: int = 0  # bytes in the file (0: unknown)
-    complete: bool = True  # False: only the size is known (stat_only)
 
     @classmethod
-    def stat_only(cls, path: str) -> ElfSymbols:
-        """The file's size without reading its symbols: enough for ``name:0xOFFSET`` targets,
-        which a probe file may list by the thousand (reading the ELF costs ~60 µs a symbol)."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError as exc:
-            raise SymbolError(f"binary {path} does not exist") from exc
-        except OSError as exc:
-            raise SymbolError(f"binary {path} cannot be used ({exc.strerror})") from exc
-        if stat.S_ISDIR(st.st_mode):
-            raise SymbolError(f"binary {path} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise SymbolError(f"binary {path} is not a regular file")
-        return cls(path, {}, st.st_size, complete=False)
-
-    @classmethod
-    def read(cls, path: str) -> ElfSymbols:
+    def read(cls, path: str, shown: str | None = None) -> ElfSymbols:
+        """The functions of the ELF file at ``path``; ``shown`` names it in messages (the
+        daemon reads a pinned binary through ``/proc/self/fd/N``)."""
+        label = shown or path
         try:
             # Non-blocking and checked first: a FIFO at the path must not hang the daemon.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as f:
                 info = os.fstat(f.fileno())
                 if stat.S_ISDIR(info.st_mode):
-                    raise SymbolError(f"binary {path} is a directory")
+                    raise SymbolError(f"binary {label} is a directory")
                 if not stat.S_ISREG(info.st_mode):
-                    raise SymbolError(f"binary {path} is not a regular file")
-                size = info.st_size
+                    raise SymbolError(f"binary {label} is not a regular file")
                 elf = ELFFile(f)
                 loads = [
                     (seg["p_vaddr"], seg["p_memsz"], seg["p_offset"])
@@ -99,16 +84,16 @@ class ElfSymbols:
                             # .dynsym comes first; keep the first definition of a name
                             offsets.setdefault(sym.name.split("@", 1)[0], offset)
                 if not offsets and not _has_code(elf):
-                    raise SymbolError(f"{path} has no executable code")
+                    raise SymbolError(f"{label} has no executable code")
         except FileNotFoundError as exc:
-            raise SymbolError(f"binary {path} does not exist") from exc
+            raise SymbolError(f"binary {label} does not exist") from exc
         except PermissionError as exc:
-            raise SymbolError(f"binary {path} is not readable") from exc
+            raise SymbolError(f"binary {label} is not readable") from exc
         except IsADirectoryError as exc:
-            raise SymbolError(f"binary {path} is a directory") from exc
+            raise SymbolError(f"binary {label} is a directory") from exc
         except ELFError as exc:
-            raise SymbolError(f"binary {path} is not an ELF file ({exc})") from exc
-        return cls(path, offsets, size)
+            raise SymbolError(f"binary {label} is not an ELF file ({exc})") from exc
+        return cls(label, offsets)
 
     def offset(self, name: str) -> int:
         try:
@@ -116,11 +101,18 @@ class ElfSymbols:
         except KeyError:
             raise SymbolError(f"{self.path} defines no function {name}") from None
 
+    @cached_property
+    def starts(self) -> frozenset[int]:
+        """The file offsets at which a function starts."""
+        return frozenset(self.offsets.values())
+
     def check_offset(self, offset: int) -> None:
-        """Refuse an offset outside the file here, before the kernel refuses it (EINVAL) for
-        the whole uprobe_multi link it would be part of."""
-        if self.size and not 0 <= offset < self.size:
-            raise SymbolError(f"offset {offset:#x} is outside {self.path} ({self.size} bytes)")
+        """Refuse an offset that does not start a function of the file: a breakpoint anywhere
+        else (inside an instruction, in data) would change the code every process of the file
+        runs — and it is refused here, before the kernel refuses the whole uprobe_multi link it
+        would be part of."""
+        if offset not in self.starts:
+            raise SymbolError(f"offset {offset:#x} is not the start of a function of {self.path}")
 
 
 def _file_offset(vaddr: int, loads: Iterable[tuple[int, int, int]]) -> int | None:

@@ -12,15 +12,24 @@ import json
 import os
 import re
 import stat
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from datacrumbs.common.binary_identity import (
+    BinaryIdentity,
+    BinaryUnusable,
+    identity_of,
+    kernel_path,
+    open_binary,
+)
 from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM
+from datacrumbs.ebpf.uprobes import ElfSymbols, SymbolError, parse_target
 
 __all__ = ["MAX_EXPIRY", "ContentRefused", "check_document"]
 
@@ -82,13 +91,20 @@ def _not_writable_by_others(path: Path, info: os.stat_result, what: str) -> None
             raise ContentRefused(f"{what} {path} is writable by group or others")
 
 
-def check_binary(text: str) -> None:
-    """A uprobe/USDT target must be a canonical path to an ELF file no one else can replace."""
+def check_binary(text: str, identity: BinaryIdentity | None,
+                 functions: Sequence[str] = ()) -> None:
+    """A uprobe/USDT target must be a canonical path to an ELF file no one else can replace,
+    and the very file the configurator read: the document's ``binary_identity`` is compared
+    with the identity of the file examined here (see common/binary_identity.py). Targets given
+    as ``name:0xOFFSET`` must start a function of that file."""
     path = Path(text)
     if not path.is_absolute() or os.path.realpath(text) != text:
         raise ContentRefused(f"binary path {text} is not absolute and canonical (no symlinks)")
+    if identity is None:
+        raise ContentRefused(f"binary path {text}: binary_identity is missing")
     try:
         info = os.lstat(path)
+        parents = [(directory, os.lstat(directory)) for directory in path.parents]
     except FileNotFoundError:
         raise ContentRefused(f"binary path {text} does not exist") from None
     except OSError as exc:
@@ -96,26 +112,43 @@ def check_binary(text: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise ContentRefused(f"binary path {text} is not a regular file")
     _not_writable_by_others(path, info, "binary path")
-    for directory in path.parents:
-        _not_writable_by_others(directory, os.lstat(directory), "directory of binary path")
-    # Non-blocking, no link, and the very file examined above: a FIFO swapped in after the
-    # lstat must not hold this signer thread forever.
+    for directory, directory_info in parents:
+        _not_writable_by_others(directory, directory_info, "directory of binary path")
+    # One non-blocking descriptor, no link, the very file examined above: a FIFO swapped in
+    # after the lstat must not hold this signer thread, nor another file pass as this one.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
+        fd = open_binary(text)
+    except BinaryUnusable as exc:
+        raise ContentRefused(str(exc)) from None
     try:
         opened = os.fstat(fd)
-        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or \
-                not stat.S_ISREG(opened.st_mode):
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
             raise ContentRefused(f"binary path {text} changed while it was examined")
-        magic = os.pread(fd, 4, 0)
+        if os.pread(fd, 4, 0) != _ELF_MAGIC:
+            raise ContentRefused(f"binary path {text} is not an ELF file")
+        differs = identity.differences(identity_of(fd))
+        if differs:
+            raise ContentRefused(f"binary path {text} is not the file the configurator read "
+                                 f"({', '.join(differs)} differ)")
+        _check_offsets(text, kernel_path(fd), functions)
     except OSError as exc:
         raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
     finally:
         os.close(fd)
-    if magic != _ELF_MAGIC:
-        raise ContentRefused(f"binary path {text} is not an ELF file")
+
+
+def _check_offsets(text: str, readable: str, functions: Sequence[str]) -> None:
+    """Every ``name:0xOFFSET`` target must be the start of a function symbol of the file."""
+    explicit = [f for f in functions if ":" in f]
+    if not explicit:
+        return
+    try:
+        symbols = ElfSymbols.read(readable)
+        for function in explicit:
+            _, offset = parse_target(function)
+            symbols.check_offset(offset if offset is not None else -1)
+    except SymbolError as exc:
+        raise ContentRefused(f"binary path {text}: {str(exc).replace(readable, text)}") from None
 
 
 def _check_categories(model: ProbeFile) -> None:
@@ -137,7 +170,7 @@ def _check_categories(model: ProbeFile) -> None:
         if (probe.type == ProbeType.USDT) != (probe.provider is not None):
             raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
         if probe.binary_path is not None:
-            check_binary(probe.binary_path)
+            check_binary(probe.binary_path, probe.binary_identity, probe.functions)
 
 
 def check_document(document: dict[str, Any], peer_user: str, settings: Settings,

@@ -147,6 +147,7 @@ def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
     assert "probes: 6 requested, 5 attached, 0 failed, 1 skipped as known-bad" in daemon.stderr
 
     shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), library)
+    probes = make_probe_file([*SYSCALLS, uprobe])  # signed again, with the file's identity
     daemon = Daemon(probes, "r3", env=run_env)
     daemon.wait_ready("r3")
     assert daemon.stop() == 0

@@ -105,7 +105,7 @@ def test_an_offset_the_kernel_refuses_fails_only_its_own_target(
     assert {n: names.count(n) for n in set(names)} == {f"dcm_f{i}": _calls(i) for i in range(40)}
 
 
-def test_an_offset_outside_the_file_is_refused_before_the_kernel_sees_it(
+def test_an_offset_that_starts_no_function_is_refused_before_the_kernel_sees_it(
     session, many_functions, traced_user
 ):
     lib, _ = many_functions
@@ -121,8 +121,7 @@ def test_an_offset_outside_the_file_is_refused_before_the_kernel_sees_it(
     with session(probes, uid=traced_user.uid) as s:
         pass
     reasons = [o.reason for o in s.trace.outcomes]
-    size = lib.stat().st_size
-    assert reasons == [None, f"offset {beyond:#x} is outside {lib} ({size} bytes)"]
+    assert reasons == [None, f"offset {beyond:#x} is not the start of a function of {lib}"]
 
 
 def test_untraced_syscalls_of_the_traced_user_produce_no_event(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import clean_env, command, installed_command
+from support import clean_env, command, installed_command, with_identity
 
 from datacrumbs.common.layout import launcher_path
 from datacrumbs.common.settings import Settings, load_settings
@@ -143,8 +143,8 @@ def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:
         "summary": {k: v for k, v in (base | summary).items() if v is not None},
         "categories": [
             {"type": 0, "name": "posix_io", "functions": ["read", "write"]},
-            {"type": 2, "name": "stdio", "functions": ["fopen", "fclose"],
-             "binary_path": os.path.realpath(settings.libc_so)},
+            with_identity({"type": 2, "name": "stdio", "functions": ["fopen", "fclose"],
+                           "binary_path": os.path.realpath(settings.libc_so)}),
         ],
         "checksum_algorithm": "hmac-sha256",
     }

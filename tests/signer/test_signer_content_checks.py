@@ -13,6 +13,7 @@ import pytest
 from signer_support import Node, document, frame, run
 
 from datacrumbs.common.signing import read_secret, verify
+from datacrumbs.ebpf.uprobes import ElfSymbols
 
 LIBC_FUNCTIONS = ["fopen", "fclose"]
 
@@ -185,3 +186,32 @@ def test_newline_in_a_path_cannot_forge_an_audit_record(crafted_node: Node,
     log = crafted_node.log.read_text()
     assert not any(line.startswith("DECISION=") for line in log.splitlines())
     assert "/tmp/x\\nDECISION=signed FUNCTIONS=99 REASON=forged" in log
+
+
+def test_identity_other_than_the_file_s_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    libc = doc["categories"][1]["binary_path"]
+    doc["categories"][1]["binary_identity"] = {**doc["categories"][1]["binary_identity"],
+                                               "sha256": "0" * 64}
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"binary path {libc} is not the file the configurator read (sha256 differ)")
+
+
+def test_uprobe_without_identity_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    libc = doc["categories"][1]["binary_path"]
+    del doc["categories"][1]["binary_identity"]
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"binary path {libc}: binary_identity is missing")
+
+
+def test_offset_that_starts_no_function_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    doc = document(crafted_node.settings(), "nobody")
+    libc = doc["categories"][1]["binary_path"]
+    start = ElfSymbols.read(libc).offset("fopen")
+    doc["categories"][1]["functions"] = [f"fopen:{start + 4:#x}"]
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        f"binary path {libc}: offset {start + 4:#x} is not the start of a function of {libc}")
+    doc["categories"][1]["functions"] = [f"fopen:{start:#x}"]
+    reply, _ = _send(crafted_node, nobody_dir, frame({"document": doc}))
+    assert reply["ok"] is True

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,21 @@ class Node:
         container, owned by the job user with mode 0600 (as the configurator writes it)."""
         secret = self.container.host_path(self.prefix /
                                           "share/datacrumbs/data/.datacrumbs-probe-secret")
-        document = signed_document(secret, categories, user=JOB_USER,
-                                   hostname=CONTAINER_HOSTNAME)
+        document = signed_document(secret, [self._with_identity(c) for c in categories],
+                                   user=JOB_USER, hostname=CONTAINER_HOSTNAME)
         path = directory / name
         self.write_probe_document(path, document)
         return path
+
+    def _with_identity(self, category: dict[str, Any]) -> dict[str, Any]:
+        """The identity of the category's binary as the container sees it (its own device
+        numbers: the root is an overlay), taken there as the configurator would."""
+        if "binary_path" not in category:
+            return category
+        script = ("import os, sys; from datacrumbs.common.binary_identity import identity_of, "
+                  "open_binary; print(identity_of(open_binary(sys.argv[1])).model_dump_json())")
+        out = self.container.run(sys.executable, "-c", script, category["binary_path"]).stdout
+        return category | {"binary_identity": json.loads(out)}
 
     def write_probe_document(self, path: Path, document: dict[str, Any]) -> None:
         """Write ``document`` as the job user's 0600 probe file at ``path`` (a container path)."""

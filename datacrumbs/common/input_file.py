@@ -7,8 +7,10 @@ say-so; each failure is one :class:`DatacrumbsError` line naming what the file i
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,29 +19,42 @@ from datacrumbs.common.errors import DatacrumbsError
 __all__ = ["open_input", "read_input"]
 
 
-def open_input(path: Path, what: str) -> BinaryIO:
+def open_input(path: Path, what: str, owners: Collection[int] | None = None) -> BinaryIO:
     """``path`` opened for binary reading; ``what`` names it in the error.
 
     Opened non-blocking and checked to be a regular file before anything is read: a FIFO or a
     device a user puts where a file is expected must not hang the reader (the root daemon, a
-    signer thread) — it is refused in one line."""
+    signer thread) — it is refused in one line. With ``owners`` (root reading a user's file),
+    a final symlink is not followed and the open file must belong to one of those uids: a user
+    who swaps their file for a link to a root-only one between a check and root's open gets a
+    refusal, not root's read of it."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if owners is not None:
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise DatacrumbsError(f"{what} {path} does not exist") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP and owners is not None:
+            raise DatacrumbsError(f"{what} {path} is a symbolic link; not following it") from None
         raise DatacrumbsError(f"{what} {path} cannot be read: {exc.strerror}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise DatacrumbsError(f"{what} {path} is {kind}")
+    if owners is not None and info.st_uid not in owners:
+        os.close(fd)
+        raise DatacrumbsError(f"{what} {path} belongs to uid {info.st_uid}, not to the job user")
     return os.fdopen(fd, "rb")
 
 
-def read_input(path: Path, what: str, limit: int | None = None) -> bytes:
-    """The bytes of ``path``, refused when longer than ``limit``."""
-    with open_input(path, what) as source:
+def read_input(path: Path, what: str, limit: int | None = None,
+               owners: Collection[int] | None = None) -> bytes:
+    """The bytes of ``path``, refused when longer than ``limit`` (``owners``: see
+    :func:`open_input`)."""
+    with open_input(path, what, owners) as source:
         try:
             data = source.read(-1 if limit is None else limit + 1)
         except OSError as exc:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,11 @@ def _validation_line(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def read_probe_file(path: Path) -> tuple[dict[str, Any], ProbeFile]:
-    """Load ``path`` (gzip detected by its magic bytes): the raw document and its model."""
-    raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES)
+def read_probe_file(path: Path, owners: Collection[int] | None = None,
+                    ) -> tuple[dict[str, Any], ProbeFile]:
+    """Load ``path`` (gzip detected by its magic bytes): the raw document and its model.
+    ``owners``: the uids the file may belong to (no final symlink followed then)."""
+    raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES, owners)
     data = _decompress(path, raw) if raw.startswith(_GZIP_MAGIC) else raw
     try:
         document = json.loads(data)

@@ -7,6 +7,7 @@ file signed for another user, host or installation, or one past its expiry, is r
 
 from __future__ import annotations
 
+import pwd
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,9 +28,20 @@ def _expiry(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _owners(user: str) -> set[int]:
+    try:
+        return {0, pwd.getpwnam(user).pw_uid}
+    except KeyError:
+        return {0}
+
+
 def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
-    """The checked probe file, or one :class:`DatacrumbsError` line saying why it is refused."""
-    document, model = read_probe_file(path)
+    """The checked probe file, or one :class:`DatacrumbsError` line saying why it is refused.
+
+    The daemon reads it as root: it must be the job user's (or root's) own file, reached
+    without a final symlink — the prolog's "readable as the user" check happened earlier, and
+    the user could have swapped the file since."""
+    document, model = read_probe_file(path, owners=_owners(user))
     try:
         verify(read_secret(settings.probe_secret_file), document)
     except DatacrumbsError as exc:

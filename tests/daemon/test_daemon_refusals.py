@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import pwd
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from daemon_support import run_daemon
+from daemon_support import JOB_USER, run_daemon
 from support import install
 
 POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
@@ -185,3 +188,26 @@ def test_unwritable_trace_directory(run_env: dict[str, str],
     )
     # The run-id lock was released: nothing of this run stays ready.
     assert not (_run_dir(run_env) / "datacrumbs-job1.ready").exists()
+
+
+def test_probe_file_swapped_for_a_link_to_a_root_only_file(
+        run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path) -> None:
+    # The prolog checked the file as the user; the user then points the path at a root-only
+    # file: the daemon (root) must not read it (issue 11, finding 7).
+    secret = make_probe_file(POSIX, name="root-only.json.gz")
+    secret.chmod(0o600)
+    link = job_dir / "probes.json.gz"
+    pw = pwd.getpwnam(JOB_USER)
+    subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+                    "ln", "-s", str(secret), str(link)], check=True)
+    message = _refused(run_daemon(link, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {link} is a symbolic link; not following it"
+
+
+def test_probe_file_of_another_user_is_not_read(
+        run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    path = make_probe_file(POSIX)
+    os.chown(path, pwd.getpwnam("daemon").pw_uid, -1)
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    uid = pwd.getpwnam("daemon").pw_uid
+    assert message == f"probe file {path} belongs to uid {uid}, not to the job user"

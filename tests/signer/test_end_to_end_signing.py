@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from importlib.resources import files
 from pathlib import Path
@@ -71,6 +72,10 @@ def test_daemon_refuses_the_file_for_another_user(node: Node, nobody_dir: Path) 
     result, _ = run([node.configurator, str(config), str(output)],
                     node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
+    # Handed to root's own job, the file is refused for its owner first, then for its content.
+    with pytest.raises(Exception, match=f"belongs to uid {NOBODY_UID}, not to the job user"):
+        accept_probe_file(output, node.settings(), "root")
+    os.chown(output, 0, 0)
     with pytest.raises(Exception, match="made for user 'nobody', this daemon runs for 'root'"):
         accept_probe_file(output, node.settings(), "root")
 

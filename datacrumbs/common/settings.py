@@ -29,12 +29,14 @@ from pydantic_settings import (
 )
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.hot_functions import HOT_FUNCTIONS
 from datacrumbs.common.layout import InstallLayout, running_prefix
 from datacrumbs.common.system_config import find_system_config, read_table
 
 __all__ = [
     "ENV_PREFIX",
     "PER_RUN_FIELDS",
+    "POLICY_FIELDS",
     "TRACE_DIR_PLACEHOLDERS",
     "Settings",
     "expand_trace_dir",
@@ -57,6 +59,8 @@ TRACE_DIR_PLACEHOLDERS = {
 }
 #: Fields that belong to one job or one node, never to the installation.
 PER_RUN_FIELDS = frozenset({"user", "hostname"})
+#: Fields that are the signer's policy: kept in the system configuration only.
+POLICY_FIELDS = frozenset({"hot_functions"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -133,6 +137,13 @@ class Settings(BaseSettings):
     libc_so: Path = Field(
         default_factory=_default_libc, description="The C library uprobes attach to by default."
     )
+    hot_functions: str = Field(
+        default=HOT_FUNCTIONS,
+        description=(
+            "Regular expression of shared-library functions the signer refuses to uprobe: a "
+            "breakpoint traps in every process of the node, not only the job's (empty: none)."
+        ),
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -179,6 +190,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{name!r} is not a usable host name")
         return name
 
+    @field_validator("hot_functions")
+    @classmethod
+    def _regex(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
+
     @field_validator("job_id_var")
     @classmethod
     def _env_name(cls, name: str) -> str:
@@ -222,16 +242,19 @@ class Settings(BaseSettings):
         """The environment variable (and system configuration key) of a field."""
         return ENV_PREFIX + field.upper()
 
-    def as_environment(self) -> dict[str, str]:
+    def as_environment(self, *, policy: bool = False) -> dict[str, str]:
         """The installation-wide settings as ``DATACRUMBS_*`` variables.
 
         ``user`` (per job) and ``hostname`` (per node) are left out: an installation shared by
-        many nodes must not pin one job's user or one node's name.
+        many nodes must not pin one job's user or one node's name. The signer's policy (``hot
+        functions``) only with ``policy``: it is the system configuration's, read by the signer
+        and the configurator from there, not a variable users' shells need.
         """
         return {
             self.env_name(name): str(value)
             for name, value in self.model_dump().items()
             if name not in PER_RUN_FIELDS and value is not None
+            and (policy or name not in POLICY_FIELDS)
         }
 
 

@@ -9,6 +9,7 @@ says which probes to narrow, rather than as a refusal from the signer.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from datacrumbs.common.binary_identity import BinaryUnusable, identity_of, open_binary
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import MAX_FUNCTIONS, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM
@@ -52,6 +54,21 @@ def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:
         return set()
 
 
+def _without_hot(probe: Discovered, hot: re.Pattern[str] | None) -> list[str]:
+    """The probe's functions without the hot ones of a shared library (the signer would
+    refuse them: see common/hot_functions.py), with a note naming what was left out."""
+    if hot is None or probe.binary_path is None or not is_shared_library(probe.binary_path):
+        return probe.functions
+    left_out = [f for f in probe.functions if hot.match(f.partition(":")[0])]
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (f", +{len(left_out) - 5} more" if len(left_out) > 5
+                                           else "")
+        print(f"note: probe {probe.name!r}: left out {len(left_out)} hot shared-library "
+              f"functions ({shown}): a uprobe on them slows every process of the node "
+              "(DATACRUMBS_HOT_FUNCTIONS)", file=sys.stderr)
+    return [f for f in probe.functions if f not in left_out]
+
+
 class _Identities:
     """The identity of each binary, read once (the signer re-reads and compares it)."""
 
@@ -77,9 +94,10 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
     """The document (summary, categories, algorithm) ready to be signed."""
     seen: set[Target] = set()
     kept: list[tuple[Discovered, list[str]]] = []
+    hot = re.compile(settings.hot_functions) if settings.hot_functions else None
     for probe in discovered:
         functions = []
-        for function in probe.functions:
+        for function in _without_hot(probe, hot):
             target = target_of(probe, function)
             if target not in seen:
                 seen.add(target)

@@ -203,14 +203,14 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
         unit = render(template.read_text(encoding="utf-8"), unit_values, source=template)
         note(ensure_file(target, unit), target)
 
-    note(_write_system_config(inst, env), inst.system_config)
+    note(_write_system_config(inst), inst.system_config)
     note(f"secret {ensure_secret(settings.probe_secret_file)}", settings.probe_secret_file)
     note(install_bpf_object(layout, base, options.rebuild_bpf), layout.bpf_object)
     note(*install_configurator_exec(layout, base))
     return report
 
 
-def _write_system_config(inst: Installation, env: dict[str, str]) -> str:
+def _write_system_config(inst: Installation) -> str:
     path = inst.system_config
     existed = path.is_file()
     created_at = read_table(path, "summary").get("created_at") if existed else None
@@ -222,7 +222,8 @@ def _write_system_config(inst: Installation, env: dict[str, str]) -> str:
         "datacrumbs_version": package_version("datacrumbs"),
         "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    config = env | {"DATACRUMBS_KERNEL_UNAME_R": platform.release()}
+    config = inst.settings.as_environment(policy=True) | {
+        "DATACRUMBS_KERNEL_UNAME_R": platform.release()}
     changed = write_system_config(path, config, summary)
     os.chown(path, 0, 0)
     os.chmod(path, 0o644)

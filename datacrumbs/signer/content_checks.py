@@ -26,6 +26,7 @@ from datacrumbs.common.binary_identity import (
     kernel_path,
     open_binary,
 )
+from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM
@@ -92,11 +93,12 @@ def _not_writable_by_others(path: Path, info: os.stat_result, what: str) -> None
 
 
 def check_binary(text: str, identity: BinaryIdentity | None,
-                 functions: Sequence[str] = ()) -> None:
+                 functions: Sequence[str] = (), hot: re.Pattern[str] | None = None) -> None:
     """A uprobe/USDT target must be a canonical path to an ELF file no one else can replace,
     and the very file the configurator read: the document's ``binary_identity`` is compared
     with the identity of the file examined here (see common/binary_identity.py). Targets given
-    as ``name:0xOFFSET`` must start a function of that file."""
+    as ``name:0xOFFSET`` must start a function of that file, and no target of a shared
+    library may match ``hot``."""
     path = Path(text)
     if not path.is_absolute() or os.path.realpath(text) != text:
         raise ContentRefused(f"binary path {text} is not absolute and canonical (no symlinks)")
@@ -130,28 +132,45 @@ def check_binary(text: str, identity: BinaryIdentity | None,
         if differs:
             raise ContentRefused(f"binary path {text} is not the file the configurator read "
                                  f"({', '.join(differs)} differ)")
-        _check_offsets(text, kernel_path(fd), functions)
+        _check_functions(text, kernel_path(fd), functions, hot)
     except OSError as exc:
         raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
     finally:
         os.close(fd)
 
 
-def _check_offsets(text: str, readable: str, functions: Sequence[str]) -> None:
-    """Every ``name:0xOFFSET`` target must be the start of a function symbol of the file."""
-    explicit = [f for f in functions if ":" in f]
-    if not explicit:
-        return
+def _check_functions(text: str, readable: str, functions: Sequence[str],
+                     hot: re.Pattern[str] | None) -> None:
+    """Every target must be a function of the file — a name it defines, or ``name:0xOFFSET``
+    at the start of one — and, in a shared library, none of the hot functions: a breakpoint
+    traps in every process that maps the library, whoever it belongs to, before any filter."""
     try:
-        symbols = ElfSymbols.read(readable)
-        for function in explicit:
-            _, offset = parse_target(function)
-            symbols.check_offset(offset if offset is not None else -1)
+        symbols = ElfSymbols.read(readable, shown=text)
     except SymbolError as exc:
-        raise ContentRefused(f"binary path {text}: {str(exc).replace(readable, text)}") from None
+        raise ContentRefused(f"binary path {text}: {exc}") from None
+    shared = is_shared_library(text)
+    names_at: dict[int, set[str]] = {}
+    for name, offset in symbols.offsets.items():
+        names_at.setdefault(offset, set()).add(name)
+    for function in functions:
+        try:
+            name, offset = parse_target(function)
+            if offset is None:
+                offset = symbols.offset(name)
+            symbols.check_offset(offset)
+        except SymbolError as exc:
+            raise ContentRefused(f"binary path {text}: {exc}") from None
+        if hot is None or not shared:
+            continue
+        for alias in sorted(names_at.get(offset, set()) | {name}):
+            if hot.match(alias):
+                raise ContentRefused(
+                    f"binary path {text}: {function} is a hot shared-library function "
+                    f"({alias}): a uprobe on it slows every process of the node; refused by "
+                    "the site's DATACRUMBS_HOT_FUNCTIONS")
 
 
-def _check_categories(model: ProbeFile) -> None:
+def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
     for index, probe in enumerate(model.categories):
         label = f"categories[{index}] ({probe.name!r})"
         if probe.type not in _SIGNABLE_KINDS:
@@ -170,7 +189,7 @@ def _check_categories(model: ProbeFile) -> None:
         if (probe.type == ProbeType.USDT) != (probe.provider is not None):
             raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
         if probe.binary_path is not None:
-            check_binary(probe.binary_path, probe.binary_identity, probe.functions)
+            check_binary(probe.binary_path, probe.binary_identity, probe.functions, hot)
 
 
 def check_document(document: dict[str, Any], peer_user: str, settings: Settings,
@@ -184,5 +203,6 @@ def check_document(document: dict[str, Any], peer_user: str, settings: Settings,
         what, claimed, actual = wrong
         raise ContentRefused(f"summary.{what} is {claimed!r}, but must be {actual!r}")
     _check_expiry(model, now or datetime.now(UTC))
-    _check_categories(model)
+    _check_categories(model, re.compile(settings.hot_functions) if settings.hot_functions
+                      else None)
     return model

@@ -8,6 +8,7 @@ import pytest
 from signer_support import Node, run, write_file
 
 from datacrumbs.common.status_db import status_db_path
+from datacrumbs.daemon.probe_acceptance import accept_probe_file
 
 PREFIX = "datacrumbs_probe_configurator: error: "
 
@@ -143,3 +144,17 @@ def test_output_name_too_long_is_one_line(node: Node, nobody_dir: Path) -> None:
     result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 2
     assert result.stderr == f"{PREFIX}cannot write {output}: File name too long\n"
+
+
+def test_hot_library_functions_are_left_out_with_a_note(node: Node, nobody_dir: Path) -> None:
+    config = write_file(nobody_dir / "hot.yaml",
+                        "capture_probes:\n  - name: libc\n    probe: uprobe\n"
+                        "    binary_path: '%LIBC%'\n    regex: '^(malloc|free|fopen|fclose)$'\n")
+    output = nobody_dir / "hot.json.gz"
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "note: probe 'libc': left out 2 hot shared-library functions (free, malloc): a uprobe "
+        "on them slows every process of the node (DATACRUMBS_HOT_FUNCTIONS)\n")
+    model = accept_probe_file(output, node.settings(), "nobody")
+    assert model.categories[0].functions == ["fclose", "fopen"]

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from datacrumbs.common.binary_identity import identity_of, open_binary
+from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineStats
 from datacrumbs.trace.writer import TraceWriter
 
@@ -102,3 +108,26 @@ def machine() -> str:
         f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
         f"load {load:.2f}{note}"
     )
+
+
+def signed_probe_file(prefix: Path, categories: list[dict[str, Any]], user: str,
+                      path: Path) -> Path:
+    """A probe file as the signer would sign it for ``user`` on this host with the secret of
+    the installation at ``prefix``: a day's expiry, each binary's identity pinned."""
+    for category in categories:
+        if "binary_path" in category:
+            fd = open_binary(category["binary_path"])
+            try:
+                category["binary_identity"] = identity_of(fd).model_dump()
+            finally:
+                os.close(fd)
+    expires = datetime.now(UTC) + timedelta(days=1)
+    document: dict[str, Any] = {
+        "summary": {"hostname": socket.gethostname(), "user": user, "install_user": "root",
+                    "expires_at": expires.isoformat(timespec="seconds")},
+        "categories": categories,
+        "checksum_algorithm": "hmac-sha256",
+    }
+    key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
+    write_probe_file(path, {**document, "checksum": sign(key, document)})
+    return path

@@ -19,13 +19,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from datacrumbs.common.probe_file import write_probe_file
+from bench_support import signed_probe_file, workdir
+
 from datacrumbs.common.settings import load_settings
-from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.ebpf.syscalls import SYSCALLS
 
 SCRIPTS = Path(sys.executable).parent
@@ -37,20 +36,12 @@ LIBC_FUNCTIONS = [
 
 
 def _probe_file(prefix: Path, work: Path) -> tuple[Path, int]:
-    libc = str(load_settings().libc_so)
+    libc = os.path.realpath(load_settings().libc_so)
     categories = [
         {"type": 0, "name": "POSIX", "functions": sorted(SYSCALLS)},
         {"type": 2, "name": "STDIO", "functions": LIBC_FUNCTIONS, "binary_path": libc},
     ]
-    document = {
-        "summary": {"hostname": socket.gethostname(), "user": "nobody", "install_user": "root"},
-        "categories": categories,
-        "checksum_algorithm": "hmac-sha256",
-    }
-    document["checksum"] = sign(
-        read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"), document)
-    path = work / "bench-start.json.gz"
-    write_probe_file(path, document)
+    path = signed_probe_file(prefix, categories, "nobody", work / "bench-start.json.gz")
     return path, len(SYSCALLS) + len(LIBC_FUNCTIONS)
 
 
@@ -83,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dc-bench-start-"))
+    work = workdir()  # 0755: the installation is refused where other users cannot reach it
     try:
         prefix = work / "prefix"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}

@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,10 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_support import compile_workload, machine, workdir
+from bench_support import compile_workload, machine, signed_probe_file, workdir
 
-from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
 from datacrumbs.daemon.run_files import wait_ready
 from datacrumbs.trace.summary import summarize
 
@@ -86,16 +83,8 @@ def install(prefix: Path, env: dict[str, str]) -> None:
 
 
 def probe_file(prefix: Path, user: str, where: Path) -> Path:
-    key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
-    document = {
-        "summary": {"hostname": socket.gethostname(), "user": user, "install_user": "root"},
-        "categories": [{"type": 0, "name": "POSIX", "functions": ["write"]}],
-        "checksum_algorithm": "hmac-sha256",
-    }
-    document["checksum"] = sign(key, document)
-    path = where / "bench.json.gz"
-    write_probe_file(path, document)
-    return path
+    categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
+    return signed_probe_file(prefix, categories, user, where / "bench.json.gz")
 
 
 def one_run(rate: int, calls: int, probes: Path, env: dict[str, str], wloop: Path,

@@ -26,8 +26,9 @@ def test_every_command_starts_and_the_daemon_names_the_missing_library(
         product: Path, reachable_dir: Path) -> None:
     layout = InstallLayout(product)
     env = {"PATH": "/usr/bin:/bin"}
-    for name in (*USER_COMMANDS, *ROOT_COMMANDS):
-        result = _without_libbpf([str(layout.command(name)), "--help"], env)
+    commands = [str(layout.command(name)) for name in (*USER_COMMANDS, *ROOT_COMMANDS)]
+    for command in [*commands, str(layout.runtime_dir / "bin/datacrumbs_install")]:
+        result = _without_libbpf([command, "--help"], env)
         assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
 
     secret = product / "share/datacrumbs/data/.datacrumbs-probe-secret"

@@ -147,6 +147,11 @@ def find_wheel(explicit: Path | None, cache_dir: Path, prefix: Path) -> Path | N
         if not explicit.is_file() or not explicit.name.startswith("datacrumbs-") \
                 or explicit.suffix != ".whl":
             raise DatacrumbsError(f"--wheel {explicit}: not a datacrumbs-*.whl file")
+        try:
+            _wheel_record(explicit)
+        except (zipfile.BadZipFile, StopIteration, KeyError, OSError) as exc:
+            raise DatacrumbsError(f"--wheel {explicit}: not a usable wheel "
+                                  f"({exc or 'no RECORD'})") from None
         return explicit.resolve()
     source = _source_tree()
     if source is not None:

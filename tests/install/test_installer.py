@@ -221,3 +221,12 @@ def test_prefix_unsafe_for_units_is_refused(tmp_path: Path) -> None:
     assert result.stderr.startswith("datacrumbs_install: error: DATACRUMBS_INSTALL_PREFIX: ")
     assert "white space" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_wheel_that_is_no_zip_is_refused_in_one_line(prefix: Path, reachable_dir: Path) -> None:
+    fake = reachable_dir / "datacrumbs-0.1.0-py3-none-any.whl"
+    fake.write_text("not a zip\n")
+    result = _run_install(prefix, "--wheel", str(fake))
+    assert result.returncode == 2
+    assert result.stderr == (f"datacrumbs_install: error: --wheel {fake}: not a usable wheel "
+                             "(File is not a zip file)\n")

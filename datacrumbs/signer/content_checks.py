@@ -189,7 +189,9 @@ def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
         if (probe.type == ProbeType.USDT) != (probe.provider is not None):
             raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
         if probe.binary_path is not None:
-            check_binary(probe.binary_path, probe.binary_identity, probe.functions, hot)
+            # USDT categories list probe names, not functions: only uprobes are symbol-checked.
+            functions = probe.functions if probe.type == ProbeType.UPROBE else ()
+            check_binary(probe.binary_path, probe.binary_identity, functions, hot)
 
 
 def check_document(document: dict[str, Any], peer_user: str, settings: Settings,

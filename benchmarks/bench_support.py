@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from datacrumbs.common.binary_identity import identity_of, open_binary
+from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.common.signing import read_secret, sign
@@ -116,11 +116,7 @@ def signed_probe_file(prefix: Path, categories: list[dict[str, Any]], user: str,
     the installation at ``prefix``: a day's expiry, each binary's identity pinned."""
     for category in categories:
         if "binary_path" in category:
-            fd = open_binary(category["binary_path"])
-            try:
-                category["binary_identity"] = identity_of(fd).model_dump()
-            finally:
-                os.close(fd)
+            category["binary_identity"] = file_identity(category["binary_path"]).model_dump()
     expires = datetime.now(UTC) + timedelta(days=1)
     document: dict[str, Any] = {
         "summary": {"hostname": socket.gethostname(), "user": user, "install_user": "root",

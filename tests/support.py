@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from datacrumbs.common.binary_identity import BinaryUnusable, identity_of, open_binary
+from datacrumbs.common.binary_identity import file_identity
+from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.signing import read_secret, sign
 
@@ -54,13 +55,9 @@ def with_identity(category: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(path, str) or "binary_identity" in category:
         return category
     try:
-        fd = open_binary(path)
-    except BinaryUnusable:
-        return category
-    try:
-        return category | {"binary_identity": identity_of(fd).model_dump()}
-    finally:
-        os.close(fd)
+        return category | {"binary_identity": file_identity(path).model_dump()}
+    except DatacrumbsError:
+        return category  # no such binary: signed without, as a missing file cannot be pinned
 
 
 def signed_document(secret: Path, categories: list[dict[str, Any]], *, user: str,

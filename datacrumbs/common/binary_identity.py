@@ -16,20 +16,16 @@ the path never blocks the daemon or the signer.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BinaryIdentity", "BinaryUnusable", "identity_of", "kernel_path", "open_binary"]
+from datacrumbs.common.input_file import open_regular
+
+__all__ = ["BinaryIdentity", "file_identity", "identity_of", "kernel_path", "open_binary"]
 
 _CHUNK = 1 << 20
-
-
-class BinaryUnusable(OSError):
-    """The binary cannot be opened as a regular file; the message says why, in one line."""
 
 
 class BinaryIdentity(BaseModel):
@@ -51,20 +47,8 @@ class BinaryIdentity(BaseModel):
 
 def open_binary(path: str) -> int:
     """A read-only descriptor of the regular file at ``path``: no final symlink followed, never
-    blocking (a FIFO is refused, not waited on)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise BinaryUnusable(f"binary {path} does not exist") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the last component is a symbolic link
-            raise BinaryUnusable(f"binary {path} is a symbolic link") from None
-        raise BinaryUnusable(f"binary {path} cannot be opened: {exc.strerror}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise BinaryUnusable(f"binary {path} is not a regular file")
-    return fd
+    blocking (a FIFO is refused, not waited on). :class:`DatacrumbsError` says why not."""
+    return open_regular(path, "binary", follow=False)
 
 
 def identity_of(fd: int) -> BinaryIdentity:
@@ -77,6 +61,15 @@ def identity_of(fd: int) -> BinaryIdentity:
         offset += len(chunk)
     return BinaryIdentity(dev=info.st_dev, ino=info.st_ino, size=info.st_size,
                           mtime_ns=info.st_mtime_ns, sha256=digest.hexdigest())
+
+
+def file_identity(path: str) -> BinaryIdentity:
+    """The identity of the regular file at ``path`` (as the configurator records it)."""
+    fd = open_binary(path)
+    try:
+        return identity_of(fd)
+    finally:
+        os.close(fd)
 
 
 def kernel_path(fd: int) -> str:

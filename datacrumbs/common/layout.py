@@ -21,7 +21,6 @@ __all__ = [
     "ROOT_COMMANDS",
     "USER_COMMANDS",
     "InstallLayout",
-    "launcher_path",
     "running_prefix",
 ]
 
@@ -94,11 +93,6 @@ class InstallLayout:
         if name in ROOT_COMMANDS:
             return self.sbin_dir / name
         raise ValueError(f"{name} is not an installed command")
-
-
-def launcher_path(prefix: Path) -> Path:
-    """The installed launcher of the installation at ``prefix``."""
-    return InstallLayout(prefix).launcher
 
 
 def running_prefix() -> Path | None:

@@ -11,7 +11,7 @@ import os
 import sys
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
-from datacrumbs.common.layout import launcher_path
+from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.settings import load_settings
 from datacrumbs.configurator.exec_main import PROG, argument_parser
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         argument_parser().parse_args(args)  # prints the launcher's usage and exits: no launcher
 
     def run() -> int:
-        launcher = launcher_path(load_settings().install_prefix)
+        launcher = InstallLayout(load_settings().install_prefix).launcher
         if not os.access(launcher, os.X_OK):
             raise DatacrumbsError(f"{launcher} is not installed or not executable; an admin "
                                   "runs datacrumbs_install to install it")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from datacrumbs.common.binary_identity import BinaryUnusable, identity_of, open_binary
+from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import MAX_FUNCTIONS, ProbeType
@@ -69,25 +69,6 @@ def _without_hot(probe: Discovered, hot: re.Pattern[str] | None) -> list[str]:
     return [f for f in probe.functions if f not in left_out]
 
 
-class _Identities:
-    """The identity of each binary, read once (the signer re-reads and compares it)."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, dict[str, Any]] = {}
-
-    def __call__(self, path: str) -> dict[str, Any]:
-        if path not in self._known:
-            try:
-                fd = open_binary(path)
-            except BinaryUnusable as exc:
-                raise DatacrumbsError(str(exc)) from None
-            try:
-                self._known[path] = identity_of(fd).model_dump()
-            finally:
-                os.close(fd)
-        return self._known[path]
-
-
 def build_document(discovered: list[Discovered], settings: Settings, *, user: str,
                    config_path: Path, output_path: Path, expires_in_days: int,
                    now: datetime | None = None) -> dict[str, Any]:
@@ -103,7 +84,7 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
                 seen.add(target)
                 functions.append(function)
         kept.append((probe, functions))
-    identities = _Identities()
+    identities: dict[str, dict[str, Any]] = {}
     db = status_db_path(settings.data_dir, settings.install_user, user, output_path)
     invalid = _known_invalid(db, sorted(seen))
     categories = []
@@ -117,7 +98,9 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
                                     "functions": alive}
         if probe.binary_path is not None:
             category["binary_path"] = probe.binary_path
-            category["binary_identity"] = identities(probe.binary_path)
+            if probe.binary_path not in identities:  # read once; the signer re-reads it
+                identities[probe.binary_path] = file_identity(probe.binary_path).model_dump()
+            category["binary_identity"] = identities[probe.binary_path]
         if probe.provider is not None:
             category["provider"] = probe.provider
         categories.append(category)

@@ -16,11 +16,11 @@ import os
 from collections.abc import Iterable
 
 from datacrumbs.common.binary_identity import (
-    BinaryUnusable,
     identity_of,
     kernel_path,
     open_binary,
 )
+from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf.engine import TargetOutcome
 
@@ -66,7 +66,7 @@ class PinnedBinaries:
         assert binary is not None
         try:
             fd = open_binary(binary)
-        except BinaryUnusable as exc:
+        except DatacrumbsError as exc:
             return str(exc), False
         refusal = self._check(probe, fd)
         if refusal is None:

@@ -213,7 +213,9 @@ class _Libbpf:
                 fn.argtypes = argtypes
             cdll.libbpf_set_print(_print)
             self._cdll = cdll
-        return getattr(self._cdll, name)
+        function = getattr(self._cdll, name)
+        setattr(self, name, function)  # later calls find it directly: no __getattr__ again
+        return function
 
 
 _lib = _Libbpf()

@@ -38,20 +38,18 @@ def install_bpf_object(layout: InstallLayout, base: Interpreter, rebuild: bool) 
     """Put the object at ``layout.bpf_object``; the report word says where it came from."""
     sources = runtime_package(layout, base) / "ebpf"
     shipped = sources / _OBJECT
-    origin = "shipped"
     if rebuild:
-        chosen, origin = _rebuild(sources, "asked by --rebuild-bpf"), "rebuilt"
+        why: str | None = "asked by --rebuild-bpf"
     elif not shipped.is_file():
-        chosen, origin = _rebuild(sources, "the wheel ships none"), "built"
+        why = "the wheel ships none"
     else:
         reason = load_error(shipped)
-        chosen = shipped
-        if reason is not None:
-            chosen, origin = _rebuild(sources, f"the shipped one does not load: {reason}"), \
-                "rebuilt"
-    reason = load_error(chosen) if chosen is not shipped else None
-    if reason is not None:
-        raise DatacrumbsError(f"the BPF object built for this kernel does not load: {reason}")
+        why = None if reason is None else f"the shipped one does not load: {reason}"
+    chosen, origin = shipped, "shipped"
+    if why is not None:
+        chosen, origin = _rebuild(sources, why), "rebuilt"
+        if (reason := load_error(chosen)) is not None:
+            raise DatacrumbsError(f"the BPF object built for this kernel does not load: {reason}")
     ensure_dir(layout.bpf_object.parent)
     return f"{ensure_file(layout.bpf_object, chosen.read_bytes())} ({origin})"
 

@@ -87,14 +87,18 @@ def _unusable(interpreter: Interpreter) -> str | None:
     if interpreter.version < MIN_VERSION:
         return f"it is Python {interpreter.version_text}, datacrumbs needs 3.11 or newer"
     real = Path(os.path.realpath(interpreter.path))
-    needed = [interpreter.path, real, interpreter.stdlib]
+    # What other users' processes open: the executable (as named, and resolved), the standard
+    # library, and the shared libpython the launcher links.
+    needed = {interpreter.path: interpreter.path.parent, real: real.parent,
+              interpreter.stdlib: interpreter.stdlib}
     if interpreter.shared and interpreter.libpython:
-        needed.append(Path(os.path.realpath(interpreter.libpython)))
-    for path in needed:
-        closed = closed_to_others(path.parent if path != interpreter.stdlib else path)
+        library = Path(os.path.realpath(interpreter.libpython))
+        needed[library] = library.parent
+    for path, directory in needed.items():
+        closed = closed_to_others(directory)
         if closed is not None:
-            directory, mode = closed
-            return f"{directory} is {mode:04o}, so other users cannot reach {path}"
+            blocking, mode = closed
+            return f"{blocking} is {mode:04o}, so other users cannot reach {path}"
     info = real.stat()
     if not info.st_mode & stat.S_IXOTH:
         return f"{real} is {stat.S_IMODE(info.st_mode):04o}, not executable by other users"

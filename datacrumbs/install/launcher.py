@@ -3,9 +3,8 @@
 The launcher (``configurator/launcher.c``) is compiled on the node against the base interpreter
 of the installation's runtime, because it must embed exactly that Python, and it starts the
 runtime's ``bin/python`` (under the prefix) so that the runtime's packages are the ones used.
-It is installed root-owned,
-group :data:`LAUNCHER_GROUP`, mode 2755: the setgid bit is what lets it (and only it) reach the
-signer's 0660 socket.
+It is installed root-owned, group :data:`LAUNCHER_GROUP`, mode 2755: the setgid bit is what
+lets it (and only it) reach the signer's 0660 socket.
 
 Idempotent like the rest of the installer: the binary carries a digest of everything it was
 built from (source, interpreter, flags); when the installed file carries the same digest it is

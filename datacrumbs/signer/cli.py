@@ -13,7 +13,7 @@ import signal
 import threading
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
-from datacrumbs.common.layout import LAUNCHER_GROUP, launcher_path
+from datacrumbs.common.layout import LAUNCHER_GROUP, InstallLayout
 from datacrumbs.common.settings import load_settings
 from datacrumbs.common.signing import read_secret
 from datacrumbs.daemon.notify import Notifier
@@ -48,7 +48,7 @@ def _serve(request_timeout: float) -> int:
         raise DatacrumbsError("--request-timeout must be between 0 and 300 seconds")
     settings = load_settings()
     key = read_secret(settings.probe_secret_file)
-    launcher = launcher_path(settings.install_prefix)
+    launcher = InstallLayout(settings.install_prefix).launcher
     if not launcher.is_file():
         raise DatacrumbsError(f"the configurator launcher {launcher} is not installed; run "
                               "datacrumbs_install")

@@ -21,11 +21,11 @@ from pydantic import ValidationError
 
 from datacrumbs.common.binary_identity import (
     BinaryIdentity,
-    BinaryUnusable,
     identity_of,
     kernel_path,
     open_binary,
 )
+from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
@@ -120,7 +120,7 @@ def check_binary(text: str, identity: BinaryIdentity | None,
     # after the lstat must not hold this signer thread, nor another file pass as this one.
     try:
         fd = open_binary(text)
-    except BinaryUnusable as exc:
+    except DatacrumbsError as exc:
         raise ContentRefused(str(exc)) from None
     try:
         opened = os.fstat(fd)

@@ -93,7 +93,7 @@ def test_swapped_binary_is_refused_and_the_other_file_untouched(
     # After signing, the user points the signed path at root's copy of the same program.
     if swap == "symlink":
         _as_user("ln", "-sf", str(copy), str(app))
-        reason = f"binary {app} is a symbolic link"
+        reason = f"binary {app} is a symbolic link; not following it"
     else:
         _as_user("sh", "-c", f'cp "{copy}" "{app}.new" && mv "{app}.new" "{app}"')
         reason = f"binary {app} is not the file that was signed (ino, mtime_ns differ)"

@@ -19,7 +19,7 @@ from typing import Any
 
 from support import clean_env, command, installed_command, with_identity
 
-from datacrumbs.common.layout import launcher_path
+from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.settings import Settings, load_settings
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -51,7 +51,7 @@ class Node:
 
     @property
     def launcher(self) -> Path:
-        return launcher_path(self.prefix)
+        return InstallLayout(self.prefix).launcher
 
     def env(self, **extra: str) -> dict[str, str]:
         return clean_env(DATACRUMBS_INSTALL_PREFIX=str(self.prefix),

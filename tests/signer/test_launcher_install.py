@@ -10,7 +10,7 @@ from pathlib import Path
 from signer_support import Node, clean_env, install, run, write_file
 from support import command
 
-from datacrumbs.common.layout import launcher_path
+from datacrumbs.common.layout import InstallLayout
 
 
 def test_launcher_is_root_owned_setgid_datacrumbs(node: Node) -> None:
@@ -23,7 +23,7 @@ def test_launcher_is_root_owned_setgid_datacrumbs(node: Node) -> None:
 def test_reinstalling_changes_nothing(world: Path) -> None:
     prefix = world / "reinstall"
     install(prefix)
-    launcher = launcher_path(prefix)
+    launcher = InstallLayout(prefix).launcher
     before = (launcher.read_bytes(), launcher.stat().st_mtime_ns, launcher.stat().st_ino)
     result = subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)],
                             capture_output=True, text=True, env=clean_env(), check=True)
@@ -36,7 +36,7 @@ def test_reinstalling_changes_nothing(world: Path) -> None:
 def test_reinstall_repairs_a_lost_setgid_bit(world: Path) -> None:
     prefix = world / "repair"
     install(prefix)
-    launcher = launcher_path(prefix)
+    launcher = InstallLayout(prefix).launcher
     launcher.chmod(0o755)
     install(prefix)
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o2755

@@ -132,8 +132,8 @@ class Node:
         numbers: the root is an overlay), taken there as the configurator would."""
         if "binary_path" not in category:
             return category
-        script = ("import os, sys; from datacrumbs.common.binary_identity import identity_of, "
-                  "open_binary; print(identity_of(open_binary(sys.argv[1])).model_dump_json())")
+        script = ("import sys; from datacrumbs.common.binary_identity import file_identity; "
+                  "print(file_identity(sys.argv[1]).model_dump_json())")
         out = self.container.run(sys.executable, "-c", script, category["binary_path"]).stdout
         return category | {"binary_identity": json.loads(out)}
 

@@ -1,6 +1,7 @@
 """The configurator's side of the signer protocol (docs/signer-protocol.md).
 
-It sends the unsigned document and gets back the checksum; the secret stays in the signer.
+It reads the signer's challenge, sends it back with the unsigned document and gets back the
+checksum; the secret stays in the signer.
 Every way this can fail is one line: the signer is not running, the socket cannot be reached,
 the reply is garbled, or the signer refused — with the signer's own reason.
 """
@@ -53,13 +54,19 @@ def _connect(path: Path, group: LauncherGroup) -> socket.socket:
     return sock
 
 
+def _read_message(sock: socket.socket) -> dict[str, Any]:
+    return loads_strict(read_frame(sock, MAX_REPLY_BYTES, REPLY_TIMEOUT_SECONDS, "reply"))
+
+
 def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup) -> str:
     """The signer's checksum for ``document``, or one :class:`DatacrumbsError` line."""
     with _connect(path, group) as sock:
         try:
-            send_frame(sock, {"document": document})
-            body = read_frame(sock, MAX_REPLY_BYTES, REPLY_TIMEOUT_SECONDS, "reply")
-            reply = loads_strict(body)
+            reply = _read_message(sock)
+            challenge = reply.get("challenge")
+            if isinstance(challenge, str):  # otherwise the signer refused at once
+                send_frame(sock, {"challenge": challenge, "document": document})
+                reply = _read_message(sock)
         except (FrameError, ValueError) as exc:
             raise DatacrumbsError(f"no valid reply from the signer: {exc}") from None
         except OSError as exc:

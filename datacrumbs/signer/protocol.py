@@ -5,8 +5,10 @@ object). The length comes first so the signer can refuse an oversized request be
 it, and so a request that stops half-way is told apart from a complete one. See
 docs/signer-protocol.md.
 
-Request: ``{"document": {"summary": ..., "categories": [...], "checksum_algorithm": ...}}``.
-Reply: ``{"ok": true, "checksum": "<64 hex>"}`` or ``{"ok": false, "error": "<one line>"}``.
+The signer speaks first: ``{"challenge": "<32 hex>"}`` (or, if it refuses the peer at once, a
+reply). Request: ``{"challenge": ..., "document": {"summary": ..., "categories": [...],
+"checksum_algorithm": ...}}``. Reply: ``{"ok": true, "checksum": "<64 hex>"}`` or
+``{"ok": false, "error": "<one line>"}``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ MAX_REPLY_BYTES = 64 << 10
 #: Time a client has to deliver its whole request (not per read: a trickle is cut off too).
 REQUEST_TIMEOUT_SECONDS = 5.0
 _HEADER = struct.Struct(">I")
+#: ``struct ucred`` of an ``SCM_CREDENTIALS`` message: pid, uid, gid.
+_UCRED = struct.Struct("3i")
 
 
 class FrameError(Exception):
@@ -53,7 +57,30 @@ def send_frame(sock: socket.socket, message: dict[str, Any]) -> None:
         data = data[sent:]
 
 
-def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str) -> bytes:
+def _receive(sock: socket.socket, size: int, sender_pid: int | None, what: str) -> bytes:
+    """One read; with ``sender_pid``, only bytes the kernel says that process sent.
+
+    With ``SO_PASSCRED`` set on the socket, every read returns the credentials the kernel
+    attached when the bytes were sent (a process can claim no pid but its own), and never
+    merges bytes of two senders into one read.
+    """
+    if sender_pid is None:
+        return sock.recv(size)
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(_UCRED.size))
+    if not data:
+        return data
+    pid = 0
+    for level, kind, payload in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+            pid = _UCRED.unpack(payload[:_UCRED.size])[0]
+    if pid != sender_pid:
+        raise FrameError(f"{what} bytes sent by process {pid}, not by the connected "
+                         f"process {sender_pid}")
+    return data
+
+
+def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str,
+                  sender_pid: int | None) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
         remaining = deadline - time.monotonic()
@@ -61,7 +88,7 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str) ->
             raise FrameError(f"{what} not complete within the time limit")
         sock.settimeout(remaining)
         try:
-            chunk = sock.recv(min(size - len(chunks), 1 << 20))
+            chunk = _receive(sock, min(size - len(chunks), 1 << 20), sender_pid, what)
         except TimeoutError:
             raise FrameError(f"{what} not complete within the time limit") from None
         if not chunk:
@@ -70,13 +97,16 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str) ->
     return bytes(chunks)
 
 
-def read_frame(sock: socket.socket, limit: int, timeout: float, what: str = "request") -> bytes:
-    """The body of one frame, or :class:`FrameError` (too large, too slow, cut short)."""
+def read_frame(sock: socket.socket, limit: int, timeout: float, what: str = "request",
+               sender_pid: int | None = None) -> bytes:
+    """The body of one frame, or :class:`FrameError` (too large, too slow, cut short, or, with
+    ``sender_pid`` on a socket with ``SO_PASSCRED``, written by any other process)."""
     deadline = time.monotonic() + timeout
-    (size,) = _HEADER.unpack(_read_exactly(sock, _HEADER.size, deadline, f"{what} header"))
+    header = _read_exactly(sock, _HEADER.size, deadline, f"{what} header", sender_pid)
+    (size,) = _HEADER.unpack(header)
     if size > limit:
         raise FrameError(f"{what} of {size} bytes exceeds the limit of {limit} bytes")
-    return _read_exactly(sock, size, deadline, what)
+    return _read_exactly(sock, size, deadline, what, sender_pid)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

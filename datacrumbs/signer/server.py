@@ -1,19 +1,26 @@
 """The signer's socket server: one thread per connection, bounded, and nothing a client sends
 can stop it.
 
-Each connection gets one request and one reply, then is closed. The identity of the peer is
-checked after its request is read (see :mod:`peer_credentials` for why that is race-free), then
-the content (:mod:`content_checks`); only then is the document signed with the secret, which
-never leaves this process. A client that is slow or silent only holds its own thread until the
-request deadline; a user cannot hold more than :data:`MAX_CONNECTIONS_PER_UID` of them.
+Each connection gets one challenge, one request and one reply, then is closed. The peer must
+be the installed launcher before the signer reads a byte (:mod:`peer_credentials`); the request
+must answer a fresh challenge sent after that check, and every byte of it must come from the
+connecting process itself (``SCM_CREDENTIALS``). Together they bind the request to the
+launcher's code: bytes written before the process became the launcher are refused (nothing may
+precede the challenge), bytes from any other process holding the socket are refused by pid.
+Then the content is checked (:mod:`content_checks`); only then is the document signed with the
+secret, which never leaves this process. A client that is slow or silent only holds its own
+thread until the request deadline; a user cannot hold more than
+:data:`MAX_CONNECTIONS_PER_UID` of them.
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
 import os
 import pwd
+import secrets
 import socket
 import stat
 import threading
@@ -185,17 +192,21 @@ class SignerServer:
                     del self._active[peer.uid]
 
     def _decide(self, conn: socket.socket, peer: PeerCredentials) -> tuple[str, int]:
+        self._check_peer(peer)  # before anything is read: the launcher, already now
+        challenge = secrets.token_hex(16)
         try:
-            body = read_frame(conn, MAX_REQUEST_BYTES, self.request_timeout)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            if _pending(conn):
+                raise _Refusal("request sent before the signer's challenge")
+            send_frame(conn, {"challenge": challenge})
+            body = read_frame(conn, MAX_REQUEST_BYTES, self.request_timeout,
+                              sender_pid=peer.pid)
         except FrameError as exc:
             raise _Refusal(str(exc)) from None
         except OSError as exc:
             raise _Refusal(f"reading the request failed: {exc.strerror}") from None
-        document = _request_document(body)
-        try:
-            verify_launcher(peer, self.launcher, self.launcher_gid)
-        except PeerRefused as exc:
-            raise _Refusal(str(exc)) from None
+        document = _request_document(body, challenge)
+        self._check_peer(peer)  # and still, alive, when its request is complete
         try:
             user = pwd.getpwuid(peer.uid).pw_name
         except KeyError:
@@ -205,6 +216,12 @@ class SignerServer:
         except ContentRefused as exc:
             raise _Refusal(str(exc)) from None
         return sign(self.key, document), sum(len(p.functions) for p in model.categories)
+
+    def _check_peer(self, peer: PeerCredentials) -> None:
+        try:
+            verify_launcher(peer, self.launcher, self.launcher_gid)
+        except PeerRefused as exc:
+            raise _Refusal(str(exc)) from None
 
     def _finish(self, conn: socket.socket, peer: PeerCredentials, reason: str, functions: int,
                 checksum: str | None) -> None:
@@ -246,13 +263,24 @@ def _drain(conn: socket.socket) -> None:
             return
 
 
-def _request_document(body: bytes) -> dict[str, Any]:
+def _pending(conn: socket.socket) -> bool:
+    """Whether the peer sent anything yet (it must not have: the challenge comes first)."""
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+
+
+def _request_document(body: bytes, challenge: str) -> dict[str, Any]:
     try:
         request = loads_strict(body)
     except ValueError as exc:
         raise _Refusal(f"malformed request: {exc}") from None
-    if set(request) != {"document"} or not isinstance(request["document"], dict):
-        raise _Refusal('malformed request: expected {"document": {...}}')
+    if set(request) != {"challenge", "document"} or not isinstance(request["document"], dict):
+        raise _Refusal('malformed request: expected {"challenge": "...", "document": {...}}')
+    if not isinstance(request["challenge"], str) or not hmac.compare_digest(
+            request["challenge"].encode(), challenge.encode()):
+        raise _Refusal("the request does not answer this connection's challenge")
     return request["document"]
 
 

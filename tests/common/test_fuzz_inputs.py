@@ -57,6 +57,8 @@ def _encode(document: Any) -> bytes:
     return json.dumps(document).encode()  # ASCII escapes: a lone surrogate stays "\ud800"
 
 
+CHALLENGE = "0123456789abcdef0123456789abcdef"
+
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -104,12 +106,12 @@ def test_probe_file_bytes_are_refused_in_one_line(tmp_path: Path, secret: tuple[
 
 @FUZZ
 @given(body=st.one_of(st.binary(max_size=300), _document().map(
-    lambda d: _encode({"document": d})), _JSON.map(_encode)))
+    lambda d: _encode({"challenge": CHALLENGE, "document": d})), _JSON.map(_encode)))
 def test_signer_requests_are_signed_or_refused_in_one_line(secret: tuple[Path, bytes],
                                                           body: bytes) -> None:
     settings_ = load_settings(probe_secret_file=secret[0])
     try:
-        document = _request_document(body)
+        document = _request_document(body, CHALLENGE)
         check_document(document, "nobody", settings_)
     except (_Refusal, ContentRefused) as exc:
         assert "\n" not in str(exc)

@@ -1,28 +1,41 @@
 /*
- * Test-only signer client: sends a request file's bytes as they are and prints the reply.
+ * Test-only signer client: a relay between its stdin/stdout and the signer's socket.
  *
  * The tests install it, setgid datacrumbs, in place of the launcher of a second installation:
- * the signer then takes it for the launcher (exact path, inode, group), so the tests can send
- * documents the real configurator would never produce and prove the content checks refuse them.
- * Usage: crafted_client SOCKET REQUEST_FILE
+ * the signer then takes it for the launcher (exact path, inode, group), and every byte the test
+ * writes to its stdin reaches the signer as sent by this process, when the test sends it. So
+ * the tests can answer the challenge with documents the real configurator would never produce,
+ * or trickle, stall or cut a request short, and prove the signer's checks refuse them.
+ * Usage: crafted_client SOCKET. End of stdin shuts the socket for writing; the relay exits when
+ * the signer closes the connection.
  */
+#include <poll.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+static int copy(int from, int to, int is_socket)
+{
+    char buf[1 << 16];
+    ssize_t n = read(from, buf, sizeof buf);
+    if (n <= 0)
+        return 0;
+    for (ssize_t off = 0; off < n;) {
+        ssize_t sent = is_socket ? send(to, buf + off, (size_t)(n - off), MSG_NOSIGNAL)
+                                 : write(to, buf + off, (size_t)(n - off));
+        if (sent <= 0)
+            return 0;
+        off += sent;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3)
+    if (argc != 2)
         return 64;
-    FILE *in = fopen(argv[2], "rb");
-    if (!in)
-        return 65;
-    static char buf[1 << 24];
-    size_t len = fread(buf, 1, sizeof buf, in);
-    fclose(in);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
@@ -30,14 +43,15 @@ int main(int argc, char **argv)
         perror("connect");
         return 66;
     }
-    for (size_t off = 0; off < len;) {
-        ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-        if (n <= 0)
-            break;
-        off += (size_t)n;
+    struct pollfd fds[2] = {{.fd = fd, .events = POLLIN}, {.fd = 0, .events = POLLIN}};
+    int inputs = 2;
+    while (poll(fds, (nfds_t)inputs, -1) > 0) {
+        if (fds[0].revents && !copy(fd, 1, 0))
+            return 0; /* the signer closed the connection */
+        if (inputs == 2 && fds[1].revents && !copy(0, fd, 1)) {
+            shutdown(fd, SHUT_WR);
+            inputs = 1;
+        }
     }
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        fwrite(buf, 1, (size_t)n, stdout);
     return 0;
 }

@@ -6,6 +6,7 @@ pytest's tmp_path is 0700 (``nobody`` cannot reach it), so these tests keep thei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -125,6 +126,67 @@ def exchange(path: Path, data: bytes) -> dict[str, Any]:
         sock.connect(str(path))
         sock.sendall(data)
         return read_reply(sock)
+
+
+class Relay:
+    """The crafted launcher of ``node`` (crafted_client.c) relaying between the test and the
+    signer: what the test writes reaches the signer as sent by the launcher, when it is sent."""
+
+    def __init__(self, node: Node, *, as_nobody: bool = True) -> None:
+        argv = [str(node.launcher), str(node.socket)]
+        self.process = subprocess.Popen([*NOBODY, *argv] if as_nobody else argv, env=node.env(),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.pid = self.process.pid  # setpriv execs the relay: the same pid
+
+    def send(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        # The signer may have answered and closed already; its reply is still to be read.
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.write(data)
+
+    def close_input(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def _read(self, size: int) -> bytes:
+        assert self.process.stdout is not None
+        data = b""
+        while len(data) < size:
+            chunk = self.process.stdout.read(size - len(data))
+            if not chunk:
+                raise AssertionError(f"the signer closed after {data!r}")
+            data += chunk
+        return data
+
+    def message(self) -> dict[str, Any]:
+        """The next frame from the signer, decoded."""
+        (size,) = struct.unpack(">I", self._read(4))
+        return json.loads(self._read(size))
+
+    def challenge(self) -> str:
+        first = self.message()
+        assert set(first) == {"challenge"}, first
+        return first["challenge"]
+
+    def finish(self) -> int:
+        """Wait for the relay to end (the signer closed); its exit status."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        return self.process.wait(timeout=30)
+
+
+def converse(node: Node, request: dict[str, Any] | bytes, *,
+             as_nobody: bool = True) -> tuple[dict[str, Any], int]:
+    """Through the relay: take the challenge, answer it with ``request``, return the reply and
+    the relay's pid. A dict is sent as the request with the challenge added; bytes are sent
+    exactly as they are (they answer no challenge)."""
+    relay = Relay(node, as_nobody=as_nobody)
+    challenge = relay.challenge()
+    relay.send(request if isinstance(request, bytes)
+               else frame({"challenge": challenge} | request))
+    reply = relay.message()
+    assert relay.finish() == 0
+    return reply, relay.pid
 
 
 def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import grp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -90,44 +91,108 @@ def test_other_file_mounted_over_the_launcher_path_is_refused(node: Node, world:
     _assert_refused_only(node, pid, reason)
 
 
-def test_client_that_connects_then_execs_the_launcher_is_refused(node: Node,
-                                                                 world: Path) -> None:
-    # The connecting process execs the real launcher; a forked child keeps the socket and
-    # sends the request once /proc/<pid>/exe shows the launcher. The exe check alone would
-    # pass; the group recorded at connect() (not the launcher's) gives it away.
+def _connect_then_exec(node: Node, world: Path, gid: int, *, early: bool) -> tuple[str, int]:
+    """The red team's attack: a process connects (with group ``gid``), then execs the real
+    launcher, so that /proc/<pid>/exe shows the launcher when the signer looks.
+
+    ``early``: it writes its request before the exec. Otherwise a forked child keeps the
+    socket and answers the challenge once the parent is the launcher. The signer is stopped
+    until the exec is done, so it looks exactly when the attacker wants it to. Returns the
+    child's pid and the reply it got (if any), and the connecting pid.
+    """
     fifo = world / f"fifo-{time.monotonic_ns()}"
     os.mkfifo(fifo)
-    request = frame({"document": document(node.settings(), "root")})
+    doc = document(node.settings(), "root")
     helper = f"""
-import os, socket, sys, time
+import json, os, socket, struct, sys, time
+os.setegid({gid})  # as if it ran a program setgid to that group
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect({str(node.socket)!r})
+os.setegid(0)
+
+def frame(message):
+    body = json.dumps(message).encode()
+    return struct.pack(">I", len(body)) + body
+
+def message():
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(data[4:])
+
 parent = os.getpid()
-if os.fork() == 0:
+if {early!r}:
+    sock.sendall(frame({{"challenge": "0" * 32, "document": {doc!r}}}))
+elif os.fork() == 0:
     while os.readlink(f"/proc/{{parent}}/exe") != {str(node.launcher)!r}:
         time.sleep(0.01)
-    sock.sendall({request!r})
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    print(data[4:].decode(), flush=True)
+    print("exec done", os.getpid(), flush=True)
+    first = message()
+    if first and "challenge" in first:
+        sock.sendall(frame({{"challenge": first["challenge"], "document": {doc!r}}}))
+        first = message()
+    print(json.dumps(first), flush=True)
     os._exit(0)
 os.set_inheritable(sock.fileno(), True)
 os.execv({str(node.launcher)!r}, [{str(node.launcher)!r}, {str(fifo)!r}, "/dev/null"])
 """
-    process = subprocess.Popen([sys.executable, "-c", helper], env=node.env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert node.process is not None
+    node.process.send_signal(signal.SIGSTOP)
     try:
+        process = subprocess.Popen([sys.executable, "-c", helper], env=node.env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert process.stdout is not None
-        reply = json.loads(process.stdout.readline())
+        if early:
+            while os.readlink(f"/proc/{process.pid}/exe") != str(node.launcher):
+                time.sleep(0.01)
+        else:
+            child = process.stdout.readline()
+            assert child.startswith("exec done ")
+    finally:
+        node.process.send_signal(signal.SIGCONT)
+    try:
+        node.audit(process.pid)  # waits for the decision
+        output = "" if early else child.split()[2] + " " + process.stdout.readline()
     finally:
         with open(fifo, "w"):
             pass  # the launcher, blocked opening its config, reads an empty one and exits
         process.communicate(timeout=30)
+    return output, process.pid
+
+
+def test_client_that_connects_then_execs_the_launcher_is_refused(node: Node,
+                                                                 world: Path) -> None:
+    # The exe check alone would pass; the group recorded at connect() gives it away.
+    output, pid = _connect_then_exec(node, world, 0, early=False)
+    output = output.split(" ", 1)[1]
     reason = (f"peer connected with group id 0, not the launcher's group id {_gid()}: it was "
               "not running the setgid launcher when it connected")
+    assert json.loads(output) == {"ok": False, "error": reason}
+    _assert_refused_only(node, pid, reason)
+
+
+def test_other_setgid_program_whose_child_answers_after_the_exec_is_refused(
+        node: Node, world: Path) -> None:
+    # Another program setgid datacrumbs passes the group check too; the child that kept the
+    # socket answers the challenge, but the kernel names it, not the launcher, as the sender.
+    output, pid = _connect_then_exec(node, world, _gid(), early=False)
+    child_pid, text = output.split(" ", 1)
+    reply, child = json.loads(text), int(child_pid)
+    reason = (f"request header bytes sent by process {child}, not by the connected process "
+              f"{pid}")
+    assert child != pid
     assert reply == {"ok": False, "error": reason}
-    _assert_refused_only(node, process.pid, reason)
+    _assert_refused_only(node, pid, reason)
+
+
+def test_other_setgid_program_that_writes_before_the_exec_is_refused(node: Node,
+                                                                    world: Path) -> None:
+    # Bytes written before the exec are the other program's: nothing may precede the challenge.
+    _, pid = _connect_then_exec(node, world, _gid(), early=True)
+    _assert_refused_only(node, pid, "request sent before the signer's challenge")
 
 
 def _client_script(node: Node, user: str) -> str:

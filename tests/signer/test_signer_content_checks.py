@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signer_support import Node, document, frame, run
+from signer_support import Node, converse, document, frame
 
 from datacrumbs.common.signing import read_secret, verify
 from datacrumbs.ebpf.uprobes import ElfSymbols
@@ -18,19 +18,13 @@ from datacrumbs.ebpf.uprobes import ElfSymbols
 LIBC_FUNCTIONS = ["fopen", "fclose"]
 
 
-def _send(node: Node, nobody_dir: Path, request: bytes) -> tuple[dict[str, Any], list[str]]:
-    request_file = nobody_dir / "request.bin"
-    request_file.write_bytes(request)
-    request_file.chmod(0o644)
-    result, pid = run([str(node.launcher), str(node.socket), str(request_file)], node.env(),
-                      as_nobody=True, text=False)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout[4:]), node.audit(pid)
+def _send(node: Node, request: dict[str, Any] | bytes) -> tuple[dict[str, Any], list[str]]:
+    reply, pid = converse(node, request)
+    return reply, node.audit(pid)
 
 
 def _refused(node: Node, nobody_dir: Path, doc: dict[str, Any] | bytes) -> str:
-    request = doc if isinstance(doc, bytes) else frame({"document": doc})
-    reply, audit = _send(node, nobody_dir, request)
+    reply, audit = _send(node, doc if isinstance(doc, bytes) else {"document": doc})
     assert reply["ok"] is False and "checksum" not in reply
     assert len(audit) == 1 and "DECISION=refused FUNCTIONS=0 " in audit[0]
     return reply["error"]
@@ -44,7 +38,7 @@ def _uprobe_on(doc: dict[str, Any], binary: str) -> dict[str, Any]:
 def test_valid_document_from_the_trusted_launcher_is_signed(crafted_node: Node,
                                                             nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody")
-    reply, audit = _send(crafted_node, nobody_dir, frame({"document": doc}))
+    reply, audit = _send(crafted_node, {"document": doc})
     assert reply["ok"] is True
     verify(read_secret(crafted_node.settings().probe_secret_file), doc | reply)
     assert "DECISION=signed FUNCTIONS=4 " in audit[0]
@@ -213,7 +207,7 @@ def test_offset_that_starts_no_function_is_refused(crafted_node: Node, nobody_di
     assert _refused(crafted_node, nobody_dir, doc) == (
         f"binary path {libc}: offset {start + 4:#x} is not the start of a function of {libc}")
     doc["categories"][1]["functions"] = [f"fopen:{start:#x}"]
-    reply, _ = _send(crafted_node, nobody_dir, frame({"document": doc}))
+    reply, _ = _send(crafted_node, {"document": doc})
     assert reply["ok"] is True
 
 

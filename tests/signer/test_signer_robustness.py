@@ -2,118 +2,108 @@
 
 from __future__ import annotations
 
-import os
+import signal
 import socket
 import struct
 import threading
 import time
 from pathlib import Path
 
-from signer_support import Node, document, exchange, frame, read_reply, run, write_file
-
-CONFIG = """\
-capture_probes:
-  - name: posix_io
-    probe: syscalls
-    functions: [read, write]
-"""
+from signer_support import Node, Relay, converse, document, exchange, frame
 
 
-def _still_serving(node: Node, nobody_dir: Path) -> None:
-    config = write_file(nobody_dir / "alive.yaml", CONFIG)
-    result, _ = run([node.configurator, str(config),
-                     str(nobody_dir / "alive.json.gz")], node.env(), as_nobody=True)
-    assert result.returncode == 0, result.stderr
+def _still_serving(node: Node) -> None:
+    reply, _ = converse(node, {"document": document(node.settings(), "nobody")})
+    assert reply["ok"] is True, reply
     assert node.process is not None and node.process.poll() is None
 
 
-def test_oversized_request_is_refused_unread(node: Node, nobody_dir: Path) -> None:
+def test_oversized_request_is_refused_unread(crafted_node: Node) -> None:
     size = 9 << 20
-    seen = len(node.audit(os.getpid(), at_least=0))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(30)
-        sock.connect(str(node.socket))
-        sock.sendall(struct.pack(">I", size) + b"{" * 65536)
-        reply = read_reply(sock)
+    reply, pid = converse(crafted_node, struct.pack(">I", size) + b"{" * 65536)
     reason = f"request of {size} bytes exceeds the limit of {8 << 20} bytes"
     assert reply == {"ok": False, "error": reason}
-    line = node.audit(os.getpid(), at_least=seen + 1)[-1]
-    assert line.endswith(f"DECISION=refused FUNCTIONS=0 REASON={reason}")
-    _still_serving(node, nobody_dir)
+    assert crafted_node.audit(pid)[-1].endswith(f"DECISION=refused FUNCTIONS=0 REASON={reason}")
+    _still_serving(crafted_node)
 
 
-def test_silent_client_times_out_while_others_are_served(node: Node, nobody_dir: Path) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
-        silent.settimeout(30)
-        silent.connect(str(node.socket))
-        started = time.monotonic()
-        _still_serving(node, nobody_dir)  # served while the silent client holds its thread
-        assert time.monotonic() - started < 3.0, "the other client waited for the silent one"
-        reply = read_reply(silent)
-        waited = time.monotonic() - started
+def test_silent_client_times_out_while_others_are_served(crafted_node: Node) -> None:
+    silent = Relay(crafted_node)
+    silent.challenge()
+    started = time.monotonic()
+    _still_serving(crafted_node)  # served while the silent client holds its thread
+    assert time.monotonic() - started < 3.0, "the other client waited for the silent one"
+    reply = silent.message()
+    waited = time.monotonic() - started
+    assert silent.finish() == 0
     assert reply == {"ok": False, "error": "request header not complete within the time limit"}
-    assert 2.9 < waited < 6
+    assert 2.5 < waited < 6
 
 
-def test_trickling_client_is_cut_off_at_the_deadline(node: Node) -> None:
+def test_trickling_client_is_cut_off_at_the_deadline(crafted_node: Node) -> None:
     # A byte at a time never lets a per-read timeout fire; the deadline is for the whole request.
-    request = frame({"document": document(node.settings(), "root")})
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(30)
-        sock.connect(str(node.socket))
-        started = time.monotonic()
-        sock.sendall(request[:10])
-        stop = threading.Event()
+    relay = Relay(crafted_node)
+    request = frame({"challenge": relay.challenge(),
+                     "document": document(crafted_node.settings(), "nobody")})
+    started = time.monotonic()
+    relay.send(request[:10])
+    stop = threading.Event()
 
-        def trickle() -> None:
-            for byte in request[10:-1]:
-                if stop.wait(0.2):
-                    return
-                try:
-                    sock.send(bytes([byte]))
-                except OSError:
-                    return
+    def trickle() -> None:
+        for byte in request[10:-1]:
+            if stop.wait(0.2):
+                return
+            relay.send(bytes([byte]))
 
-        thread = threading.Thread(target=trickle)
-        thread.start()
-        reply = read_reply(sock)
-        stop.set()
-        thread.join()
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    reply = relay.message()
+    stop.set()
+    thread.join()
+    assert relay.finish() == 0
     assert reply == {"ok": False, "error": "request not complete within the time limit"}
     assert 2.9 < time.monotonic() - started < 6
 
 
 def test_garbage_and_truncated_requests_are_refused_and_the_signer_lives(
-        node: Node, nobody_dir: Path) -> None:
-    assert exchange(node.socket, frame(b"\xff\xfe not json")) == {
+        crafted_node: Node) -> None:
+    node = crafted_node
+    assert converse(node, frame(b"\xff\xfe not json"))[0] == {
         "ok": False, "error": "malformed request: not UTF-8"}
-    assert exchange(node.socket, frame(b"[1, 2]")) == {
+    assert converse(node, frame(b"[1, 2]"))[0] == {
         "ok": False, "error": "malformed request: expected a JSON object, found list"}
-    assert exchange(node.socket, frame(b'{"document": {"a": NaN}}')) == {
+    assert converse(node, {"document": {"a": float("nan")}})[0] == {
         "ok": False, "error": "malformed request: NaN is not allowed"}
-    assert exchange(node.socket, frame(b"[" * 100_000 + b"]" * 100_000)) == {
+    assert converse(node, frame(b"[" * 100_000 + b"]" * 100_000))[0] == {
         "ok": False, "error": "malformed request: JSON nested too deeply"}
-    assert exchange(node.socket, frame({"sign": "this"})) == {
-        "ok": False, "error": 'malformed request: expected {"document": {...}}'}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(str(node.socket))
-        sock.sendall(struct.pack(">I", 100) + b"{}")
-        sock.shutdown(socket.SHUT_WR)
-        assert read_reply(sock) == {
-            "ok": False, "error": "connection closed after 2 of 100 bytes of request"}
-    _still_serving(node, nobody_dir)
+    assert converse(node, {"sign": "this"})[0] == {
+        "ok": False,
+        "error": 'malformed request: expected {"challenge": "...", "document": {...}}'}
+    relay = Relay(node)
+    relay.challenge()
+    relay.send(struct.pack(">I", 100) + b"{}")
+    relay.close_input()
+    assert relay.message() == {
+        "ok": False, "error": "connection closed after 2 of 100 bytes of request"}
+    assert relay.finish() == 0
+    _still_serving(node)
 
 
-def test_client_gone_before_the_reply_does_not_kill_the_signer(node: Node,
-                                                               nobody_dir: Path) -> None:
+def test_client_gone_before_the_reply_does_not_kill_the_signer(crafted_node: Node) -> None:
     # Writing to a closed peer raises EPIPE (MSG_NOSIGNAL), never SIGPIPE.
     for _ in range(5):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.connect(str(node.socket))
-            sock.sendall(frame({"document": document(node.settings(), "root")}))
-    time.sleep(0.3)
-    assert "reply not delivered" in node.log.read_text()
-    _still_serving(node, nobody_dir)
+        relay = Relay(crafted_node)
+        challenge = relay.challenge()
+        relay.process.send_signal(signal.SIGSTOP)  # the request is sent, the reply never read
+        relay.send(frame({"challenge": challenge,
+                          "document": document(crafted_node.settings(), "root")}))
+        relay.process.kill()
+        relay.process.wait()
+    deadline = time.monotonic() + 5
+    while "reply not delivered" not in crafted_node.log.read_text():
+        assert time.monotonic() < deadline, crafted_node.log.read_text()
+        time.sleep(0.05)
+    _still_serving(crafted_node)
 
 
 def test_signer_notifies_ready_then_stops_on_sigterm_removing_its_socket(
@@ -133,18 +123,17 @@ def test_signer_notifies_ready_then_stops_on_sigterm_removing_its_socket(
 
 
 def test_one_user_holding_many_connections_does_not_lock_out_others(
-        node: Node, nobody_dir: Path) -> None:
+        crafted_node: Node) -> None:
     silent = []
     try:
-        for _ in range(8):  # MAX_CONNECTIONS_PER_UID, all held by root (this process)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(30)
-            sock.connect(str(node.socket))
-            silent.append(sock)
-        time.sleep(0.2)
-        assert exchange(node.socket, frame({"document": {}})) == {
+        for _ in range(8):  # MAX_CONNECTIONS_PER_UID, all held by root
+            relay = Relay(crafted_node, as_nobody=False)
+            relay.challenge()
+            silent.append(relay)
+        assert exchange(crafted_node.socket, b"") == {
             "ok": False, "error": "signer busy: too many connections, try again"}
-        _still_serving(node, nobody_dir)  # nobody's own quota is untouched
+        _still_serving(crafted_node)  # nobody's own quota is untouched
     finally:
-        for sock in silent:
-            sock.close()
+        for relay in silent:
+            relay.process.kill()
+            relay.process.wait()

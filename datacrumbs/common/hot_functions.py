@@ -8,6 +8,11 @@ the red team's test (issue 11). So the signer refuses, in shared libraries, the 
 match ``DATACRUMBS_HOT_FUNCTIONS`` (this default, or the site's own expression; empty: none),
 and the configurator leaves them out of what it asks for, with a note. A program's own
 executable is not covered: a breakpoint there slows only the processes that run it.
+
+What no list can foresee — a function that is hot only in this job, or a library function the
+list misses — is caught at run time: the daemon counts every hit of the job's function probes,
+in every process, and detaches the busiest once the job passes ``DATACRUMBS_UPROBE_HIT_LIMIT``
+hits per second (:data:`UPROBE_HIT_LIMIT` by default).
 """
 
 from __future__ import annotations
@@ -15,7 +20,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["HOT_FUNCTIONS", "is_shared_library"]
+__all__ = ["HOT_FUNCTIONS", "UPROBE_HIT_LIMIT", "is_shared_library"]
+
+#: Hits per second of one job's function probes on one node before the busiest are detached.
+#: A uprobe hit costs a trap into the kernel and back (a few microseconds with its return
+#: probe): 100,000 hits/s is a few tenths of one core, spread over whoever runs the code.
+UPROBE_HIT_LIMIT = 100_000
 
 #: Functions so hot in every process that a uprobe on them slows the whole node (measured
 #: ~1,200x on malloc/free): the allocator, string and memory functions, and locks, with the

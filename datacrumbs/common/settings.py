@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.common.hot_functions import HOT_FUNCTIONS
+from datacrumbs.common.hot_functions import HOT_FUNCTIONS, UPROBE_HIT_LIMIT
 from datacrumbs.common.layout import InstallLayout, running_prefix
 from datacrumbs.common.system_config import find_system_config, read_table
 
@@ -60,7 +60,7 @@ TRACE_DIR_PLACEHOLDERS = {
 #: Fields that belong to one job or one node, never to the installation.
 PER_RUN_FIELDS = frozenset({"user", "hostname"})
 #: Fields that are the signer's policy: kept in the system configuration only.
-POLICY_FIELDS = frozenset({"hot_functions"})
+POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         description=(
             "Regular expression of shared-library functions the signer refuses to uprobe: a "
             "breakpoint traps in every process of the node, not only the job's (empty: none)."
+        ),
+    )
+    uprobe_hit_limit: int = Field(
+        default=UPROBE_HIT_LIMIT,
+        ge=0,
+        description=(
+            "Most hits per second one job's uprobes and kprobes may take on a node, counted in "
+            "every process that runs the code; over it the daemon detaches the busiest "
+            "functions (0: no limit)."
         ),
     )
 

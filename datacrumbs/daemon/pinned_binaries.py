@@ -5,8 +5,10 @@ Each binary is opened once, without following a final symlink and without blocki
 identity (device, inode, size, modification time, SHA-256) must equal the one in the signed
 probe file, else every function of that binary is refused with one line naming what differs,
 while the rest of the probes run. The engine then attaches through ``/proc/self/fd/N``, so the
-kernel resolves the inode that was checked; the descriptors are closed once attached (the
-kernel holds its own references from then on).
+kernel resolves the inode that was checked. The descriptors stay open until the run ends: a
+binary's uprobe group is attached again when a runaway function of it is detached
+(daemon/hit_limit.py), and ``/proc/self/fd/N`` must still name the checked file then, never a
+descriptor number reused by something else.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pwd
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
+from datacrumbs.daemon.hit_limit import HitLimit
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.notify import Notifier
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
@@ -37,10 +38,10 @@ from datacrumbs.daemon.run_id import resolve_run_id
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, EngineStats, TargetOutcome
 from datacrumbs.trace.writer import TraceWriter
 
-__all__ = ["STATUS_INTERVAL", "run_daemon", "target_of"]
+__all__ = ["TICK_SECONDS", "run_daemon", "target_of"]
 
-#: Seconds between STATUS= updates while tracing.
-STATUS_INTERVAL = 2.0
+#: Seconds between checks of the probes' hit rates and STATUS= updates while tracing.
+TICK_SECONDS = 1.0
 
 _GROUPS = {
     ProbeType.SYSCALLS: "syscalls",
@@ -222,14 +223,13 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
     if not bpf_object.is_file():
         raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
     engine = Engine(EngineConfig(uid=job_user.pw_uid, hostname=settings.hostname,
-                                 bpf_object=bpf_object))
+                                 bpf_object=bpf_object, function_slots=len(requested) + 1))
+    # The checked binaries stay open for the whole run: a uprobe group attached again after a
+    # runaway neighbour was detached must reach the very file that was checked.
+    pinned = PinnedBinaries(probes)
     try:
         engine.load()
-        pinned = PinnedBinaries(probes)
-        try:
-            attempted = engine.attach(pinned.probes, pinned.kernel_paths)
-        finally:
-            pinned.close()
+        attempted = engine.attach(pinned.probes, pinned.kernel_paths)
         by_category = {p.name: p for p in probes}
         # What the kernel refused is recorded; a binary that is not the signed file is not a
         # target known to fail, and a re-signed file must be tried at once.
@@ -258,7 +258,9 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         notifier.ready(ready_status)
         log.info("ready in %.3f s: %s", time.monotonic() - started, ready_status)
 
-        _wait_for_stop(engine, notifier, stop)
+        runaways = _Runaways(engine, HitLimit(settings.uprobe_hit_limit), writer, status_db,
+                             by_category, log)
+        _wait_for_stop(engine, notifier, stop, runaways.check)
         notifier.stopping("stopping: draining the ring buffer and finishing the trace")
         final = engine.stop(summary={"run_id": run_id, "user": job_user.pw_name,
                                      "duration_s": round(time.monotonic() - started, 3)})
@@ -266,6 +268,7 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         raise DatacrumbsError(str(exc)) from None
     finally:
         engine.close()
+        pinned.close()
     duration = time.monotonic() - started
     log.info(
         "finished: %d events, %d lost, %.1f s, trace %s (%d bytes)",
@@ -276,12 +279,50 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
     return 0
 
 
-def _wait_for_stop(engine: Engine, notifier: Notifier, stop: _StopSignal) -> None:
-    interval = STATUS_INTERVAL
+@dataclass
+class _Runaways:
+    """Detaches the functions that take the job over its hit limit, and says so: in the
+    journal, in the status database (so the next run skips them while the binary is the same)
+    and in the trace, where an instant event marks the moment the function stops appearing."""
+
+    engine: Engine
+    limit: HitLimit
+    writer: TraceWriter
+    status_db: StatusDB
+    probes: dict[str, Probe]
+    log: logging.Logger
+
+    def check(self) -> None:
+        if not self.limit.limit:
+            return
+        over = self.limit.over(self.engine.function_hits(), time.monotonic())
+        if not over:
+            return
+        reasons = {
+            fid: (f"detached: {rate:,} hits/s in all processes, over this job's limit of "
+                  f"{self.limit.limit:,} (DATACRUMBS_UPROBE_HIT_LIMIT)")
+            for fid, rate in over.items()}
+        outcomes = self.engine.detach_functions(reasons)
+        self.status_db.record(Outcome(_outcome_target(o, self.probes), False, o.reason or "")
+                              for o in outcomes)
+        for outcome in outcomes:
+            self.log.warning(
+                "stopped tracing %s:%s: %s", outcome.category, outcome.function, outcome.reason,
+                extra={"CATEGORY": outcome.category, "FUNCTION": outcome.function,
+                       "BINARY": outcome.binary or ""})
+            self.writer.write_notice("probe_detached", {
+                "category": outcome.category, "function": outcome.function,
+                "binary": outcome.binary or "", "reason": outcome.reason or ""})
+
+
+def _wait_for_stop(engine: Engine, notifier: Notifier, stop: _StopSignal,
+                   tick: Callable[[], None]) -> None:
+    interval = TICK_SECONDS
     if notifier.watchdog_interval is not None:
         interval = min(interval, notifier.watchdog_interval)
     while not stop.event.wait(interval):
         if engine.failure is not None:  # stop() reports it; the ready file goes on exit
             return
+        tick()
         notifier.status(_status_line(engine.stats()))
         notifier.watchdog()

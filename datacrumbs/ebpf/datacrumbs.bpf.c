@@ -119,6 +119,16 @@ struct {
 	__type(value, struct dc_name);
 } dc_scratch SEC(".maps");
 
+/* Hits of each function probe (uprobe, kprobe) by function id, in every process, counted before
+ * any filter: a breakpoint costs every process that runs the code, not only the job's, so the
+ * daemon detaches a function whose rate passes the job's limit. Sized by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_func_hits SEC(".maps");
+
 static __always_inline void dc_count_lost(__u32 slot)
 {
 	__u64 *n = bpf_map_lookup_elem(&dc_lost, &slot);
@@ -439,11 +449,14 @@ static __always_inline int dc_func_begin(struct pt_regs *ctx)
 {
 	struct dc_inflight in = {};
 	struct dc_ukey key;
-	__u64 cookie;
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 fid = DC_COOKIE_FID(cookie);
+	__u64 *hits = bpf_map_lookup_elem(&dc_func_hits, &fid);
 
+	if (hits)
+		*hits += 1; /* per-CPU slot: no atomics needed */
 	if (!dc_wanted())
 		return 0;
-	cookie = bpf_get_attach_cookie(ctx);
 	key.pid_tgid = bpf_get_current_pid_tgid();
 	key.cookie = cookie;
 	in.cookie = cookie;

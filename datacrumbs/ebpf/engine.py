@@ -65,6 +65,7 @@ RINGBUF_MAP = "dc_events"
 LOST_MAP = "dc_lost"
 CGROUP_MAP = "dc_cgroup"
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
+HITS_MAP = "dc_func_hits"
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
 RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
 FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"
@@ -97,6 +98,8 @@ class EngineConfig:
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
     ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
     load fails without them) or ``single`` (one perf-event uprobe per function and direction).
+    ``function_slots``: how many function ids have a hit counter (:meth:`Engine.function_hits`);
+    the daemon sizes it to its probe file.
     """
 
     uid: int | None
@@ -108,6 +111,7 @@ class EngineConfig:
     hostname: str | None = None  # default: socket.gethostname()
     syscall_mode: str = "raw_tp"
     uprobe_mode: str = "auto"
+    function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,18 @@ def _check_ringbuf_size(size: int) -> None:
 
 
 @dataclass
+class _LinkSet:
+    """The links of one function probe attachment: one function's entry and exit links, or the
+    uprobe_multi pair a binary's ``targets`` share (detaching one of them re-attaches the
+    rest)."""
+
+    links: list[BpfLink]
+    fids: list[int]
+    binary: str = ""
+    targets: list[_UprobeTarget] | None = None
+
+
+@dataclass
 class _UprobeTarget:
     """A resolved function waiting for its binary's uprobe_multi links."""
 
@@ -182,6 +198,8 @@ class Engine:
         self._raw_sys_error: str | None = None
         self._syscall_numbers: set[int] = set()  # cookie-map slots written
         self._pinned: dict[str, str] = {}  # binary path -> the path the kernel resolves
+        self._function_links: dict[int, _LinkSet] = {}  # fid of a uprobe or kprobe -> links
+        self._function_outcomes: dict[int, TargetOutcome] = {}  # fid -> its attached outcome
 
     # -- load ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -215,6 +233,7 @@ class Engine:
             obj = BpfObject(path)
             try:
                 obj.set_max_entries(RINGBUF_MAP, cfg.ringbuf_bytes)
+                obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
                 config = Config(
                     uid=cfg.uid,
                     filter_cgroup=cgroup_fd is not None,
@@ -269,7 +288,8 @@ class Engine:
         """Attach every function of every probe; one outcome per function, in order.
 
         ``pinned`` maps a binary path to the path the kernel is to resolve instead (the
-        daemon's ``/proc/self/fd/N`` of the file it checked against the signed identity)."""
+        daemon's ``/proc/self/fd/N`` of the file it checked against the signed identity); it
+        must stay valid while the engine is attached (:meth:`detach_functions` uses it)."""
         self._object  # noqa: B018 - fail early when not loaded
         self._pinned = dict(pinned or {})
         outcomes: list[TargetOutcome | None] = []
@@ -356,7 +376,11 @@ class Engine:
             self.functions.remove(fid)
             return self._failed(probe, function, str(exc))
         self._links += [exit_link, enter_link]
-        return TargetOutcome(probe.name, probe.type, function, True, None, probe.binary_path)
+        outcome = TargetOutcome(probe.name, probe.type, function, True, None, probe.binary_path)
+        if probe.type is not ProbeType.SYSCALLS:
+            self._function_links[fid] = _LinkSet([exit_link, enter_link], [fid])
+            self._function_outcomes[fid] = outcome
+        return outcome
 
     def _attach_syscall(self, probe: Probe, function: str) -> TargetOutcome:
         obj = self._object
@@ -533,6 +557,9 @@ class Engine:
             exit_link.destroy()
             return self._split_uprobe_group(binary, targets, exc)
         self._links += [exit_link, enter_link]
+        group = _LinkSet([exit_link, enter_link], [t.fid for t in targets], binary, targets)
+        for target in targets:
+            self._function_links[target.fid] = group
         return [(t, None) for t in targets]
 
     def _split_uprobe_group(
@@ -551,7 +578,10 @@ class Engine:
             self.functions.remove(target.fid)
             del self._attached[(probe.binary_path or "", target.claim)]
             return self._failed(probe, target.function, reason)
-        return TargetOutcome(probe.name, probe.type, target.function, True, None, probe.binary_path)
+        outcome = TargetOutcome(probe.name, probe.type, target.function, True, None,
+                                probe.binary_path)
+        self._function_outcomes[target.fid] = outcome
+        return outcome
 
     def _attach_kprobe(self, probe: Probe, function: str) -> TargetOutcome:
         obj = self._object
@@ -574,6 +604,53 @@ class Engine:
         if not outcome.attached:
             del self._attached[("kprobe", function)]
         return outcome
+
+    # -- function probe hits --------------------------------------------------------------
+    def function_hits(self) -> dict[int, int]:
+        """Hits so far of each attached uprobe and kprobe, by function id, in every process of
+        the node (a breakpoint costs whoever runs the code, traced or not)."""
+        fd = self._object.map_fd(HITS_MAP)
+        ncpu = _possible_cpus()
+        hits = {}
+        for fid in self._function_links:
+            if fid < self.config.function_slots:
+                raw = map_lookup(fd, fid.to_bytes(4, "little"), 8 * ncpu)
+                hits[fid] = sum(struct.unpack(f"<{ncpu}Q", raw))
+        return hits
+
+    def describe(self, fid: int) -> TargetOutcome | None:
+        """The attached outcome of function ``fid`` (its category, function and binary)."""
+        return self._function_outcomes.get(fid)
+
+    def detach_functions(self, reasons: Mapping[int, str]) -> list[TargetOutcome]:
+        """Detach the functions ``reasons`` names (fid -> why), while the rest keep tracing.
+
+        A function that shares a uprobe_multi link with others of its binary takes the link
+        down with it; the others are attached again at once (their calls in those few
+        milliseconds are not traced). Returns one failed outcome per detached function, and
+        one for any neighbour the kernel would not take back."""
+        results: list[TargetOutcome] = []
+        sets = {id(s): s for fid in reasons if (s := self._function_links.get(fid))}
+        for link_set in sets.values():
+            for link in link_set.links:
+                link.destroy()
+                self._links.remove(link)
+            for fid in link_set.fids:
+                del self._function_links[fid]
+            keep = [t for t in link_set.targets or () if t.fid not in reasons]
+            if keep:
+                for target, why in self._attach_uprobe_group(link_set.binary, keep):
+                    if why is not None:
+                        self._function_outcomes.pop(target.fid, None)
+                        results.append(self._failed(
+                            target.probe, target.function,
+                            f"lost while a neighbour was detached: {why}"))
+        for fid, reason in reasons.items():
+            attached = self._function_outcomes.pop(fid, None)
+            if attached is not None:
+                results.append(TargetOutcome(attached.category, attached.kind,
+                                             attached.function, False, reason, attached.binary))
+        return results
 
     @property
     def link_count(self) -> int:
@@ -705,6 +782,7 @@ class Engine:
         self._raw_sys_links = None
         self._raw_sys_error = None
         self._attached.clear()
+        self._function_links.clear()
 
     def close(self) -> None:
         """Detach and unload; the engine cannot be used afterwards."""

@@ -171,6 +171,18 @@ class EventFormatter:
         self.next_id += 1
         return line
 
+    def notice_line(self, name: str, args: Mapping[str, int | str]) -> str:
+        """An instant event (``ph`` ``i``, global scope) of the tracer itself, now: something
+        that changed what the trace holds from here on (a probe detached)."""
+        ts = (time.monotonic_ns() + self._offset) // 1000
+        line = (
+            f'{{"id":{self.next_id},"name":{_json(name)},"cat":"datacrumbs","pid":{self._pid},'
+            f'"tid":{self._tid},"ts":{ts},"ph":"i","s":"g",'
+            f'"args":{json.dumps(args, separators=(",", ":"))}}}\n'
+        )
+        self.next_id += 1
+        return line
+
     def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
         """The end-of-run summary, as a DFTracer process (PR) metadata event; ``events`` is
         this formatter's count of call events."""

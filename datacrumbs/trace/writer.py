@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TraceWriter", "read_trace_lines"]
 
-_RECORDS, _TEXT, _LOSS, _SUMMARY = range(4)
+_RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE = range(5)
 
 
 class TraceWriter:
@@ -96,6 +96,10 @@ class TraceWriter:
         """An in-band loss counter event (needs a formatter)."""
         self._raw.put((_LOSS, loss))
 
+    def write_notice(self, name: str, args: Mapping[str, int | str]) -> None:
+        """An in-band instant event of the tracer itself (needs a formatter)."""
+        self._raw.put((_NOTICE, (name, dict(args))))
+
     def close(self, summary: Mapping[str, int | float | str] | None = None) -> None:
         """Drain the queues, write ``summary`` (if any, as a metadata event), the closing
         ``]`` line and the gzip trailer. Raises the error a worker thread met, if any."""
@@ -132,6 +136,8 @@ class TraceWriter:
                     data = fmt.format(payload)  # type: ignore[arg-type]
                 elif kind == _LOSS and fmt is not None:
                     data = fmt.loss_line(payload).encode()  # type: ignore[arg-type]
+                elif kind == _NOTICE and fmt is not None:
+                    data = fmt.notice_line(*payload).encode()  # type: ignore[misc]
                 elif kind == _SUMMARY and fmt is not None:
                     data = fmt.summary_line(payload).encode()  # type: ignore[arg-type]
                 else:

@@ -1,0 +1,42 @@
+/* A runaway workload: calls dc_hot() as fast as it can for S seconds, then dc_cold() 3 times,
+ * and prints how many times it called dc_hot(). Usage: hot_loop S */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+__attribute__((noinline)) int dc_hot(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x + 1;
+}
+
+__attribute__((noinline)) int dc_cold(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x - 1;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+	double seconds = argc > 1 ? atof(argv[1]) : 1, start = now();
+	long calls = 0;
+	int v = 0;
+
+	while (now() - start < seconds) {
+		for (int i = 0; i < 1000; i++)
+			v = dc_hot(v);
+		calls += 1000;
+	}
+	for (int i = 0; i < 3; i++)
+		v = dc_cold(v);
+	printf("%ld\n", calls);
+	return v == -1;
+}

@@ -7,7 +7,7 @@
   failing once and they are dropped from the next file.
 - uprobe: the defined functions of the binary (:mod:`elf_symbols`).
 - usdt: the probes of one provider in the binary's ``stapsdt`` notes.
-- kprobe: kernel functions from BTF (:mod:`btf_functions`).
+- kprobe: kernel functions from BTF (:mod:`datacrumbs.ebpf.kernel_btf`).
 
 A regex must match a whole name (``re.fullmatch``, like C++'s ``std::regex_match`` upstream);
 a regex that matches nothing, or an explicit function that does not exist, is an error naming
@@ -25,9 +25,9 @@ from pathlib import Path
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import ProbeType
 from datacrumbs.common.settings import Settings
-from datacrumbs.configurator.btf_functions import btf_function_names
 from datacrumbs.configurator.config import LIBC_PLACEHOLDER, CaptureProbe
 from datacrumbs.configurator.elf_symbols import defined_functions, usdt_probes
+from datacrumbs.ebpf.kernel_btf import btf_function_names
 
 __all__ = ["Discovered", "discover", "select_names", "syscall_names"]
 

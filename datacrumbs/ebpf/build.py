@@ -20,10 +20,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from datacrumbs.ebpf.kernel_btf import VMLINUX_BTF
+
 __all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
 
 #: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
-VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("datacrumbs.bpf.c", "dc_records.h")
 LIBBPF_INCLUDE = Path("/usr/include")

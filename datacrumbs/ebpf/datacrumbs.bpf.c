@@ -513,7 +513,7 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	e->tid = th->tid;
 	e->ts = in->ts;
 	e->dur = now - in->ts;
-	e->ret = PT_REGS_RC(ctx);
+	e->ret = key.cookie & DC_FUNC_NO_RET ? 0 : PT_REGS_RC(ctx);
 	e->fhash = 0;
 	for (int i = 0; i < DC_MAX_ARGS; i++)
 		e->args[i] = in->args[i];

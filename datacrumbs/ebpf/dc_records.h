@@ -49,6 +49,8 @@ enum dc_lost_slot {
 #define DC_SYS_CLOSES (1ULL << 42)
 #define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)
 #define DC_UPROBE_PTR_SIZE(c, i) ((__u32)((((c) >> (32 + 3 * (i))) & 7) + 1))
+/* Function probes: the return value is not an integer (a kernel pointer, void): not sent. */
+#define DC_FUNC_NO_RET (1ULL << 63)
 
 /* 96 bytes (+8 ring-buffer header). */
 struct dc_call {

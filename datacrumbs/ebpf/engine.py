@@ -39,8 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import cgroups, features, syscalls, uprobes
+from datacrumbs.ebpf import cgroups, features, kernel_btf, syscalls, uprobes
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.functions import FunctionTable
 from datacrumbs.ebpf.libbpf import (
@@ -589,11 +590,17 @@ class Engine:
             return self._failed(probe, function, self._kprobes_reason)
         if reason := self._claim("kprobe", function, probe, function):
             return self._failed(probe, function, reason)
-        arguments = probe.function_arguments.get(function, [])
-        # Pointer arguments of kernel functions would need bpf_probe_read_kernel: not captured.
-        values = [a for a in arguments if not a.is_pointer]
-        spec = self.functions.add(function, probe.name, uprobes.argument_fields(values))
-        cookie = spec.fid
+        # Only integers by the kernel's own BTF are recorded: a kernel pointer (an argument, or
+        # a return such as d_path's) in a user's trace would give away the kernel's layout.
+        try:
+            signature = kernel_btf.vmlinux().signature(function)
+        except DatacrumbsError:
+            signature = None
+        values, has_return = kernel_btf.kernel_values(
+            signature, probe.function_arguments.get(function, []))
+        spec = self.functions.add(function, probe.name, uprobes.argument_fields(values),
+                                  has_return=has_return)
+        cookie = spec.fid | (0 if has_return else uprobes.NO_RETURN_COOKIE)
         outcome = self._attach_pair(
             probe,
             function,

@@ -43,6 +43,7 @@ class FunctionSpec:
     category: str
     fields: tuple[ArgField, ...] = ()
     has_file: bool = False  # whether events carry an fhash (fd or path argument)
+    has_return: bool = True  # False: the return value is not an integer and is not written
 
 
 @dataclass
@@ -58,12 +59,13 @@ class FunctionTable:
         category: str,
         fields: tuple[ArgField, ...] = (),
         has_file: bool = False,
+        has_return: bool = True,
     ) -> FunctionSpec:
         fid = self._last_fid + 1
         if fid > MAX_FUNCTION_ID:
             raise ValueError(f"more than {MAX_FUNCTION_ID} functions to trace")
         self._last_fid = fid
-        spec = FunctionSpec(fid, name, category, fields, has_file)
+        spec = FunctionSpec(fid, name, category, fields, has_file, has_return)
         self.specs[fid] = spec
         return spec
 

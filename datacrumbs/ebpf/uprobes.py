@@ -171,6 +171,10 @@ def argument_fields(arguments: Iterable[FunctionArgument]) -> tuple[ArgField, ..
     )
 
 
+#: Cookie bit of a function whose return value is not sent (``DC_FUNC_NO_RET``).
+NO_RETURN_COOKIE = 1 << 63
+
+
 def function_cookie(fid: int, arguments: Iterable[FunctionArgument]) -> int:
     """Function id, plus which arguments to dereference and how many bytes to read
     (bit layout in ``dc_records.h``)."""

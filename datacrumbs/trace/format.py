@@ -99,7 +99,7 @@ class _Template:
             + _json(spec.category)
             + ',"pid":%d,"tid":%d,"ts":%d,"dur":%d,"ph":"X","args":{"hhash":"'
             + hhash
-            + '","ret":%d'
+            + ('","ret":%d' if spec.has_return else '"')
         )
         body = "".join(
             ',"' + f.key.replace('"', "") + ('":"%016x"' if f.kind is ArgKind.HASH else '":%d')
@@ -108,13 +108,16 @@ class _Template:
         self.without_file = (head + body + "}}\n").encode()
         # the fhash goes in as cached hex bytes (%s): cheaper than %016x per event
         self.with_file = (head + body + ',"fhash":"%s"}}\n').encode() if spec.has_file else None
-        indexes = [_RET_AT] + [_ARGS_AT + f.index for f in spec.fields]
-        converters = [None] + [_narrow(f) for f in spec.fields]
+        ret: list[int] = [_RET_AT] if spec.has_return else []
+        indexes = ret + [_ARGS_AT + f.index for f in spec.fields]
+        converters = [None] * len(ret) + [_narrow(f) for f in spec.fields]
         if any(converters):
             pairs = tuple(zip(indexes, converters, strict=True))
             self.pick = lambda t: tuple(c(t[i]) if c else t[i] for i, c in pairs)
+        elif not indexes:
+            self.pick = lambda t: ()
         elif len(indexes) == 1:
-            self.pick = lambda t: (t[_RET_AT],)
+            self.pick = lambda t: (t[indexes[0]],)
         else:
             self.pick = itemgetter(*indexes)
 

@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from datacrumbs.ebpf.kernel_btf import VMLINUX_BTF
+# No datacrumbs imports here: setup.py loads this file by path, before the package exists.
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
 __all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.input_file import read_input
 from datacrumbs.common.probes import FunctionArgument
+from datacrumbs.ebpf.build import VMLINUX_BTF
 
 __all__ = ["VMLINUX_BTF", "FunctionSignature", "KernelBtf", "btf_function_names",
            "kernel_values", "vmlinux"]
 
-VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 _MAGIC = 0xEB9F
 _INT, _ENUM, _FUNC, _FUNC_PROTO, _ENUM64 = 1, 6, 12, 13, 19
 #: Kinds that only name or qualify another type: typedef, volatile, const, restrict, type tag.

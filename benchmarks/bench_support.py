@@ -110,8 +110,9 @@ def machine() -> str:
     )
 
 
-def signed_probe_file(prefix: Path, categories: list[dict[str, Any]], user: str,
-                      path: Path) -> Path:
+def signed_probe_file(
+    prefix: Path, categories: list[dict[str, Any]], user: str, path: Path
+) -> Path:
     """A probe file as the signer would sign it for ``user`` on this host with the secret of
     the installation at ``prefix``: a day's expiry, each binary's identity pinned."""
     for category in categories:
@@ -119,8 +120,12 @@ def signed_probe_file(prefix: Path, categories: list[dict[str, Any]], user: str,
             category["binary_identity"] = file_identity(category["binary_path"]).model_dump()
     expires = datetime.now(UTC) + timedelta(days=1)
     document: dict[str, Any] = {
-        "summary": {"hostname": socket.gethostname(), "user": user, "install_user": "root",
-                    "expires_at": expires.isoformat(timespec="seconds")},
+        "summary": {
+            "hostname": socket.gethostname(),
+            "user": user,
+            "install_user": "root",
+            "expires_at": expires.isoformat(timespec="seconds"),
+        },
         "categories": categories,
         "checksum_algorithm": "hmac-sha256",
     }

@@ -29,8 +29,25 @@ from datacrumbs.ebpf.syscalls import SYSCALLS
 
 SCRIPTS = Path(sys.executable).parent
 LIBC_FUNCTIONS = [
-    "fopen", "fclose", "fread", "fwrite", "fseek", "ftell", "fflush", "fgets", "fputs",
-    "fileno", "open", "close", "read", "write", "lseek", "pread", "pwrite", "fsync", "mmap",
+    "fopen",
+    "fclose",
+    "fread",
+    "fwrite",
+    "fseek",
+    "ftell",
+    "fflush",
+    "fgets",
+    "fputs",
+    "fileno",
+    "open",
+    "close",
+    "read",
+    "write",
+    "lseek",
+    "pread",
+    "pwrite",
+    "fsync",
+    "mmap",
     "munmap",
 ]
 
@@ -45,11 +62,17 @@ def _probe_file(prefix: Path, work: Path) -> tuple[Path, int]:
     return path, len(SYSCALLS) + len(LIBC_FUNCTIONS)
 
 
-def _one_run(probes: Path, env: dict[str, str], notify: socket.socket,
-             run_id: str) -> tuple[float, float, str]:
+def _one_run(
+    probes: Path, env: dict[str, str], notify: socket.socket, run_id: str
+) -> tuple[float, float, str]:
     started = time.perf_counter()
-    proc = subprocess.Popen([str(SCRIPTS / "datacrumbs"), str(probes), run_id], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(SCRIPTS / "datacrumbs"), str(probes), run_id],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while True:
         try:
             message = notify.recv(4096).decode()
@@ -78,8 +101,12 @@ def main() -> None:
     try:
         prefix = work / "prefix"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-        subprocess.run([str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
-                       check=True, capture_output=True, env=clean)
+        subprocess.run(
+            [str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
+            check=True,
+            capture_output=True,
+            env=clean,
+        )
         probes, functions = _probe_file(prefix, work)
         sock_path = work / "notify.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -99,12 +126,18 @@ def main() -> None:
             r, s, summary = _one_run(probes, env, notify, f"run{i}")
             ready.append(r)
             stop.append(s)
-        print(f"probe file: {functions} functions ({len(SYSCALLS)} syscalls, "
-              f"{len(LIBC_FUNCTIONS)} libc uprobes), {args.runs} runs; daemon: {summary}")
-        print(f"start-to-READY=1  median {statistics.median(ready) * 1000:7.1f} ms  "
-              f"(min {min(ready) * 1000:.1f}, max {max(ready) * 1000:.1f})")
-        print(f"SIGTERM-to-exit   median {statistics.median(stop) * 1000:7.1f} ms  "
-              f"(min {min(stop) * 1000:.1f}, max {max(stop) * 1000:.1f})")
+        print(
+            f"probe file: {functions} functions ({len(SYSCALLS)} syscalls, "
+            f"{len(LIBC_FUNCTIONS)} libc uprobes), {args.runs} runs; daemon: {summary}"
+        )
+        print(
+            f"start-to-READY=1  median {statistics.median(ready) * 1000:7.1f} ms  "
+            f"(min {min(ready) * 1000:.1f}, max {max(ready) * 1000:.1f})"
+        )
+        print(
+            f"SIGTERM-to-exit   median {statistics.median(stop) * 1000:7.1f} ms  "
+            f"(min {min(stop) * 1000:.1f}, max {max(stop) * 1000:.1f})"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

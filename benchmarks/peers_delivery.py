@@ -78,8 +78,12 @@ class RssSampler:
 
 
 def install(prefix: Path, env: dict[str, str]) -> None:
-    subprocess.run([str(VENV_BIN / "datacrumbs_install"), "--prefix", str(prefix)], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(VENV_BIN / "datacrumbs_install"), "--prefix", str(prefix)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def probe_file(prefix: Path, user: str, where: Path) -> Path:
@@ -87,19 +91,41 @@ def probe_file(prefix: Path, user: str, where: Path) -> Path:
     return signed_probe_file(prefix, categories, user, where / "bench.json.gz")
 
 
-def one_run(rate: int, calls: int, probes: Path, env: dict[str, str], wloop: Path,
-            user: pwd.struct_passwd, run_dir: Path) -> Run:
+def one_run(
+    rate: int,
+    calls: int,
+    probes: Path,
+    env: dict[str, str],
+    wloop: Path,
+    user: pwd.struct_passwd,
+    run_dir: Path,
+) -> Run:
     run_id = f"bench{rate}"
     ready = run_dir / f"datacrumbs-{run_id}.ready"
-    daemon = subprocess.Popen([str(VENV_BIN / "datacrumbs"), str(probes), run_id], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [str(VENV_BIN / "datacrumbs"), str(probes), run_id],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     trace = wait_ready(daemon, ready, 60)
     sampler = RssSampler(daemon.pid)
     time.sleep(0.1)
     ready_rss = sampler.first
     workload = subprocess.Popen(
-        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-         str(wloop), str(calls), str(rate)], stdout=subprocess.PIPE, text=True)
+        [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            str(wloop),
+            str(calls),
+            str(rate),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out, _ = workload.communicate()
     seconds = float(out) * calls / 1e9
     daemon.send_signal(signal.SIGTERM)
@@ -109,8 +135,9 @@ def one_run(rate: int, calls: int, probes: Path, env: dict[str, str], wloop: Pat
     summary = summarize(trace, [workload.pid])
     size = trace.stat().st_size
     trace.unlink()
-    return Run(rate, summary.events, summary.lost["lost_events"], seconds, ready_rss,
-               sampler.peak, size)
+    return Run(
+        rate, summary.events, summary.lost["lost_events"], seconds, ready_rss, sampler.peak, size
+    )
 
 
 def main() -> int:
@@ -136,15 +163,20 @@ def main() -> int:
         wloop = compile_workload(where)
         runs: dict[int, list[Run]] = {rate: [] for rate in RATES}
         for number in range(args.rounds):
-            print(f"round {number + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})",
-                  file=sys.stderr)
+            print(
+                f"round {number + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", file=sys.stderr
+            )
             for rate in RATES:
                 runs[rate].append(one_run(rate, args.calls, probes, env, wloop, user, run_dir))
         print(machine())
-        print(f"{args.calls:,} write()s per run, {args.rounds} rounds, medians; the real daemon "
-              "(16 MiB ring buffer, gzip level 1)")
-        print(f"  {'asked/s':>9s} {'events/s':>10s} {'events':>10s} {'lost':>6s} "
-              f"{'RSS ready':>10s} {'peak RSS':>9s} {'B/event':>8s}")
+        print(
+            f"{args.calls:,} write()s per run, {args.rounds} rounds, medians; the real daemon "
+            "(16 MiB ring buffer, gzip level 1)"
+        )
+        print(
+            f"  {'asked/s':>9s} {'events/s':>10s} {'events':>10s} {'lost':>6s} "
+            f"{'RSS ready':>10s} {'peak RSS':>9s} {'B/event':>8s}"
+        )
         for rate, samples in runs.items():
             rate_per_s = statistics.median(s.events / s.seconds for s in samples)
             events = statistics.median(s.events for s in samples)
@@ -152,8 +184,10 @@ def main() -> int:
             ready = statistics.median(s.ready_rss for s in samples) / 1024
             peak = statistics.median(s.peak_rss for s in samples) / 1024
             per_event = statistics.median(s.trace_bytes / max(s.events, 1) for s in samples)
-            print(f"  {rate or 'unpaced':>9} {rate_per_s:10,.0f} {events:10,.0f} {lost:6,.0f} "
-                  f"{ready:6.1f} MiB {peak:5.1f} MiB {per_event:8.1f}")
+            print(
+                f"  {rate or 'unpaced':>9} {rate_per_s:10,.0f} {events:10,.0f} {lost:6,.0f} "
+                f"{ready:6.1f} MiB {peak:5.1f} MiB {per_event:8.1f}"
+            )
     finally:
         shutil.rmtree(where, ignore_errors=True)
     return 0

@@ -118,13 +118,20 @@ def dftracer_dir() -> Path:
 
 
 def as_user(argv: list[str]) -> list[str]:
-    return ["setpriv", f"--reuid={USER.pw_uid}", f"--regid={USER.pw_gid}", "--clear-groups",
-            "--", *argv]
+    return [
+        "setpriv",
+        f"--reuid={USER.pw_uid}",
+        f"--regid={USER.pw_gid}",
+        "--clear-groups",
+        "--",
+        *argv,
+    ]
 
 
 def run_workload(argv: list[str], env_prefix: list[str] | None = None) -> Sample:
-    out = subprocess.run(as_user([*(env_prefix or []), *argv]), capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        as_user([*(env_prefix or []), *argv]), capture_output=True, text=True, check=True
+    ).stdout.split()
     return Sample(ns_per_call=float(out[0]), calls=int(out[1]))
 
 
@@ -158,8 +165,12 @@ def traced_by_bpftrace(bpftrace: str, where: Path) -> Iterator[Callable[[Sample]
     script.write_text(BPFTRACE_SCRIPT)
     out.unlink(missing_ok=True)
     env = os.environ | {"BPFTRACE_PERF_RB_PAGES": BPFTRACE_RING_PAGES}
-    process = subprocess.Popen([bpftrace, "-o", str(out), str(script), str(USER.pw_uid)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [bpftrace, "-o", str(out), str(script), str(USER.pw_uid)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     # its output is buffered until exit: readiness is its tracepoints showing up as attached
     while _bpftrace_attached(process.pid) < BPFTRACE_TRACEPOINTS:
@@ -196,8 +207,11 @@ def traced_by_dftracer(where: Path) -> Iterator[list[str]]:
         "env",
         f"LD_PRELOAD={package / 'lib64/libdftracer_preload.so'}",
         f"LD_LIBRARY_PATH={package / 'lib64'}:{package / 'lib'}",
-        "DFTRACER_ENABLE=1", "DFTRACER_INIT=PRELOAD", "DFTRACER_DATA_DIR=all",
-        "DFTRACER_TRACE_COMPRESSION=1", f"DFTRACER_LOG_FILE={logs / 'run'}",
+        "DFTRACER_ENABLE=1",
+        "DFTRACER_INIT=PRELOAD",
+        "DFTRACER_DATA_DIR=all",
+        "DFTRACER_TRACE_COMPRESSION=1",
+        f"DFTRACER_LOG_FILE={logs / 'run'}",
     ]
 
 
@@ -212,11 +226,12 @@ def dftracer_trace(where: Path) -> tuple[int, int]:
     return events, size
 
 
-def one_round(results: Results, workloads: dict[str, list[str]], where: Path,
-              bpftrace: str, number: int) -> None:
+def one_round(
+    results: Results, workloads: dict[str, list[str]], where: Path, bpftrace: str, number: int
+) -> None:
     """Every configuration once per workload, starting with a different one each round (the
     first run after another workload pays for the page cache's changes)."""
-    order = CONFIGS[number % len(CONFIGS):] + CONFIGS[:number % len(CONFIGS)]
+    order = CONFIGS[number % len(CONFIGS) :] + CONFIGS[: number % len(CONFIGS)]
     for name, argv in workloads.items():
         run_workload(argv)  # untimed warm-up: the same cache state for the first config
         for config in order:
@@ -244,25 +259,34 @@ def run_config(config: str, argv: list[str], where: Path, bpftrace: str) -> Samp
 
 def report(results: Results, workloads: dict[str, list[str]], rounds: int) -> None:
     print(machine())
-    print(f"{rounds} rounds, configurations interleaved; medians (range); ratio to untraced; "
-          "added time per call over untraced")
+    print(
+        f"{rounds} rounds, configurations interleaved; medians (range); ratio to untraced; "
+        "added time per call over untraced"
+    )
     for name in workloads:
         base = statistics.median(s.ns_per_call for s in results.samples[(name, "untraced")])
         calls = results.samples[(name, "untraced")][0].calls
         print(f"\n{name}: {calls:,} calls per run")
-        print(f"  {'config':11s} {'ns/call':>10s} {'range':>15s} {'ratio':>6s} "
-              f"{'+ns/call':>9s} {'events':>11s} {'lost':>7s} {'B/event':>8s}")
+        print(
+            f"  {'config':11s} {'ns/call':>10s} {'range':>15s} {'ratio':>6s} "
+            f"{'+ns/call':>9s} {'events':>11s} {'lost':>7s} {'B/event':>8s}"
+        )
         for config in CONFIGS:
             samples = results.samples[(name, config)]
             values = [s.ns_per_call for s in samples]
             med = statistics.median(values)
             events = statistics.median(s.events for s in samples)
             lost = statistics.median(s.lost for s in samples)
-            per_event = statistics.median(s.trace_bytes / s.events for s in samples
-                                          if s.events) if events else 0
+            per_event = (
+                statistics.median(s.trace_bytes / s.events for s in samples if s.events)
+                if events
+                else 0
+            )
             span = f"{min(values):.0f}-{max(values):.0f}"
-            print(f"  {config:11s} {med:10.1f} {span:>15s} {med / base:6.2f} "
-                  f"{med - base:9.1f} {events:11,.0f} {lost:7,.0f} {per_event:8.1f}")
+            print(
+                f"  {config:11s} {med:10.1f} {span:>15s} {med / base:6.2f} "
+                f"{med - base:9.1f} {events:11,.0f} {lost:7,.0f} {per_event:8.1f}"
+            )
 
 
 def main() -> int:
@@ -292,8 +316,9 @@ def main() -> int:
     results = Results()
     try:
         for number in range(args.rounds):
-            print(f"round {number + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})",
-                  file=sys.stderr)
+            print(
+                f"round {number + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", file=sys.stderr
+            )
             one_round(results, workloads, where, bpftrace, number)
         report(results, workloads, args.rounds)
     finally:

@@ -35,8 +35,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def install(prefix: Path, *extra: str) -> Path:
     """Install into ``prefix`` with the real ``datacrumbs_install`` (about 5 s: a runtime)."""
-    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix), *extra],
-                   check=True, capture_output=True, text=True, env=clean_env())
+    subprocess.run(
+        [command("datacrumbs_install"), "--prefix", str(prefix), *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
     return prefix
 
 
@@ -60,14 +65,24 @@ def with_identity(category: dict[str, Any]) -> dict[str, Any]:
         return category  # no such binary: signed without, as a missing file cannot be pinned
 
 
-def signed_document(secret: Path, categories: list[dict[str, Any]], *, user: str,
-                    signed: bool = True, **summary: Any) -> dict[str, Any]:
+def signed_document(
+    secret: Path,
+    categories: list[dict[str, Any]],
+    *,
+    user: str,
+    signed: bool = True,
+    **summary: Any,
+) -> dict[str, Any]:
     """A probe document as the signer would sign it for ``user`` on this host (a day's
     expiry), signed with the secret at ``secret``; ``summary`` overrides fields (None: left
     out)."""
     expires = datetime.now(UTC) + timedelta(days=1)
-    base = {"hostname": socket.gethostname(), "user": user, "install_user": "root",
-            "expires_at": expires.isoformat(timespec="seconds")}
+    base = {
+        "hostname": socket.gethostname(),
+        "user": user,
+        "install_user": "root",
+        "expires_at": expires.isoformat(timespec="seconds"),
+    }
     document: dict[str, Any] = {
         "summary": {k: v for k, v in (base | summary).items() if v is not None},
         "categories": [with_identity(c) for c in categories],

@@ -15,8 +15,9 @@ from pathlib import Path
 __all__ = ["write_atomically"]
 
 
-def write_atomically(path: Path, data: bytes | str, mode: int = 0o644,
-                     owner: tuple[int, int] | None = None) -> None:
+def write_atomically(
+    path: Path, data: bytes | str, mode: int = 0o644, owner: tuple[int, int] | None = None
+) -> None:
     """Replace ``path`` with ``data`` (str is written as UTF-8), ``mode`` and ``owner``."""
     if isinstance(data, str):
         data = data.encode("utf-8")

@@ -41,8 +41,9 @@ class BinaryIdentity(BaseModel):
 
     def differences(self, other: BinaryIdentity) -> list[str]:
         """The fields in which ``other`` differs from this identity."""
-        return [name for name in type(self).model_fields
-                if getattr(self, name) != getattr(other, name)]
+        return [
+            name for name in type(self).model_fields if getattr(self, name) != getattr(other, name)
+        ]
 
 
 def open_binary(path: str) -> int:
@@ -59,8 +60,13 @@ def identity_of(fd: int) -> BinaryIdentity:
     while chunk := os.pread(fd, _CHUNK, offset):
         digest.update(chunk)
         offset += len(chunk)
-    return BinaryIdentity(dev=info.st_dev, ino=info.st_ino, size=info.st_size,
-                          mtime_ns=info.st_mtime_ns, sha256=digest.hexdigest())
+    return BinaryIdentity(
+        dev=info.st_dev,
+        ino=info.st_ino,
+        size=info.st_size,
+        mtime_ns=info.st_mtime_ns,
+        sha256=digest.hexdigest(),
+    )
 
 
 def file_identity(path: str) -> BinaryIdentity:

@@ -59,7 +59,8 @@ def open_directory(path: Path, mode: int = 0o755) -> int:
                 if not _root_placed(fd, name, info) or links >= _MAX_LINKS:
                     raise DatacrumbsError(
                         f"{walked / name} is a symbolic link that a user could have placed; "
-                        "not following it")
+                        "not following it"
+                    )
                 links += 1
                 target = Path(os.readlink(name, dir_fd=fd))
                 if target.is_absolute():

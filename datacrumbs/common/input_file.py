@@ -19,8 +19,9 @@ from datacrumbs.common.errors import DatacrumbsError
 __all__ = ["open_input", "open_regular", "read_input"]
 
 
-def open_regular(path: Path | str, what: str, *, follow: bool = True,
-                 owners: Collection[int] | None = None) -> int:
+def open_regular(
+    path: Path | str, what: str, *, follow: bool = True, owners: Collection[int] | None = None
+) -> int:
     """A read-only descriptor of the regular file at ``path``; ``what`` names it in the error.
 
     Opened non-blocking and checked to be a regular file before anything is read: a FIFO or a
@@ -57,8 +58,9 @@ def open_input(path: Path, what: str, owners: Collection[int] | None = None) -> 
     return os.fdopen(open_regular(path, what, follow=owners is None, owners=owners), "rb")
 
 
-def read_input(path: Path, what: str, limit: int | None = None,
-               owners: Collection[int] | None = None) -> bytes:
+def read_input(
+    path: Path, what: str, limit: int | None = None, owners: Collection[int] | None = None
+) -> bytes:
     """The bytes of ``path``, refused when longer than ``limit`` (``owners``: see
     :func:`open_input`)."""
     with open_input(path, what, owners) as source:

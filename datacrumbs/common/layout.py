@@ -30,8 +30,7 @@ LAUNCHER_NAME = "datacrumbs_probe_configurator_exec"
 LAUNCHER_GROUP = "datacrumbs"
 
 #: Commands every user runs, in ``P/bin`` (``datacrumbs_setup`` is the script to source).
-USER_COMMANDS = ("datacrumbs_probe_configurator", "datacrumbs_summary",
-                 "datacrumbs_sqlite_extract")
+USER_COMMANDS = ("datacrumbs_probe_configurator", "datacrumbs_summary", "datacrumbs_sqlite_extract")
 #: Commands only root runs (the daemon, the signer, the prolog/epilog helper), in ``P/sbin``.
 ROOT_COMMANDS = ("datacrumbs", "datacrumbs_sign_probes", "datacrumbs_service")
 
@@ -102,6 +101,6 @@ def running_prefix() -> Path | None:
     its installation without any environment: ``sys.prefix`` is the venv.
     """
     venv = Path(sys.prefix)
-    if venv.parts[-len(_RUNTIME_PARTS):] == _RUNTIME_PARTS:
+    if venv.parts[-len(_RUNTIME_PARTS) :] == _RUNTIME_PARTS:
         return venv.parents[len(_RUNTIME_PARTS) - 1]
     return None

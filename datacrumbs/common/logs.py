@@ -31,8 +31,9 @@ def setup_logging(name: str, identifier: str, **fields: str) -> logging.Logger:
         # When systemd connects stderr to the journal itself, the journal handler alone
         # writes each record (with its fields) once.
         plain = logging.StreamHandler(sys.stderr)
-        plain.setFormatter(logging.Formatter(
-            f"%(asctime)s {identifier}[%(process)d] %(levelname)s %(message)s"))
+        plain.setFormatter(
+            logging.Formatter(f"%(asctime)s {identifier}[%(process)d] %(levelname)s %(message)s")
+        )
         logger.addHandler(plain)
     if to_journal:
         from systemd.journal import JournalHandler

@@ -48,7 +48,7 @@ def config_name(path: Path) -> str:
     if len(name.encode()) <= MAX_CONFIG_NAME:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    cut = name.encode("utf-8", "surrogateescape")[:MAX_CONFIG_NAME - 13]
+    cut = name.encode("utf-8", "surrogateescape")[: MAX_CONFIG_NAME - 13]
     return cut.decode("utf-8", "ignore") + "~" + digest
 
 
@@ -75,8 +75,10 @@ def _validation_line(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def read_probe_file(path: Path, owners: Collection[int] | None = None,
-                    ) -> tuple[dict[str, Any], ProbeFile]:
+def read_probe_file(
+    path: Path,
+    owners: Collection[int] | None = None,
+) -> tuple[dict[str, Any], ProbeFile]:
     """Load ``path`` (gzip detected by its magic bytes): the raw document and its model.
     ``owners``: the uids the file may belong to (no final symlink followed then)."""
     raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES, owners)
@@ -94,8 +96,9 @@ def read_probe_file(path: Path, owners: Collection[int] | None = None,
     try:  # "\ud800" parses into a lone surrogate, which nothing downstream can encode
         json.dumps(document, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise DatacrumbsError(f"probe file {path}: a string is not valid Unicode (a lone "
-                              "surrogate escape)") from None
+        raise DatacrumbsError(
+            f"probe file {path}: a string is not valid Unicode (a lone surrogate escape)"
+        ) from None
     if not isinstance(document, dict):
         kind = type(document).__name__
         raise DatacrumbsError(f"probe file {path}: expected a JSON object, found a {kind}")

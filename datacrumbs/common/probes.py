@@ -93,13 +93,16 @@ class ProbeSummary(_Strict):
     created_at: str | None = None
     expires_at: str | None = None
 
-    def mismatch(self, *, user: str, hostname: str,
-                 install_user: str) -> tuple[str, str, str] | None:
+    def mismatch(
+        self, *, user: str, hostname: str, install_user: str
+    ) -> tuple[str, str, str] | None:
         """The first of user, hostname, install_user that differs from where the file is
         used, as ``(field, in the file, here)``; None when the file was made for here."""
-        for field, claimed, actual in (("user", self.user, user),
-                                       ("hostname", self.hostname, hostname),
-                                       ("install_user", self.install_user, install_user)):
+        for field, claimed, actual in (
+            ("user", self.user, user),
+            ("hostname", self.hostname, hostname),
+            ("install_user", self.install_user, install_user),
+        ):
             if claimed != actual:
                 return field, claimed, actual
         return None

@@ -262,7 +262,8 @@ class Settings(BaseSettings):
         return {
             self.env_name(name): str(value)
             for name, value in self.model_dump().items()
-            if name not in PER_RUN_FIELDS and value is not None
+            if name not in PER_RUN_FIELDS
+            and value is not None
             and (policy or name not in POLICY_FIELDS)
         }
 

@@ -50,9 +50,9 @@ def signing_message(document: dict[str, Any]) -> bytes:
         "categories": document.get("categories"),
         "checksum_algorithm": ALGORITHM,
     }
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
 
 
 def _mac(key: bytes, document: dict[str, Any]) -> hmac.HMAC:

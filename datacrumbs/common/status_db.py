@@ -100,15 +100,17 @@ class _Fingerprints(dict[tuple[str, str], str]):
 class StatusDB:
     """One status database, opened for the length of a ``with`` block."""
 
-    def __init__(self, path: Path, *, owner_uid: int | None = None,
-                 owner_gid: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, owner_uid: int | None = None, owner_gid: int | None = None
+    ) -> None:
         self.path = path
         self._owner = (owner_uid, owner_gid)
 
     def _create(self) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         STATUS_DB_MODE)
+            fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, STATUS_DB_MODE
+            )
         except FileExistsError:
             return
         try:
@@ -164,10 +166,13 @@ class StatusDB:
                     status = "successful" if outcome.attached else "invalid"
                     db.execute(
                         "DELETE FROM runtime_probe_status WHERE probe_group = ? AND "
-                        "scope_key = ? AND function_name = ? AND status = ?", (*key, stale))
+                        "scope_key = ? AND function_name = ? AND status = ?",
+                        (*key, stale),
+                    )
                     db.execute(
                         "INSERT OR REPLACE INTO runtime_probe_status VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (*key, status, outcome.reason, fingerprints(t), now))
+                        (*key, status, outcome.reason, fingerprints(t), now),
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -183,7 +188,9 @@ class StatusDB:
                 cursor = db.execute(
                     "SELECT probe_group, scope_key, function_name, reason, fingerprint, "
                     "updated_at FROM runtime_probe_status WHERE status = ? "
-                    "ORDER BY probe_group, scope_key, function_name", (status,))
+                    "ORDER BY probe_group, scope_key, function_name",
+                    (status,),
+                )
                 return [dict(row) for row in cursor]
         except sqlite3.DatabaseError as exc:
             raise DatacrumbsError(f"{self.path}: cannot read runtime_probe_status: {exc}") from None

@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         launcher = InstallLayout(load_settings().install_prefix).launcher
         if not os.access(launcher, os.X_OK):
-            raise DatacrumbsError(f"{launcher} is not installed or not executable; an admin "
-                                  "runs datacrumbs_install to install it")
+            raise DatacrumbsError(
+                f"{launcher} is not installed or not executable; an admin "
+                "runs datacrumbs_install to install it"
+            )
         try:
             os.execv(launcher, [str(launcher), *args])
         except OSError as exc:

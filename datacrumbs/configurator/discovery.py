@@ -31,13 +31,23 @@ from datacrumbs.ebpf.kernel_btf import btf_function_names
 
 __all__ = ["Discovered", "discover", "select_names", "syscall_names"]
 
-TRACEFS_SYSCALLS = (Path("/sys/kernel/tracing/events/syscalls"),
-                    Path("/sys/kernel/debug/tracing/events/syscalls"))
+TRACEFS_SYSCALLS = (
+    Path("/sys/kernel/tracing/events/syscalls"),
+    Path("/sys/kernel/debug/tracing/events/syscalls"),
+)
 KALLSYMS = Path("/proc/kallsyms")
-_SYSCALL_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_",
-                   "riscv64": "__riscv_sys_", "s390x": "__s390x_sys_"}
-_KIND = {"syscalls": ProbeType.SYSCALLS, "kprobe": ProbeType.KPROBE,
-         "uprobe": ProbeType.UPROBE, "usdt": ProbeType.USDT}
+_SYSCALL_PREFIX = {
+    "x86_64": "__x64_sys_",
+    "aarch64": "__arm64_sys_",
+    "riscv64": "__riscv_sys_",
+    "s390x": "__s390x_sys_",
+}
+_KIND = {
+    "syscalls": ProbeType.SYSCALLS,
+    "kprobe": ProbeType.KPROBE,
+    "uprobe": ProbeType.UPROBE,
+    "usdt": ProbeType.USDT,
+}
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,10 @@ def syscall_names() -> set[str]:
             return names
     prefix = _SYSCALL_PREFIX.get(os.uname().machine)
     if prefix is None:
-        raise DatacrumbsError("cannot list syscalls: tracefs is not readable and this "
-                              f"architecture ({os.uname().machine}) is not known")
+        raise DatacrumbsError(
+            "cannot list syscalls: tracefs is not readable and this "
+            f"architecture ({os.uname().machine}) is not known"
+        )
     names = set()
     try:
         with open(KALLSYMS, encoding="ascii", errors="replace") as kallsyms:
@@ -87,12 +99,14 @@ def select_names(probe: CaptureProbe, available: Iterable[str], where: str) -> l
         matched = {name for name in available if pattern.fullmatch(name)}
         if not matched:
             raise DatacrumbsError(
-                f"probe {probe.name!r}: regex {probe.regex!r} matches nothing in {where}")
+                f"probe {probe.name!r}: regex {probe.regex!r} matches nothing in {where}"
+            )
         selected |= matched
     missing = [name for name in probe.functions if name not in available]
     if missing:
         raise DatacrumbsError(
-            f"probe {probe.name!r}: {', '.join(missing[:5])} not found in {where}")
+            f"probe {probe.name!r}: {', '.join(missing[:5])} not found in {where}"
+        )
     return sorted(selected | set(probe.functions))
 
 
@@ -106,8 +120,9 @@ def _binary(probe: CaptureProbe, settings: Settings) -> Path:
     try:
         exists = real.is_file()
     except OSError as exc:  # a directory on the way the user cannot enter
-        raise DatacrumbsError(f"probe {probe.name!r}: binary {path} cannot be used: "
-                              f"{exc.strerror}") from None
+        raise DatacrumbsError(
+            f"probe {probe.name!r}: binary {path} cannot be used: {exc.strerror}"
+        ) from None
     if not exists:
         raise DatacrumbsError(f"probe {probe.name!r}: binary {path} does not exist")
     return real
@@ -136,13 +151,15 @@ def discover(probes: list[CaptureProbe], settings: Settings) -> list[Discovered]
                 binary = _binary(probe, settings)
                 provider = probe.provider
                 found = usdt_probes(binary).get(provider or "", set())
-                names = select_names(probe, found,
-                                     f"the USDT probes of provider {provider!r} in {binary}")
+                names = select_names(
+                    probe, found, f"the USDT probes of provider {provider!r} in {binary}"
+                )
         except DatacrumbsError as exc:
             message = str(exc)
             if not message.startswith("probe "):
                 message = f"probe {probe.name!r}: {message}"
             raise DatacrumbsError(message) from None
-        result.append(Discovered(probe.name, kind, names,
-                                 str(binary) if binary else None, provider))
+        result.append(
+            Discovered(probe.name, kind, names, str(binary) if binary else None, provider)
+        )
     return result

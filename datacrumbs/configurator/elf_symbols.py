@@ -42,8 +42,11 @@ def defined_functions(path: Path) -> set[str]:
             if not isinstance(section, SymbolTableSection):
                 continue
             for symbol in section.iter_symbols():
-                if (symbol["st_info"]["type"] == "STT_FUNC"
-                        and symbol["st_shndx"] != "SHN_UNDEF" and symbol.name):
+                if (
+                    symbol["st_info"]["type"] == "STT_FUNC"
+                    and symbol["st_shndx"] != "SHN_UNDEF"
+                    and symbol.name
+                ):
                     names.add(symbol.name)
     except ELFError as exc:
         raise DatacrumbsError(f"binary {path}: unreadable symbol table ({exc})") from None
@@ -67,13 +70,13 @@ def usdt_probes(path: Path) -> dict[str, set[str]]:
     while offset + 12 <= len(data):
         namesz, descsz, note_type = struct.unpack_from(f"{endian}3I", data, offset)
         offset += 12
-        owner = data[offset:offset + namesz].rstrip(b"\0")
+        owner = data[offset : offset + namesz].rstrip(b"\0")
         offset += (namesz + 3) & ~3
-        desc = data[offset:offset + descsz]
+        desc = data[offset : offset + descsz]
         offset += (descsz + 3) & ~3
         if owner != b"stapsdt" or note_type != _NT_STAPSDT:
             continue
-        strings = desc[3 * address_size:].split(b"\0")
+        strings = desc[3 * address_size :].split(b"\0")
         if len(strings) >= 2 and strings[0] and strings[1]:
             provider = strings[0].decode("utf-8", "replace")
             probes.setdefault(provider, set()).add(strings[1].decode("utf-8", "replace"))

@@ -52,23 +52,30 @@ def _configure(config_path: Path, output: Path, group: LauncherGroup) -> int:
     config_path = Path(os.path.abspath(config_path))
     output = Path(os.path.abspath(output))
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
-        raise DatacrumbsError(f"cannot write {output}: {output.parent} is not a writable "
-                              "directory")
+        raise DatacrumbsError(f"cannot write {output}: {output.parent} is not a writable directory")
     settings = load_settings()
     config = load_config(config_path)
     user = _user()
     discovered = discover(config.capture_probes, settings)
-    document = build_document(discovered, settings, user=user, config_path=config_path,
-                              output_path=output, expires_in_days=config.expires_in_days)
+    document = build_document(
+        discovered,
+        settings,
+        user=user,
+        config_path=config_path,
+        output_path=output,
+        expires_in_days=config.expires_in_days,
+    )
     checksum = request_signature(settings.sign_probes_socket_path, document, group)
     try:
         write_probe_file(output, {**document, "checksum": checksum})
     except OSError as exc:
         raise DatacrumbsError(f"cannot write {output}: {exc.strerror}") from None
     functions = sum(len(c["functions"]) for c in document["categories"])
-    print(f"{output}: {functions} functions in {len(document['categories'])} categories, "
-          f"signed for {user} on {settings.hostname}, expires "
-          f"{document['summary']['expires_at']}")
+    print(
+        f"{output}: {functions} functions in {len(document['categories'])} categories, "
+        f"signed for {user} on {settings.hostname}, expires "
+        f"{document['summary']['expires_at']}"
+    )
     return 0
 
 

@@ -26,8 +26,12 @@ from datacrumbs.configurator.discovery import Discovered
 
 __all__ = ["build_document", "target_of"]
 
-_GROUP = {ProbeType.SYSCALLS: "syscalls", ProbeType.KPROBE: "kprobes",
-          ProbeType.UPROBE: "binary", ProbeType.USDT: "usdt"}
+_GROUP = {
+    ProbeType.SYSCALLS: "syscalls",
+    ProbeType.KPROBE: "kprobes",
+    ProbeType.UPROBE: "binary",
+    ProbeType.USDT: "usdt",
+}
 
 
 def target_of(probe: Discovered, function: str) -> Target:
@@ -43,14 +47,20 @@ def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:
     if not path.exists():
         return set()
     if not os.access(path, os.R_OK):
-        print(f"note: status database {path} is not readable by you; targets known to fail "
-              "are not dropped here (the daemon still skips them)", file=sys.stderr)
+        print(
+            f"note: status database {path} is not readable by you; targets known to fail "
+            "are not dropped here (the daemon still skips them)",
+            file=sys.stderr,
+        )
         return set()
     try:
         return set(StatusDB(path).known_invalid(targets))
     except DatacrumbsError as exc:  # corrupt, or locked for longer than the busy timeout
-        print(f"note: {exc}; targets known to fail are not dropped here (the daemon still "
-              "skips them)", file=sys.stderr)
+        print(
+            f"note: {exc}; targets known to fail are not dropped here (the daemon still "
+            "skips them)",
+            file=sys.stderr,
+        )
         return set()
 
 
@@ -61,17 +71,28 @@ def _without_hot(probe: Discovered, hot: re.Pattern[str] | None) -> list[str]:
         return probe.functions
     left_out = [f for f in probe.functions if hot.match(f.partition(":")[0])]
     if left_out:
-        shown = ", ".join(left_out[:5]) + (f", +{len(left_out) - 5} more" if len(left_out) > 5
-                                           else "")
-        print(f"note: probe {probe.name!r}: left out {len(left_out)} hot shared-library "
-              f"functions ({shown}): a uprobe on them slows every process of the node "
-              "(DATACRUMBS_HOT_FUNCTIONS)", file=sys.stderr)
+        shown = ", ".join(left_out[:5]) + (
+            f", +{len(left_out) - 5} more" if len(left_out) > 5 else ""
+        )
+        print(
+            f"note: probe {probe.name!r}: left out {len(left_out)} hot shared-library "
+            f"functions ({shown}): a uprobe on them slows every process of the node "
+            "(DATACRUMBS_HOT_FUNCTIONS)",
+            file=sys.stderr,
+        )
     return [f for f in probe.functions if f not in left_out]
 
 
-def build_document(discovered: list[Discovered], settings: Settings, *, user: str,
-                   config_path: Path, output_path: Path, expires_in_days: int,
-                   now: datetime | None = None) -> dict[str, Any]:
+def build_document(
+    discovered: list[Discovered],
+    settings: Settings,
+    *,
+    user: str,
+    config_path: Path,
+    output_path: Path,
+    expires_in_days: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The document (summary, categories, algorithm) ready to be signed."""
     seen: set[Target] = set()
     kept: list[tuple[Discovered, list[str]]] = []
@@ -91,11 +112,13 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
     for probe, functions in kept:
         alive = [f for f in functions if target_of(probe, f) not in invalid]
         if not alive:
-            print(f"note: probe {probe.name!r} has nothing left after dropping duplicates and "
-                  "targets known to fail; left out", file=sys.stderr)
+            print(
+                f"note: probe {probe.name!r} has nothing left after dropping duplicates and "
+                "targets known to fail; left out",
+                file=sys.stderr,
+            )
             continue
-        category: dict[str, Any] = {"type": int(probe.type), "name": probe.name,
-                                    "functions": alive}
+        category: dict[str, Any] = {"type": int(probe.type), "name": probe.name, "functions": alive}
         if probe.binary_path is not None:
             category["binary_path"] = probe.binary_path
             if probe.binary_path not in identities:  # read once; the signer re-reads it
@@ -105,14 +128,17 @@ def build_document(discovered: list[Discovered], settings: Settings, *, user: st
             category["provider"] = probe.provider
         categories.append(category)
     if not categories:
-        raise DatacrumbsError("nothing left to trace: every target is a duplicate or known to "
-                              "fail on this node")
+        raise DatacrumbsError(
+            "nothing left to trace: every target is a duplicate or known to fail on this node"
+        )
     total = sum(len(c["functions"]) for c in categories)
     if total > MAX_FUNCTIONS:
         largest = sorted(categories, key=lambda c: -len(c["functions"]))[:3]
         sizes = ", ".join(f"{c['name']!r} {len(c['functions'])}" for c in largest)
-        raise DatacrumbsError(f"{total} functions exceed the maximum of {MAX_FUNCTIONS}; "
-                              f"narrow the largest probes ({sizes})")
+        raise DatacrumbsError(
+            f"{total} functions exceed the maximum of {MAX_FUNCTIONS}; "
+            f"narrow the largest probes ({sizes})"
+        )
     now = now or datetime.now(UTC)
     summary = {
         "config_file_path": str(config_path),

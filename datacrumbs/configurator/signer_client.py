@@ -39,13 +39,15 @@ def _connect(path: Path, group: LauncherGroup) -> socket.socket:
             sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
-        raise DatacrumbsError(f"signer not running at {path} — start "
-                              "datacrumbs_sign_probes.service on this node") from None
+        raise DatacrumbsError(
+            f"signer not running at {path} — start datacrumbs_sign_probes.service on this node"
+        ) from None
     except PermissionError:
         sock.close()
         raise DatacrumbsError(
             f"permission denied on the signer socket {path}: use datacrumbs_probe_configurator "
-            f"(the launcher must be installed setgid {LAUNCHER_GROUP})") from None
+            f"(the launcher must be installed setgid {LAUNCHER_GROUP})"
+        ) from None
     except OSError as exc:
         sock.close()
         raise DatacrumbsError(f"cannot reach the signer at {path}: {exc.strerror}") from None

@@ -47,8 +47,9 @@ _BUSY = ("active", "activating", "deactivating", "reloading")
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("systemctl") or "/bin/systemctl"  # a prolog may run with no PATH
-    return subprocess.run([tool, "--no-ask-password", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [tool, "--no-ask-password", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
 
 
 def _show(unit: str, *properties: str) -> dict[str, str]:
@@ -81,17 +82,22 @@ class _LinkedUnit:
                 "and run systemctl daemon-reload (see docs/deploy.md)"
             )
         # The installer refuses white space in every value, so the list splits on blanks.
-        environment = dict(item.split("=", 1) for item in props.get("Environment", "").split()
-                           if "=" in item)
+        environment = dict(
+            item.split("=", 1) for item in props.get("Environment", "").split() if "=" in item
+        )
         prefix = environment.get("DATACRUMBS_INSTALL_PREFIX")
         files = props.get("EnvironmentFiles", "").split()
         if not prefix or not files:
-            raise DatacrumbsError(f"{name} sets no DATACRUMBS_INSTALL_PREFIX or no "
-                                  "EnvironmentFiles=: it is not a datacrumbs unit")
+            raise DatacrumbsError(
+                f"{name} sets no DATACRUMBS_INSTALL_PREFIX or no "
+                "EnvironmentFiles=: it is not a datacrumbs unit"
+            )
         ambient = os.environ.get("DATACRUMBS_INSTALL_PREFIX")
         if ambient and Path(ambient) != Path(prefix):
-            raise DatacrumbsError(f"DATACRUMBS_INSTALL_PREFIX is {ambient} but the linked "
-                                  f"{name} belongs to the installation at {prefix}")
+            raise DatacrumbsError(
+                f"DATACRUMBS_INSTALL_PREFIX is {ambient} but the linked "
+                f"{name} belongs to the installation at {prefix}"
+            )
         return cls(name, Path(files[0]), load_settings(install_prefix=Path(prefix)))
 
     def state(self) -> dict[str, str]:
@@ -141,9 +147,12 @@ def _failure_reason(invocation: str) -> str | None:
     if not invocation:
         return None
     tool = shutil.which("journalctl") or "/bin/journalctl"
-    result = subprocess.run([tool, f"_SYSTEMD_INVOCATION_ID={invocation}", "--output=json",
-                             "--no-pager"], capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [tool, f"_SYSTEMD_INVOCATION_ID={invocation}", "--output=json", "--no-pager"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     reason = None
     for line in result.stdout.splitlines():
         try:
@@ -183,17 +192,20 @@ def start_tracing(run_id: str, user_name: str, probe_file: Path) -> str:
     unit = _LinkedUnit.find(run_id)
     state = unit.state()["ActiveState"]
     if state in _BUSY:
-        raise DatacrumbsError(f"{unit.name} is already {state}: stop it first "
-                              f"(datacrumbs_service stop {run_id})")
+        raise DatacrumbsError(
+            f"{unit.name} is already {state}: stop it first (datacrumbs_service stop {run_id})"
+        )
 
     settings = unit.settings
-    text = render_env_file({
-        "DATACRUMBS_PROBE_FILE": str(probe_file),
-        "DATACRUMBS_USER": user.pw_name,
-        "DATACRUMBS_SERVICE_RUN_ID": run_id,
-        "DATACRUMBS_LOG_DIR": str(settings.log_dir),
-        "DATACRUMBS_INSTALL_PREFIX": str(settings.install_prefix),
-    })
+    text = render_env_file(
+        {
+            "DATACRUMBS_PROBE_FILE": str(probe_file),
+            "DATACRUMBS_USER": user.pw_name,
+            "DATACRUMBS_SERVICE_RUN_ID": run_id,
+            "DATACRUMBS_LOG_DIR": str(settings.log_dir),
+            "DATACRUMBS_INSTALL_PREFIX": str(settings.install_prefix),
+        }
+    )
     run_dir = unit.env_file.parent
     if not run_dir.is_dir():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -206,10 +218,15 @@ def start_tracing(run_id: str, user_name: str, probe_file: Path) -> str:
     unit.env_file.unlink(missing_ok=True)
     status = unit.state()
     log_file = log_file_path(settings.log_dir, user.pw_name, run_id, socket.gethostname())
-    reason = (_failure_reason(status.get("InvocationID", "")) or _last_log_line(log_file)
-              or _one_line(result.stderr))
-    raise DatacrumbsError(f"{unit.name} did not start ({status.get('Result', '?')}): {reason} "
-                          f"(log {log_file}; journalctl -u {unit.name})")
+    reason = (
+        _failure_reason(status.get("InvocationID", ""))
+        or _last_log_line(log_file)
+        or _one_line(result.stderr)
+    )
+    raise DatacrumbsError(
+        f"{unit.name} did not start ({status.get('Result', '?')}): {reason} "
+        f"(log {log_file}; journalctl -u {unit.name})"
+    )
 
 
 def stop_tracing(run_id: str) -> str:
@@ -222,8 +239,10 @@ def stop_tracing(run_id: str) -> str:
     state = unit.state()
     while state["ActiveState"] not in ("inactive", "failed"):
         if time.monotonic() > deadline:
-            raise DatacrumbsError(f"{unit.name} is still {state['ActiveState']} after "
-                                  f"systemctl stop: {_one_line(stopped.stderr)}")
+            raise DatacrumbsError(
+                f"{unit.name} is still {state['ActiveState']} after "
+                f"systemctl stop: {_one_line(stopped.stderr)}"
+            )
         time.sleep(0.1)
         state = unit.state()
     unit.env_file.unlink(missing_ok=True)

@@ -56,8 +56,13 @@ class PinnedBinaries:
                 continue
             reason, signed_other = refusal
             for function in probe.functions:
-                _log.warning("cannot trace %s:%s: %s", probe.name, function, reason,
-                             extra={"CATEGORY": probe.name, "FUNCTION": function})
+                _log.warning(
+                    "cannot trace %s:%s: %s",
+                    probe.name,
+                    function,
+                    reason,
+                    extra={"CATEGORY": probe.name, "FUNCTION": function},
+                )
                 outcome = TargetOutcome(probe.name, probe.type, function, False, reason, binary)
                 (self.unsigned if signed_other else self.unusable).append(outcome)
 
@@ -87,8 +92,10 @@ class PinnedBinaries:
         except OSError as exc:
             return f"binary {binary} cannot be read: {exc.strerror}", False
         if differs:
-            return (f"binary {binary} is not the file that was signed "
-                    f"({', '.join(differs)} differ)", True)
+            return (
+                f"binary {binary} is not the file that was signed ({', '.join(differs)} differ)",
+                True,
+            )
         return None
 
     @property

@@ -47,8 +47,9 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"probe file {path} refused: {exc}") from None
     summary = model.summary
-    wrong = summary.mismatch(user=user, hostname=settings.hostname,
-                             install_user=settings.install_user)
+    wrong = summary.mismatch(
+        user=user, hostname=settings.hostname, install_user=settings.install_user
+    )
     if wrong is not None:
         what, made_for, here = wrong
         raise DatacrumbsError(
@@ -56,8 +57,7 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
             f"this daemon runs for {here!r}"
         )
     if not summary.expires_at:  # the signer always sets one: a file without never expires
-        raise DatacrumbsError(f"probe file {path} refused: it has no expiry "
-                              "(summary.expires_at)")
+        raise DatacrumbsError(f"probe file {path} refused: it has no expiry (summary.expires_at)")
     if _expiry(summary.expires_at) < datetime.now(UTC):
         raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
     return model

@@ -67,9 +67,7 @@ def _outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
     return target_of(probes[outcome.category], outcome.function)
 
 
-def _without_known_invalid(
-    probes: Iterable[Probe], known: dict[Target, str]
-) -> list[Probe]:
+def _without_known_invalid(probes: Iterable[Probe], known: dict[Target, str]) -> list[Probe]:
     kept = []
     for probe in probes:
         functions = [f for f in probe.functions if target_of(probe, f) not in known]
@@ -110,22 +108,23 @@ class _TraceLocation:
         os.close(self.dir_fd)
 
 
-def _trace_location(settings: Settings, user: str, run_id: str,
-                    probe_path: Path) -> _TraceLocation:
+def _trace_location(settings: Settings, user: str, run_id: str, probe_path: Path) -> _TraceLocation:
     """Open (creating it if needed) the run's trace directory and choose the trace's name.
 
     The directory may be one the job user can write: it is walked and created by descriptor,
     following no link the user could have placed, and an earlier trace of the run-id is moved
     aside within it by name (rename never follows a link) — see common/fd_paths.py."""
-    directory = expand_trace_dir(settings.trace_dir_pattern, user=user, run_id=run_id,
-                                 host=settings.hostname)
+    directory = expand_trace_dir(
+        settings.trace_dir_pattern, user=user, run_id=run_id, host=settings.hostname
+    )
     try:
         dir_fd = open_directory(directory)
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"trace directory {directory}: {exc}") from None
-    location = _TraceLocation(dir_fd, directory / (
-        f"trace-{user}-{run_id}-{settings.hostname}-"
-        f"{config_name(probe_path)}.pfw.gz"))
+    location = _TraceLocation(
+        dir_fd,
+        directory / (f"trace-{user}-{run_id}-{settings.hostname}-{config_name(probe_path)}.pfw.gz"),
+    )
     name = location.path.name
     try:
         older = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -136,14 +135,17 @@ def _trace_location(settings: Settings, user: str, run_id: str,
         raise DatacrumbsError(f"trace directory {directory}: {exc.strerror}") from None
     # A trace of an earlier run with this run-id is kept, under its own time.
     stamp = datetime.fromtimestamp(older.st_mtime).strftime("%Y%m%dT%H%M%S")
-    os.rename(name, name.replace(".pfw.gz", f".{stamp}.pfw.gz"), src_dir_fd=dir_fd,
-              dst_dir_fd=dir_fd)
+    os.rename(
+        name, name.replace(".pfw.gz", f".{stamp}.pfw.gz"), src_dir_fd=dir_fd, dst_dir_fd=dir_fd
+    )
     return location
 
 
 def _status_line(stats: EngineStats) -> str:
-    return (f"tracing: {stats.events} events, {stats.lost} lost, "
-            f"trace {stats.trace_bytes / 1048576:.1f} MiB")
+    return (
+        f"tracing: {stats.events} events, {stats.lost} lost, "
+        f"trace {stats.trace_bytes / 1048576:.1f} MiB"
+    )
 
 
 class _StopSignal:
@@ -181,10 +183,12 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
     job_user = _job_user(settings)
     owner = _install_owner(settings)
     run_id, source = resolve_run_id(run_id_argument, settings.job_id_var)
-    log = setup_logging("datacrumbs", "datacrumbs", DATACRUMBS_RUN_ID=run_id,
-                        DATACRUMBS_USER=job_user.pw_name)
-    log.info("run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name,
-             probe_path)
+    log = setup_logging(
+        "datacrumbs", "datacrumbs", DATACRUMBS_RUN_ID=run_id, DATACRUMBS_USER=job_user.pw_name
+    )
+    log.info(
+        "run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name, probe_path
+    )
     probe_file = accept_probe_file(probe_path, settings, job_user.pw_name)
 
     files = RunFiles(settings.server_run_dir, run_id, settings.server_run_id_file)
@@ -194,36 +198,63 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
             log.info("removed a stale ready file %s", files.ready)
         location = _trace_location(settings, job_user.pw_name, run_id, probe_path)
         try:
-            return _trace(settings, probe_file, probe_path, job_user, owner, run_id, files,
-                          location, stop, log)
+            return _trace(
+                settings,
+                probe_file,
+                probe_path,
+                job_user,
+                owner,
+                run_id,
+                files,
+                location,
+                stop,
+                log,
+            )
         finally:
             location.close()
     finally:
         files.release()
 
 
-def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
-           job_user: pwd.struct_passwd, owner: pwd.struct_passwd, run_id: str,
-           files: RunFiles, location: _TraceLocation, stop: _StopSignal,
-           log: logging.Logger) -> int:
+def _trace(
+    settings: Settings,
+    probe_file: ProbeFile,
+    probe_path: Path,
+    job_user: pwd.struct_passwd,
+    owner: pwd.struct_passwd,
+    run_id: str,
+    files: RunFiles,
+    location: _TraceLocation,
+    stop: _StopSignal,
+    log: logging.Logger,
+) -> int:
     trace_path = location.path
     notifier = Notifier()
-    status_db = StatusDB(status_db_path(settings.data_dir, settings.install_user,
-                                        job_user.pw_name, probe_path),
-                         owner_uid=owner.pw_uid, owner_gid=owner.pw_gid)
+    status_db = StatusDB(
+        status_db_path(settings.data_dir, settings.install_user, job_user.pw_name, probe_path),
+        owner_uid=owner.pw_uid,
+        owner_gid=owner.pw_gid,
+    )
     requested = [target_of(p, f) for p in probe_file.categories for f in p.functions]
     known_bad = status_db.known_invalid(requested)
     probes = _without_known_invalid(probe_file.categories, known_bad)
     for target, reason in sorted(known_bad.items()):
-        log.info("skipped %s %s: known to fail (%s)", target.probe_group,
-                 target.function_name, reason)
+        log.info(
+            "skipped %s %s: known to fail (%s)", target.probe_group, target.function_name, reason
+        )
 
     started = time.monotonic()
     bpf_object = settings.bpf_object_file
     if not bpf_object.is_file():
         raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
-    engine = Engine(EngineConfig(uid=job_user.pw_uid, hostname=settings.hostname,
-                                 bpf_object=bpf_object, function_slots=len(requested) + 1))
+    engine = Engine(
+        EngineConfig(
+            uid=job_user.pw_uid,
+            hostname=settings.hostname,
+            bpf_object=bpf_object,
+            function_slots=len(requested) + 1,
+        )
+    )
     # The checked binaries stay open for the whole run: a uprobe group attached again after a
     # runaway neighbour was detached must reach the very file that was checked.
     pinned = PinnedBinaries(probes)
@@ -233,16 +264,25 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         by_category = {p.name: p for p in probes}
         # What the kernel refused is recorded; a binary that is not the signed file is not a
         # target known to fail, and a re-signed file must be tried at once.
-        status_db.record(Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
-                         for o in pinned.unusable + attempted)
+        status_db.record(
+            Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
+            for o in pinned.unusable + attempted
+        )
         outcomes = pinned.unusable + pinned.unsigned + attempted
         attached = sum(o.attached for o in outcomes)
         failed = [o for o in outcomes if not o.attached]  # the engine logged each reason
         log.info(
             "probes: %d requested, %d attached, %d failed, %d skipped as known-bad",
-            len(requested), attached, len(failed), len(known_bad),
-            extra={"PROBES_REQUESTED": len(requested), "PROBES_ATTACHED": attached,
-                   "PROBES_FAILED": len(failed), "PROBES_SKIPPED": len(known_bad)},
+            len(requested),
+            attached,
+            len(failed),
+            len(known_bad),
+            extra={
+                "PROBES_REQUESTED": len(requested),
+                "PROBES_ATTACHED": attached,
+                "PROBES_FAILED": len(failed),
+                "PROBES_SKIPPED": len(known_bad),
+            },
         )
         if attached == 0:
             raise DatacrumbsError("no probe could be attached; nothing to trace")
@@ -253,17 +293,25 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
         os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
         engine.start(writer)
         files.mark_ready(trace_path)
-        ready_status = (f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
-                        f"attached, {len(failed)} failed -> {trace_path}")
+        ready_status = (
+            f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
+            f"attached, {len(failed)} failed -> {trace_path}"
+        )
         notifier.ready(ready_status)
         log.info("ready in %.3f s: %s", time.monotonic() - started, ready_status)
 
-        runaways = _Runaways(engine, HitLimit(settings.uprobe_hit_limit), writer, status_db,
-                             by_category, log)
+        runaways = _Runaways(
+            engine, HitLimit(settings.uprobe_hit_limit), writer, status_db, by_category, log
+        )
         _wait_for_stop(engine, notifier, stop, runaways.check)
         notifier.stopping("stopping: draining the ring buffer and finishing the trace")
-        final = engine.stop(summary={"run_id": run_id, "user": job_user.pw_name,
-                                     "duration_s": round(time.monotonic() - started, 3)})
+        final = engine.stop(
+            summary={
+                "run_id": run_id,
+                "user": job_user.pw_name,
+                "duration_s": round(time.monotonic() - started, 3),
+            }
+        )
     except EngineError as exc:
         raise DatacrumbsError(str(exc)) from None
     finally:
@@ -272,9 +320,12 @@ def _trace(settings: Settings, probe_file: ProbeFile, probe_path: Path,
     duration = time.monotonic() - started
     log.info(
         "finished: %d events, %d lost, %.1f s, trace %s (%d bytes)",
-        final.events, final.lost, duration, trace_path, final.trace_bytes,
-        extra={"EVENTS": final.events, "EVENTS_LOST": final.lost,
-               "TRACE_FILE": str(trace_path)},
+        final.events,
+        final.lost,
+        duration,
+        trace_path,
+        final.trace_bytes,
+        extra={"EVENTS": final.events, "EVENTS_LOST": final.lost, "TRACE_FILE": str(trace_path)},
     )
     return 0
 
@@ -299,24 +350,42 @@ class _Runaways:
         if not over:
             return
         reasons = {
-            fid: (f"detached: {rate:,} hits/s in all processes, over this job's limit of "
-                  f"{self.limit.limit:,} (DATACRUMBS_UPROBE_HIT_LIMIT)")
-            for fid, rate in over.items()}
+            fid: (
+                f"detached: {rate:,} hits/s in all processes, over this job's limit of "
+                f"{self.limit.limit:,} (DATACRUMBS_UPROBE_HIT_LIMIT)"
+            )
+            for fid, rate in over.items()
+        }
         outcomes = self.engine.detach_functions(reasons)
-        self.status_db.record(Outcome(_outcome_target(o, self.probes), False, o.reason or "")
-                              for o in outcomes)
+        self.status_db.record(
+            Outcome(_outcome_target(o, self.probes), False, o.reason or "") for o in outcomes
+        )
         for outcome in outcomes:
             self.log.warning(
-                "stopped tracing %s:%s: %s", outcome.category, outcome.function, outcome.reason,
-                extra={"CATEGORY": outcome.category, "FUNCTION": outcome.function,
-                       "BINARY": outcome.binary or ""})
-            self.writer.write_notice("probe_detached", {
-                "category": outcome.category, "function": outcome.function,
-                "binary": outcome.binary or "", "reason": outcome.reason or ""})
+                "stopped tracing %s:%s: %s",
+                outcome.category,
+                outcome.function,
+                outcome.reason,
+                extra={
+                    "CATEGORY": outcome.category,
+                    "FUNCTION": outcome.function,
+                    "BINARY": outcome.binary or "",
+                },
+            )
+            self.writer.write_notice(
+                "probe_detached",
+                {
+                    "category": outcome.category,
+                    "function": outcome.function,
+                    "binary": outcome.binary or "",
+                    "reason": outcome.reason or "",
+                },
+            )
 
 
-def _wait_for_stop(engine: Engine, notifier: Notifier, stop: _StopSignal,
-                   tick: Callable[[], None]) -> None:
+def _wait_for_stop(
+    engine: Engine, notifier: Notifier, stop: _StopSignal, tick: Callable[[], None]
+) -> None:
     interval = TICK_SECONDS
     if notifier.watchdog_interval is not None:
         interval = min(interval, notifier.watchdog_interval)

@@ -30,13 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = commands.add_parser(
-        "start", help="write the run's environment file and systemctl start datacrumbs@RUN_ID")
+        "start", help="write the run's environment file and systemctl start datacrumbs@RUN_ID"
+    )
     start.add_argument("run_id", metavar="RUN_ID", help="the job's id (letters, digits . _ -)")
     start.add_argument("user", metavar="USER", help="the job user whose processes are traced")
-    start.add_argument("probe_file", metavar="PROBE_FILE", type=Path,
-                       help="signed probe file, readable by USER")
+    start.add_argument(
+        "probe_file", metavar="PROBE_FILE", type=Path, help="signed probe file, readable by USER"
+    )
     stop = commands.add_parser(
-        "stop", help="systemctl stop datacrumbs@RUN_ID, wait, remove the environment file")
+        "stop", help="systemctl stop datacrumbs@RUN_ID, wait, remove the environment file"
+    )
     stop.add_argument("run_id", metavar="RUN_ID")
     exec_ = commands.add_parser("exec", help="(the unit's ExecStart) become the daemon")
     exec_.add_argument("run_id", metavar="RUN_ID")

@@ -37,8 +37,10 @@ LOG_FILE_MODE = 0o600
 def _required(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise DatacrumbsError(f"{name} is not set: the unit's environment file is missing or "
-                              "incomplete (write it with datacrumbs_service start)")
+        raise DatacrumbsError(
+            f"{name} is not set: the unit's environment file is missing or "
+            "incomplete (write it with datacrumbs_service start)"
+        )
     return value
 
 
@@ -53,8 +55,7 @@ def open_log_file(path: Path, owner: pwd.struct_passwd) -> int:
             make_dirs(path.parent, LOG_DIR_MODE)
         except OSError as exc:
             raise DatacrumbsError(f"log directory {path.parent}: {exc.strerror}") from None
-    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-             | os.O_CLOEXEC)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, LOG_FILE_MODE)
     except OSError as exc:
@@ -102,8 +103,11 @@ def exec_daemon(instance: str) -> NoReturn:
     os.dup2(fd, 2)
     os.close(fd)
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    os.write(2, f"{stamp} datacrumbs_service[{os.getpid()}] exec {daemon} {probe_file} "
-                f"{run_id} (user {user}, log {log_file})\n".encode())
+    os.write(
+        2,
+        f"{stamp} datacrumbs_service[{os.getpid()}] exec {daemon} {probe_file} "
+        f"{run_id} (user {user}, log {log_file})\n".encode(),
+    )
     try:
         os.execv(daemon, [str(daemon), probe_file, run_id])
     except OSError as exc:

@@ -29,7 +29,7 @@ ENV_FILE_KEYS = (
 )
 
 # Characters systemd's EnvironmentFile= parser needs escaped inside double quotes.
-_ESCAPED = ('\\', '"', "$", "`")
+_ESCAPED = ("\\", '"', "$", "`")
 
 
 def unit_name(run_id: str) -> str:
@@ -52,8 +52,10 @@ def render_env_file(values: dict[str, str]) -> str:
     A control character (a newline above all) would end the value early and could smuggle
     in another variable, so it is refused rather than escaped.
     """
-    lines = [f"# {unit_name(values['DATACRUMBS_SERVICE_RUN_ID'])}: written by "
-             "datacrumbs_service start, removed by datacrumbs_service stop"]
+    lines = [
+        f"# {unit_name(values['DATACRUMBS_SERVICE_RUN_ID'])}: written by "
+        "datacrumbs_service start, removed by datacrumbs_service stop"
+    ]
     for key in ENV_FILE_KEYS:
         value = values[key]
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
@@ -62,4 +64,3 @@ def render_env_file(values: dict[str, str]) -> str:
             value = value.replace(char, "\\" + char)
         lines.append(f'{key}="{value}"')
     return "\n".join(lines) + "\n"
-

@@ -24,25 +24,45 @@ def _parser() -> argparse.ArgumentParser:
             "everything and summarise the trace. Safe to run again."
         ),
     )
-    parser.add_argument("--prefix", type=Path, default=DemoOptions.prefix,
-                        help=f"demo installation (default {DemoOptions.prefix}); the user "
-                             "must be able to reach it")
-    parser.add_argument("--user", default=DemoOptions.user,
-                        help=f"the unprivileged job user (default {DemoOptions.user})")
-    parser.add_argument("--no-stdio", dest="stdio", action="store_false",
-                        help="trace only POSIX syscalls, no libc stdio uprobes")
+    parser.add_argument(
+        "--prefix",
+        type=Path,
+        default=DemoOptions.prefix,
+        help=f"demo installation (default {DemoOptions.prefix}); the user must be able to reach it",
+    )
+    parser.add_argument(
+        "--user",
+        default=DemoOptions.user,
+        help=f"the unprivileged job user (default {DemoOptions.user})",
+    )
+    parser.add_argument(
+        "--no-stdio",
+        dest="stdio",
+        action="store_false",
+        help="trace only POSIX syscalls, no libc stdio uprobes",
+    )
     daemon = parser.add_mutually_exclusive_group()
-    daemon.add_argument("--systemd", dest="systemd", action="store_true", default=None,
-                        help="run the daemon under systemd (default: when systemd is running)")
-    daemon.add_argument("--no-systemd", dest="systemd", action="store_false",
-                        help="run the daemon as a supervised subprocess")
+    daemon.add_argument(
+        "--systemd",
+        dest="systemd",
+        action="store_true",
+        default=None,
+        help="run the daemon under systemd (default: when systemd is running)",
+    )
+    daemon.add_argument(
+        "--no-systemd",
+        dest="systemd",
+        action="store_false",
+        help="run the daemon as a supervised subprocess",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    options = DemoOptions(prefix=args.prefix, user=args.user, stdio=args.stdio,
-                          systemd=args.systemd)
+    options = DemoOptions(
+        prefix=args.prefix, user=args.user, stdio=args.stdio, systemd=args.systemd
+    )
     console = wide_console()
 
     def run() -> int:

@@ -79,14 +79,15 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _run(argv: list[str], env: dict[str, str], what: str, cwd: Path | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=timeout)
+def _run(
+    argv: list[str], env: dict[str, str], what: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
-        raise DatacrumbsError(f"{what} failed (exit {result.returncode}): "
-                              f"{lines[-1] if lines else 'no message'}")
+        raise DatacrumbsError(
+            f"{what} failed (exit {result.returncode}): {lines[-1] if lines else 'no message'}"
+        )
     return result
 
 
@@ -98,8 +99,7 @@ def _probe_config(stdio: bool) -> tuple[str, dict[str, Any]]:
     if not stdio:
         return "posix-io", config
     stdio_config = yaml.safe_load(examples.joinpath("libc-stdio.yaml").read_text())
-    config["capture_probes"] += [c for c in stdio_config["capture_probes"]
-                                 if c["name"] == "stdio"]
+    config["capture_probes"] += [c for c in stdio_config["capture_probes"] if c["name"] == "stdio"]
     return "posix-io-stdio", config
 
 
@@ -107,24 +107,28 @@ def _write_config(layout: DemoLayout, stdio: bool) -> tuple[Path, Path]:
     """Write the probe config (root-owned, readable) and name the probe file to make."""
     name, config = _probe_config(stdio)
     path = layout.demo_dir / f"{name}.yaml"
-    header = ("# The datacrumbs demo's probe config: datacrumbs/examples/posix-io.yaml"
-              + (" + the stdio category of libc-stdio.yaml" if stdio else "") + "\n")
+    header = (
+        "# The datacrumbs demo's probe config: datacrumbs/examples/posix-io.yaml"
+        + (" + the stdio category of libc-stdio.yaml" if stdio else "")
+        + "\n"
+    )
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o644)
     return path, layout.home / f"{name}.json.gz"
 
 
-def _make_probe_file(layout: DemoLayout, options: DemoOptions,
-                     note: Callable[[str], None]) -> Path:
+def _make_probe_file(layout: DemoLayout, options: DemoOptions, note: Callable[[str], None]) -> Path:
     """Run the configurator as the job user; without stdio if the stdio uprobes fail."""
     attempts = [True, False] if options.stdio else [False]
     for stdio in attempts:
         config, output = _write_config(layout, stdio)
-        argv = layout.as_job_user([layout.command("datacrumbs_probe_configurator"), str(config),
-                                   str(output)])
+        argv = layout.as_job_user(
+            [layout.command("datacrumbs_probe_configurator"), str(config), str(output)]
+        )
         try:
-            result = _run(argv, layout.env(HOME=str(layout.home)), "the probe configurator",
-                          cwd=layout.home)
+            result = _run(
+                argv, layout.env(HOME=str(layout.home)), "the probe configurator", cwd=layout.home
+            )
         except DatacrumbsError as exc:
             if stdio is attempts[-1]:
                 raise
@@ -148,16 +152,22 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
     try:
         with ExitStack() as stack:
             with step(f"install into {layout.prefix}") as note:
-                out = _run([installer(), "--prefix", str(layout.prefix)],
-                           layout.env(), "datacrumbs_install").stdout.splitlines()
+                out = _run(
+                    [installer(), "--prefix", str(layout.prefix)],
+                    layout.env(),
+                    "datacrumbs_install",
+                ).stdout.splitlines()
                 kept = [line for line in out if "kept" in line.split()[:2]]
-                note(f"datacrumbs_install --prefix {layout.prefix}: {len(out)} items, "
-                     f"{len(out) - len(kept)} made or updated, {len(kept)} kept as they were")
+                note(
+                    f"datacrumbs_install --prefix {layout.prefix}: {len(out)} items, "
+                    f"{len(out) - len(kept)} made or updated, {len(kept)} kept as they were"
+                )
                 layout.prepare_home()
 
             with step("start the probe signer (root)") as note:
-                signer = Signer([layout.command("datacrumbs_sign_probes")], layout.env(),
-                                layout.signer_log)
+                signer = Signer(
+                    [layout.command("datacrumbs_sign_probes")], layout.env(), layout.signer_log
+                )
                 stack.callback(_stop_signer, signer, console)
                 signer.wait_listening()
                 note(f"listening on {layout.socket}; log {layout.signer_log}")
@@ -170,8 +180,11 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
                 ready = layout.run_dir / f"datacrumbs-{RUN_ID}.ready"
                 daemon = start_daemon(
                     [layout.command("datacrumbs"), str(probes), RUN_ID],
-                    layout.env(DATACRUMBS_USER=layout.user), ready, layout.daemon_log,
-                    use_systemd)
+                    layout.env(DATACRUMBS_USER=layout.user),
+                    ready,
+                    layout.daemon_log,
+                    use_systemd,
+                )
                 stack.callback(_stop_daemon, daemon, console)
                 trace = daemon.wait_ready(READY_TIMEOUT)
                 note(f"ready; tracing every process of {layout.user} into {trace}")
@@ -179,19 +192,22 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
             with step(f"run the workload as {layout.user}") as note:
                 binary = build_workload(layout.bin_dir)
                 argv = layout.as_job_user(options.plan.argv(binary, layout.data_dir))
-                workload = subprocess.Popen(argv, env=layout.env(), cwd=layout.home,
-                                            stderr=subprocess.PIPE, text=True)
+                workload = subprocess.Popen(
+                    argv, env=layout.env(), cwd=layout.home, stderr=subprocess.PIPE, text=True
+                )
                 _, err = workload.communicate(timeout=300)
                 if workload.returncode != 0:
-                    raise DatacrumbsError(f"the workload failed (exit {workload.returncode}): "
-                                          f"{err.strip()}")
+                    raise DatacrumbsError(
+                        f"the workload failed (exit {workload.returncode}): {err.strip()}"
+                    )
                 note(f"{binary.name} (pid {workload.pid}): {options.plan.describe()}")
 
             with step("stop the daemon (detach the probes, finish the trace)") as note:
                 status = daemon.stop()
                 if status != 0:
-                    raise DatacrumbsError(f"the daemon exited with status {status}; see "
-                                          f"{daemon.log}")
+                    raise DatacrumbsError(
+                        f"the daemon exited with status {status}; see {daemon.log}"
+                    )
                 note(f"log {daemon.log}")
 
             with step("stop the probe signer"):
@@ -219,9 +235,15 @@ def print_summary(result: DemoResult, plan: WorkloadPlan, console: Console) -> N
     console.print()
     console.print(render_tables(summary))
     writes = sum(f.count for f in summary.functions.values() if f.name == "write")
-    console.print(f"workload check: {plan.write_calls:,} write calls made, {writes:,} in the "
-                  f"trace; {summary.lost['lost_events']:,} events lost", highlight=False)
+    console.print(
+        f"workload check: {plan.write_calls:,} write calls made, {writes:,} in the "
+        f"trace; {summary.lost['lost_events']:,} events lost",
+        highlight=False,
+    )
     for line in summary_lines(summary):
         console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"  Summary:  datacrumbs_summary {result.trace} [--json] "
-                  f"[--pid {result.workload_pid}]", highlight=False, soft_wrap=True)
+    console.print(
+        f"  Summary:  datacrumbs_summary {result.trace} [--json] [--pid {result.workload_pid}]",
+        highlight=False,
+        soft_wrap=True,
+    )

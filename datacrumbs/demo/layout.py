@@ -88,18 +88,21 @@ class DemoLayout:
         """The environment of every command: this installation and its own run directory,
         nothing inherited from another installation's ``DATACRUMBS_*`` settings."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-        return base | {
-            "DATACRUMBS_INSTALL_PREFIX": str(self.prefix),
-            "DATACRUMBS_SERVER_RUN_DIR": str(self.run_dir),
-            "DATACRUMBS_SIGN_PROBES_SOCKET_PATH": str(self.socket),
-        } | extra
+        return (
+            base
+            | {
+                "DATACRUMBS_INSTALL_PREFIX": str(self.prefix),
+                "DATACRUMBS_SERVER_RUN_DIR": str(self.run_dir),
+                "DATACRUMBS_SIGN_PROBES_SOCKET_PATH": str(self.socket),
+            }
+            | extra
+        )
 
     def as_job_user(self, argv: list[str]) -> list[str]:
         """``argv`` run as the job user, without root's groups (``setpriv`` execs it: same
         pid, so the trace's pid is the one the demo started)."""
         pw = self.job_user
-        return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
-                *argv]
+        return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv]
 
     def check_reachable(self) -> None:
         """The job user must reach the prefix (its workload and files live under it)."""
@@ -110,7 +113,8 @@ class DemoLayout:
             directory, mode = closed
             raise DatacrumbsError(
                 f"{self.user} cannot reach {self.prefix}: {directory} is {mode:04o}; "
-                "choose a prefix under /opt or /tmp")
+                "choose a prefix under /opt or /tmp"
+            )
 
     def public_dir(self, path: Path) -> None:
         """Make ``path`` and its parents below the prefix 0755 whatever the umask: the job user

@@ -22,8 +22,14 @@ from typing import Protocol
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.daemon.run_files import ReadyFile, wait_ready
 
-__all__ = ["Daemon", "Signer", "SubprocessDaemon", "SystemdDaemon", "start_daemon",
-           "systemd_is_running"]
+__all__ = [
+    "Daemon",
+    "Signer",
+    "SubprocessDaemon",
+    "SystemdDaemon",
+    "start_daemon",
+    "systemd_is_running",
+]
 
 STOP_TIMEOUT = 120.0  # detaching probes and draining the ring buffer can take seconds
 
@@ -57,18 +63,22 @@ class Signer:
         self.log = log
         self._offset = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
-            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=out,
-                                            stdin=subprocess.DEVNULL, process_group=0)
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, process_group=0
+            )
 
     def wait_listening(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while b"listening on" not in self._new_log():
             if self.process.poll() is not None:
-                raise DatacrumbsError(f"the signer exited ({self.process.returncode}): "
-                                      f"{self._new_log().decode(errors='replace').strip()}")
+                raise DatacrumbsError(
+                    f"the signer exited ({self.process.returncode}): "
+                    f"{self._new_log().decode(errors='replace').strip()}"
+                )
             if time.monotonic() > deadline:
-                raise DatacrumbsError(f"the signer did not listen within {timeout:.0f} s; "
-                                      f"see {self.log}")
+                raise DatacrumbsError(
+                    f"the signer did not listen within {timeout:.0f} s; see {self.log}"
+                )
             time.sleep(0.05)
 
     def _new_log(self) -> bytes:
@@ -100,8 +110,9 @@ class SubprocessDaemon:
     def __init__(self, argv: list[str], env: dict[str, str], ready: Path, log: Path) -> None:
         self.ready, self.log = ready, log
         with open(log, "ab") as out:
-            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=out,
-                                            stdin=subprocess.DEVNULL, process_group=0)
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, process_group=0
+            )
 
     def wait_ready(self, timeout: float) -> Path:
         try:
@@ -123,22 +134,36 @@ class SystemdDaemon:
         subprocess.run(["systemctl", "reset-failed", self.unit], capture_output=True)
         settings = [f"--setenv={k}={v}" for k, v in env.items() if k.startswith("DATACRUMBS_")]
         self._start = subprocess.Popen(
-            ["systemd-run", f"--unit={self.unit}", "--collect", "--quiet",
-             "--property=Type=notify", "--property=NotifyAccess=main",
-             f"--property=TimeoutStopSec={STOP_TIMEOUT:.0f}",
-             f"--property=StandardOutput=append:{log}",
-             f"--property=StandardError=append:{log}", *settings, "--", *argv],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0)
+            [
+                "systemd-run",
+                f"--unit={self.unit}",
+                "--collect",
+                "--quiet",
+                "--property=Type=notify",
+                "--property=NotifyAccess=main",
+                f"--property=TimeoutStopSec={STOP_TIMEOUT:.0f}",
+                f"--property=StandardOutput=append:{log}",
+                f"--property=StandardError=append:{log}",
+                *settings,
+                "--",
+                *argv,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
 
     def wait_ready(self, timeout: float) -> Path:
         try:
             _, err = self._start.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise DatacrumbsError(f"{self.unit} was not ready within {timeout:.0f} s; see "
-                                  f"journalctl -u {self.unit}") from None
+            raise DatacrumbsError(
+                f"{self.unit} was not ready within {timeout:.0f} s; see journalctl -u {self.unit}"
+            ) from None
         if self._start.returncode != 0:
-            raise DatacrumbsError(f"{self.unit} failed to start: {err.decode().strip()} "
-                                  f"{_tail(self.log)}")
+            raise DatacrumbsError(
+                f"{self.unit} failed to start: {err.decode().strip()} {_tail(self.log)}"
+            )
         found = ReadyFile.read(self.ready)
         if found is None:
             raise DatacrumbsError(f"{self.unit} is active but wrote no ready file {self.ready}")
@@ -151,9 +176,9 @@ class SystemdDaemon:
         return result.returncode
 
 
-
-def start_daemon(argv: list[str], env: dict[str, str], ready: Path, log: Path,
-                 use_systemd: bool) -> SubprocessDaemon | SystemdDaemon:
+def start_daemon(
+    argv: list[str], env: dict[str, str], ready: Path, log: Path, use_systemd: bool
+) -> SubprocessDaemon | SystemdDaemon:
     """Start the daemon under systemd or as a subprocess (see the module's docstring)."""
     os.makedirs(log.parent, exist_ok=True)
     if use_systemd:

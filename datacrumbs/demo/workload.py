@@ -35,12 +35,20 @@ class WorkloadPlan:
         return self.files * self.writes + self.lines
 
     def argv(self, binary: Path, data_dir: Path) -> list[str]:
-        return [str(binary), str(data_dir), str(self.files), str(self.writes), str(self.block),
-                str(self.lines)]
+        return [
+            str(binary),
+            str(data_dir),
+            str(self.files),
+            str(self.writes),
+            str(self.block),
+            str(self.lines),
+        ]
 
     def describe(self) -> str:
-        return (f"{self.files} files x {self.writes:,} writes + {self.writes:,} reads of "
-                f"{self.block} B, {self.writes:,} preads, {self.lines} stdio lines")
+        return (
+            f"{self.files} files x {self.writes:,} writes + {self.writes:,} reads of "
+            f"{self.block} B, {self.writes:,} preads, {self.lines} stdio lines"
+        )
 
 
 def build_workload(bin_dir: Path) -> Path:
@@ -55,7 +63,8 @@ def build_workload(bin_dir: Path) -> Path:
     binary = bin_dir / BINARY_NAME
     result = subprocess.run(
         [compiler, "-O1", "-Wall", "-o", str(binary), "-x", "c", "-"],
-        input=source.read_bytes(), capture_output=True,
+        input=source.read_bytes(),
+        capture_output=True,
     )
     if result.returncode != 0:
         message = result.stderr.decode(errors="replace").strip().splitlines()

@@ -284,8 +284,9 @@ class Engine:
         return self._obj
 
     # -- attach --------------------------------------------------------------------------
-    def attach(self, probes: Iterable[Probe],
-               pinned: Mapping[str, str] | None = None) -> list[TargetOutcome]:
+    def attach(
+        self, probes: Iterable[Probe], pinned: Mapping[str, str] | None = None
+    ) -> list[TargetOutcome]:
         """Attach every function of every probe; one outcome per function, in order.
 
         ``pinned`` maps a binary path to the path the kernel is to resolve instead (the
@@ -351,8 +352,10 @@ class Engine:
         would otherwise put two probes on one instruction and every call twice in the trace."""
         owner = self._attached.get((binary, address))
         if owner is not None:
-            return (f"{name} is at the same address as a function already traced by category "
-                    f"{owner} (an alias)")
+            return (
+                f"{name} is at the same address as a function already traced by category "
+                f"{owner} (an alias)"
+            )
         self._attached[(binary, address)] = probe.name
         return None
 
@@ -579,8 +582,9 @@ class Engine:
             self.functions.remove(target.fid)
             del self._attached[(probe.binary_path or "", target.claim)]
             return self._failed(probe, target.function, reason)
-        outcome = TargetOutcome(probe.name, probe.type, target.function, True, None,
-                                probe.binary_path)
+        outcome = TargetOutcome(
+            probe.name, probe.type, target.function, True, None, probe.binary_path
+        )
         self._function_outcomes[target.fid] = outcome
         return outcome
 
@@ -597,9 +601,11 @@ class Engine:
         except DatacrumbsError:
             signature = None
         values, has_return = kernel_btf.kernel_values(
-            signature, probe.function_arguments.get(function, []))
-        spec = self.functions.add(function, probe.name, uprobes.argument_fields(values),
-                                  has_return=has_return)
+            signature, probe.function_arguments.get(function, [])
+        )
+        spec = self.functions.add(
+            function, probe.name, uprobes.argument_fields(values), has_return=has_return
+        )
         cookie = spec.fid | (0 if has_return else uprobes.NO_RETURN_COOKIE)
         outcome = self._attach_pair(
             probe,
@@ -649,14 +655,26 @@ class Engine:
                 for target, why in self._attach_uprobe_group(link_set.binary, keep):
                     if why is not None:
                         self._function_outcomes.pop(target.fid, None)
-                        results.append(self._failed(
-                            target.probe, target.function,
-                            f"lost while a neighbour was detached: {why}"))
+                        results.append(
+                            self._failed(
+                                target.probe,
+                                target.function,
+                                f"lost while a neighbour was detached: {why}",
+                            )
+                        )
         for fid, reason in reasons.items():
             attached = self._function_outcomes.pop(fid, None)
             if attached is not None:
-                results.append(TargetOutcome(attached.category, attached.kind,
-                                             attached.function, False, reason, attached.binary))
+                results.append(
+                    TargetOutcome(
+                        attached.category,
+                        attached.kind,
+                        attached.function,
+                        False,
+                        reason,
+                        attached.binary,
+                    )
+                )
         return results
 
     @property

@@ -24,8 +24,14 @@ from datacrumbs.common.input_file import read_input
 from datacrumbs.common.probes import FunctionArgument
 from datacrumbs.ebpf.build import VMLINUX_BTF
 
-__all__ = ["VMLINUX_BTF", "FunctionSignature", "KernelBtf", "btf_function_names",
-           "kernel_values", "vmlinux"]
+__all__ = [
+    "VMLINUX_BTF",
+    "FunctionSignature",
+    "KernelBtf",
+    "btf_function_names",
+    "kernel_values",
+    "vmlinux",
+]
 
 _MAGIC = 0xEB9F
 _INT, _ENUM, _FUNC, _FUNC_PROTO, _ENUM64 = 1, 6, 12, 13, 19
@@ -34,9 +40,25 @@ _ALIASES = frozenset({8, 9, 10, 11, 18})
 _INTEGERS = frozenset({_INT, _ENUM, _ENUM64})
 # Bytes after the 12-byte common header, per kind: (fixed, per vlen item).
 _TAIL = {
-    1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0),
-    8: (0, 0), 9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0), 13: (0, 8), 14: (4, 0),
-    15: (0, 12), 16: (0, 0), 17: (4, 0), 18: (0, 0), 19: (0, 12),
+    1: (4, 0),
+    2: (0, 0),
+    3: (12, 0),
+    4: (0, 12),
+    5: (0, 12),
+    6: (0, 8),
+    7: (0, 0),
+    8: (0, 0),
+    9: (0, 0),
+    10: (0, 0),
+    11: (0, 0),
+    12: (0, 0),
+    13: (0, 8),
+    14: (4, 0),
+    15: (0, 12),
+    16: (0, 0),
+    17: (4, 0),
+    18: (0, 0),
+    19: (0, 12),
 }
 
 
@@ -57,11 +79,12 @@ class KernelBtf:
             raise DatacrumbsError(f"kernel BTF {shown} is truncated")
         self._e = "<" if struct.unpack_from("<H", data)[0] == _MAGIC else ">"
         magic, _v, _f, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-            f"{self._e}HBBIIIII", data)
+            f"{self._e}HBBIIIII", data
+        )
         if magic != _MAGIC:
             raise DatacrumbsError(f"kernel BTF {shown} has a bad magic number")
-        self._types_data = data[hdr_len + type_off:hdr_len + type_off + type_len]
-        self._strings = data[hdr_len + str_off:hdr_len + str_off + str_len]
+        self._types_data = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
         # By type id (0 is void): its kind, the type it refers to (alias, pointer, function,
         # return type; a size for others) and where its tail starts in the type section.
         self._kinds, self._refs, self._tails = [0], [0], [0]
@@ -110,9 +133,11 @@ class KernelBtf:
         tail = self._tails[proto]
         vlen = struct.unpack_from(f"{self._e}I", self._types_data, tail - 8)[0] & 0xFFFF
         params = tuple(
-            self._is_integer(struct.unpack_from(f"{self._e}I", self._types_data,
-                                                tail + 8 * i + 4)[0])
-            for i in range(vlen))
+            self._is_integer(
+                struct.unpack_from(f"{self._e}I", self._types_data, tail + 8 * i + 4)[0]
+            )
+            for i in range(vlen)
+        )
         return FunctionSignature(self._is_integer(self._refs[proto]), params)
 
 
@@ -127,8 +152,9 @@ def btf_function_names(path: Path = VMLINUX_BTF) -> set[str]:
     return set(KernelBtf.read(path).functions)
 
 
-def kernel_values(signature: FunctionSignature | None,
-                  arguments: Iterable[FunctionArgument]) -> tuple[list[FunctionArgument], bool]:
+def kernel_values(
+    signature: FunctionSignature | None, arguments: Iterable[FunctionArgument]
+) -> tuple[list[FunctionArgument], bool]:
     """What a kprobe may record of a kernel function: the requested arguments whose BTF type is
     an integer (whatever the probe file declares them as), and whether its return is one.
     Without BTF for the function, nothing but the call itself."""

@@ -124,8 +124,12 @@ def _functions(elf: ELFFile, section: SymbolTableSection) -> Iterator[tuple[str,
     pyelftools' own iterator."""
     if elf.elfclass != 64 or not elf.little_endian or section["sh_entsize"] != _ELF64_SYM.size:
         for sym in section.iter_symbols():
-            if (sym["st_info"]["type"] == "STT_FUNC" and sym["st_shndx"] != "SHN_UNDEF"
-                    and sym["st_value"] and sym.name):
+            if (
+                sym["st_info"]["type"] == "STT_FUNC"
+                and sym["st_shndx"] != "SHN_UNDEF"
+                and sym["st_value"]
+                and sym.name
+            ):
                 yield sym.name, sym["st_value"]
         return
     strings = elf.get_section(section["sh_link"]).data()

@@ -32,23 +32,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", help="host name in the system configuration's file name")
     parser.add_argument(
-        "--python", type=Path,
+        "--python",
+        type=Path,
         help="interpreter to make the runtime from (default: this one's base interpreter if "
-             "every user can run it, else the system's python3)",
+        "every user can run it, else the system's python3)",
     )
     parser.add_argument(
-        "--wheel", type=Path,
+        "--wheel",
+        type=Path,
         help="the datacrumbs wheel to install (default: built from the source tree this "
-             "installer runs from, or the wheel it was installed from)",
+        "installer runs from, or the wheel it was installed from)",
     )
     parser.add_argument(
-        "--wheelhouse", type=Path,
+        "--wheelhouse",
+        type=Path,
         help="directory of dependency wheels; with it nothing is downloaded (offline sites)",
     )
     parser.add_argument(
-        "--rebuild-bpf", action="store_true",
+        "--rebuild-bpf",
+        action="store_true",
         help="compile the BPF object for this kernel (needs clang and bpftool) instead of "
-             "installing the one the wheel ships",
+        "installing the one the wheel ships",
     )
     return parser
 
@@ -57,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def run() -> int:
-        options = InstallOptions(install_user=args.install_user, host=args.host,
-                                 python=args.python, wheel=args.wheel,
-                                 wheelhouse=args.wheelhouse, rebuild_bpf=args.rebuild_bpf)
+        options = InstallOptions(
+            install_user=args.install_user,
+            host=args.host,
+            python=args.python,
+            wheel=args.wheel,
+            wheelhouse=args.wheelhouse,
+            rebuild_bpf=args.rebuild_bpf,
+        )
         for line in install(args.prefix, options):
             print(line)
         return 0

@@ -149,8 +149,9 @@ def install(prefix: Path, options: InstallOptions | None = None) -> list[str]:
     _require_root()
     if not prefix.is_absolute():
         raise DatacrumbsError(f"--prefix must be an absolute path, got {str(prefix)!r}")
-    settings = load_settings(install_prefix=prefix, install_user=options.install_user,
-                             hostname=options.host)
+    settings = load_settings(
+        install_prefix=prefix, install_user=options.install_user, hostname=options.host
+    )
     try:
         pwd.getpwnam(settings.install_user)
     except KeyError:
@@ -174,9 +175,16 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
     base = choose_interpreter(options.python)
     cache_dir = default_cache_dir()
     wheel = find_wheel(options.wheel, cache_dir, layout.prefix)
-    for directory in (layout.prefix, layout.bin_dir, layout.sbin_dir, layout.libexec_dir,
-                      inst.modulefile.parent, layout.systemd_dir, settings.data_dir,
-                      settings.log_dir):
+    for directory in (
+        layout.prefix,
+        layout.bin_dir,
+        layout.sbin_dir,
+        layout.libexec_dir,
+        inst.modulefile.parent,
+        layout.systemd_dir,
+        settings.data_dir,
+        settings.log_dir,
+    ):
         note(ensure_dir(directory), directory)
     note(ensure_runtime(layout, base, wheel, options.wheelhouse, cache_dir), layout.runtime_dir)
     for action, link in ensure_command_links(layout):
@@ -192,8 +200,9 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
     )
     note(ensure_file(layout.setup_file, text), layout.setup_file)
 
-    modulefile = render(MODULEFILE_TEMPLATE.read_text(encoding="utf-8"), values,
-                        source=MODULEFILE_TEMPLATE)
+    modulefile = render(
+        MODULEFILE_TEMPLATE.read_text(encoding="utf-8"), values, source=MODULEFILE_TEMPLATE
+    )
     note(ensure_file(inst.modulefile, modulefile), inst.modulefile)
 
     # systemd expands %-specifiers in units: a literal % (as in %YY%) must be written %%.
@@ -223,7 +232,8 @@ def _write_system_config(inst: Installation) -> str:
         "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds"),
     }
     config = inst.settings.as_environment(policy=True) | {
-        "DATACRUMBS_KERNEL_UNAME_R": platform.release()}
+        "DATACRUMBS_KERNEL_UNAME_R": platform.release()
+    }
     changed = write_system_config(path, config, summary)
     os.chown(path, 0, 0)
     os.chmod(path, 0o644)

@@ -66,8 +66,9 @@ class Interpreter:
 def inspect_interpreter(path: Path) -> Interpreter:
     """Ask the interpreter at ``path`` for its facts; one line if it cannot answer."""
     try:
-        result = subprocess.run([str(path), "-I", "-c", _FACTS], capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [str(path), "-I", "-c", _FACTS], capture_output=True, text=True, timeout=60
+        )
     except OSError as exc:
         raise DatacrumbsError(f"cannot run {path}: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
@@ -76,10 +77,16 @@ def inspect_interpreter(path: Path) -> Interpreter:
         last = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise DatacrumbsError(f"{path} is not a working Python: {last}")
     facts = json.loads(result.stdout)
-    return Interpreter(path=path, version=(facts["version"][0], facts["version"][1]),
-                       stdlib=Path(facts["stdlib"]), include_dir=facts["include_dir"],
-                       lib_dir=facts["lib_dir"], ld_version=facts["ld_version"],
-                       shared=facts["shared"], libpython=facts["libpython"])
+    return Interpreter(
+        path=path,
+        version=(facts["version"][0], facts["version"][1]),
+        stdlib=Path(facts["stdlib"]),
+        include_dir=facts["include_dir"],
+        lib_dir=facts["lib_dir"],
+        ld_version=facts["ld_version"],
+        shared=facts["shared"],
+        libpython=facts["libpython"],
+    )
 
 
 def _unusable(interpreter: Interpreter) -> str | None:
@@ -89,8 +96,11 @@ def _unusable(interpreter: Interpreter) -> str | None:
     real = Path(os.path.realpath(interpreter.path))
     # What other users' processes open: the executable (as named, and resolved), the standard
     # library, and the shared libpython the launcher links.
-    needed = {interpreter.path: interpreter.path.parent, real: real.parent,
-              interpreter.stdlib: interpreter.stdlib}
+    needed = {
+        interpreter.path: interpreter.path.parent,
+        real: real.parent,
+        interpreter.stdlib: interpreter.stdlib,
+    }
     if interpreter.shared and interpreter.libpython:
         library = Path(os.path.realpath(interpreter.libpython))
         needed[library] = library.parent
@@ -128,5 +138,4 @@ def choose_interpreter(explicit: Path | None = None) -> Interpreter:
             return interpreter
         reasons.append(f"{path}: {reason}")
     hint = "" if explicit is not None else "; pass --python with one every user can run"
-    raise DatacrumbsError(
-        f"no Python interpreter every user can run ({'; '.join(reasons)}){hint}")
+    raise DatacrumbsError(f"no Python interpreter every user can run ({'; '.join(reasons)}){hint}")

@@ -35,8 +35,14 @@ LAUNCHER_MODE = 0o2755
 _SOURCE = Path(__file__).parents[1] / "configurator" / "launcher.c"
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._+-]+$")
 _HARDENING = [
-    "-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIE",
-    "-pie", "-Wl,-z,relro,-z,now",
+    "-O2",
+    "-Wall",
+    "-Werror",
+    "-fstack-protector-strong",
+    "-D_FORTIFY_SOURCE=2",
+    "-fPIE",
+    "-pie",
+    "-Wl,-z,relro,-z,now",
 ]
 
 
@@ -81,12 +87,20 @@ def _compile_command(output: Path, python: Path, base: Interpreter) -> tuple[lis
     if compiler is None:
         raise DatacrumbsError("gcc is needed to build the configurator launcher; install gcc")
     library = f"python{base.ld_version}"
-    flags = [*_HARDENING, f"-I{base.include_dir}", f"-L{base.lib_dir}",
-             f"-Wl,-rpath,{base.lib_dir}"]
+    flags = [
+        *_HARDENING,
+        f"-I{base.include_dir}",
+        f"-L{base.lib_dir}",
+        f"-Wl,-rpath,{base.lib_dir}",
+    ]
     runtime = _checked(python)
     digest = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), runtime.encode(), " ".join(flags).encode(),
-                 library.encode()):
+    for part in (
+        _SOURCE.read_bytes(),
+        runtime.encode(),
+        " ".join(flags).encode(),
+        library.encode(),
+    ):
         digest.update(part + b"\0")
     build_id = digest.hexdigest()[:32]
     defines = [f'-DDATACRUMBS_PYTHON="{runtime}"', f'-DDATACRUMBS_BUILD_ID="{build_id}"']
@@ -99,8 +113,10 @@ def build_launcher(output: Path, python: Path, base: Interpreter) -> str:
     command, build_id = _compile_command(output, python, base)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        first = next((line for line in result.stderr.splitlines() if "error" in line),
-                     result.stderr.strip()[:200])
+        first = next(
+            (line for line in result.stderr.splitlines() if "error" in line),
+            result.stderr.strip()[:200],
+        )
         raise DatacrumbsError(f"building the configurator launcher failed: {first}")
     return build_id
 

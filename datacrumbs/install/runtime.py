@@ -74,6 +74,7 @@ def _failure(result: subprocess.CompletedProcess[str]) -> str:
 
 # -- which wheel ----------------------------------------------------------------------------
 
+
 def _source_tree() -> Path | None:
     """The checkout this datacrumbs runs from (an editable install), or None."""
     root = Path(__file__).resolve().parents[2]
@@ -87,9 +88,15 @@ def _tree_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for part in _SOURCE_PARTS:
         top = root / part
-        files = [top] if top.is_file() else sorted(
-            p for p in top.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".o"))
+        files = (
+            [top]
+            if top.is_file()
+            else sorted(
+                p
+                for p in top.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".o")
+            )
+        )
         for path in files:
             digest.update(str(path.relative_to(root)).encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
@@ -109,17 +116,23 @@ def _build_wheel(root: Path, cache_dir: Path) -> Path:
         for part in _SOURCE_PARTS:
             source = root / part
             if source.is_dir():
-                shutil.copytree(source, copy / part,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o"))
+                shutil.copytree(
+                    source,
+                    copy / part,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o"),
+                )
             else:
                 shutil.copy2(source, copy / part)
         dist = Path(scratch) / "dist"
-        result = _run([*_PIP, "wheel", "-q", "--no-deps", "-w", str(dist), str(copy)],
-                      "building the datacrumbs wheel")
+        result = _run(
+            [*_PIP, "wheel", "-q", "--no-deps", "-w", str(dist), str(copy)],
+            "building the datacrumbs wheel",
+        )
         wheels = sorted(dist.glob("datacrumbs-*.whl"))
         if result.returncode != 0 or not wheels:
-            raise DatacrumbsError(f"cannot build the datacrumbs wheel from {root}: "
-                                  f"{_failure(result)}")
+            raise DatacrumbsError(
+                f"cannot build the datacrumbs wheel from {root}: {_failure(result)}"
+            )
         ensure_dir(out)
         shutil.copy2(wheels[0], out / wheels[0].name)
     return out / wheels[0].name
@@ -144,14 +157,18 @@ def find_wheel(explicit: Path | None, cache_dir: Path, prefix: Path) -> Path | N
     """The wheel to install into ``prefix``; None when the installer runs from that prefix's
     runtime itself (and was not installed from a wheel that is still there)."""
     if explicit is not None:
-        if not explicit.is_file() or not explicit.name.startswith("datacrumbs-") \
-                or explicit.suffix != ".whl":
+        if (
+            not explicit.is_file()
+            or not explicit.name.startswith("datacrumbs-")
+            or explicit.suffix != ".whl"
+        ):
             raise DatacrumbsError(f"--wheel {explicit}: not a datacrumbs-*.whl file")
         try:
             _wheel_record(explicit)
         except (zipfile.BadZipFile, StopIteration, KeyError, OSError) as exc:
-            raise DatacrumbsError(f"--wheel {explicit}: not a usable wheel "
-                                  f"({exc or 'no RECORD'})") from None
+            raise DatacrumbsError(
+                f"--wheel {explicit}: not a usable wheel ({exc or 'no RECORD'})"
+            ) from None
         return explicit.resolve()
     source = _source_tree()
     if source is not None:
@@ -161,12 +178,15 @@ def find_wheel(explicit: Path | None, cache_dir: Path, prefix: Path) -> Path | N
         return wheel
     if running_prefix() == prefix:
         return None
-    raise DatacrumbsError("cannot tell which datacrumbs to install: this one was not installed "
-                          "from a source tree or a wheel that is still there; pass --wheel "
-                          "datacrumbs-<version>-py3-none-any.whl")
+    raise DatacrumbsError(
+        "cannot tell which datacrumbs to install: this one was not installed "
+        "from a source tree or a wheel that is still there; pass --wheel "
+        "datacrumbs-<version>-py3-none-any.whl"
+    )
 
 
 # -- the runtime ----------------------------------------------------------------------------
+
 
 def _venv_matches(layout: InstallLayout, base: Interpreter) -> bool:
     python = layout.runtime_python
@@ -197,8 +217,7 @@ def _wheel_record(wheel: Path) -> tuple[list[tuple[str, str]], bytes]:
         record_name = next(n for n in names if n.endswith(".dist-info/RECORD"))
         metadata = archive.read(record_name.replace("RECORD", "METADATA"))
         rows = csv.reader(io.StringIO(archive.read(record_name).decode("utf-8")))
-        files = [(row[0], row[1]) for row in rows
-                 if row and row[1] and ".dist-info/" not in row[0]]
+        files = [(row[0], row[1]) for row in rows if row and row[1] and ".dist-info/" not in row[0]]
     return files, metadata
 
 
@@ -221,33 +240,61 @@ def _holds_wheel(layout: InstallLayout, base: Interpreter, wheel: Path) -> bool:
     return True
 
 
-def _pip_install(layout: InstallLayout, wheel: Path, wheelhouse: Path | None,
-                 cache_dir: Path) -> None:
+def _pip_install(
+    layout: InstallLayout, wheel: Path, wheelhouse: Path | None, cache_dir: Path
+) -> None:
     offline = wheelhouse is not None
     house = wheelhouse if wheelhouse is not None else cache_dir / "wheelhouse"
-    install = [*_PIP, "--python", str(layout.runtime_python), "install", "-q",
-               "--root-user-action=ignore", "--no-warn-script-location", "--force-reinstall",
-               "--no-index", "--find-links", str(house), str(wheel)]
+    install = [
+        *_PIP,
+        "--python",
+        str(layout.runtime_python),
+        "install",
+        "-q",
+        "--root-user-action=ignore",
+        "--no-warn-script-location",
+        "--force-reinstall",
+        "--no-index",
+        "--find-links",
+        str(house),
+        str(wheel),
+    ]
     result = _run(install, "installing the runtime")
     if result.returncode != 0 and not offline:
         ensure_dir(house)
         # Built by the runtime's interpreter, bypassing pip's cache: a wheel compiled by
         # another interpreter may carry its private library path (a RUNPATH into /root).
-        fill = _run([*_PIP, "--python", str(layout.runtime_python), "wheel", "-q",
-                     "--no-cache-dir", "-w", str(house), str(wheel)],
-                    "downloading the dependencies")
+        fill = _run(
+            [
+                *_PIP,
+                "--python",
+                str(layout.runtime_python),
+                "wheel",
+                "-q",
+                "--no-cache-dir",
+                "-w",
+                str(house),
+                str(wheel),
+            ],
+            "downloading the dependencies",
+        )
         if fill.returncode != 0:
-            raise DatacrumbsError(f"cannot get the dependencies of {wheel.name}: "
-                                  f"{_failure(fill)}")
+            raise DatacrumbsError(f"cannot get the dependencies of {wheel.name}: {_failure(fill)}")
         result = _run(install, "installing the runtime")
     if result.returncode != 0:
         where = f" from the wheelhouse {house}" if offline else ""
-        raise DatacrumbsError(f"cannot install {wheel.name} into {layout.runtime_dir}{where}: "
-                              f"{_failure(result)}")
+        raise DatacrumbsError(
+            f"cannot install {wheel.name} into {layout.runtime_dir}{where}: {_failure(result)}"
+        )
 
 
-def ensure_runtime(layout: InstallLayout, base: Interpreter, wheel: Path | None,
-                   wheelhouse: Path | None, cache_dir: Path) -> str:
+def ensure_runtime(
+    layout: InstallLayout,
+    base: Interpreter,
+    wheel: Path | None,
+    wheelhouse: Path | None,
+    cache_dir: Path,
+) -> str:
     """Make ``layout.runtime_dir`` a venv of ``base`` holding ``wheel``; the report word."""
     if wheel is None:
         return "kept (the installer runs from it)"
@@ -256,11 +303,14 @@ def ensure_runtime(layout: InstallLayout, base: Interpreter, wheel: Path | None,
         if layout.runtime_dir.exists():
             shutil.rmtree(layout.runtime_dir)
         ensure_dir(layout.runtime_dir.parent)
-        result = _run([str(base.path), "-I", "-m", "venv", "--without-pip",
-                       str(layout.runtime_dir)], "creating the runtime")
+        result = _run(
+            [str(base.path), "-I", "-m", "venv", "--without-pip", str(layout.runtime_dir)],
+            "creating the runtime",
+        )
         if result.returncode != 0:
-            raise DatacrumbsError(f"cannot create a virtual environment with {base.path}: "
-                                  f"{_failure(result)}")
+            raise DatacrumbsError(
+                f"cannot create a virtual environment with {base.path}: {_failure(result)}"
+            )
     elif _holds_wheel(layout, base, wheel):
         return "kept"
     _pip_install(layout, wheel, wheelhouse, cache_dir)

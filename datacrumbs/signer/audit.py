@@ -25,8 +25,9 @@ def _escaped(value: object) -> str:
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def setup_audit_logging() -> logging.Logger:
@@ -34,8 +35,13 @@ def setup_audit_logging() -> logging.Logger:
     return setup_logging("datacrumbs.signer", SYSLOG_IDENTIFIER)
 
 
-def audit(logger: logging.Logger, peer: PeerCredentials | None, decision: str, reason: str,
-          functions: int = 0) -> None:
+def audit(
+    logger: logging.Logger,
+    peer: PeerCredentials | None,
+    decision: str,
+    reason: str,
+    functions: int = 0,
+) -> None:
     """Log one decision with its journal fields."""
     fields = {
         "PEER_PID": peer.pid if peer else -1,

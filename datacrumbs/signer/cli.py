@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--request-timeout", type=float, default=REQUEST_TIMEOUT_SECONDS, metavar="SECONDS",
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT_SECONDS,
+        metavar="SECONDS",
         help=f"time a client has to send its whole request (default {REQUEST_TIMEOUT_SECONDS})",
     )
     return parser
@@ -50,13 +53,15 @@ def _serve(request_timeout: float) -> int:
     key = read_secret(settings.probe_secret_file)
     launcher = InstallLayout(settings.install_prefix).launcher
     if not launcher.is_file():
-        raise DatacrumbsError(f"the configurator launcher {launcher} is not installed; run "
-                              "datacrumbs_install")
+        raise DatacrumbsError(
+            f"the configurator launcher {launcher} is not installed; run datacrumbs_install"
+        )
     try:
         gid = grp.getgrnam(LAUNCHER_GROUP).gr_gid
     except KeyError:
-        raise DatacrumbsError(f"group {LAUNCHER_GROUP!r} does not exist; run "
-                              "datacrumbs_install") from None
+        raise DatacrumbsError(
+            f"group {LAUNCHER_GROUP!r} does not exist; run datacrumbs_install"
+        ) from None
     logger = setup_audit_logging()
     server = SignerServer(settings, key, launcher, gid, logger, request_timeout)
     stop = threading.Event()

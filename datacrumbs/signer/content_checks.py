@@ -60,7 +60,8 @@ def _schema(document: dict[str, Any]) -> ProbeFile:
         where = ".".join(str(p) for p in error["loc"]) or "document"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ContentRefused(
-            f"schema: {where}: {error['msg'].removeprefix('Value error, ')}{more}") from None
+            f"schema: {where}: {error['msg'].removeprefix('Value error, ')}{more}"
+        ) from None
 
 
 def _parse_time(what: str, text: str | None) -> datetime:
@@ -80,7 +81,8 @@ def _check_expiry(model: ProbeFile, now: datetime) -> None:
     if expires > now + MAX_EXPIRY:
         raise ContentRefused(
             f"summary.expires_at {model.summary.expires_at} is more than "
-            f"{MAX_EXPIRY.days} days away")
+            f"{MAX_EXPIRY.days} days away"
+        )
     if model.summary.created_at is not None:
         _parse_time("created_at", model.summary.created_at)
 
@@ -92,8 +94,12 @@ def _not_writable_by_others(path: Path, info: os.stat_result, what: str) -> None
             raise ContentRefused(f"{what} {path} is writable by group or others")
 
 
-def check_binary(text: str, identity: BinaryIdentity | None,
-                 functions: Sequence[str] = (), hot: re.Pattern[str] | None = None) -> None:
+def check_binary(
+    text: str,
+    identity: BinaryIdentity | None,
+    functions: Sequence[str] = (),
+    hot: re.Pattern[str] | None = None,
+) -> None:
     """A uprobe/USDT target must be a canonical path to an ELF file no one else can replace,
     and the very file the configurator read: the document's ``binary_identity`` is compared
     with the identity of the file examined here (see common/binary_identity.py). Targets given
@@ -130,8 +136,10 @@ def check_binary(text: str, identity: BinaryIdentity | None,
             raise ContentRefused(f"binary path {text} is not an ELF file")
         differs = identity.differences(identity_of(fd))
         if differs:
-            raise ContentRefused(f"binary path {text} is not the file the configurator read "
-                                 f"({', '.join(differs)} differ)")
+            raise ContentRefused(
+                f"binary path {text} is not the file the configurator read "
+                f"({', '.join(differs)} differ)"
+            )
         _check_functions(text, kernel_path(fd), functions, hot)
     except OSError as exc:
         raise ContentRefused(f"binary path {text} cannot be read: {exc.strerror}") from None
@@ -139,8 +147,9 @@ def check_binary(text: str, identity: BinaryIdentity | None,
         os.close(fd)
 
 
-def _check_functions(text: str, readable: str, functions: Sequence[str],
-                     hot: re.Pattern[str] | None) -> None:
+def _check_functions(
+    text: str, readable: str, functions: Sequence[str], hot: re.Pattern[str] | None
+) -> None:
     """Every target must be a function of the file — a name it defines, or ``name:0xOFFSET``
     at the start of one — and, in a shared library, none of the hot functions: a breakpoint
     traps in every process that maps the library, whoever it belongs to, before any filter."""
@@ -167,7 +176,8 @@ def _check_functions(text: str, readable: str, functions: Sequence[str],
                 raise ContentRefused(
                     f"binary path {text}: {function} is a hot shared-library function "
                     f"({alias}): a uprobe on it slows every process of the node; refused by "
-                    "the site's DATACRUMBS_HOT_FUNCTIONS")
+                    "the site's DATACRUMBS_HOT_FUNCTIONS"
+                )
 
 
 def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
@@ -176,16 +186,18 @@ def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
         if probe.type not in _SIGNABLE_KINDS:
             raise ContentRefused(f"{label}: probe kind {probe.type.name.lower()} is not signed")
         if not _CATEGORY_NAME.match(probe.name):
-            raise ContentRefused(f"{label}: category name has characters outside "
-                                 "letters, digits and _ . : + -")
+            raise ContentRefused(
+                f"{label}: category name has characters outside letters, digits and _ . : + -"
+            )
         for name in probe.functions:
             if not _FUNCTION_NAME.match(name):
                 raise ContentRefused(f"{label}: function name {name[:64]!r} is not a symbol")
         needs_binary = probe.type in (ProbeType.UPROBE, ProbeType.USDT)
         if needs_binary != (probe.binary_path is not None):
             which = "needs" if needs_binary else "must not have"
-            raise ContentRefused(f"{label}: a {probe.type.name.lower()} probe {which} a "
-                                 "binary_path")
+            raise ContentRefused(
+                f"{label}: a {probe.type.name.lower()} probe {which} a binary_path"
+            )
         if (probe.type == ProbeType.USDT) != (probe.provider is not None):
             raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
         if probe.binary_path is not None:
@@ -194,17 +206,18 @@ def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
             check_binary(probe.binary_path, probe.binary_identity, functions, hot)
 
 
-def check_document(document: dict[str, Any], peer_user: str, settings: Settings,
-                   now: datetime | None = None) -> ProbeFile:
+def check_document(
+    document: dict[str, Any], peer_user: str, settings: Settings, now: datetime | None = None
+) -> ProbeFile:
     """The validated model of ``document``, or :class:`ContentRefused` with the reason."""
     model = _schema(document)
     summary = model.summary
-    wrong = summary.mismatch(user=peer_user, hostname=settings.hostname,
-                             install_user=settings.install_user)
+    wrong = summary.mismatch(
+        user=peer_user, hostname=settings.hostname, install_user=settings.install_user
+    )
     if wrong is not None:
         what, claimed, actual = wrong
         raise ContentRefused(f"summary.{what} is {claimed!r}, but must be {actual!r}")
     _check_expiry(model, now or datetime.now(UTC))
-    _check_categories(model, re.compile(settings.hot_functions) if settings.hot_functions
-                      else None)
+    _check_categories(model, re.compile(settings.hot_functions) if settings.hot_functions else None)
     return model

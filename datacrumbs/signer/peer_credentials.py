@@ -55,7 +55,8 @@ class PeerCredentials:
 def read_peer(sock: socket.socket) -> PeerCredentials:
     """Take the peer's credentials and pidfd from ``sock`` (at once, right after accept)."""
     pid, uid, gid = _UCRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )
     try:
         pidfd: int | None = sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
     except OSError:
@@ -88,8 +89,9 @@ def verify_launcher(peer: PeerCredentials, launcher: Path, launcher_gid: int) ->
     if peer.pid <= 0:
         raise PeerRefused("peer pid unknown (connected from another pid namespace)")
     if peer.pidfd is None:
-        raise PeerRefused("no pidfd for the peer (SO_PEERPIDFD needs Linux 6.5 or later, "
-                          "or the peer has exited)")
+        raise PeerRefused(
+            "no pidfd for the peer (SO_PEERPIDFD needs Linux 6.5 or later, or the peer has exited)"
+        )
     if _pidfd_pid(peer.pidfd) != peer.pid:
         raise PeerRefused(f"peer process {peer.pid} exited before it could be checked")
     proc_exe = f"/proc/{peer.pid}/exe"
@@ -112,8 +114,10 @@ def verify_launcher(peer: PeerCredentials, launcher: Path, launcher_gid: int) ->
     if (running.st_dev, running.st_ino) != (installed.st_dev, installed.st_ino):
         raise PeerRefused(
             f"peer executable is not the installed file {launcher} (device/inode differ: "
-            "another file is mounted over that path or it was replaced)")
+            "another file is mounted over that path or it was replaced)"
+        )
     if peer.gid != launcher_gid:
         raise PeerRefused(
             f"peer connected with group id {peer.gid}, not the launcher's group id "
-            f"{launcher_gid}: it was not running the setgid launcher when it connected")
+            f"{launcher_gid}: it was not running the setgid launcher when it connected"
+        )

@@ -72,15 +72,17 @@ def _receive(sock: socket.socket, size: int, sender_pid: int | None, what: str) 
     pid = 0
     for level, kind, payload in ancillary:
         if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
-            pid = _UCRED.unpack(payload[:_UCRED.size])[0]
+            pid = _UCRED.unpack(payload[: _UCRED.size])[0]
     if pid != sender_pid:
-        raise FrameError(f"{what} bytes sent by process {pid}, not by the connected "
-                         f"process {sender_pid}")
+        raise FrameError(
+            f"{what} bytes sent by process {pid}, not by the connected process {sender_pid}"
+        )
     return data
 
 
-def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str,
-                  sender_pid: int | None) -> bytes:
+def _read_exactly(
+    sock: socket.socket, size: int, deadline: float, what: str, sender_pid: int | None
+) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
         remaining = deadline - time.monotonic()
@@ -97,8 +99,13 @@ def _read_exactly(sock: socket.socket, size: int, deadline: float, what: str,
     return bytes(chunks)
 
 
-def read_frame(sock: socket.socket, limit: int, timeout: float, what: str = "request",
-               sender_pid: int | None = None) -> bytes:
+def read_frame(
+    sock: socket.socket,
+    limit: int,
+    timeout: float,
+    what: str = "request",
+    sender_pid: int | None = None,
+) -> bytes:
     """The body of one frame, or :class:`FrameError` (too large, too slow, cut short, or, with
     ``sender_pid`` on a socket with ``SO_PASSCRED``, written by any other process)."""
     deadline = time.monotonic() + timeout
@@ -134,8 +141,12 @@ def loads_strict(body: bytes) -> dict[str, Any]:
     may read one text two ways.
     """
     try:
-        value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_constant=_no_constant, parse_float=_no_float)
+        value = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_float=_no_float,
+        )
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
     except json.JSONDecodeError as exc:

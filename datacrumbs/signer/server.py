@@ -141,8 +141,10 @@ class SignerServer:
             self.logger.warning("could not read peer credentials: %s", exc.strerror)
             return
         with self._lock:
-            busy = (self._active[peer.uid] >= MAX_CONNECTIONS_PER_UID
-                    or sum(self._active.values()) >= MAX_CONNECTIONS)
+            busy = (
+                self._active[peer.uid] >= MAX_CONNECTIONS_PER_UID
+                or sum(self._active.values()) >= MAX_CONNECTIONS
+            )
             if not busy:
                 self._active[peer.uid] += 1
             elif self._refusing >= MAX_CONNECTIONS:
@@ -152,8 +154,9 @@ class SignerServer:
             else:
                 self._refusing += 1
         target = self._refuse_busy if busy else self._serve_one
-        thread = threading.Thread(target=target, args=(conn, peer), daemon=True,
-                                  name=f"peer-{peer.pid}")
+        thread = threading.Thread(
+            target=target, args=(conn, peer), daemon=True, name=f"peer-{peer.pid}"
+        )
         try:
             thread.start()
         except RuntimeError:  # no thread to be had: drop this connection, keep serving
@@ -199,8 +202,7 @@ class SignerServer:
             if _pending(conn):
                 raise _Refusal("request sent before the signer's challenge")
             send_frame(conn, {"challenge": challenge})
-            body = read_frame(conn, MAX_REQUEST_BYTES, self.request_timeout,
-                              sender_pid=peer.pid)
+            body = read_frame(conn, MAX_REQUEST_BYTES, self.request_timeout, sender_pid=peer.pid)
         except FrameError as exc:
             raise _Refusal(str(exc)) from None
         except OSError as exc:
@@ -223,11 +225,18 @@ class SignerServer:
         except PeerRefused as exc:
             raise _Refusal(str(exc)) from None
 
-    def _finish(self, conn: socket.socket, peer: PeerCredentials, reason: str, functions: int,
-                checksum: str | None) -> None:
+    def _finish(
+        self,
+        conn: socket.socket,
+        peer: PeerCredentials,
+        reason: str,
+        functions: int,
+        checksum: str | None,
+    ) -> None:
         """Reply, audit, close: the one way every connection ends."""
         reply: dict[str, Any] = (
-            {"ok": True, "checksum": checksum} if checksum else {"ok": False, "error": reason})
+            {"ok": True, "checksum": checksum} if checksum else {"ok": False, "error": reason}
+        )
         delivered = True
         try:
             conn.settimeout(self.request_timeout)
@@ -235,8 +244,13 @@ class SignerServer:
         except OSError as exc:
             delivered = False
             reason = f"{reason}; reply not delivered: {exc.strerror or exc}".lstrip("; ")
-        audit(self.logger, peer, "signed" if checksum else "refused", reason or "checks passed",
-              functions)
+        audit(
+            self.logger,
+            peer,
+            "signed" if checksum else "refused",
+            reason or "checks passed",
+            functions,
+        )
         try:
             if delivered:
                 _drain(conn)
@@ -279,7 +293,8 @@ def _request_document(body: bytes, challenge: str) -> dict[str, Any]:
     if set(request) != {"challenge", "document"} or not isinstance(request["document"], dict):
         raise _Refusal('malformed request: expected {"challenge": "...", "document": {...}}')
     if not isinstance(request["challenge"], str) or not hmac.compare_digest(
-            request["challenge"].encode(), challenge.encode()):
+        request["challenge"].encode(), challenge.encode()
+    ):
         raise _Refusal("the request does not answer this connection's challenge")
     return request["document"]
 
@@ -294,7 +309,8 @@ def _prepare_run_dir(directory: Path) -> None:
     if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise DatacrumbsError(
             f"{directory} must be owned by root and writable by no one else, so that no one "
-            "can replace the signer's socket")
+            "can replace the signer's socket"
+        )
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -104,13 +104,20 @@ class TraceSummary:
             "other_events": self.other_events,
             **self.lost,
             "functions": [
-                {"name": f.name, "cat": f.cat, "count": f.count, "bytes": f.bytes,
-                 "total_us": f.total_us, "mean_us": round(f.mean_us, 3)}
+                {
+                    "name": f.name,
+                    "cat": f.cat,
+                    "count": f.count,
+                    "bytes": f.bytes,
+                    "total_us": f.total_us,
+                    "mean_us": round(f.mean_us, 3),
+                }
                 for f in self.sorted_functions()
             ],
             "files": [{"path": f.path, "count": f.count, "bytes": f.bytes} for f in self.files],
-            "processes": [{"pid": pid, "comm": comm}
-                          for pid, comm in sorted(self.processes.items())],
+            "processes": [
+                {"pid": pid, "comm": comm} for pid, comm in sorted(self.processes.items())
+            ],
         }
 
 
@@ -133,8 +140,9 @@ def iter_trace_lines(path: Path) -> Iterator[bytes]:
             try:
                 text = inflate.decompress(chunk)
             except zlib.error:
-                raise DatacrumbsError(f"{path}: not a datacrumbs trace (not gzip data, or "
-                                      "corrupt)") from None
+                raise DatacrumbsError(
+                    f"{path}: not a datacrumbs trace (not gzip data, or corrupt)"
+                ) from None
             lines = (rest + text).split(b"\n")
             rest = lines.pop()
             yield from lines
@@ -161,9 +169,9 @@ def _fast_call(line: bytes) -> _Call | None:
     try:
         if (i := rest.find(b',"size":')) >= 0:
             end = rest.find(b",", i + 8)
-            size = int(rest[i + 8:end] if end >= 0 else rest[i + 8:])
+            size = int(rest[i + 8 : end] if end >= 0 else rest[i + 8 :])
         if (j := rest.find(b',"fhash":"')) >= 0:
-            fhash = rest[j + 10:rest.index(b'"', j + 10)]
+            fhash = rest[j + 10 : rest.index(b'"', j + 10)]
     except ValueError:
         return None
     return name, cat, int(pid), int(dur), int(ret), size, fhash
@@ -172,9 +180,15 @@ def _fast_call(line: bytes) -> _Call | None:
 def _json_call(event: dict[str, Any]) -> _Call:
     args = event.get("args") or {}
     fhash = args.get("fhash")
-    return (str(event["name"]).encode(), str(event.get("cat", "")).encode(),
-            event.get("pid", 0), event.get("dur", 0), args.get("ret", 0), args.get("size"),
-            fhash.encode() if isinstance(fhash, str) else None)
+    return (
+        str(event["name"]).encode(),
+        str(event.get("cat", "")).encode(),
+        event.get("pid", 0),
+        event.get("dur", 0),
+        args.get("ret", 0),
+        args.get("size"),
+        fhash.encode() if isinstance(fhash, str) else None,
+    )
 
 
 def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None) -> TraceSummary:
@@ -200,7 +214,8 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
                 ph = event["ph"]
             except (ValueError, KeyError, TypeError):
                 raise DatacrumbsError(
-                    f"{summary.path}: line {number} is not a trace event") from None
+                    f"{summary.path}: line {number} is not a trace event"
+                ) from None
             if ph == "M":
                 _metadata(event, summary, file_names)
                 if event["args"].get("name") == "datacrumbs_summary":
@@ -242,8 +257,10 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
         summary.functions[key] = FunctionTotals(*key, count=count, bytes=done, total_us=dur)
     summary.events = sum(f.count for f in summary.functions.values())
     summary.files = sorted(
-        (FileTotals(file_names.get(h.decode(), f"<unnamed file {h.decode()}>"), c, b)
-         for h, (c, b) in per_hash.items()),
+        (
+            FileTotals(file_names.get(h.decode(), f"<unnamed file {h.decode()}>"), c, b)
+            for h, (c, b) in per_hash.items()
+        ),
         key=lambda f: (-f.bytes, -f.count, f.path),
     )
     if wanted is not None:
@@ -262,6 +279,7 @@ def _metadata(event: dict[str, Any], summary: TraceSummary, file_names: dict[str
 
 
 # -- text output ----------------------------------------------------------------------------
+
 
 def _duration(us: float) -> str:
     if us >= 1_000_000:
@@ -305,16 +323,26 @@ def render_tables(summary: TraceSummary, max_files: int = 15) -> Any:
     from rich.console import Group
     from rich.table import Table
 
-    who = "" if summary.pids is None else " of " + ", ".join(
-        f"{summary.processes.get(p, '?')} (pid {p})" for p in sorted(summary.pids))
+    who = (
+        ""
+        if summary.pids is None
+        else " of "
+        + ", ".join(f"{summary.processes.get(p, '?')} (pid {p})" for p in sorted(summary.pids))
+    )
     functions = Table(title=f"{summary.events:,} calls{who}", title_justify="left")
     for column in ("function", "category"):
         functions.add_column(column)
     for column in ("calls", "bytes", "total time", "mean time"):
         functions.add_column(column, justify="right")
     for f in summary.sorted_functions():
-        functions.add_row(f.name, f.cat, f"{f.count:,}", _bytes(f.bytes),
-                          _duration(f.total_us), _duration(f.mean_us))
+        functions.add_row(
+            f.name,
+            f.cat,
+            f"{f.count:,}",
+            _bytes(f.bytes),
+            _duration(f.total_us),
+            _duration(f.mean_us),
+        )
 
     files = Table(title=f"{len(summary.files)} files touched", title_justify="left")
     files.add_column("file", overflow="fold")
@@ -335,11 +363,15 @@ def summary_lines(summary: TraceSummary) -> list[str]:
         f"process names lost: {lost['lost_tasks']:,})",
     ]
     if summary.other_events:
-        lines.append(f"the trace also holds {summary.other_events:,} calls of other processes "
-                     "of the traced user")
+        lines.append(
+            f"the trace also holds {summary.other_events:,} calls of other processes "
+            "of the traced user"
+        )
     if not summary.complete:
-        lines.append("the trace is cut (its daemon did not finish it): this is every line "
-                     "up to its last flush")
+        lines.append(
+            "the trace is cut (its daemon did not finish it): this is every line "
+            "up to its last flush"
+        )
     return lines + how_to_open(summary.path)
 
 
@@ -347,12 +379,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Summarise a datacrumbs trace: calls, bytes and time per function, the "
-                    "files touched, the events lost, and how to open the trace.",
+        "files touched, the events lost, and how to open the trace.",
     )
     parser.add_argument("trace", type=Path, help="a trace the daemon wrote (*.pfw.gz)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--pid", type=int, action="append", metavar="PID",
-                        help="count only this process (repeatable)")
+    parser.add_argument(
+        "--pid",
+        type=int,
+        action="append",
+        metavar="PID",
+        help="count only this process (repeatable)",
+    )
     return parser
 
 

@@ -26,31 +26,58 @@ from datacrumbs.signer.server import _Refusal, _request_document
 # Text with what breaks naive code: lone surrogates, NULs, newlines, path-like strings.
 _TEXT = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["\ud800", "a\x00b", "line\nforged=1", "/etc/shadow", "%LIBC%", "read",
-                     "write", "posix", "/lib/x86_64-linux-gnu/libc.so.6", "9" * 5000]),
+    st.sampled_from(
+        [
+            "\ud800",
+            "a\x00b",
+            "line\nforged=1",
+            "/etc/shadow",
+            "%LIBC%",
+            "read",
+            "write",
+            "posix",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "9" * 5000,
+        ]
+    ),
 )
 _SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), _TEXT)
-_JSON = st.recursive(_SCALAR, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)), max_leaves=20)
+_JSON = st.recursive(
+    _SCALAR,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)),
+    max_leaves=20,
+)
 
 
 def _category() -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
-        "type": st.one_of(st.integers(-1, 8), _SCALAR),
-        "name": _TEXT,
-        "functions": st.one_of(st.lists(_TEXT, max_size=4), _JSON),
-    }, optional={"binary_path": _TEXT, "provider": _TEXT, "extra": _JSON})
+    return st.fixed_dictionaries(
+        {
+            "type": st.one_of(st.integers(-1, 8), _SCALAR),
+            "name": _TEXT,
+            "functions": st.one_of(st.lists(_TEXT, max_size=4), _JSON),
+        },
+        optional={"binary_path": _TEXT, "provider": _TEXT, "extra": _JSON},
+    )
 
 
 def _document() -> st.SearchStrategy[dict[str, Any]]:
-    summary = st.fixed_dictionaries({}, optional={
-        "user": _TEXT, "hostname": st.just(socket.gethostname()) | _TEXT,
-        "install_user": st.just("root") | _TEXT, "expires_at": _TEXT, "created_at": _TEXT,
-    })
-    return st.fixed_dictionaries({
-        "summary": st.one_of(summary, _JSON),
-        "categories": st.one_of(st.lists(_category(), max_size=3), _JSON),
-    }, optional={"checksum_algorithm": _TEXT, "checksum": _TEXT, "other": _JSON})
+    summary = st.fixed_dictionaries(
+        {},
+        optional={
+            "user": _TEXT,
+            "hostname": st.just(socket.gethostname()) | _TEXT,
+            "install_user": st.just("root") | _TEXT,
+            "expires_at": _TEXT,
+            "created_at": _TEXT,
+        },
+    )
+    return st.fixed_dictionaries(
+        {
+            "summary": st.one_of(summary, _JSON),
+            "categories": st.one_of(st.lists(_category(), max_size=3), _JSON),
+        },
+        optional={"checksum_algorithm": _TEXT, "checksum": _TEXT, "other": _JSON},
+    )
 
 
 def _encode(document: Any) -> bytes:
@@ -59,9 +86,11 @@ def _encode(document: Any) -> bytes:
 
 CHALLENGE = "0123456789abcdef0123456789abcdef"
 
-FUZZ = settings(max_examples=300, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +113,8 @@ def _daemon_reads(path: Path, secret_file: Path) -> None:
 @FUZZ
 @given(document=_document(), zipped=st.booleans(), signed=st.booleans())
 def test_probe_documents_are_accepted_or_refused_in_one_line(
-        tmp_path: Path, secret: tuple[Path, bytes], document: dict[str, Any], zipped: bool,
-        signed: bool) -> None:
+    tmp_path: Path, secret: tuple[Path, bytes], document: dict[str, Any], zipped: bool, signed: bool
+) -> None:
     if signed:  # an unsignable document stays unsigned: the signer never produced it
         with contextlib.suppress(TypeError, ValueError, UnicodeError):
             document = {**document, "checksum": sign(secret[1], document)}
@@ -97,18 +126,25 @@ def test_probe_documents_are_accepted_or_refused_in_one_line(
 
 @FUZZ
 @given(raw=st.binary(max_size=400) | st.builds(gzip.compress, st.binary(max_size=400)))
-def test_probe_file_bytes_are_refused_in_one_line(tmp_path: Path, secret: tuple[Path, bytes],
-                                                 raw: bytes) -> None:
+def test_probe_file_bytes_are_refused_in_one_line(
+    tmp_path: Path, secret: tuple[Path, bytes], raw: bytes
+) -> None:
     path = tmp_path / "probes.json.gz"
     path.write_bytes(raw)
     _daemon_reads(path, secret[0])
 
 
 @FUZZ
-@given(body=st.one_of(st.binary(max_size=300), _document().map(
-    lambda d: _encode({"challenge": CHALLENGE, "document": d})), _JSON.map(_encode)))
-def test_signer_requests_are_signed_or_refused_in_one_line(secret: tuple[Path, bytes],
-                                                          body: bytes) -> None:
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        _document().map(lambda d: _encode({"challenge": CHALLENGE, "document": d})),
+        _JSON.map(_encode),
+    )
+)
+def test_signer_requests_are_signed_or_refused_in_one_line(
+    secret: tuple[Path, bytes], body: bytes
+) -> None:
     settings_ = load_settings(probe_secret_file=secret[0])
     try:
         document = _request_document(body, CHALLENGE)

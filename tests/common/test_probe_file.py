@@ -72,8 +72,9 @@ def test_wrong_shape_is_reduced_to_readable_line(tmp_path: Path) -> None:
 
 def test_unknown_probe_type(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
-    path.write_text(json.dumps(DOC | {"categories": [{"type": 9, "name": "x",
-                                                      "functions": ["f"]}]}))
+    path.write_text(
+        json.dumps(DOC | {"categories": [{"type": 9, "name": "x", "functions": ["f"]}]})
+    )
     assert _error(path) == (
         f"probe file {path}: categories[0].type: unknown probe type 9 (known: 0 syscalls, "
         "1 kprobe, 2 uprobe, 3 usdt, 4 custom)"

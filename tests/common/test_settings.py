@@ -55,16 +55,18 @@ def test_system_sqlite_overrides_defaults(installed: Path, monkeypatch: pytest.M
     assert s.server_run_id_file == Path("/run/datacrumbs/datacrumbs.runid")
 
 
-def test_environment_overrides_system_sqlite(installed: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_overrides_system_sqlite(
+    installed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _store(installed, "DATACRUMBS_JOB_ID_VAR", "FLUX_JOB_ID")
     monkeypatch.setenv("DATACRUMBS_INSTALL_PREFIX", str(installed))
     monkeypatch.setenv("DATACRUMBS_JOB_ID_VAR", "PBS_JOBID")
     assert load_settings().job_id_var == "PBS_JOBID"
 
 
-def test_derived_default_uses_the_overridden_base(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_derived_default_uses_the_overridden_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATACRUMBS_INSTALL_PREFIX", str(tmp_path))
     monkeypatch.setenv("DATACRUMBS_SERVER_RUN_DIR", "/run/other")
     s = load_settings()
@@ -75,15 +77,27 @@ def test_derived_default_uses_the_overridden_base(tmp_path: Path,
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("DATACRUMBS_LOG_DIR", "var/log", "DATACRUMBS_LOG_DIR: must be an absolute path, got "
-                                          "'var/log'"),
-        ("DATACRUMBS_TRACE_DIR_PATTERN", "/t/%YEAR%/%DD%",
-         "DATACRUMBS_TRACE_DIR_PATTERN: unknown placeholder %YEAR% (known: %YY%, %MM%, %DD%, "
-         "%HH%, %USER%, %HOST%, %RUN_ID%)"),
-        ("DATACRUMBS_SERVER_RUN_DIR", "/run/../etc", "DATACRUMBS_SERVER_RUN_DIR: must not contain "
-                                                     "'..', got '/run/../etc'"),
-        ("DATACRUMBS_JOB_ID_VAR", "SLURM-JOB", "DATACRUMBS_JOB_ID_VAR: 'SLURM-JOB' is not a "
-                                               "valid environment variable name"),
+        (
+            "DATACRUMBS_LOG_DIR",
+            "var/log",
+            "DATACRUMBS_LOG_DIR: must be an absolute path, got 'var/log'",
+        ),
+        (
+            "DATACRUMBS_TRACE_DIR_PATTERN",
+            "/t/%YEAR%/%DD%",
+            "DATACRUMBS_TRACE_DIR_PATTERN: unknown placeholder %YEAR% (known: %YY%, %MM%, %DD%, "
+            "%HH%, %USER%, %HOST%, %RUN_ID%)",
+        ),
+        (
+            "DATACRUMBS_SERVER_RUN_DIR",
+            "/run/../etc",
+            "DATACRUMBS_SERVER_RUN_DIR: must not contain '..', got '/run/../etc'",
+        ),
+        (
+            "DATACRUMBS_JOB_ID_VAR",
+            "SLURM-JOB",
+            "DATACRUMBS_JOB_ID_VAR: 'SLURM-JOB' is not a valid environment variable name",
+        ),
         ("DATACRUMBS_USER", "bad user", "DATACRUMBS_USER: 'bad user' is not a valid user name"),
         ("DATACRUMBS_USER", "caf\udcff", "DATACRUMBS_USER: is not valid UTF-8"),
     ],
@@ -107,20 +121,28 @@ def test_bad_value_stored_in_system_sqlite_names_the_setting(
 
 
 def test_non_utf8_environment_is_one_line_from_a_command(tmp_path: Path) -> None:
-    env = {k.encode(): v.encode() for k, v in os.environ.items()
-           if not k.startswith("DATACRUMBS_")}
+    env = {k.encode(): v.encode() for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
     env[b"DATACRUMBS_TRACE_DIR_PATTERN"] = b"/traces/\xff\xfe/%YY%"
-    result = subprocess.run([command("datacrumbs_install"), "--prefix", str(tmp_path / "p")],
-                            capture_output=True, env=env)
+    result = subprocess.run(
+        [command("datacrumbs_install"), "--prefix", str(tmp_path / "p")],
+        capture_output=True,
+        env=env,
+    )
     assert result.returncode == 2
-    assert result.stderr == (b"datacrumbs_install: error: DATACRUMBS_TRACE_DIR_PATTERN: "
-                             b"is not valid UTF-8\n")
+    assert result.stderr == (
+        b"datacrumbs_install: error: DATACRUMBS_TRACE_DIR_PATTERN: is not valid UTF-8\n"
+    )
 
 
 def test_trace_dir_placeholders_expand() -> None:
     when = datetime(2026, 3, 7, 9, 30)
-    path = expand_trace_dir("/t/%USER%/%YY%/%MM%/%DD%/%HH%-%HOST%-%RUN_ID%", user="alice",
-                            run_id="job42", host="node1", when=when)
+    path = expand_trace_dir(
+        "/t/%USER%/%YY%/%MM%/%DD%/%HH%-%HOST%-%RUN_ID%",
+        user="alice",
+        run_id="job42",
+        host="node1",
+        when=when,
+    )
     assert path == Path("/t/alice/2026/03/07/09-node1-job42")
 
 

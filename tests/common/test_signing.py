@@ -18,11 +18,21 @@ KEY_TEXT = "ab" * 32
 
 def _document() -> dict:
     return {
-        "summary": {"hostname": "node1", "user": "alice", "install_user": "root",
-                    "config_file_path": "/home/alice/probes.yaml"},
-        "categories": [{"type": 0, "name": "posix", "functions": ["openat", "write"]},
-                       {"type": 2, "name": "stdio", "functions": ["fopen"],
-                        "binary_path": "/usr/lib/x86_64-linux-gnu/libc.so.6"}],
+        "summary": {
+            "hostname": "node1",
+            "user": "alice",
+            "install_user": "root",
+            "config_file_path": "/home/alice/probes.yaml",
+        },
+        "categories": [
+            {"type": 0, "name": "posix", "functions": ["openat", "write"]},
+            {
+                "type": 2,
+                "name": "stdio",
+                "functions": ["fopen"],
+                "binary_path": "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            },
+        ],
         "checksum_algorithm": "hmac-sha256",
     }
 
@@ -36,9 +46,14 @@ def _signed() -> dict:
 def test_signature_is_the_documented_hmac_sha256() -> None:
     doc = _document()
     message = json.dumps(
-        {"summary": doc["summary"], "categories": doc["categories"],
-         "checksum_algorithm": "hmac-sha256"},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+        {
+            "summary": doc["summary"],
+            "categories": doc["categories"],
+            "checksum_algorithm": "hmac-sha256",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     ).encode("utf-8")
     expected = hmac.new(KEY_TEXT.encode(), message, hashlib.sha256).hexdigest()
     assert sign(KEY_TEXT.encode(), doc) == expected

@@ -56,10 +56,15 @@ def test_failure_is_retried_once_the_binary_changes(tmp_path: Path) -> None:
 def test_extract_lists_valid_and_invalid_probes(tmp_path: Path) -> None:
     db = StatusDB(tmp_path / "status.sqlite")
     db.record([Outcome(OPENAT, True), Outcome(NOPE, False, "no tracepoint")])
-    for section, name, reason in (("valid-probes", "openat", ""),
-                                  ("invalid-probes", "no_such_syscall", "no tracepoint")):
-        result = subprocess.run([command("datacrumbs_sqlite_extract"), str(db.path),
-                                 "--section", section], capture_output=True, text=True)
+    for section, name, reason in (
+        ("valid-probes", "openat", ""),
+        ("invalid-probes", "no_such_syscall", "no tracepoint"),
+    ):
+        result = subprocess.run(
+            [command("datacrumbs_sqlite_extract"), str(db.path), "--section", section],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr
         rows = json.loads(result.stdout)
         assert [(r["probe_group"], r["function_name"], r["reason"]) for r in rows] == [

@@ -36,12 +36,17 @@ def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
     """Write a probe file signed with the installation's secret (as the signer would)."""
     secret = installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
 
-    def make(categories: list[dict[str, Any]], name: str = "probes.json.gz",
-             signed: bool = True, **summary: Any) -> Path:
+    def make(
+        categories: list[dict[str, Any]],
+        name: str = "probes.json.gz",
+        signed: bool = True,
+        **summary: Any,
+    ) -> Path:
         path = tmp_path / name
         user = summary.pop("user", JOB_USER)
-        write_probe_file(path, signed_document(secret, categories, user=user, signed=signed,
-                                               **summary))
+        write_probe_file(
+            path, signed_document(secret, categories, user=user, signed=signed, **summary)
+        )
         return path
 
     return make

@@ -18,11 +18,17 @@ from datacrumbs.daemon.run_files import wait_ready
 JOB_USER = "nobody"
 
 
-def run_daemon(probe_file: Path | str, *args: str, env: dict[str, str],
-               timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_daemon(
+    probe_file: Path | str, *args: str, env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """Run ``datacrumbs`` to completion (for runs that are refused at start-up)."""
-    return subprocess.run([command("datacrumbs"), str(probe_file), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [command("datacrumbs"), str(probe_file), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class NotifySocket:
@@ -64,8 +70,13 @@ class Daemon:
 
     def __init__(self, probe_file: Path, *args: str, env: dict[str, str]) -> None:
         self.run_dir = Path(env["DATACRUMBS_SERVER_RUN_DIR"])
-        self.proc = subprocess.Popen([command("datacrumbs"), str(probe_file), *args], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [command("datacrumbs"), str(probe_file), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.stderr = ""
 
     def wait_ready(self, run_id: str, timeout: float = 60) -> Path:

@@ -52,15 +52,23 @@ def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], tmp_path: Pat
     assert message.startswith(f"probe file {path}: neither gzip nor")
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"[" * 100_000, "JSON nested too deeply"),
-    (b'{"summary": {"user": ' + b"9" * 5000 + b"}}",
-     "unusable JSON (Exceeds the limit (4300 digits) for integer string conversion"),
-    (b'{"summary": {}, "categories": [{"type": 0, "name": "p", "functions": ["\\ud800"]}]}',
-     "a string is not valid Unicode (a lone surrogate escape)"),
-])
-def test_hostile_json_is_one_line(run_env: dict[str, str], tmp_path: Path, content: bytes,
-                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000, "JSON nested too deeply"),
+        (
+            b'{"summary": {"user": ' + b"9" * 5000 + b"}}",
+            "unusable JSON (Exceeds the limit (4300 digits) for integer string conversion",
+        ),
+        (
+            b'{"summary": {}, "categories": [{"type": 0, "name": "p", "functions": ["\\ud800"]}]}',
+            "a string is not valid Unicode (a lone surrogate escape)",
+        ),
+    ],
+)
+def test_hostile_json_is_one_line(
+    run_env: dict[str, str], tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "hostile.json.gz"
     path.write_bytes(gzip.compress(content))
     refused = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
@@ -78,19 +86,22 @@ def test_wrong_shape(run_env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"summary": [], "categories": "all"}))
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert message == (f"probe file {path}: summary: Input should be a valid dictionary or "
-                       "instance of ProbeSummary; categories: Input should be a valid list")
+    assert message == (
+        f"probe file {path}: summary: Input should be a valid dictionary or "
+        "instance of ProbeSummary; categories: Input should be a valid list"
+    )
 
 
-def test_signature_mismatch(run_env: dict[str, str],
-                            make_probe_file: Callable[..., Path]) -> None:
+def test_signature_mismatch(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
     path = make_probe_file(POSIX)
     document = json.loads(gzip.decompress(path.read_bytes()))
     document["categories"][0]["functions"].append("read")
     path.write_bytes(gzip.compress(json.dumps(document).encode()))
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert message == (f"probe file {path} refused: signature mismatch: the probe file was "
-                       "changed after signing or signed with another secret")
+    assert message == (
+        f"probe file {path} refused: signature mismatch: the probe file was "
+        "changed after signing or signed with another secret"
+    )
 
 
 def test_unsigned_file(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
@@ -99,31 +110,36 @@ def test_unsigned_file(run_env: dict[str, str], make_probe_file: Callable[..., P
     assert message == f"probe file {path} refused: the probe file is not signed (no checksum)"
 
 
-def test_unknown_probe_type(run_env: dict[str, str],
-                           make_probe_file: Callable[..., Path]) -> None:
+def test_unknown_probe_type(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
     path = make_probe_file([{"type": 7, "name": "x", "functions": ["f"]}])
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert message == (f"probe file {path}: categories[0].type: unknown probe type 7 (known: "
-                       "0 syscalls, 1 kprobe, 2 uprobe, 3 usdt, 4 custom)")
+    assert message == (
+        f"probe file {path}: categories[0].type: unknown probe type 7 (known: "
+        "0 syscalls, 1 kprobe, 2 uprobe, 3 usdt, 4 custom)"
+    )
 
 
 def test_empty_probe_list(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
     path = make_probe_file([])
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert message == (f"probe file {path}: categories: List should have at least 1 item after "
-                       "validation, not 0")
+    assert message == (
+        f"probe file {path}: categories: List should have at least 1 item after validation, not 0"
+    )
 
 
-def test_file_made_for_another_user(run_env: dict[str, str],
-                                    make_probe_file: Callable[..., Path]) -> None:
+def test_file_made_for_another_user(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     path = make_probe_file(POSIX, user="daemon")
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert message == (f"probe file {path} refused: made for user 'daemon', this daemon runs "
-                       "for 'nobody'")
+    assert message == (
+        f"probe file {path} refused: made for user 'daemon', this daemon runs for 'nobody'"
+    )
 
 
-def test_file_made_for_another_host(run_env: dict[str, str],
-                                    make_probe_file: Callable[..., Path]) -> None:
+def test_file_made_for_another_host(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     path = make_probe_file(POSIX, hostname="elsewhere")
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert "made for hostname 'elsewhere'" in message
@@ -136,8 +152,7 @@ def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Pa
     assert message == f"probe file {path} refused: expired at {expired}"
 
 
-def test_file_without_expiry(run_env: dict[str, str],
-                             make_probe_file: Callable[..., Path]) -> None:
+def test_file_without_expiry(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
     # Signed with the secret but never expiring: the signer always sets one (finding 7).
     path = make_probe_file(POSIX, expires_at=None)
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
@@ -145,31 +160,36 @@ def test_file_without_expiry(run_env: dict[str, str],
 
 
 @pytest.mark.parametrize("run_id", ["../etc", "a/b", "job 42", ".hidden", "x" * 129])
-def test_unsafe_run_id(run_env: dict[str, str], make_probe_file: Callable[..., Path],
-                       run_id: str) -> None:
-    message = _refused(run_daemon(make_probe_file(POSIX), run_id, env=run_env),
-                       _run_dir(run_env))
+def test_unsafe_run_id(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], run_id: str
+) -> None:
+    message = _refused(run_daemon(make_probe_file(POSIX), run_id, env=run_env), _run_dir(run_env))
     assert message.startswith(f"run-id {run_id!r} from the command line is not safe in file names")
     assert not _run_dir(run_env).exists()
 
 
-def test_unsafe_run_id_from_the_scheduler(run_env: dict[str, str],
-                                          make_probe_file: Callable[..., Path]) -> None:
+def test_unsafe_run_id_from_the_scheduler(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     env = run_env | {"SLURM_JOB_ID": "../../x"}
     message = _refused(run_daemon(make_probe_file(POSIX), env=env), _run_dir(run_env))
     assert message.startswith("run-id '../../x' from $SLURM_JOB_ID is not safe")
 
 
-def test_job_user_is_required(run_env: dict[str, str],
-                              make_probe_file: Callable[..., Path]) -> None:
+def test_job_user_is_required(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     env = {k: v for k, v in run_env.items() if k != "DATACRUMBS_USER"}
     message = _refused(run_daemon(make_probe_file(POSIX), "job1", env=env), _run_dir(run_env))
-    assert message == ("DATACRUMBS_USER is not set: name the job user whose processes are "
-                       "traced (the unit's environment file sets it)")
+    assert message == (
+        "DATACRUMBS_USER is not set: name the job user whose processes are "
+        "traced (the unit's environment file sets it)"
+    )
 
 
-def test_unwritable_run_directory(run_env: dict[str, str],
-                                  make_probe_file: Callable[..., Path]) -> None:
+def test_unwritable_run_directory(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     env = run_env | {"DATACRUMBS_SERVER_RUN_DIR": "/dev/null/run"}
     result = run_daemon(make_probe_file(POSIX), "job1", env=env)
     assert result.returncode == 2
@@ -178,8 +198,9 @@ def test_unwritable_run_directory(run_env: dict[str, str],
     )
 
 
-def test_unwritable_trace_directory(run_env: dict[str, str],
-                                    make_probe_file: Callable[..., Path]) -> None:
+def test_unwritable_trace_directory(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": "/dev/null/traces/%YY%"}
     result = run_daemon(make_probe_file(POSIX), "job1", env=env)
     year = datetime.now().year
@@ -191,21 +212,34 @@ def test_unwritable_trace_directory(run_env: dict[str, str],
 
 
 def test_probe_file_swapped_for_a_link_to_a_root_only_file(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path
+) -> None:
     # The prolog checked the file as the user; the user then points the path at a root-only
     # file: the daemon (root) must not read it (issue 11, finding 7).
     secret = make_probe_file(POSIX, name="root-only.json.gz")
     secret.chmod(0o600)
     link = job_dir / "probes.json.gz"
     pw = pwd.getpwnam(JOB_USER)
-    subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
-                    "ln", "-s", str(secret), str(link)], check=True)
+    subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={pw.pw_uid}",
+            f"--regid={pw.pw_gid}",
+            "--clear-groups",
+            "ln",
+            "-s",
+            str(secret),
+            str(link),
+        ],
+        check=True,
+    )
     message = _refused(run_daemon(link, "job1", env=run_env), _run_dir(run_env))
     assert message == f"probe file {link} is a symbolic link; not following it"
 
 
 def test_probe_file_of_another_user_is_not_read(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
     path = make_probe_file(POSIX)
     os.chown(path, pwd.getpwnam("daemon").pw_uid, -1)
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))

@@ -21,8 +21,9 @@ from datacrumbs.trace.writer import read_trace_lines
 
 HOST = socket.gethostname()
 K, S = 25, 4096
-SYSCALLS = [{"type": 0, "name": "posix",
-             "functions": ["openat", "write", "pread64", "fsync", "close"]}]
+SYSCALLS = [
+    {"type": 0, "name": "posix", "functions": ["openat", "write", "pread64", "fsync", "close"]}
+]
 
 
 def _as_job_user(argv: list[str]) -> list[str]:
@@ -43,13 +44,20 @@ def _events(path: Path) -> list[dict]:
 
 
 def _status_db(installed: Path, config: str = "probes") -> StatusDB:
-    return StatusDB(installed / "share/datacrumbs/data" /
-                    f"probes-runtime-status-root-{JOB_USER}-{config}.sqlite")
+    return StatusDB(
+        installed
+        / "share/datacrumbs/data"
+        / f"probes-runtime-status-root-{JOB_USER}-{config}.sqlite"
+    )
 
 
 def test_daemon_traces_a_job_and_stops_cleanly(
-    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path],
-    file_io: Path, job_dir: Path, tmp_path: Path,
+    installed: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    file_io: Path,
+    job_dir: Path,
+    tmp_path: Path,
 ) -> None:
     notify = NotifySocket(tmp_path / "notify.sock")
     env = run_env | {"NOTIFY_SOCKET": str(notify.path)}
@@ -62,8 +70,12 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     assert ready_message["STATUS"].startswith("tracing nobody (run job42): 5 probes attached")
 
     data = job_dir / "data.bin"
-    out = subprocess.run(_as_job_user([str(file_io), str(data), str(K), str(S)]),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        _as_job_user([str(file_io), str(data), str(K), str(S)]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     pid, fd = map(int, out.split())
 
     assert daemon.stop() == 0, daemon.stderr
@@ -74,8 +86,11 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     trace = _trace_file(env, "job42")
     assert trace.stat().st_uid == pwd.getpwnam(JOB_USER).pw_uid
     events = _events(trace)
-    names = {e["args"]["value"]: e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e["name"] == "FH"}
+    names = {
+        e["args"]["value"]: e["args"]["name"]
+        for e in events
+        if e.get("ph") == "M" and e["name"] == "FH"
+    }
     mine = [e for e in events if e.get("ph") == "X" and e["pid"] == pid]
     by_name: dict[str, list[dict]] = {}
     for e in mine:
@@ -86,8 +101,9 @@ def test_daemon_traces_a_job_and_stops_cleanly(
 
     writes = on_data("write")
     assert len(writes) == K
-    assert all(e["args"]["size"] == S and e["args"]["ret"] == S and e["args"]["fd"] == fd
-               for e in writes)
+    assert all(
+        e["args"]["size"] == S and e["args"]["ret"] == S and e["args"]["fd"] == fd for e in writes
+    )
     preads = on_data("pread64")
     assert sorted(e["args"]["offset"] for e in preads) == [i * S for i in range(K)]
     assert [e["args"]["ret"] for e in on_data("openat")] == [fd]
@@ -95,8 +111,9 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     assert [(e["args"]["fd"], e["args"]["ret"]) for e in on_data("close")] == [(fd, 0)]
     assert all(e["tid"] == pid for e in mine)  # single-threaded: tid == pid, not swapped
 
-    summary = [e for e in events if e.get("ph") == "M" and
-               e["args"].get("name") == "datacrumbs_summary"]
+    summary = [
+        e for e in events if e.get("ph") == "M" and e["args"].get("name") == "datacrumbs_summary"
+    ]
     assert summary and summary[-1]["args"]["value"]["lost_events"] == 0
     assert summary[-1]["args"]["value"]["run_id"] == "job42"
     assert summary[-1]["args"]["value"]["user"] == JOB_USER
@@ -107,7 +124,8 @@ def test_daemon_traces_a_job_and_stops_cleanly(
 
 
 def test_second_daemon_with_the_same_run_id_is_refused(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
 ) -> None:
     probes = make_probe_file(SYSCALLS)
     first = Daemon(probes, "job7", env=run_env)
@@ -124,8 +142,11 @@ def test_second_daemon_with_the_same_run_id_is_refused(
 
 
 def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
-    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path],
-    public_dir: Path, tmp_path: Path,
+    installed: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    public_dir: Path,
+    tmp_path: Path,
 ) -> None:
     library = public_dir / f"{tmp_path.name}-libc-copy.so.6"
     uprobe = {"type": 2, "name": "libc", "functions": ["fsync"], "binary_path": str(library)}
@@ -137,7 +158,10 @@ def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
     assert daemon.stop() == 0
     [row] = db.rows("invalid")
     assert (row["probe_group"], row["scope_key"], row["function_name"]) == (
-        "binary", str(library), "fsync")
+        "binary",
+        str(library),
+        "fsync",
+    )
     assert str(library) in row["reason"]
     assert "probes: 6 requested, 5 attached, 1 failed, 0 skipped as known-bad" in daemon.stderr
 
@@ -154,11 +178,14 @@ def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
     assert "probes: 6 requested, 6 attached, 0 failed, 0 skipped as known-bad" in daemon.stderr
     assert db.rows("invalid") == []
     assert ("binary", str(library), "fsync") in {
-        (r["probe_group"], r["scope_key"], r["function_name"]) for r in db.rows("successful")}
+        (r["probe_group"], r["scope_key"], r["function_name"]) for r in db.rows("successful")
+    }
 
 
 def test_another_users_failures_never_make_this_users_targets_skipped(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], public_dir: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    public_dir: Path,
     tmp_path: Path,
 ) -> None:
     # User "daemon" runs a job whose probe file has the same name and a target that fails;
@@ -179,7 +206,8 @@ def test_another_users_failures_never_make_this_users_targets_skipped(
 
 
 def test_run_id_from_argument_then_scheduler_then_clock(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
 ) -> None:
     probes = make_probe_file(SYSCALLS)
     run_id_file = Path(run_env["DATACRUMBS_SERVER_RUN_ID_FILE"])
@@ -216,10 +244,16 @@ def test_run_id_from_argument_then_scheduler_then_clock(
 
 
 def test_missing_binary_fails_that_target_only(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
-    gone = {"type": 2, "name": "gone", "functions": ["f"],
-            "binary_path": str(tmp_path / "missing.so")}
+    gone = {
+        "type": 2,
+        "name": "gone",
+        "functions": ["f"],
+        "binary_path": str(tmp_path / "missing.so"),
+    }
     probes = make_probe_file([*SYSCALLS, gone], name="partial.json.gz")
     daemon = Daemon(probes, "partial", env=run_env)
     daemon.wait_ready("partial")
@@ -229,14 +263,15 @@ def test_missing_binary_fails_that_target_only(
 
 
 def test_fifo_where_a_binary_should_be_fails_that_target_only(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     # Swapped in by the user after signing: the daemon must not block opening it.
     fifo = tmp_path / "app"
     os.mkfifo(fifo)
     swapped = {"type": 2, "name": "app", "functions": ["main"], "binary_path": str(fifo)}
-    daemon = Daemon(make_probe_file([*SYSCALLS, swapped], name="fifo.json.gz"), "fifo",
-                    env=run_env)
+    daemon = Daemon(make_probe_file([*SYSCALLS, swapped], name="fifo.json.gz"), "fifo", env=run_env)
     daemon.wait_ready("fifo", timeout=30)
     assert daemon.stop() == 0
     assert "5 attached, 1 failed" in daemon.stderr
@@ -244,7 +279,8 @@ def test_fifo_where_a_binary_should_be_fails_that_target_only(
 
 
 def test_probe_file_name_too_long_for_file_names_is_cut_in_them(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
 ) -> None:
     name = "p" * 230
     daemon = Daemon(make_probe_file(SYSCALLS, name=f"{name}.json.gz"), "long", env=run_env)
@@ -257,7 +293,9 @@ def test_probe_file_name_too_long_for_file_names_is_cut_in_them(
 
 
 def test_status_and_watchdog_keep_coming_while_tracing(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     notify = NotifySocket(tmp_path / "notify.sock")
     env = run_env | {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000"}
@@ -269,14 +307,16 @@ def test_status_and_watchdog_keep_coming_while_tracing(
     notify.close()
     # Half the watchdog period: a keep-alive every 0.1 s, each with a current status.
     assert sum(m.get("WATCHDOG") == "1" for m in messages) >= 3
-    statuses = [m["STATUS"] for m in messages if "STATUS" in m and "READY" not in m
-                and "STOPPING" not in m]
-    assert statuses and all(s.startswith("tracing: ") and " lost, trace " in s
-                            for s in statuses)
+    statuses = [
+        m["STATUS"] for m in messages if "STATUS" in m and "READY" not in m and "STOPPING" not in m
+    ]
+    assert statuses and all(s.startswith("tracing: ") and " lost, trace " in s for s in statuses)
 
 
 def test_second_signal_while_stopping_leaves_a_valid_trace(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], file_io: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    file_io: Path,
     job_dir: Path,
 ) -> None:
     daemon = Daemon(make_probe_file(SYSCALLS), "twice", env=run_env)
@@ -290,7 +330,8 @@ def test_second_signal_while_stopping_leaves_a_valid_trace(
 
 
 def test_killed_daemon_leaves_a_stale_ready_file_the_next_start_removes(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path],
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
 ) -> None:
     probes = make_probe_file(SYSCALLS)
     daemon = Daemon(probes, "k9", env=run_env)

@@ -32,14 +32,21 @@ def selfcheck(public_dir: Path) -> Path:
 
 def _as_user(*argv: str) -> subprocess.CompletedProcess[str]:
     pw = pwd.getpwnam(JOB_USER)
-    return subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                           "--clear-groups", *argv], check=True, capture_output=True, text=True)
+    return subprocess.run(
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _first_byte(binary: Path, as_user: bool = False) -> str:
     argv = [str(binary), "0"]
-    out = _as_user(*argv) if as_user else subprocess.run(argv, check=True, capture_output=True,
-                                                         text=True)
+    out = (
+        _as_user(*argv)
+        if as_user
+        else subprocess.run(argv, check=True, capture_output=True, text=True)
+    )
     return out.stdout.strip()
 
 
@@ -60,8 +67,8 @@ def _roots_copy(selfcheck: Path, public_dir: Path, job_dir: Path) -> Path:
 
 
 def test_unswapped_binary_is_traced_every_call(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], selfcheck: Path,
-        job_dir: Path) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], selfcheck: Path, job_dir: Path
+) -> None:
     app = _users_copy(selfcheck, job_dir)
     original = _first_byte(app)
     uprobe = {"type": 2, "name": "app", "functions": ["dc_target"], "binary_path": str(app)}
@@ -69,9 +76,19 @@ def test_unswapped_binary_is_traced_every_call(
     ready = daemon.wait_ready("plain")
     trace = Path(ready.read_text().splitlines()[1])
     pw = pwd.getpwnam(JOB_USER)
-    job = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                          "--clear-groups", str(app), str(CALLS)], capture_output=True,
-                         text=True, check=True)
+    job = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={pw.pw_uid}",
+            f"--regid={pw.pw_gid}",
+            "--clear-groups",
+            str(app),
+            str(CALLS),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert daemon.stop() == 0, daemon.stderr
     assert original != "cc" and job.stdout.strip() == "cc"  # the breakpoint, in the job only
     assert "4 attached, 0 failed" in daemon.stderr
@@ -82,8 +99,13 @@ def test_unswapped_binary_is_traced_every_call(
 
 @pytest.mark.parametrize("swap", ["symlink", "replace"])
 def test_swapped_binary_is_refused_and_the_other_file_untouched(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], selfcheck: Path,
-        job_dir: Path, public_dir: Path, swap: str) -> None:
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    selfcheck: Path,
+    job_dir: Path,
+    public_dir: Path,
+    swap: str,
+) -> None:
     app = _users_copy(selfcheck, job_dir)
     copy = _roots_copy(selfcheck, public_dir, job_dir)
     original = _first_byte(copy)
@@ -108,8 +130,8 @@ def test_swapped_binary_is_refused_and_the_other_file_untouched(
 
 
 def test_offset_inside_a_function_is_refused(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], selfcheck: Path,
-        job_dir: Path) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], selfcheck: Path, job_dir: Path
+) -> None:
     app = _users_copy(selfcheck, job_dir)
     start = ElfSymbols.read(str(app)).offset("dc_target")
     inside = f"dc_target:{start + 1:#x}"
@@ -119,5 +141,6 @@ def test_offset_inside_a_function_is_refused(
     during = _first_byte(app, as_user=True)
     assert daemon.stop() == 0, daemon.stderr
     assert during != "cc"
-    assert (f"cannot trace app:{inside}: offset {start + 1:#x} is not the start of a "
-            f"function of {app}") in daemon.stderr
+    assert (
+        f"cannot trace app:{inside}: offset {start + 1:#x} is not the start of a function of {app}"
+    ) in daemon.stderr

@@ -19,8 +19,10 @@ POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}
 
 def _as_user(*argv: str) -> None:
     pw = pwd.getpwnam(JOB_USER)
-    subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
-                    *argv], check=True)
+    subprocess.run(
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
+        check=True,
+    )
 
 
 def _victim_dir(public_dir: Path, name: str) -> Path:
@@ -30,8 +32,8 @@ def _victim_dir(public_dir: Path, name: str) -> Path:
 
 
 def test_symlinked_trace_directory_is_refused_and_not_followed(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path,
-        public_dir: Path) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path, public_dir: Path
+) -> None:
     victim = _victim_dir(public_dir, f"victim-{job_dir.name}")
     _as_user("ln", "-s", str(victim), str(job_dir / "traces"))
     env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": f"{job_dir}/traces/%YY%"}
@@ -40,13 +42,14 @@ def test_symlinked_trace_directory_is_refused_and_not_followed(
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         f"datacrumbs: error: trace directory {job_dir}/traces/{year}: {job_dir}/traces is a "
-        "symbolic link that a user could have placed; not following it")
+        "symbolic link that a user could have placed; not following it"
+    )
     assert list(victim.iterdir()) == []  # root made nothing in the link's target
 
 
 def test_links_planted_at_the_trace_path_are_moved_aside_and_the_trace_is_the_users(
-        run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path,
-        public_dir: Path) -> None:
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path, public_dir: Path
+) -> None:
     secret = _victim_dir(public_dir, f"root-{job_dir.name}") / "secret"
     secret.write_text("root's own\n")
     secret.chmod(0o600)

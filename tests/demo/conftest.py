@@ -49,16 +49,24 @@ class SummaryInstall:
 @pytest.fixture(scope="session")
 def summary_install(world: Path) -> SummaryInstall:
     prefix = world / "summary-prefix"
-    env = _clean_env(DATACRUMBS_INSTALL_PREFIX=str(prefix),
-                     DATACRUMBS_SERVER_RUN_DIR=str(world / "summary-run"),
-                     DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces"),
-                     DATACRUMBS_USER=JOB_USER)
-    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)], env=env,
-                   check=True, capture_output=True)
+    env = _clean_env(
+        DATACRUMBS_INSTALL_PREFIX=str(prefix),
+        DATACRUMBS_SERVER_RUN_DIR=str(world / "summary-run"),
+        DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces"),
+        DATACRUMBS_USER=JOB_USER,
+    )
+    subprocess.run(
+        [command("datacrumbs_install"), "--prefix", str(prefix)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     secret = prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"
     probes = world / "probes.json.gz"
-    write_probe_file(probes, signed_document(
-        secret, [{"type": 0, "name": "posix", "functions": PROBED}], user=JOB_USER))
+    write_probe_file(
+        probes,
+        signed_document(secret, [{"type": 0, "name": "posix", "functions": PROBED}], user=JOB_USER),
+    )
     return SummaryInstall(world, env, probes, build_workload(world / "bin"))
 
 
@@ -69,15 +77,27 @@ def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun
     data_dir = setup.world / f"data-{run_id}"
     data_dir.mkdir(mode=0o755)
     os.chown(data_dir, pw.pw_uid, pw.pw_gid)
-    daemon = subprocess.Popen([command("datacrumbs"), str(setup.probes), run_id],
-                              env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    daemon = subprocess.Popen(
+        [command("datacrumbs"), str(setup.probes), run_id],
+        env=setup.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ready = Path(setup.env["DATACRUMBS_SERVER_RUN_DIR"]) / f"datacrumbs-{run_id}.ready"
     trace = wait_ready(daemon, ready, 60)
     # setpriv execs the workload: the pid started here is the pid the trace shows
     workload = subprocess.Popen(
-        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
-         *PLAN.argv(setup.binary, data_dir)], stderr=subprocess.PIPE, text=True)
+        [
+            "setpriv",
+            f"--reuid={pw.pw_uid}",
+            f"--regid={pw.pw_gid}",
+            "--clear-groups",
+            *PLAN.argv(setup.binary, data_dir),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, workload_err = workload.communicate(timeout=60)
     assert workload.returncode == 0, workload_err
     if kill:

@@ -17,8 +17,12 @@ PLAN = WorkloadPlan()
 
 
 def _demo(prefix: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([command("datacrumbs_demo"), "--prefix", str(prefix), "--no-systemd",
-                           *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [command("datacrumbs_demo"), "--prefix", str(prefix), "--no-systemd", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _processes_under(prefix: Path) -> list[str]:
@@ -53,15 +57,17 @@ def test_demo_traces_its_workload_exactly_and_runs_again(world: Path) -> None:
     assert first.returncode == 0, first.stderr
     out = first.stdout
     writes = PLAN.files * PLAN.writes + PLAN.lines
-    assert (f"workload check: {writes:,} write calls made, {writes:,} in the trace; "
-            "0 events lost\n") in out
+    assert (
+        f"workload check: {writes:,} write calls made, {writes:,} in the trace; 0 events lost\n"
+    ) in out
     assert _row(out, "write")[:3] == ["write", "posix_data", f"{writes:,}"]
     assert _row(out, "fsync")[:3] == ["fsync", "posix_sync", f"{PLAN.files}"]
     assert _row(out, "fflush")[:3] == ["fflush", "stdio", f"{PLAN.lines}"]
     assert "events lost: 0 (file names lost: 0, process names lost: 0)\n" in out
     assert "ui.perfetto.dev" in out
-    trace = next(Path(line.split(": ", 1)[1]) for line in out.splitlines()
-                 if line.startswith("trace: "))
+    trace = next(
+        Path(line.split(": ", 1)[1]) for line in out.splitlines() if line.startswith("trace: ")
+    )
     assert trace.name.endswith("-posix-io-stdio.pfw.gz")
     assert summarize(trace).complete
     _assert_nothing_left(prefix)
@@ -69,17 +75,21 @@ def test_demo_traces_its_workload_exactly_and_runs_again(world: Path) -> None:
     second = _demo(prefix, "--no-stdio")
     assert second.returncode == 0, second.stderr
     assert "0 made or updated, 23 kept as they were" in second.stdout
-    assert (f"workload check: {writes:,} write calls made, {writes:,} in the trace; "
-            "0 events lost\n") in second.stdout
+    assert (
+        f"workload check: {writes:,} write calls made, {writes:,} in the trace; 0 events lost\n"
+    ) in second.stdout
     assert "│ fflush " not in second.stdout
     _assert_nothing_left(prefix)
 
 
 def test_interrupted_demo_stops_the_daemon_which_finishes_the_trace(world: Path) -> None:
     prefix = world / "demo-interrupted"
-    demo = subprocess.Popen([command("datacrumbs_demo"), "--prefix", str(prefix),
-                             "--no-systemd", "--no-stdio"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    demo = subprocess.Popen(
+        [command("datacrumbs_demo"), "--prefix", str(prefix), "--no-systemd", "--no-stdio"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ready = prefix / "var/run/datacrumbs/datacrumbs-demo.ready"
     deadline = time.monotonic() + 120
     while len(lines := ready.read_text().splitlines() if ready.exists() else []) < 2:
@@ -102,5 +112,6 @@ def test_prefix_the_user_cannot_reach_is_refused_in_one_line(world: Path) -> Non
     assert result.returncode == 2
     assert result.stderr == (
         f"datacrumbs_demo: error: nobody cannot reach {closed}/prefix: {closed} is 0700; "
-        "choose a prefix under /opt or /tmp\n")
+        "choose a prefix under /opt or /tmp\n"
+    )
     assert not (closed / "prefix").exists()

@@ -43,8 +43,9 @@ def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Count
 
 
 def _run_summary(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([command("datacrumbs_summary"), *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [command("datacrumbs_summary"), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_summary_counts_every_call_of_the_workload_exactly(traced_run: TracedRun) -> None:
@@ -74,7 +75,8 @@ def test_summary_equals_a_plain_json_reading_of_the_whole_trace(traced_run: Trac
     assert {k: f.count for k, f in summary.functions.items()} == dict(counts)
     assert {k: f.bytes for k, f in summary.functions.items() if f.bytes} == dict(done)
     assert {k: f.total_us for k, f in summary.functions.items()} == {
-        k: durations[k] for k in counts}
+        k: durations[k] for k in counts
+    }
     assert summary.events == sum(counts.values())
     assert summary.other_events == 0
 
@@ -95,7 +97,8 @@ def test_json_output_lists_functions_files_and_loss(traced_run: TracedRun) -> No
 
 
 def test_text_output_shows_the_table_the_files_the_loss_and_how_to_open(
-        traced_run: TracedRun) -> None:
+    traced_run: TracedRun,
+) -> None:
     result = _run_summary(str(traced_run.trace), "--pid", str(traced_run.pid))
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -112,7 +115,8 @@ def test_text_output_shows_the_table_the_files_the_loss_and_how_to_open(
 
 
 def test_cut_trace_is_summarised_up_to_its_last_complete_line(
-        traced_run: TracedRun, tmp_path: Path) -> None:
+    traced_run: TracedRun, tmp_path: Path
+) -> None:
     data = traced_run.trace.read_bytes()
     cut = tmp_path / "cut.pfw.gz"
     cut.write_bytes(data[: len(data) // 2])
@@ -134,8 +138,9 @@ def test_trace_of_a_killed_daemon_has_every_flushed_call(killed_run: TracedRun) 
     functions = {f.name: f for f in summary.functions.values()}
     assert not summary.complete
     assert functions["write"].count == plan.files * plan.writes + plan.lines
-    assert functions["write"].bytes == (plan.files * plan.writes * plan.block
-                                        + _lines_bytes(plan.lines))
+    assert functions["write"].bytes == (
+        plan.files * plan.writes * plan.block + _lines_bytes(plan.lines)
+    )
     assert summary.lost["lost_events"] == 0
     result = _run_summary(str(killed_run.trace), "--json")
     assert result.returncode == 0, result.stderr
@@ -149,14 +154,18 @@ def _gzip_lines(path: Path, lines: list[str], finish: bool = True) -> Path:
     return path
 
 
-def test_loss_comes_from_the_last_counter_of_a_trace_without_end_summary(
-        tmp_path: Path) -> None:
-    counter = ('{"id":%d,"name":"lost_events","cat":"datacrumbs","pid":1,"tid":1,"ts":5,'
-               '"ph":"C","args":{"lost_events":%d,"lost_names":%d,"lost_tasks":0}}')
-    write = ('{"id":2,"name":"write","cat":"io","pid":7,"tid":7,"ts":1,"dur":3,"ph":"X",'
-             '"args":{"hhash":"0000000000000001","ret":10,"fd":3,"size":10}}')
-    trace = _gzip_lines(tmp_path / "t.pfw.gz",
-                        ["[", write, counter % (3, 5, 1), counter % (4, 12, 2)], finish=False)
+def test_loss_comes_from_the_last_counter_of_a_trace_without_end_summary(tmp_path: Path) -> None:
+    counter = (
+        '{"id":%d,"name":"lost_events","cat":"datacrumbs","pid":1,"tid":1,"ts":5,'
+        '"ph":"C","args":{"lost_events":%d,"lost_names":%d,"lost_tasks":0}}'
+    )
+    write = (
+        '{"id":2,"name":"write","cat":"io","pid":7,"tid":7,"ts":1,"dur":3,"ph":"X",'
+        '"args":{"hhash":"0000000000000001","ret":10,"fd":3,"size":10}}'
+    )
+    trace = _gzip_lines(
+        tmp_path / "t.pfw.gz", ["[", write, counter % (3, 5, 1), counter % (4, 12, 2)], finish=False
+    )
     summary = summarize(trace)
     assert summary.lost == {"lost_events": 12, "lost_names": 2, "lost_tasks": 0}
     assert (summary.events, summary.complete) == (1, False)
@@ -164,10 +173,14 @@ def test_loss_comes_from_the_last_counter_of_a_trace_without_end_summary(
 
 
 def test_escaped_names_are_read_through_json(tmp_path: Path) -> None:
-    line = ('{"id":1,"name":"we\\"ird","cat":"c","pid":7,"tid":7,"ts":1,"dur":2,"ph":"X",'
-            '"args":{"hhash":"0000000000000001","ret":4,"size":8,"fhash":"00000000000000aa"}}')
-    name = ('{"id":2,"name":"FH","cat":"dftracer","pid":7,"tid":7,"ph":"M","args":{'
-            '"hhash":"0000000000000001","name":"/x/y","value":"00000000000000aa"}}')
+    line = (
+        '{"id":1,"name":"we\\"ird","cat":"c","pid":7,"tid":7,"ts":1,"dur":2,"ph":"X",'
+        '"args":{"hhash":"0000000000000001","ret":4,"size":8,"fhash":"00000000000000aa"}}'
+    )
+    name = (
+        '{"id":2,"name":"FH","cat":"dftracer","pid":7,"tid":7,"ph":"M","args":{'
+        '"hhash":"0000000000000001","name":"/x/y","value":"00000000000000aa"}}'
+    )
     summary = summarize(_gzip_lines(tmp_path / "t.pfw.gz", ["[", line, name, "]"]))
     [totals] = summary.functions.values()
     assert (totals.name, totals.count, totals.bytes, totals.total_us) == ('we"ird', 1, 4, 2)
@@ -175,12 +188,15 @@ def test_escaped_names_are_read_through_json(tmp_path: Path) -> None:
     assert summary.complete
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "{path}: no such file"),
-    (b"not a trace\n", "{path}: not a datacrumbs trace (not gzip data, or corrupt)"),
-    (gzip.compress(b"[\n{oops\n]\n"), "{path}: line 2 is not a trace event"),
-    (gzip.compress(b""), "{path}: empty trace (no complete line)"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "{path}: no such file"),
+        (b"not a trace\n", "{path}: not a datacrumbs trace (not gzip data, or corrupt)"),
+        (gzip.compress(b"[\n{oops\n]\n"), "{path}: line 2 is not a trace event"),
+        (gzip.compress(b""), "{path}: empty trace (no complete line)"),
+    ],
+)
 def test_bad_file_is_one_line_error(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "t.pfw.gz"
     if content is not None:

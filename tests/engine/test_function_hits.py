@@ -15,17 +15,23 @@ from datacrumbs.ebpf.engine import TargetOutcome
 
 @pytest.mark.parametrize("uprobe_mode", ["auto", "single"])  # uprobe_multi, perf-event uprobes
 def test_hits_count_every_process_and_one_function_detaches_alone(
-        session, compile_c, public_dir, traced_user, intruder_user, uprobe_mode):
+    session, compile_c, public_dir, traced_user, intruder_user, uprobe_mode
+):
     lib = compile_c("dcdemo.c", "libdcdemo.so", "-shared", "-fPIC")
     main = compile_c(
         "dcdemo_main.c", "dcdemo_main", f"-L{public_dir}", "-ldcdemo", f"-Wl,-rpath,{public_dir}"
     )
-    probe = Probe(type=ProbeType.UPROBE, name="DEMO", binary_path=str(lib),
-                  functions=["dc_add", "dc_scale", "dc_peek"])
+    probe = Probe(
+        type=ProbeType.UPROBE,
+        name="DEMO",
+        binary_path=str(lib),
+        functions=["dc_add", "dc_scale", "dc_peek"],
+    )
 
     def run(user) -> int:  # type: ignore[no-untyped-def]
-        out = subprocess.run(as_user(user, [str(main)]), capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            as_user(user, [str(main)]), capture_output=True, text=True, check=True
+        ).stdout
         return int(out.split()[0])
 
     with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
@@ -33,15 +39,25 @@ def test_hits_count_every_process_and_one_function_detaches_alone(
         fids = {spec.name: fid for fid, spec in engine.functions.specs.items()}
         first = run(traced_user)
         run(intruder_user)  # not traced, but its breakpoints were hit all the same
-        assert engine.function_hits() == {fids["dc_add"]: 20, fids["dc_scale"]: 10,
-                                          fids["dc_peek"]: 2}
+        assert engine.function_hits() == {
+            fids["dc_add"]: 20,
+            fids["dc_scale"]: 10,
+            fids["dc_peek"]: 2,
+        }
         assert engine.detach_functions({fids["dc_add"]: "too hot"}) == [
-            TargetOutcome("DEMO", ProbeType.UPROBE, "dc_add", False, "too hot", str(lib))]
+            TargetOutcome("DEMO", ProbeType.UPROBE, "dc_add", False, "too hot", str(lib))
+        ]
         assert engine.detach_functions({fids["dc_add"]: "again"}) == []
         second = run(traced_user)
         assert engine.function_hits() == {fids["dc_scale"]: 15, fids["dc_peek"]: 3}
     trace = s.trace
     assert [len(trace.events_of(first, name)) for name in ("dc_add", "dc_scale", "dc_peek")] == [
-        10, 5, 1]
+        10,
+        5,
+        1,
+    ]
     assert [len(trace.events_of(second, name)) for name in ("dc_add", "dc_scale", "dc_peek")] == [
-        0, 5, 1]
+        0,
+        5,
+        1,
+    ]

@@ -16,8 +16,9 @@ from datacrumbs.trace.format import EventFormatter
 
 
 def _arg(index: int, label: str, pointer: bool = False) -> FunctionArgument:
-    return FunctionArgument(index=index, label=label, num_bytes=8, c_type="long",
-                            is_pointer=pointer)
+    return FunctionArgument(
+        index=index, label=label, num_bytes=8, c_type="long", is_pointer=pointer
+    )
 
 
 def test_the_running_kernel_s_btf_types_returns_and_parameters() -> None:
@@ -41,15 +42,17 @@ def test_only_integer_values_are_recorded_whatever_the_probe_file_declares() -> 
 
 
 def test_a_function_without_an_integer_return_is_written_without_ret() -> None:
-    specs = {1: FunctionSpec(1, "d_path", "kernel", (ArgField("buflen", 2),),
-                             has_return=False),
-             2: FunctionSpec(2, "vfs_read", "kernel", ())}
+    specs = {
+        1: FunctionSpec(1, "d_path", "kernel", (ArgField("buflen", 2),), has_return=False),
+        2: FunctionSpec(2, "vfs_read", "kernel", ()),
+    }
     formatter = EventFormatter(specs, clock_offset=0, hostname="node", pid=1, tid=1)
     pointer = 0xFFFF_8880_1234_5678 - (1 << 64)
 
     def record(fid: int) -> bytes:
         return struct.pack("<II", CALL.size, 0) + CALL.pack(
-            1, fid, 42, 43, 5000, 2000, pointer, 0, 0, 0, 256, 0, 0, 0)
+            1, fid, 42, 43, 5000, 2000, pointer, 0, 0, 0, 256, 0, 0, 0
+        )
 
     lines = formatter.format(record(1) + record(2)).decode().splitlines()
     d_path, vfs_read = (json.loads(line) for line in lines)

@@ -84,16 +84,23 @@ def test_an_alias_at_the_same_address_is_refused_and_calls_are_traced_once(
     symbols = ElfSymbols.read(libc)
     assert symbols.offset("fopen") == symbols.offset("fopen64")  # glibc: one function
     loop = compile_c("stdio_loop.c", "stdio_loop")
-    probes = [Probe(type=ProbeType.UPROBE, name="STDIO", binary_path=libc,
-                    functions=["fopen", "fopen64", "fclose"])]
+    probes = [
+        Probe(
+            type=ProbeType.UPROBE,
+            name="STDIO",
+            binary_path=libc,
+            functions=["fopen", "fopen64", "fclose"],
+        )
+    ]
     with session(probes, uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
-        out = subprocess.run(as_user(traced_user, [str(loop), "7"]), capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            as_user(traced_user, [str(loop), "7"]), capture_output=True, text=True, check=True
+        ).stdout
     reasons = {o.function: o.reason for o in s.trace.outcomes}
     assert reasons == {
         "fopen": None,
         "fopen64": "fopen64 is at the same address as a function already traced by category "
-                   "STDIO (an alias)",
+        "STDIO (an alias)",
         "fclose": None,
     }
     names = [e["name"] for e in s.trace.events_of(int(out))]

@@ -21,9 +21,13 @@ VERSION = "0.1.0"
 HOST = socket.gethostname()
 
 
-def _run_install(prefix: Path, *extra: str, env: dict[str, str] | None = None,
-                 installer: str | None = None,
-                 user: str | None = None) -> subprocess.CompletedProcess[str]:
+def _run_install(
+    prefix: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    installer: str | None = None,
+    user: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
     argv = [installer or command("datacrumbs_install"), "--prefix", str(prefix), *extra]
     if user:
@@ -59,8 +63,15 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         assert path.is_file(), path
         assert _mode(path) == mode, (path, oct(_mode(path)))
         assert (path.stat().st_uid, path.stat().st_gid) == (0, 0), path
-    for directory in ("bin", "sbin", "libexec/datacrumbs", "libexec/datacrumbs/venv",
-                      "etc/datacrumbs/systemd", "share/datacrumbs/data", "var/log/datacrumbs"):
+    for directory in (
+        "bin",
+        "sbin",
+        "libexec/datacrumbs",
+        "libexec/datacrumbs/venv",
+        "etc/datacrumbs/systemd",
+        "share/datacrumbs/data",
+        "var/log/datacrumbs",
+    ):
         assert (prefix / directory).is_dir()
         assert _mode(prefix / directory) == 0o755
     secret = (data / ".datacrumbs-probe-secret").read_text()
@@ -85,7 +96,8 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
 def test_commands_are_the_runtime_s_in_bin_and_sbin(product: Path) -> None:
     layout = InstallLayout(product)
     assert sorted(p.name for p in layout.bin_dir.iterdir()) == sorted(
-        [*USER_COMMANDS, "datacrumbs_setup"])
+        [*USER_COMMANDS, "datacrumbs_setup"]
+    )
     assert sorted(p.name for p in layout.sbin_dir.iterdir()) == sorted(ROOT_COMMANDS)
     for name in (*USER_COMMANDS, *ROOT_COMMANDS):
         command_path = layout.command(name)
@@ -94,8 +106,11 @@ def test_commands_are_the_runtime_s_in_bin_and_sbin(product: Path) -> None:
         shebang = target.read_text().splitlines()[0]
         assert shebang == f"#!{layout.runtime_python}", shebang
     # The runtime is made from an interpreter outside any private directory (not root's pyenv).
-    cfg = dict(line.split(" = ", 1) for line in
-               (layout.runtime_dir / "pyvenv.cfg").read_text().splitlines() if " = " in line)
+    cfg = dict(
+        line.split(" = ", 1)
+        for line in (layout.runtime_dir / "pyvenv.cfg").read_text().splitlines()
+        if " = " in line
+    )
     assert not cfg["home"].startswith("/root")
     assert os.path.realpath(layout.runtime_python).startswith(cfg["home"].rsplit("/", 1)[0])
 
@@ -104,8 +119,11 @@ def test_no_installed_file_names_the_checkout(product: Path) -> None:
     """The checkout (and its .venv) can be deleted: no file under the prefix refers to it,
     whether text (units, modulefile, setup, scripts, pyvenv.cfg) or binary (the launcher)."""
     checkout = str(Path(__file__).resolve().parents[2]).encode()
-    naming = [path for path in product.rglob("*")
-              if path.is_file() and not path.is_symlink() and checkout in path.read_bytes()]
+    naming = [
+        path
+        for path in product.rglob("*")
+        if path.is_file() and not path.is_symlink() and checkout in path.read_bytes()
+    ]
     assert naming == []
     launcher = InstallLayout(product).launcher.read_bytes()
     assert str(InstallLayout(product).runtime_python).encode() in launcher
@@ -197,12 +215,14 @@ def test_prefix_other_users_cannot_reach_is_refused_in_one_line(reachable_dir: P
     assert result.returncode == 2
     assert result.stderr == (
         f"datacrumbs_install: error: other users cannot reach {closed}/prefix: {closed} is "
-        f"0700; choose a prefix every user can reach or make {closed} traversable (chmod o+x)\n")
+        f"0700; choose a prefix every user can reach or make {closed} traversable (chmod o+x)\n"
+    )
     assert not (closed / "prefix").exists()
 
 
-def test_interpreter_other_users_cannot_run_is_refused_in_one_line(prefix: Path,
-                                                                  reachable_dir: Path) -> None:
+def test_interpreter_other_users_cannot_run_is_refused_in_one_line(
+    prefix: Path, reachable_dir: Path
+) -> None:
     private = reachable_dir / "pyenv"
     private.mkdir(mode=0o700)
     python = private / "python3"
@@ -211,7 +231,8 @@ def test_interpreter_other_users_cannot_run_is_refused_in_one_line(prefix: Path,
     assert result.returncode == 2
     assert result.stderr == (
         f"datacrumbs_install: error: no Python interpreter every user can run ({python}: "
-        f"{private} is 0700, so other users cannot reach {python})\n")
+        f"{private} is 0700, so other users cannot reach {python})\n"
+    )
     assert not (prefix / "libexec").exists()
 
 
@@ -228,5 +249,6 @@ def test_a_wheel_that_is_no_zip_is_refused_in_one_line(prefix: Path, reachable_d
     fake.write_text("not a zip\n")
     result = _run_install(prefix, "--wheel", str(fake))
     assert result.returncode == 2
-    assert result.stderr == (f"datacrumbs_install: error: --wheel {fake}: not a usable wheel "
-                             "(File is not a zip file)\n")
+    assert result.stderr == (
+        f"datacrumbs_install: error: --wheel {fake}: not a usable wheel (File is not a zip file)\n"
+    )

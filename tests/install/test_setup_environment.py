@@ -16,9 +16,17 @@ BASE_PATH = "/usr/bin:/bin"
 def _clean_bash(script: str, **env: str) -> dict[str, str]:
     """Run ``script`` in ``env -i bash`` and return the environment it ends with."""
     out = subprocess.run(
-        ["env", "-i", f"PATH={BASE_PATH}", *(f"{k}={v}" for k, v in env.items()),
-         "bash", "-c", f"set -e; {script}; env -0"],
-        check=True, capture_output=True,
+        [
+            "env",
+            "-i",
+            f"PATH={BASE_PATH}",
+            *(f"{k}={v}" for k, v in env.items()),
+            "bash",
+            "-c",
+            f"set -e; {script}; env -0",
+        ],
+        check=True,
+        capture_output=True,
     ).stdout
     pairs = (item.split(b"=", 1) for item in out.split(b"\0") if item)
     return {k.decode(): v.decode() for k, v in pairs}
@@ -42,8 +50,9 @@ def test_sourcing_setup_exports_the_installation(product: Path) -> None:
 
 def test_sourcing_setup_twice_adds_nothing_twice(product: Path) -> None:
     once = _clean_bash(f"source {product}/bin/datacrumbs_setup")
-    twice = _clean_bash(f"source {product}/bin/datacrumbs_setup; "
-                        f"source {product}/bin/datacrumbs_setup")
+    twice = _clean_bash(
+        f"source {product}/bin/datacrumbs_setup; source {product}/bin/datacrumbs_setup"
+    )
     assert twice["PATH"] == once["PATH"]
     assert twice["MODULEPATH"] == once["MODULEPATH"]
 
@@ -56,15 +65,21 @@ def test_setup_keeps_a_value_the_user_already_set(product: Path) -> None:
 
 def test_setup_puts_exactly_the_installed_commands_on_path(product: Path) -> None:
     names = " ".join([*USER_COMMANDS, *ROOT_COMMANDS, "datacrumbs_install", "pip", "python"])
-    env = _clean_bash(f"source {product}/bin/datacrumbs_setup; export FOUND=\"$(for n in "
-                      f"{names}; do command -v $n || true; done)\"")
+    env = _clean_bash(
+        f'source {product}/bin/datacrumbs_setup; export FOUND="$(for n in '
+        f'{names}; do command -v $n || true; done)"'
+    )
     layout = InstallLayout(product)
     expected = [str(layout.command(name)) for name in (*USER_COMMANDS, *ROOT_COMMANDS)]
     # Not the installer, pip or the runtime's python: from the prefix, only the commands.
     found = [line for line in env["FOUND"].split("\n") if line.startswith(f"{product}/")]
     assert found == expected
-    on_path = sorted(p.name for d in (layout.bin_dir, layout.sbin_dir) for p in d.iterdir()
-                     if os.access(p, os.X_OK))
+    on_path = sorted(
+        p.name
+        for d in (layout.bin_dir, layout.sbin_dir)
+        for p in d.iterdir()
+        if os.access(p, os.X_OK)
+    )
     assert on_path == sorted((*USER_COMMANDS, *ROOT_COMMANDS))
 
 
@@ -86,6 +101,8 @@ def test_module_keeps_a_value_the_user_already_set_through_unload(product: Path)
     lmod = f"source {LMOD_INIT}; module use {product}/etc/datacrumbs/lmod/modulefiles"
     env = _clean_bash(f"{lmod}; module load datacrumbs/0.1.0", DATACRUMBS_LOG_DIR="/mine")
     assert env["DATACRUMBS_LOG_DIR"] == "/mine"
-    env = _clean_bash(f"{lmod}; module load datacrumbs/0.1.0; module unload datacrumbs",
-                      DATACRUMBS_LOG_DIR="/mine")
+    env = _clean_bash(
+        f"{lmod}; module load datacrumbs/0.1.0; module unload datacrumbs",
+        DATACRUMBS_LOG_DIR="/mine",
+    )
     assert _datacrumbs(env) == {"DATACRUMBS_LOG_DIR": "/mine"}

@@ -35,9 +35,24 @@ def test_user_job_is_traced_with_the_checkout_hidden(product: Path, reachable_di
     subprocess.run(["gcc", "-O1", "-o", str(workload), str(WORKLOAD)], check=True)
 
     result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "bash", str(CHAIN), str(product),
-         str(CHECKOUT), str(reachable_dir), str(workload), str(BLOCKS), str(SIZE)],
-        capture_output=True, text=True, timeout=300)
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "bash",
+            str(CHAIN),
+            str(product),
+            str(CHECKOUT),
+            str(reachable_dir),
+            str(workload),
+            str(BLOCKS),
+            str(SIZE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, (result.stderr, _logs(reachable_dir))
 
     configured = (reachable_dir / "configurator.out").read_text()
@@ -57,5 +72,6 @@ def test_user_job_is_traced_with_the_checkout_hidden(product: Path, reachable_di
 
 
 def _logs(work: Path) -> str:
-    return " | ".join(f"{p.name}: {p.read_text(errors='replace')[-800:]}"
-                      for p in sorted(work.glob("*.log")))
+    return " | ".join(
+        f"{p.name}: {p.read_text(errors='replace')[-800:]}" for p in sorted(work.glob("*.log"))
+    )

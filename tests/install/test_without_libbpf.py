@@ -18,12 +18,18 @@ LIBBPF = os.path.realpath("/usr/lib/x86_64-linux-gnu/libbpf.so.1")
 
 def _without_libbpf(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     script = 'mount --bind /dev/null "$0" && exec "$@"'
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                           LIBBPF, *argv], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, LIBBPF, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_every_command_starts_and_the_daemon_names_the_missing_library(
-        product: Path, reachable_dir: Path) -> None:
+    product: Path, reachable_dir: Path
+) -> None:
     layout = InstallLayout(product)
     env = {"PATH": "/usr/bin:/bin"}
     commands = [str(layout.command(name)) for name in (*USER_COMMANDS, *ROOT_COMMANDS)]
@@ -33,14 +39,23 @@ def test_every_command_starts_and_the_daemon_names_the_missing_library(
 
     secret = product / "share/datacrumbs/data/.datacrumbs-probe-secret"
     probes = reachable_dir / "probes.json.gz"
-    write_probe_file(probes, signed_document(
-        secret, [{"type": 0, "name": "posix", "functions": ["write"]}], user="nobody"))
-    env |= {"DATACRUMBS_USER": "nobody", "DATACRUMBS_SERVER_RUN_DIR": str(reachable_dir / "run"),
-            "DATACRUMBS_SERVER_RUN_ID_FILE": str(reachable_dir / "run/runid"),
-            "DATACRUMBS_TRACE_DIR_PATTERN": str(reachable_dir / "traces")}
+    write_probe_file(
+        probes,
+        signed_document(
+            secret, [{"type": 0, "name": "posix", "functions": ["write"]}], user="nobody"
+        ),
+    )
+    env |= {
+        "DATACRUMBS_USER": "nobody",
+        "DATACRUMBS_SERVER_RUN_DIR": str(reachable_dir / "run"),
+        "DATACRUMBS_SERVER_RUN_ID_FILE": str(reachable_dir / "run/runid"),
+        "DATACRUMBS_TRACE_DIR_PATTERN": str(reachable_dir / "traces"),
+    }
     result = _without_libbpf([str(layout.command("datacrumbs")), str(probes), "nolib"], env)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert errors == ["datacrumbs: error: libbpf cannot be loaded (install libbpf1): "
-                      "/lib/x86_64-linux-gnu/libbpf.so.1: file too short"]
+    assert errors == [
+        "datacrumbs: error: libbpf cannot be loaded (install libbpf1): "
+        "/lib/x86_64-linux-gnu/libbpf.so.1: file too short"
+    ]
     assert "Traceback" not in result.stderr

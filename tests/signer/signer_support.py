@@ -28,8 +28,13 @@ NOBODY_UID = 65534
 
 
 def install(prefix: Path) -> None:
-    subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)], check=True,
-                   capture_output=True, text=True, env=clean_env())
+    subprocess.run(
+        [command("datacrumbs_install"), "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
 
 
 @dataclass
@@ -55,21 +60,35 @@ class Node:
         return InstallLayout(self.prefix).launcher
 
     def env(self, **extra: str) -> dict[str, str]:
-        return clean_env(DATACRUMBS_INSTALL_PREFIX=str(self.prefix),
-                         DATACRUMBS_SERVER_RUN_DIR=str(self.run_dir),
-                         DATACRUMBS_SIGN_PROBES_SOCKET_PATH=str(self.socket)) | extra
+        return (
+            clean_env(
+                DATACRUMBS_INSTALL_PREFIX=str(self.prefix),
+                DATACRUMBS_SERVER_RUN_DIR=str(self.run_dir),
+                DATACRUMBS_SIGN_PROBES_SOCKET_PATH=str(self.socket),
+            )
+            | extra
+        )
 
     def settings(self) -> Settings:
-        return load_settings(install_prefix=self.prefix, server_run_dir=self.run_dir,
-                             sign_probes_socket_path=self.socket)
+        return load_settings(
+            install_prefix=self.prefix,
+            server_run_dir=self.run_dir,
+            sign_probes_socket_path=self.socket,
+        )
 
     def start(self, request_timeout: float = 3.0, **env: str) -> None:
         self.log.write_bytes(b"")
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [installed_command(self.prefix, "datacrumbs_sign_probes"), "--request-timeout",
-                 str(request_timeout)],
-                env=self.env(**env), stdout=log, stderr=log)
+                [
+                    installed_command(self.prefix, "datacrumbs_sign_probes"),
+                    "--request-timeout",
+                    str(request_timeout),
+                ],
+                env=self.env(**env),
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 15
         while b"listening on" not in self.log.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -88,19 +107,29 @@ class Node:
         """
         deadline = time.monotonic() + 5
         while True:
-            lines = [line for line in self.log.read_text().splitlines()
-                     if f"PEER_PID={pid} " in line and "DECISION=" in line]
+            lines = [
+                line
+                for line in self.log.read_text().splitlines()
+                if f"PEER_PID={pid} " in line and "DECISION=" in line
+            ]
             if len(lines) >= at_least or time.monotonic() > deadline:
                 return lines
             time.sleep(0.02)
 
 
-def run(argv: list[str], env: dict[str, str], *, as_nobody: bool = False,
-        timeout: float = 60, text: bool = True) -> tuple[subprocess.CompletedProcess[Any], int]:
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    as_nobody: bool = False,
+    timeout: float = 60,
+    text: bool = True,
+) -> tuple[subprocess.CompletedProcess[Any], int]:
     """Run ``argv`` (as nobody if asked); the result and the pid it ran as."""
     full = [*NOBODY, *argv] if as_nobody else argv
-    process = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=text)
+    process = subprocess.Popen(
+        full, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text
+    )
     out, err = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(full, process.returncode, out, err), process.pid
 
@@ -134,8 +163,13 @@ class Relay:
 
     def __init__(self, node: Node, *, as_nobody: bool = True) -> None:
         argv = [str(node.launcher), str(node.socket)]
-        self.process = subprocess.Popen([*NOBODY, *argv] if as_nobody else argv, env=node.env(),
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.process = subprocess.Popen(
+            [*NOBODY, *argv] if as_nobody else argv,
+            env=node.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         self.pid = self.process.pid  # setpriv execs the relay: the same pid
 
     def send(self, data: bytes) -> None:
@@ -175,15 +209,15 @@ class Relay:
         return self.process.wait(timeout=30)
 
 
-def converse(node: Node, request: dict[str, Any] | bytes, *,
-             as_nobody: bool = True) -> tuple[dict[str, Any], int]:
+def converse(
+    node: Node, request: dict[str, Any] | bytes, *, as_nobody: bool = True
+) -> tuple[dict[str, Any], int]:
     """Through the relay: take the challenge, answer it with ``request``, return the reply and
     the relay's pid. A dict is sent as the request with the challenge added; bytes are sent
     exactly as they are (they answer no challenge)."""
     relay = Relay(node, as_nobody=as_nobody)
     challenge = relay.challenge()
-    relay.send(request if isinstance(request, bytes)
-               else frame({"challenge": challenge} | request))
+    relay.send(request if isinstance(request, bytes) else frame({"challenge": challenge} | request))
     reply = relay.message()
     assert relay.finish() == 0
     return reply, relay.pid
@@ -205,8 +239,14 @@ def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:
         "summary": {k: v for k, v in (base | summary).items() if v is not None},
         "categories": [
             {"type": 0, "name": "posix_io", "functions": ["read", "write"]},
-            with_identity({"type": 2, "name": "stdio", "functions": ["fopen", "fclose"],
-                           "binary_path": os.path.realpath(settings.libc_so)}),
+            with_identity(
+                {
+                    "type": 2,
+                    "name": "stdio",
+                    "functions": ["fopen", "fclose"],
+                    "binary_path": os.path.realpath(settings.libc_so),
+                }
+            ),
         ],
         "checksum_algorithm": "hmac-sha256",
     }

@@ -21,15 +21,13 @@ CONFIG = "capture_probes:\n  - name: posix_io\n    probe: syscalls\n    function
 def _signed_file(node: Node, nobody_dir: Path) -> Path:
     config = write_file(nobody_dir / "p.yaml", CONFIG)
     output = nobody_dir / "p.json.gz"
-    result, _ = run([node.configurator, str(config), str(output)],
-                    node.env(), as_nobody=True)
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     return output
 
 
 @pytest.mark.parametrize("change", ["function", "user", "expiry"])
-def test_file_changed_after_signing_is_refused(node: Node, nobody_dir: Path,
-                                               change: str) -> None:
+def test_file_changed_after_signing_is_refused(node: Node, nobody_dir: Path, change: str) -> None:
     path = _signed_file(node, nobody_dir)
     doc = json.loads(gzip.decompress(path.read_bytes()))
     if change == "function":
@@ -43,7 +41,8 @@ def test_file_changed_after_signing_is_refused(node: Node, nobody_dir: Path,
         accept_probe_file(path, node.settings(), "nobody" if change != "user" else "root")
     assert str(refused.value) == (
         f"probe file {path} refused: signature mismatch: the probe file was changed after "
-        "signing or signed with another secret")
+        "signing or signed with another secret"
+    )
 
 
 def test_expired_file_is_refused(node: Node, nobody_dir: Path) -> None:

@@ -32,8 +32,7 @@ capture_probes:
 def test_unprivileged_user_gets_a_file_the_daemon_accepts(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
-    result, pid = run([node.configurator, str(config), str(output)],
-                      node.env(), as_nobody=True)
+    result, pid = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{output}: 6 functions in 3 categories, signed for nobody")
     info = output.stat()
@@ -53,13 +52,12 @@ def test_unprivileged_user_gets_a_file_the_daemon_accepts(node: Node, nobody_dir
 
 
 @pytest.mark.parametrize("example", ["posix-io.yaml", "libc-stdio.yaml"])
-def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path,
-                                                example: str) -> None:
-    config = write_file(nobody_dir / example,
-                        files("datacrumbs").joinpath("examples", example).read_text())
+def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path, example: str) -> None:
+    config = write_file(
+        nobody_dir / example, files("datacrumbs").joinpath("examples", example).read_text()
+    )
     output = nobody_dir / "example.json.gz"
-    result, _ = run([node.configurator, str(config), str(output)],
-                    node.env(), as_nobody=True)
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     model = accept_probe_file(output, node.settings(), "nobody")
     assert len(model.categories) == (4 if example == "posix-io.yaml" else 2)
@@ -69,8 +67,7 @@ def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path,
 def test_daemon_refuses_the_file_for_another_user(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
-    result, _ = run([node.configurator, str(config), str(output)],
-                    node.env(), as_nobody=True)
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     # Handed to root's own job, the file is refused for its owner first, then for its content.
     with pytest.raises(Exception, match=f"belongs to uid {NOBODY_UID}, not to the job user"):
@@ -101,18 +98,17 @@ def test_targets_known_to_fail_are_dropped(node: Node, nobody_dir: Path) -> None
         db.unlink()
 
 
-def test_unreadable_status_database_is_noted_and_targets_kept(node: Node,
-                                                              nobody_dir: Path) -> None:
+def test_unreadable_status_database_is_noted_and_targets_kept(node: Node, nobody_dir: Path) -> None:
     config = write_file(nobody_dir / "probes.yaml", CONFIG)
     output = nobody_dir / "probes.json.gz"
     db = _mark_failing(node, output, "write", "nobody")
     try:
-        result, _ = run([node.configurator, str(config), str(output)],
-                        node.env(), as_nobody=True)
+        result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
         assert result.returncode == 0, result.stderr
         assert result.stderr == (
             f"note: status database {db} is not readable by you; targets known to fail are "
-            "not dropped here (the daemon still skips them)\n")
+            "not dropped here (the daemon still skips them)\n"
+        )
         model = accept_probe_file(output, node.settings(), "nobody")
         assert model.categories[0].functions == ["openat", "read", "write"]
     finally:

@@ -25,8 +25,13 @@ def test_reinstalling_changes_nothing(world: Path) -> None:
     install(prefix)
     launcher = InstallLayout(prefix).launcher
     before = (launcher.read_bytes(), launcher.stat().st_mtime_ns, launcher.stat().st_ino)
-    result = subprocess.run([command("datacrumbs_install"), "--prefix", str(prefix)],
-                            capture_output=True, text=True, env=clean_env(), check=True)
+    result = subprocess.run(
+        [command("datacrumbs_install"), "--prefix", str(prefix)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=True,
+    )
     assert f"kept                     {launcher}\n" in result.stdout
     assert "group" not in result.stdout  # the group exists: nothing to say about it
     after = (launcher.read_bytes(), launcher.stat().st_mtime_ns, launcher.stat().st_ino)
@@ -42,8 +47,9 @@ def test_reinstall_repairs_a_lost_setgid_bit(world: Path) -> None:
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o2755
 
 
-def test_launcher_ignores_pythonpath_and_the_current_directory(node: Node, nobody_dir: Path,
-                                                               world: Path) -> None:
+def test_launcher_ignores_pythonpath_and_the_current_directory(
+    node: Node, nobody_dir: Path, world: Path
+) -> None:
     # A user's own datacrumbs package on PYTHONPATH or in the cwd must never run setgid.
     evil = world / "evil"
     package = evil / "datacrumbs" / "configurator"
@@ -56,9 +62,11 @@ def test_launcher_ignores_pythonpath_and_the_current_directory(node: Node, nobod
         path.chmod(0o755)
     result, _ = run(
         ["sh", "-c", f'cd "{evil}" && exec "{node.launcher}" --help'],
-        node.env(PYTHONPATH=str(evil), PYTHONSTARTUP=str(package / "exec_main.py"),
-                 PYTHONINSPECT="1"),
-        as_nobody=True)
+        node.env(
+            PYTHONPATH=str(evil), PYTHONSTARTUP=str(package / "exec_main.py"), PYTHONINSPECT="1"
+        ),
+        as_nobody=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: datacrumbs_probe_configurator [-h] config output")
     assert not marker.exists()

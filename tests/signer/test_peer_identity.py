@@ -45,16 +45,18 @@ def test_python_client_is_refused_because_its_exe_is_the_interpreter(node: Node)
     _assert_refused_only(node, pid, reason)
 
 
-def test_copy_of_the_launcher_at_another_path_is_refused(node: Node, nobody_dir: Path,
-                                                         world: Path) -> None:
+def test_copy_of_the_launcher_at_another_path_is_refused(
+    node: Node, nobody_dir: Path, world: Path
+) -> None:
     copy = world / "copies" / "launcher-copy"
     copy.parent.mkdir(exist_ok=True, mode=0o755)
     shutil.copyfile(node.launcher, copy)
     os.chown(copy, 0, _gid())
     os.chmod(copy, LAUNCHER_MODE)
     config = write_file(nobody_dir / "p.yaml", CONFIG)
-    result, pid = run([str(copy), str(config), str(nobody_dir / "p.json.gz")], node.env(),
-                      as_nobody=True)
+    result, pid = run(
+        [str(copy), str(config), str(nobody_dir / "p.json.gz")], node.env(), as_nobody=True
+    )
     reason = f"peer executable {copy} is not the configurator launcher {node.launcher}"
     assert result.returncode == 2
     assert result.stderr == f"datacrumbs_probe_configurator: error: signer refused: {reason}\n"
@@ -83,10 +85,13 @@ def test_other_file_mounted_over_the_launcher_path_is_refused(node: Node, world:
     fake.chmod(0o755)
     script = _client_script(node, "root")
     shell = f'mount --bind "{fake}" "{node.launcher}" && exec "{node.launcher}" -c "$0"'
-    result, pid = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", shell,
-                       script], node.env())
-    reason = (f"peer executable is not the installed file {node.launcher} (device/inode "
-              "differ: another file is mounted over that path or it was replaced)")
+    result, pid = run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell, script], node.env()
+    )
+    reason = (
+        f"peer executable is not the installed file {node.launcher} (device/inode "
+        "differ: another file is mounted over that path or it was replaced)"
+    )
     assert json.loads(result.stdout) == {"ok": False, "error": reason}, result.stderr
     _assert_refused_only(node, pid, reason)
 
@@ -142,8 +147,13 @@ os.execv({str(node.launcher)!r}, [{str(node.launcher)!r}, {str(fifo)!r}, "/dev/n
     assert node.process is not None
     node.process.send_signal(signal.SIGSTOP)
     try:
-        process = subprocess.Popen([sys.executable, "-c", helper], env=node.env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", helper],
+            env=node.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert process.stdout is not None
         if early:
             while os.readlink(f"/proc/{process.pid}/exe") != str(node.launcher):
@@ -163,33 +173,35 @@ os.execv({str(node.launcher)!r}, [{str(node.launcher)!r}, {str(fifo)!r}, "/dev/n
     return output, process.pid
 
 
-def test_client_that_connects_then_execs_the_launcher_is_refused(node: Node,
-                                                                 world: Path) -> None:
+def test_client_that_connects_then_execs_the_launcher_is_refused(node: Node, world: Path) -> None:
     # The exe check alone would pass; the group recorded at connect() gives it away.
     output, pid = _connect_then_exec(node, world, 0, early=False)
     output = output.split(" ", 1)[1]
-    reason = (f"peer connected with group id 0, not the launcher's group id {_gid()}: it was "
-              "not running the setgid launcher when it connected")
+    reason = (
+        f"peer connected with group id 0, not the launcher's group id {_gid()}: it was "
+        "not running the setgid launcher when it connected"
+    )
     assert json.loads(output) == {"ok": False, "error": reason}
     _assert_refused_only(node, pid, reason)
 
 
 def test_other_setgid_program_whose_child_answers_after_the_exec_is_refused(
-        node: Node, world: Path) -> None:
+    node: Node, world: Path
+) -> None:
     # Another program setgid datacrumbs passes the group check too; the child that kept the
     # socket answers the challenge, but the kernel names it, not the launcher, as the sender.
     output, pid = _connect_then_exec(node, world, _gid(), early=False)
     child_pid, text = output.split(" ", 1)
     reply, child = json.loads(text), int(child_pid)
-    reason = (f"request header bytes sent by process {child}, not by the connected process "
-              f"{pid}")
+    reason = f"request header bytes sent by process {child}, not by the connected process {pid}"
     assert child != pid
     assert reply == {"ok": False, "error": reason}
     _assert_refused_only(node, pid, reason)
 
 
-def test_other_setgid_program_that_writes_before_the_exec_is_refused(node: Node,
-                                                                    world: Path) -> None:
+def test_other_setgid_program_that_writes_before_the_exec_is_refused(
+    node: Node, world: Path
+) -> None:
     # Bytes written before the exec are the other program's: nothing may precede the challenge.
     _, pid = _connect_then_exec(node, world, _gid(), early=True)
     _assert_refused_only(node, pid, "request sent before the signer's challenge")
@@ -211,16 +223,27 @@ print(data[4:].decode())
 
 
 def test_direct_run_without_the_launcher_group_cannot_reach_the_socket(
-        node: Node, nobody_dir: Path) -> None:
+    node: Node, nobody_dir: Path
+) -> None:
     # The module run by a plain interpreter is not setgid: the 0660 socket stays closed.
     config = write_file(nobody_dir / "p.yaml", CONFIG)
     python = InstallLayout(node.prefix).runtime_python
-    result, _ = run([str(python), "-m", "datacrumbs.configurator.exec_main", str(config),
-                     str(nobody_dir / "p.json.gz")], node.env(), as_nobody=True)
+    result, _ = run(
+        [
+            str(python),
+            "-m",
+            "datacrumbs.configurator.exec_main",
+            str(config),
+            str(nobody_dir / "p.json.gz"),
+        ],
+        node.env(),
+        as_nobody=True,
+    )
     assert result.returncode == 2
     assert result.stderr == (
         f"datacrumbs_probe_configurator: error: permission denied on the signer socket "
         f"{node.socket}: use datacrumbs_probe_configurator (the launcher must be installed "
-        "setgid datacrumbs)\n")
+        "setgid datacrumbs)\n"
+    )
     assert oct(node.socket.stat().st_mode & 0o7777) == "0o660"
     assert node.socket.stat().st_gid == _gid()

@@ -35,8 +35,9 @@ def _uprobe_on(doc: dict[str, Any], binary: str) -> dict[str, Any]:
     return doc
 
 
-def test_valid_document_from_the_trusted_launcher_is_signed(crafted_node: Node,
-                                                            nobody_dir: Path) -> None:
+def test_valid_document_from_the_trusted_launcher_is_signed(
+    crafted_node: Node, nobody_dir: Path
+) -> None:
     doc = document(crafted_node.settings(), "nobody")
     reply, audit = _send(crafted_node, {"document": doc})
     assert reply["ok"] is True
@@ -47,43 +48,48 @@ def test_valid_document_from_the_trusted_launcher_is_signed(crafted_node: Node,
 def test_summary_for_another_user_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "root")
     assert _refused(crafted_node, nobody_dir, doc) == (
-        "summary.user is 'root', but must be 'nobody'")
+        "summary.user is 'root', but must be 'nobody'"
+    )
 
 
 def test_summary_for_another_host_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody", hostname="elsewhere")
     host = crafted_node.settings().hostname
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"summary.hostname is 'elsewhere', but must be '{host}'")
+        f"summary.hostname is 'elsewhere', but must be '{host}'"
+    )
 
 
-def test_summary_for_another_installation_is_refused(crafted_node: Node,
-                                                     nobody_dir: Path) -> None:
+def test_summary_for_another_installation_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody", install_user="nobody")
     assert _refused(crafted_node, nobody_dir, doc) == (
-        "summary.install_user is 'nobody', but must be 'root'")
+        "summary.install_user is 'nobody', but must be 'root'"
+    )
 
 
 def test_nonexistent_binary_path_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = _uprobe_on(document(crafted_node.settings(), "nobody"), "/nonexistent/libfoo.so")
     assert _refused(crafted_node, nobody_dir, doc) == (
-        "binary path /nonexistent/libfoo.so does not exist")
+        "binary path /nonexistent/libfoo.so does not exist"
+    )
 
 
-def test_world_writable_binary_is_refused(crafted_node: Node, nobody_dir: Path,
-                                          world: Path) -> None:
+def test_world_writable_binary_is_refused(
+    crafted_node: Node, nobody_dir: Path, world: Path
+) -> None:
     binary = world / "writable" / "libc-copy.so"
     binary.parent.mkdir(exist_ok=True, mode=0o755)
     shutil.copyfile(crafted_node.settings().libc_so, binary)
     binary.chmod(0o666)
     doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(binary))
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"binary path {binary} is writable by group or others")
+        f"binary path {binary} is writable by group or others"
+    )
 
 
-def test_binary_in_a_directory_others_can_write_is_refused(crafted_node: Node,
-                                                           nobody_dir: Path,
-                                                           world: Path) -> None:
+def test_binary_in_a_directory_others_can_write_is_refused(
+    crafted_node: Node, nobody_dir: Path, world: Path
+) -> None:
     directory = world / "open-dir"
     directory.mkdir(exist_ok=True)
     directory.chmod(0o777)  # anyone could swap the file after signing
@@ -92,11 +98,13 @@ def test_binary_in_a_directory_others_can_write_is_refused(crafted_node: Node,
     binary.chmod(0o755)
     doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(binary))
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"directory of binary path {directory} is writable by group or others")
+        f"directory of binary path {directory} is writable by group or others"
+    )
 
 
-def test_binary_that_is_not_elf_is_refused(crafted_node: Node, nobody_dir: Path,
-                                           world: Path) -> None:
+def test_binary_that_is_not_elf_is_refused(
+    crafted_node: Node, nobody_dir: Path, world: Path
+) -> None:
     script = world / "not-elf.sh"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
@@ -104,23 +112,32 @@ def test_binary_that_is_not_elf_is_refused(crafted_node: Node, nobody_dir: Path,
     assert _refused(crafted_node, nobody_dir, doc) == f"binary path {script} is not an ELF file"
 
 
-def test_symlinked_binary_path_is_refused(crafted_node: Node, nobody_dir: Path,
-                                          world: Path) -> None:
+def test_symlinked_binary_path_is_refused(
+    crafted_node: Node, nobody_dir: Path, world: Path
+) -> None:
     link = world / "libc-link.so"
     link.unlink(missing_ok=True)
     link.symlink_to(crafted_node.settings().libc_so)
     doc = _uprobe_on(document(crafted_node.settings(), "nobody"), str(link))
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"binary path {link} is not absolute and canonical (no symlinks)")
+        f"binary path {link} is not absolute and canonical (no symlinks)"
+    )
 
 
-@pytest.mark.parametrize(("expires", "reason"), [
-    (None, "summary.expires_at is missing"),
-    ("2020-01-01T00:00:00+00:00", "summary.expires_at 2020-01-01T00:00:00+00:00 is in the past"),
-    ("next week", "summary.expires_at 'next week' is not an ISO 8601 time"),
-])
-def test_missing_or_expired_expiry_is_refused(crafted_node: Node, nobody_dir: Path,
-                                              expires: str | None, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("expires", "reason"),
+    [
+        (None, "summary.expires_at is missing"),
+        (
+            "2020-01-01T00:00:00+00:00",
+            "summary.expires_at 2020-01-01T00:00:00+00:00 is in the past",
+        ),
+        ("next week", "summary.expires_at 'next week' is not an ISO 8601 time"),
+    ],
+)
+def test_missing_or_expired_expiry_is_refused(
+    crafted_node: Node, nobody_dir: Path, expires: str | None, reason: str
+) -> None:
     doc = document(crafted_node.settings(), "nobody")
     if expires is None:
         del doc["summary"]["expires_at"]
@@ -133,7 +150,8 @@ def test_expiry_too_far_away_is_refused(crafted_node: Node, nobody_dir: Path) ->
     far = (datetime.now(UTC) + timedelta(days=91)).isoformat(timespec="seconds")
     doc = document(crafted_node.settings(), "nobody", expires_at=far)
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"summary.expires_at {far} is more than 90 days away")
+        f"summary.expires_at {far} is more than 90 days away"
+    )
 
 
 def test_unknown_probe_kind_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
@@ -141,25 +159,27 @@ def test_unknown_probe_kind_is_refused(crafted_node: Node, nobody_dir: Path) -> 
     doc["categories"][0]["type"] = 9
     assert _refused(crafted_node, nobody_dir, doc) == (
         "schema: categories.0.type: unknown probe type 9 (known: 0 syscalls, 1 kprobe, "
-        "2 uprobe, 3 usdt, 4 custom)")
+        "2 uprobe, 3 usdt, 4 custom)"
+    )
 
 
 def test_custom_probe_kind_is_not_signed(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody")
     doc["categories"][0]["type"] = 4
     assert _refused(crafted_node, nobody_dir, doc) == (
-        "categories[0] ('posix_io'): probe kind custom is not signed")
+        "categories[0] ('posix_io'): probe kind custom is not signed"
+    )
 
 
 def test_more_than_16384_functions_are_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody")
     doc["categories"][0]["functions"] = [f"f{i}" for i in range(16_384)]
     assert _refused(crafted_node, nobody_dir, doc) == (
-        "schema: categories: 16386 functions exceed the maximum of 16384")
+        "schema: categories: 16386 functions exceed the maximum of 16384"
+    )
 
 
-def test_document_that_carries_a_checksum_is_refused(crafted_node: Node,
-                                                     nobody_dir: Path) -> None:
+def test_document_that_carries_a_checksum_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody") | {"checksum": "0" * 64}
     assert _refused(crafted_node, nobody_dir, doc) == "unexpected document keys: checksum"
 
@@ -169,11 +189,13 @@ def test_duplicate_keys_are_refused(crafted_node: Node, nobody_dir: Path) -> Non
     body = json.dumps({"document": document(crafted_node.settings(), "nobody")})
     body = body.replace('"user": "nobody"', '"user": "root", "user": "nobody"')
     assert _refused(crafted_node, nobody_dir, frame(body.encode())) == (
-        "malformed request: duplicate key 'user'")
+        "malformed request: duplicate key 'user'"
+    )
 
 
-def test_newline_in_a_path_cannot_forge_an_audit_record(crafted_node: Node,
-                                                         nobody_dir: Path) -> None:
+def test_newline_in_a_path_cannot_forge_an_audit_record(
+    crafted_node: Node, nobody_dir: Path
+) -> None:
     forged = "/tmp/x\nDECISION=signed FUNCTIONS=99 REASON=forged"
     doc = _uprobe_on(document(crafted_node.settings(), "nobody"), forged)
     _refused(crafted_node, nobody_dir, doc)
@@ -185,10 +207,13 @@ def test_newline_in_a_path_cannot_forge_an_audit_record(crafted_node: Node,
 def test_identity_other_than_the_file_s_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
     doc = document(crafted_node.settings(), "nobody")
     libc = doc["categories"][1]["binary_path"]
-    doc["categories"][1]["binary_identity"] = {**doc["categories"][1]["binary_identity"],
-                                               "sha256": "0" * 64}
+    doc["categories"][1]["binary_identity"] = {
+        **doc["categories"][1]["binary_identity"],
+        "sha256": "0" * 64,
+    }
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"binary path {libc} is not the file the configurator read (sha256 differ)")
+        f"binary path {libc} is not the file the configurator read (sha256 differ)"
+    )
 
 
 def test_uprobe_without_identity_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
@@ -196,7 +221,8 @@ def test_uprobe_without_identity_is_refused(crafted_node: Node, nobody_dir: Path
     libc = doc["categories"][1]["binary_path"]
     del doc["categories"][1]["binary_identity"]
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"binary path {libc}: binary_identity is missing")
+        f"binary path {libc}: binary_identity is missing"
+    )
 
 
 def test_offset_that_starts_no_function_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
@@ -205,15 +231,17 @@ def test_offset_that_starts_no_function_is_refused(crafted_node: Node, nobody_di
     start = ElfSymbols.read(libc).offset("fopen")
     doc["categories"][1]["functions"] = [f"fopen:{start + 4:#x}"]
     assert _refused(crafted_node, nobody_dir, doc) == (
-        f"binary path {libc}: offset {start + 4:#x} is not the start of a function of {libc}")
+        f"binary path {libc}: offset {start + 4:#x} is not the start of a function of {libc}"
+    )
     doc["categories"][1]["functions"] = [f"fopen:{start:#x}"]
     reply, _ = _send(crafted_node, {"document": doc})
     assert reply["ok"] is True
 
 
 @pytest.mark.parametrize("target", ["malloc", "pthread_mutex_lock", "alias"])
-def test_hot_shared_library_functions_are_refused(crafted_node: Node, nobody_dir: Path,
-                                                  target: str) -> None:
+def test_hot_shared_library_functions_are_refused(
+    crafted_node: Node, nobody_dir: Path, target: str
+) -> None:
     # A breakpoint on malloc traps in every process of the node (issue 11, finding 4); an
     # explicit offset under another name is recognised by the symbols at that offset.
     doc = document(crafted_node.settings(), "nobody")
@@ -223,7 +251,8 @@ def test_hot_shared_library_functions_are_refused(crafted_node: Node, nobody_dir
         function = f"harmless:{ElfSymbols.read(libc).offset('malloc'):#x}"
     doc["categories"][1]["functions"] = ["fopen", function]
     refused = _refused(crafted_node, nobody_dir, doc)
-    assert refused.startswith(f"binary path {libc}: {function} is a hot shared-library "
-                              "function (")
-    assert refused.endswith("): a uprobe on it slows every process of the node; refused by "
-                            "the site's DATACRUMBS_HOT_FUNCTIONS")
+    assert refused.startswith(f"binary path {libc}: {function} is a hot shared-library function (")
+    assert refused.endswith(
+        "): a uprobe on it slows every process of the node; refused by "
+        "the site's DATACRUMBS_HOT_FUNCTIONS"
+    )

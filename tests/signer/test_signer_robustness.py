@@ -43,8 +43,9 @@ def test_silent_client_times_out_while_others_are_served(crafted_node: Node) -> 
 def test_trickling_client_is_cut_off_at_the_deadline(crafted_node: Node) -> None:
     # A byte at a time never lets a per-read timeout fire; the deadline is for the whole request.
     relay = Relay(crafted_node)
-    request = frame({"challenge": relay.challenge(),
-                     "document": document(crafted_node.settings(), "nobody")})
+    request = frame(
+        {"challenge": relay.challenge(), "document": document(crafted_node.settings(), "nobody")}
+    )
     started = time.monotonic()
     relay.send(request[:10])
     stop = threading.Event()
@@ -66,25 +67,37 @@ def test_trickling_client_is_cut_off_at_the_deadline(crafted_node: Node) -> None
 
 
 def test_garbage_and_truncated_requests_are_refused_and_the_signer_lives(
-        crafted_node: Node) -> None:
+    crafted_node: Node,
+) -> None:
     node = crafted_node
     assert converse(node, frame(b"\xff\xfe not json"))[0] == {
-        "ok": False, "error": "malformed request: not UTF-8"}
+        "ok": False,
+        "error": "malformed request: not UTF-8",
+    }
     assert converse(node, frame(b"[1, 2]"))[0] == {
-        "ok": False, "error": "malformed request: expected a JSON object, found list"}
+        "ok": False,
+        "error": "malformed request: expected a JSON object, found list",
+    }
     assert converse(node, {"document": {"a": float("nan")}})[0] == {
-        "ok": False, "error": "malformed request: NaN is not allowed"}
+        "ok": False,
+        "error": "malformed request: NaN is not allowed",
+    }
     assert converse(node, frame(b"[" * 100_000 + b"]" * 100_000))[0] == {
-        "ok": False, "error": "malformed request: JSON nested too deeply"}
+        "ok": False,
+        "error": "malformed request: JSON nested too deeply",
+    }
     assert converse(node, {"sign": "this"})[0] == {
         "ok": False,
-        "error": 'malformed request: expected {"challenge": "...", "document": {...}}'}
+        "error": 'malformed request: expected {"challenge": "...", "document": {...}}',
+    }
     relay = Relay(node)
     relay.challenge()
     relay.send(struct.pack(">I", 100) + b"{}")
     relay.close_input()
     assert relay.message() == {
-        "ok": False, "error": "connection closed after 2 of 100 bytes of request"}
+        "ok": False,
+        "error": "connection closed after 2 of 100 bytes of request",
+    }
     assert relay.finish() == 0
     _still_serving(node)
 
@@ -95,8 +108,9 @@ def test_client_gone_before_the_reply_does_not_kill_the_signer(crafted_node: Nod
         relay = Relay(crafted_node)
         challenge = relay.challenge()
         relay.process.send_signal(signal.SIGSTOP)  # the request is sent, the reply never read
-        relay.send(frame({"challenge": challenge,
-                          "document": document(crafted_node.settings(), "root")}))
+        relay.send(
+            frame({"challenge": challenge, "document": document(crafted_node.settings(), "root")})
+        )
         relay.process.kill()
         relay.process.wait()
     deadline = time.monotonic() + 5
@@ -107,7 +121,8 @@ def test_client_gone_before_the_reply_does_not_kill_the_signer(crafted_node: Nod
 
 
 def test_signer_notifies_ready_then_stops_on_sigterm_removing_its_socket(
-        node: Node, world: Path) -> None:
+    node: Node, world: Path
+) -> None:
     own = Node(prefix=node.prefix, run_dir=world / "stop-run", log=world / "stop-signer.log")
     own.run_dir.mkdir(mode=0o755)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
@@ -122,8 +137,7 @@ def test_signer_notifies_ready_then_stops_on_sigterm_removing_its_socket(
     assert own.log.read_text().rstrip().endswith("INFO stopped")
 
 
-def test_one_user_holding_many_connections_does_not_lock_out_others(
-        crafted_node: Node) -> None:
+def test_one_user_holding_many_connections_does_not_lock_out_others(crafted_node: Node) -> None:
     silent = []
     try:
         for _ in range(8):  # MAX_CONNECTIONS_PER_UID, all held by root
@@ -131,7 +145,9 @@ def test_one_user_holding_many_connections_does_not_lock_out_others(
             relay.challenge()
             silent.append(relay)
         assert exchange(crafted_node.socket, b"") == {
-            "ok": False, "error": "signer busy: too many connections, try again"}
+            "ok": False,
+            "error": "signer busy: too many connections, try again",
+        }
         _still_serving(crafted_node)  # nobody's own quota is untouched
     finally:
         for relay in silent:

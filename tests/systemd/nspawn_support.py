@@ -69,8 +69,13 @@ class HostFixups:
         if not self.INACCESSIBLE.exists():
             self.INACCESSIBLE.mkdir(mode=0o000, parents=True)
             self._made.append(self.INACCESSIBLE)
-        nodes = {"reg": stat.S_IFREG, "dir": 0, "chr": stat.S_IFCHR, "blk": stat.S_IFBLK,
-                 "fifo": stat.S_IFIFO}
+        nodes = {
+            "reg": stat.S_IFREG,
+            "dir": 0,
+            "chr": stat.S_IFCHR,
+            "blk": stat.S_IFBLK,
+            "fifo": stat.S_IFIFO,
+        }
         for name, kind in nodes.items():
             node = self.INACCESSIBLE / name
             if node.exists():
@@ -86,8 +91,12 @@ class HostFixups:
     def undo(self) -> None:
         if self._mounted:
             # Busy while another session's container runs: that session unmounts it.
-            unmounted = subprocess.run(["umount", str(self.NSPAWN_DIR)],
-                                       stderr=subprocess.DEVNULL).returncode == 0
+            unmounted = (
+                subprocess.run(
+                    ["umount", str(self.NSPAWN_DIR)], stderr=subprocess.DEVNULL
+                ).returncode
+                == 0
+            )
             if unmounted and self.NSPAWN_DIR not in self._made:
                 with contextlib.suppress(OSError):
                     self.NSPAWN_DIR.rmdir()  # made by the other session, which has ended
@@ -109,8 +118,11 @@ def visible_roots() -> list[Path]:
     the same path) when they live on another mount or under /tmp, as in a CI clone.
     """
     root_dev = os.stat("/").st_dev
-    wanted = {Path(datacrumbs.__file__).resolve().parents[1], Path(sys.prefix).resolve(),
-              Path(sys.base_prefix).resolve()}
+    wanted = {
+        Path(datacrumbs.__file__).resolve().parents[1],
+        Path(sys.prefix).resolve(),
+        Path(sys.base_prefix).resolve(),
+    }
     binds = []
     for path in sorted(wanted):
         if path.is_relative_to("/tmp") or os.stat(path).st_dev != root_dev:
@@ -140,29 +152,44 @@ class Container:
         """Mount the overlay, start nspawn and wait until systemd reports the boot done."""
         self.layers.mkdir()
         self.root.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", str(self.layers)],
-                       check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", str(self.layers)], check=True
+        )
         self._mounts.append(self.layers)
         (self.layers / "upper").mkdir()
         (self.layers / "work").mkdir()
-        options = (f"lowerdir=/,upperdir={self.layers / 'upper'},"
-                   f"workdir={self.layers / 'work'}")
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)],
-                       check=True)
+        options = f"lowerdir=/,upperdir={self.layers / 'upper'},workdir={self.layers / 'work'}"
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)], check=True
+        )
         self._mounts.append(self.root)
         (self.root / "etc/hostname").write_text(f"{CONTAINER_HOSTNAME}\n")
         argv = [
-            "systemd-nspawn", "-b", "-D", str(self.root),
-            f"--machine=datacrumbs-test-{os.getpid()}", f"--hostname={CONTAINER_HOSTNAME}",
-            "--register=no", "--keep-unit", "--private-network", "--link-journal=no",
+            "systemd-nspawn",
+            "-b",
+            "-D",
+            str(self.root),
+            f"--machine=datacrumbs-test-{os.getpid()}",
+            f"--hostname={CONTAINER_HOSTNAME}",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--link-journal=no",
             "--console=read-only",
-            "--capability=all", "--system-call-filter=bpf perf_event_open",
+            "--capability=all",
+            "--system-call-filter=bpf perf_event_open",
             *(f"--bind-ro={path}" for path in self.binds),
-            "--", "--unit=basic.target",
+            "--",
+            "--unit=basic.target",
         ]
         with open(self.console_log, "wb") as console:
-            self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+            self.nspawn = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.pid = self._find_pid1()
         state = self._wait_for_boot()
         if state not in ("running", "degraded"):
@@ -174,8 +201,9 @@ class Container:
         children = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children")
         while time.monotonic() < deadline:
             if self.nspawn.poll() is not None:
-                raise RuntimeError(f"systemd-nspawn exited {self.nspawn.returncode}: "
-                                   f"{self.console_text()}")
+                raise RuntimeError(
+                    f"systemd-nspawn exited {self.nspawn.returncode}: {self.console_text()}"
+                )
             with contextlib.suppress(OSError):
                 for pid in children.read_text().split():
                     comm = Path(f"/proc/{pid}/comm").read_text().strip()
@@ -188,8 +216,9 @@ class Container:
     def _wait_for_boot(self) -> str:
         deadline = time.monotonic() + BOOT_SECONDS
         while True:
-            result = self.run("systemctl", "is-system-running", "--wait", timeout=BOOT_SECONDS,
-                              check=False)
+            result = self.run(
+                "systemctl", "is-system-running", "--wait", timeout=BOOT_SECONDS, check=False
+            )
             state = result.stdout.strip()
             if (state and state not in ("offline", "unknown")) or time.monotonic() > deadline:
                 return state or result.stderr.strip()
@@ -228,15 +257,33 @@ class Container:
 
     # -- use ----------------------------------------------------------------------------------
 
-    def run(self, *argv: str, timeout: float = 60, check: bool = True,
-            env: dict[str, str] | None = None, input: str | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *argv: str,
+        timeout: float = 60,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in the container (all its namespaces), bounded by ``timeout`` inside."""
         assert self.pid is not None, "container not booted"
-        environment = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "SYSTEMD_PAGER": "",
-                       "SYSTEMD_COLORS": "0", "TERM": "dumb"} | (env or {})
-        full = ["nsenter", "-t", str(self.pid), "-a", "timeout", "--kill-after=5",
-                str(timeout), *argv]
+        environment = {
+            "PATH": CONTAINER_PATH,
+            "LANG": "C.UTF-8",
+            "SYSTEMD_PAGER": "",
+            "SYSTEMD_COLORS": "0",
+            "TERM": "dumb",
+        } | (env or {})
+        full = [
+            "nsenter",
+            "-t",
+            str(self.pid),
+            "-a",
+            "timeout",
+            "--kill-after=5",
+            str(timeout),
+            *argv,
+        ]
         stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         result = subprocess.run(full, env=environment, capture_output=True, text=True, **stdin)
         if check and result.returncode != 0:

@@ -67,38 +67,60 @@ class Node:
 
         The container has no network: the installer takes the wheel and its dependencies from
         the caches the host's installs filled (its overlay shows the host's root)."""
-        self.container.run(command("datacrumbs_install"), "--prefix", str(self.prefix),
-                           "--wheelhouse", str(default_cache_dir() / "wheelhouse"),
-                           timeout=300)
+        self.container.run(
+            command("datacrumbs_install"),
+            "--prefix",
+            str(self.prefix),
+            "--wheelhouse",
+            str(default_cache_dir() / "wheelhouse"),
+            timeout=300,
+        )
         links = [str(self.units_dir / unit) for unit in UNITS]
         self.container.run("ln", "-sf", *links, "/etc/systemd/system/")
         self.container.run("systemctl", "daemon-reload")
         jobs = self.container.host_path(self.jobs)
         jobs.mkdir(mode=0o755, parents=True, exist_ok=True)
         jobs.chmod(0o755)
-        subprocess.run(["gcc", "-O1", "-Wall", "-o", str(self.container.host_path(self.file_io)),
-                        str(FILE_IO_SOURCE)], check=True)
+        subprocess.run(
+            [
+                "gcc",
+                "-O1",
+                "-Wall",
+                "-o",
+                str(self.container.host_path(self.file_io)),
+                str(FILE_IO_SOURCE),
+            ],
+            check=True,
+        )
 
     # -- commands -------------------------------------------------------------------------
 
     def service(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """``datacrumbs_service ARGS`` as the prolog/epilog runs it: root, no settings."""
-        return self.container.run(self.command("datacrumbs_service"), *args, timeout=120,
-                                  check=check)
+        return self.container.run(
+            self.command("datacrumbs_service"), *args, timeout=120, check=check
+        )
 
     def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return self.container.run("systemctl", *args, check=check)
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:
-        out = self.systemctl("show", "--property=" + ",".join(properties), unit,
-                             check=True).stdout
+        out = self.systemctl("show", "--property=" + ",".join(properties), unit, check=True).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def as_job_user(self, *argv: str, env: dict[str, str] | None = None,
-                    check: bool = True) -> subprocess.CompletedProcess[str]:
+    def as_job_user(
+        self, *argv: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         pw = pwd.getpwnam(JOB_USER)
-        return self.container.run("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                                  "--clear-groups", *argv, env=env, check=check)
+        return self.container.run(
+            "setpriv",
+            f"--reuid={pw.pw_uid}",
+            f"--regid={pw.pw_gid}",
+            "--clear-groups",
+            *argv,
+            env=env,
+            check=check,
+        )
 
     def journal(self, *match: str) -> list[dict[str, Any]]:
         out = self.container.run("journalctl", "--no-pager", "--output=json", *match).stdout
@@ -115,14 +137,20 @@ class Node:
         os.chown(host, pw.pw_uid, pw.pw_gid)
         return path
 
-    def make_probe_file(self, directory: Path, categories: list[dict[str, Any]],
-                        name: str = "posix.json.gz") -> Path:
+    def make_probe_file(
+        self, directory: Path, categories: list[dict[str, Any]], name: str = "posix.json.gz"
+    ) -> Path:
         """A probe file signed with this installation's secret, for the job user on this
         container, owned by the job user with mode 0600 (as the configurator writes it)."""
-        secret = self.container.host_path(self.prefix /
-                                          "share/datacrumbs/data/.datacrumbs-probe-secret")
-        document = signed_document(secret, [self._with_identity(c) for c in categories],
-                                   user=JOB_USER, hostname=CONTAINER_HOSTNAME)
+        secret = self.container.host_path(
+            self.prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"
+        )
+        document = signed_document(
+            secret,
+            [self._with_identity(c) for c in categories],
+            user=JOB_USER,
+            hostname=CONTAINER_HOSTNAME,
+        )
         path = directory / name
         self.write_probe_document(path, document)
         return path
@@ -132,8 +160,10 @@ class Node:
         numbers: the root is an overlay), taken there as the configurator would."""
         if "binary_path" not in category:
             return category
-        script = ("import sys; from datacrumbs.common.binary_identity import file_identity; "
-                  "print(file_identity(sys.argv[1]).model_dump_json())")
+        script = (
+            "import sys; from datacrumbs.common.binary_identity import file_identity; "
+            "print(file_identity(sys.argv[1]).model_dump_json())"
+        )
         out = self.container.run(sys.executable, "-c", script, category["binary_path"]).stdout
         return category | {"binary_identity": json.loads(out)}
 

@@ -33,14 +33,15 @@ def test_a_newline_in_a_value_is_refused() -> None:
     with pytest.raises(DatacrumbsError) as refused:
         render_env_file(VALUES | {"DATACRUMBS_PROBE_FILE": "/srv/p.json.gz\nDATACRUMBS_USER=root"})
     assert str(refused.value) == (
-        "DATACRUMBS_PROBE_FILE: '/srv/p.json.gz\\nDATACRUMBS_USER=root' holds a control "
-        "character")
+        "DATACRUMBS_PROBE_FILE: '/srv/p.json.gz\\nDATACRUMBS_USER=root' holds a control character"
+    )
 
 
 def test_systemd_hands_the_daemon_an_odd_probe_path_intact(node: Node) -> None:
     directory = node.job_dir('odd $HOME "dir" `x`')
-    probe_file = node.make_probe_file(directory, [{"type": 0, "name": "posix",
-                                                   "functions": ["openat"]}])
+    probe_file = node.make_probe_file(
+        directory, [{"type": 0, "name": "posix", "functions": ["openat"]}]
+    )
     started = node.service("start", "odd-path", JOB_USER, str(probe_file))
     try:
         assert (started.returncode, started.stderr) == (0, "")

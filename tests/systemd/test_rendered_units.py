@@ -20,8 +20,7 @@ def test_install_renders_exactly_the_two_units(node: Node) -> None:
 @pytest.mark.parametrize("unit", UNITS)
 def test_rendered_unit_passes_systemd_analyze_verify(node: Node, unit: str) -> None:
     path = node.units_dir / unit
-    result = node.container.run("systemd-analyze", "verify", "--man=no", str(path),
-                                check=False)
+    result = node.container.run("systemd-analyze", "verify", "--man=no", str(path), check=False)
     assert (result.returncode, result.stderr) == (0, "")
     text = node.read(path)
     assert "@DATACRUMBS_" not in text
@@ -29,8 +28,7 @@ def test_rendered_unit_passes_systemd_analyze_verify(node: Node, unit: str) -> N
 
 
 @pytest.mark.parametrize(("unit", "score"), EXPOSURE.items())
-def test_exposure_score_is_what_docs_hardening_says(node: Node, unit: str,
-                                                   score: float) -> None:
+def test_exposure_score_is_what_docs_hardening_says(node: Node, unit: str, score: float) -> None:
     out = node.container.run("systemd-analyze", "security", "--no-pager", unit).stdout
     found = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", out)
     assert found is not None, out

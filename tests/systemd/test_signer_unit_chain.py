@@ -33,10 +33,13 @@ def _configure(node: Node, directory: Path) -> tuple[str, Path]:
     config.write_text(CONFIG)
     config.chmod(0o644)
     output = directory / "probes.json.gz"
-    result = node.as_job_user(node.command("datacrumbs_probe_configurator"),
-                              str(directory / "probes.yaml"), str(output),
-                              env={"DATACRUMBS_INSTALL_PREFIX": str(node.prefix)},
-                              check=False)
+    result = node.as_job_user(
+        node.command("datacrumbs_probe_configurator"),
+        str(directory / "probes.yaml"),
+        str(output),
+        env={"DATACRUMBS_INSTALL_PREFIX": str(node.prefix)},
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout, output
 
@@ -44,18 +47,22 @@ def _configure(node: Node, directory: Path) -> tuple[str, Path]:
 def test_signer_unit_listens_on_a_group_socket(signer: Node) -> None:
     state = signer.show(SIGNER, "ActiveState", "SubState", "UnitFileState", "StatusText")
     socket = signer.run_dir / "datacrumbs_sign_probes.sock"
-    assert state == {"ActiveState": "active", "SubState": "running",
-                     "UnitFileState": "enabled", "StatusText": f"listening on {socket}"}
+    assert state == {
+        "ActiveState": "active",
+        "SubState": "running",
+        "UnitFileState": "enabled",
+        "StatusText": f"listening on {socket}",
+    }
     mode = signer.container.run("stat", "-c", "%A %U %G", str(socket)).stdout
     assert mode == "srw-rw---- root datacrumbs\n"
 
 
-def test_configurator_file_signed_by_the_unit_is_traced_by_the_daemon_unit(
-        signer: Node) -> None:
+def test_configurator_file_signed_by_the_unit_is_traced_by_the_daemon_unit(signer: Node) -> None:
     directory = signer.job_dir("chain")
     said, probe_file = _configure(signer, directory)
-    assert said.startswith(f"{probe_file}: 3 functions in 1 categories, signed for "
-                           f"{JOB_USER} on {CONTAINER_HOSTNAME}")
+    assert said.startswith(
+        f"{probe_file}: 3 functions in 1 categories, signed for {JOB_USER} on {CONTAINER_HOSTNAME}"
+    )
     audit = [e["MESSAGE"] for e in signer.journal("-u", SIGNER, "DECISION=signed")]
     assert len(audit) == 1 and "PEER_UID=65534 " in audit[0]
 

@@ -11,8 +11,9 @@ import pytest
 from systemd_node import JOB_USER, Node
 
 SYSCALLS = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
-MISMATCH = ("signature mismatch: the probe file was changed after signing or signed with "
-            "another secret")
+MISMATCH = (
+    "signature mismatch: the probe file was changed after signing or signed with another secret"
+)
 
 
 def _wait_for_state(node: Node, unit: str, wanted: str, timeout: float = 30) -> dict[str, str]:
@@ -38,18 +39,25 @@ def test_tampered_probe_file_fails_the_start_and_says_why(node: Node) -> None:
     assert (started.returncode, started.stdout) == (2, "")
     assert started.stderr == (
         f"datacrumbs_service: error: {unit} did not start (exit-code): {refusal} "
-        f"(log {log_file}; journalctl -u {unit})\n")
-    assert node.show(unit, "ActiveState", "Result") == {"ActiveState": "failed",
-                                                        "Result": "exit-code"}
+        f"(log {log_file}; journalctl -u {unit})\n"
+    )
+    assert node.show(unit, "ActiveState", "Result") == {
+        "ActiveState": "failed",
+        "Result": "exit-code",
+    }
     status = node.systemctl("status", "--no-pager", "--lines=20", unit).stdout
     assert refusal in status
     assert node.read(log_file).splitlines()[-1] == f"datacrumbs: error: {refusal}"
     assert not node.exists(node.run_dir / f"datacrumbs-{run_id}.env")
 
     stopped = node.service("stop", run_id)
-    assert (stopped.returncode, stopped.stderr) == (2, (
-        f"datacrumbs_service: error: {unit} had failed (exit-code, status 2): {refusal}; its "
-        f"trace may be incomplete (journalctl -u {unit})\n"))
+    assert (stopped.returncode, stopped.stderr) == (
+        2,
+        (
+            f"datacrumbs_service: error: {unit} had failed (exit-code, status 2): {refusal}; its "
+            f"trace may be incomplete (journalctl -u {unit})\n"
+        ),
+    )
     assert node.show(unit, "ActiveState")["ActiveState"] == "inactive"  # reset, not piling up
 
 
@@ -62,8 +70,12 @@ def test_kill_9_fails_the_unit_and_the_same_run_id_starts_again(node: Node) -> N
 
     node.container.run("kill", "-9", first_pid)
     state = _wait_for_state(node, unit, "failed")
-    assert state == {"ActiveState": "failed", "Result": "signal", "ExecMainCode": "2",
-                     "ExecMainStatus": "9"}
+    assert state == {
+        "ActiveState": "failed",
+        "Result": "signal",
+        "ExecMainCode": "2",
+        "ExecMainStatus": "9",
+    }
     assert node.exists(ready)  # stale: nothing removed it
 
     restarted = node.service("start", run_id, JOB_USER, str(probe_file))
@@ -74,8 +86,10 @@ def test_kill_9_fails_the_unit_and_the_same_run_id_starts_again(node: Node) -> N
     log = node.read(node.log_file(run_id))
     assert f"datacrumbs[{second_pid}] INFO removed a stale ready file {ready}" in log
     assert node.service("stop", run_id).stdout == f"{unit} stopped\n"
-    assert node.show(unit, "ActiveState", "Result") == {"ActiveState": "inactive",
-                                                        "Result": "success"}
+    assert node.show(unit, "ActiveState", "Result") == {
+        "ActiveState": "inactive",
+        "Result": "success",
+    }
 
 
 def test_stop_after_a_killed_daemon_reports_it_and_clears_its_files(node: Node) -> None:
@@ -87,9 +101,13 @@ def test_stop_after_a_killed_daemon_reports_it_and_clears_its_files(node: Node) 
 
     stopped = node.service("stop", run_id)
 
-    assert (stopped.returncode, stopped.stderr) == (2, (
-        f"datacrumbs_service: error: {unit} had failed (signal, status 9); its trace may be "
-        f"incomplete (journalctl -u {unit})\n"))
+    assert (stopped.returncode, stopped.stderr) == (
+        2,
+        (
+            f"datacrumbs_service: error: {unit} had failed (signal, status 9); its trace may be "
+            f"incomplete (journalctl -u {unit})\n"
+        ),
+    )
     leftovers = node.container.run("ls", str(node.run_dir)).stdout.split()
     assert [name for name in leftovers if run_id in name] == []
     assert node.show(unit, "ActiveState")["ActiveState"] == "inactive"
@@ -103,9 +121,13 @@ def test_start_refuses_a_run_id_that_is_already_active(node: Node) -> None:
     before = node.read(env_file)
     try:
         again = node.service("start", run_id, "root", "/etc/hostname")
-        assert (again.returncode, again.stderr) == (2, (
-            f"datacrumbs_service: error: {unit} is already active: stop it first "
-            f"(datacrumbs_service stop {run_id})\n"))
+        assert (again.returncode, again.stderr) == (
+            2,
+            (
+                f"datacrumbs_service: error: {unit} is already active: stop it first "
+                f"(datacrumbs_service stop {run_id})\n"
+            ),
+        )
         assert node.read(env_file) == before  # the running daemon's file is untouched
     finally:
         assert node.service("stop", run_id).returncode == 0
@@ -114,26 +136,41 @@ def test_start_refuses_a_run_id_that_is_already_active(node: Node) -> None:
 def test_stop_of_a_run_that_never_started_says_so(node: Node) -> None:
     stopped = node.service("stop", "never-started")
     assert (stopped.returncode, stopped.stdout, stopped.stderr) == (
-        0, "datacrumbs@never-started.service was not running\n", "")
+        0,
+        "datacrumbs@never-started.service was not running\n",
+        "",
+    )
 
 
-@pytest.mark.parametrize(("args", "error"), [
-    (("start", "../job", JOB_USER, "{probe}"),
-     "run-id '../job' from the command line is not safe in file names: use 1-128 letters, "
-     "digits, '.', '_' or '-', starting with a letter or digit"),
-    (("start", "job-u", "no-such-user", "{probe}"), "no user 'no-such-user' on this host"),
-    (("start", "job-r", JOB_USER, "/root/.bashrc"),
-     "probe file /root/.bashrc is not readable as nobody: Permission denied"),
-    (("start", "job-m", JOB_USER, "{dir}/missing.json.gz"),
-     "probe file {dir}/missing.json.gz is not readable as nobody: No such file or directory"),
-    (("start", "job-d", JOB_USER, "{dir}"),
-     "probe file {dir} is not readable as nobody: not a regular file"),
-    (("stop", "job 42"),
-     "run-id 'job 42' from the command line is not safe in file names: use 1-128 letters, "
-     "digits, '.', '_' or '-', starting with a letter or digit"),
-])
-def test_bad_input_is_one_line_and_exit_2(node: Node, args: tuple[str, ...],
-                                          error: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("start", "../job", JOB_USER, "{probe}"),
+            "run-id '../job' from the command line is not safe in file names: use 1-128 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit",
+        ),
+        (("start", "job-u", "no-such-user", "{probe}"), "no user 'no-such-user' on this host"),
+        (
+            ("start", "job-r", JOB_USER, "/root/.bashrc"),
+            "probe file /root/.bashrc is not readable as nobody: Permission denied",
+        ),
+        (
+            ("start", "job-m", JOB_USER, "{dir}/missing.json.gz"),
+            "probe file {dir}/missing.json.gz is not readable as nobody: No such file or directory",
+        ),
+        (
+            ("start", "job-d", JOB_USER, "{dir}"),
+            "probe file {dir} is not readable as nobody: not a regular file",
+        ),
+        (
+            ("stop", "job 42"),
+            "run-id 'job 42' from the command line is not safe in file names: use 1-128 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(node: Node, args: tuple[str, ...], error: str) -> None:
     directory = node.jobs / "bad-input"
     if not node.exists(directory):
         node.job_dir("bad-input")
@@ -141,7 +178,10 @@ def test_bad_input_is_one_line_and_exit_2(node: Node, args: tuple[str, ...],
     values = {"probe": str(probe), "dir": str(directory)}
     result = node.service(*(arg.format(**values) for arg in args))
     assert (result.returncode, result.stdout, result.stderr) == (
-        2, "", f"datacrumbs_service: error: {error.format(**values)}\n")
+        2,
+        "",
+        f"datacrumbs_service: error: {error.format(**values)}\n",
+    )
     leftovers = node.container.run("ls", "-a", str(node.run_dir), check=False).stdout.split()
     assert [name for name in leftovers if name.endswith(".env")] == []
 
@@ -149,5 +189,6 @@ def test_bad_input_is_one_line_and_exit_2(node: Node, args: tuple[str, ...],
 def test_stop_as_a_normal_user_is_refused(node: Node) -> None:
     result = node.as_job_user(node.command("datacrumbs_service"), "stop", "job42", check=False)
     assert (result.returncode, result.stderr) == (
-        2, "datacrumbs_service: error: stop must run as root (a prolog or epilog does)\n")
-
+        2,
+        "datacrumbs_service: error: stop must run as root (a prolog or epilog does)\n",
+    )

@@ -5,7 +5,8 @@
   addresses hidden) as the arch's syscall entry points (``__x64_sys_<name>``). That list holds
   a few entry points with no tracepoint (old 16-bit-uid variants); the daemon records those as
   failing once and they are dropped from the next file.
-- uprobe: the defined functions of the binary (:mod:`elf_symbols`).
+- uprobe: the defined functions of the binary, as the daemon attaches them
+  (:class:`datacrumbs.ebpf.elf_symbols.ElfSymbols`: bare names, no ``@VERSION``, no IFUNC).
 - usdt: the probes of one provider in the binary's ``stapsdt`` notes.
 - kprobe: kernel functions from BTF (:mod:`datacrumbs.ebpf.kernel_btf`).
 
@@ -26,7 +27,7 @@ from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.configurator.config import LIBC_PLACEHOLDER, CaptureProbe
-from datacrumbs.configurator.elf_symbols import defined_functions, usdt_probes
+from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError, usdt_probes
 from datacrumbs.ebpf.kernel_btf import btf_function_names
 
 __all__ = ["Discovered", "discover", "select_names", "syscall_names"]
@@ -110,6 +111,22 @@ def select_names(probe: CaptureProbe, available: Iterable[str], where: str) -> l
     return sorted(selected | set(probe.functions))
 
 
+def _functions(binary: Path) -> set[str]:
+    """The functions of ``binary`` under the names the daemon attaches: the one reader the
+    signer and the daemon use, read with the user's own rights (non-blocking, regular file)."""
+    try:
+        return set(ElfSymbols.read(str(binary)).offsets)
+    except SymbolError as exc:
+        raise DatacrumbsError(str(exc)) from None
+
+
+def _usdt_probes(binary: Path) -> dict[str, set[str]]:
+    try:
+        return usdt_probes(str(binary))
+    except SymbolError as exc:
+        raise DatacrumbsError(str(exc)) from None
+
+
 def _binary(probe: CaptureProbe, settings: Settings) -> Path:
     """The canonical path of the probe's binary (the signer refuses symlinked paths)."""
     text = probe.binary_path or ""
@@ -146,11 +163,11 @@ def discover(probes: list[CaptureProbe], settings: Settings) -> list[Discovered]
                 names = select_names(probe, kernel, "the kernel's BTF functions")
             elif kind == ProbeType.UPROBE:
                 binary = _binary(probe, settings)
-                names = select_names(probe, defined_functions(binary), f"the functions of {binary}")
+                names = select_names(probe, _functions(binary), f"the functions of {binary}")
             else:
                 binary = _binary(probe, settings)
                 provider = probe.provider
-                found = usdt_probes(binary).get(provider or "", set())
+                found = _usdt_probes(binary).get(provider or "", set())
                 names = select_names(
                     probe, found, f"the USDT probes of provider {provider!r} in {binary}"
                 )

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The ABI between datacrumbs.bpf.c and user space: ring-buffer records, the cookie layout and
- * the configuration. Every layout here is mirrored in datacrumbs/ebpf/records.py and
- * datacrumbs/ebpf/cookies.py; change both together (tests/engine checks the sizes).
+ * the configuration. Every record layout, enum, constant and cookie bit here is mirrored in
+ * datacrumbs/ebpf/records.py; change both together. tests/engine/test_abi.py compiles this
+ * header with gcc and checks every size, field offset, enum value, constant and cookie macro
+ * against records.py (and the cookies syscalls.py and uprobes.py build against the macros).
  */
 #ifndef DC_RECORDS_H
 #define DC_RECORDS_H
@@ -119,7 +121,7 @@ struct dc_fdkey {
 	__u32 fd;
 };
 
-/* The sizes records.py assumes (tests/engine/test_build.py checks the Python side). */
+/* The sizes records.py assumes (tests/engine/test_abi.py checks every offset). */
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");

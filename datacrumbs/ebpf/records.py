@@ -1,44 +1,95 @@
-"""The kernel/user ABI in Python: ring-buffer record layouts, loss slots and the config block.
+"""The kernel/user ABI in Python: ring-buffer record layouts, loss slots, the config block and
+the cookie bit layout.
 
-Mirrors ``dc_records.h`` field for field. Kept apart from the decoder (``datacrumbs.trace``)
-so that the one place that must change with the C header is small and obvious; the engine's
-tests compare these sizes with the compiled object's BTF.
+Mirrors ``dc_records.h`` field for field: each struct is a little-endian ``struct.Struct``
+(no padding, so the C struct must have none either) plus its field names, one per format item;
+:func:`field_offsets` derives each field's byte offset and size from the two. Kept apart from
+the decoder (``datacrumbs.trace``) so that the one place that must change with the C header is
+small and obvious. ``tests/engine/test_abi.py`` compiles the header with gcc and checks every
+size, offset, enum value, constant and cookie macro against this module.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
     "CALL",
+    "CALL_FIELDS",
     "CALL_SIZE",
+    "COMM_LEN",
     "CONFIG",
+    "CONFIG_FIELDS",
+    "COOKIE_FID_MASK",
+    "FNV_OFFSET",
+    "FNV_PRIME",
+    "FUNC_NO_RET",
+    "LAYOUTS",
+    "LOST_SLOTS",
     "MAX_ARGS",
+    "MAX_SYSCALL_NR",
+    "NAME",
+    "NAME_FIELDS",
     "NAME_HEADER",
     "PATH_MAX",
+    "SYS_ARG_BITS",
+    "SYS_CLOSES",
+    "SYS_FD_ARG_SHIFT",
+    "SYS_PATH1_SHIFT",
+    "SYS_PATH2_SHIFT",
+    "SYS_RET_FD",
     "TASK",
+    "TASK_FIELDS",
+    "UPROBE_PTR_SHIFT",
+    "UPROBE_SIZE_BITS",
+    "UPROBE_SIZE_SHIFT",
     "Config",
     "LostSlot",
     "RecordType",
+    "field_offsets",
     "fnv1a64",
 ]
 
-MAX_ARGS = 6
-PATH_MAX = 256
+MAX_ARGS = 6  # DC_MAX_ARGS
+PATH_MAX = 256  # DC_PATH_MAX
+COMM_LEN = 16  # DC_COMM_LEN
+#: Size of the kernel's syscall-number → cookie map (DC_MAX_SYSCALL_NR).
+MAX_SYSCALL_NR = 512
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 
+# Cookie, 64 bits (see dc_records.h). All probes: bits 0-23 the function id.
+COOKIE_FID_MASK = 0xFFFFFF  # DC_COOKIE_FID
+#: Syscalls: three 3-bit fields, each an argument index + 1 (0 = none).
+SYS_ARG_BITS = 3
+SYS_FD_ARG_SHIFT = 32  # DC_SYS_FD_ARG
+SYS_PATH1_SHIFT = 35  # DC_SYS_PATH1
+SYS_PATH2_SHIFT = 38  # DC_SYS_PATH2
+SYS_RET_FD = 1 << 41  # DC_SYS_RET_FD: the return value is a new fd
+SYS_CLOSES = 1 << 42  # DC_SYS_CLOSES: the call closes its fd argument
+#: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference
+#: (DC_UPROBE_IS_PTR); bytes to read minus one in the UPROBE_SIZE_BITS bits at
+#: UPROBE_SIZE_SHIFT + UPROBE_SIZE_BITS * i (DC_UPROBE_PTR_SIZE).
+UPROBE_PTR_SHIFT = 24
+UPROBE_SIZE_SHIFT = 32
+UPROBE_SIZE_BITS = 3
+#: Function probes: the return value is not an integer and is not sent (DC_FUNC_NO_RET).
+FUNC_NO_RET = 1 << 63
+
 
 class RecordType(IntEnum):
+    """enum dc_record_type (``DC_REC_<name>``)."""
+
     CALL = 1
     NAME = 2
     TASK = 3
 
 
 class LostSlot(IntEnum):
-    """Indexes of the per-CPU ``dc_lost`` counters."""
+    """Indexes of the per-CPU ``dc_lost`` counters (enum dc_lost_slot, ``DC_LOST_<name>``)."""
 
     CALLS = 0
     NAMES = 1
@@ -46,18 +97,58 @@ class LostSlot(IntEnum):
     INFLIGHT = 3
 
 
-LOST_SLOTS = len(LostSlot)
+LOST_SLOTS = len(LostSlot)  # DC_LOST_SLOTS
 
-#: struct dc_call: type, fid, pid, tid, ts, dur, ret, fhash, args[6] (96 bytes).
-CALL = struct.Struct("<IIIIQQqQ6q")
+#: struct dc_call (96 bytes).
+CALL = struct.Struct(f"<IIIIQQqQ{MAX_ARGS}q")
+CALL_FIELDS = ("type", "fid", "pid", "tid", "ts", "dur", "ret", "fhash", "args")
 CALL_SIZE = CALL.size
-#: struct dc_name up to its name: type, len, hash, pid, tid (24 bytes); name follows.
+#: struct dc_name up to its name (24 bytes); len + 1 bytes of name follow.
 NAME_HEADER = struct.Struct("<IIQII")
-#: struct dc_task: type, pad, pid, tid, comm[16], process_comm[16] (48 bytes).
-TASK = struct.Struct("<IIII16s16s")
-#: struct dc_config: uid, filter_uid, filter_cgroup, self_tgid, pidns_dev, pidns_ino,
-#: wakeup_bytes.
+#: struct dc_name whole, as the C compiler sizes it (records on the ring are shorter).
+NAME = struct.Struct(f"{NAME_HEADER.format}{PATH_MAX}s")
+NAME_FIELDS = ("type", "len", "hash", "pid", "tid", "name")
+#: struct dc_task (48 bytes).
+TASK = struct.Struct(f"<IIII{COMM_LEN}s{COMM_LEN}s")
+TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
+#: struct dc_config (40 bytes).
 CONFIG = struct.Struct("<IIIIQQQ")
+CONFIG_FIELDS = (
+    "uid",
+    "filter_uid",
+    "filter_cgroup",
+    "self_tgid",
+    "pidns_dev",
+    "pidns_ino",
+    "wakeup_bytes",
+)
+
+#: C struct name → (its format, its field names): what the ABI test compares with the header.
+LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
+    "dc_call": (CALL, CALL_FIELDS),
+    "dc_name": (NAME, NAME_FIELDS),
+    "dc_task": (TASK, TASK_FIELDS),
+    "dc_config": (CONFIG, CONFIG_FIELDS),
+}
+
+_FORMAT_ITEM = re.compile(r"(\d*)([xcbB?hHiIlLqQnNefdspP])")
+
+
+def field_offsets(fmt: struct.Struct, names: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Field name → (byte offset, byte size) in a standard-size (``<``) format, one name per
+    format item (a repeat count such as ``6q`` or ``16s`` is one array field)."""
+    if fmt.format[:1] != "<":
+        raise ValueError(f"{fmt.format!r}: only little-endian standard-size formats")
+    items = _FORMAT_ITEM.findall(fmt.format[1:])
+    if "".join(c + k for c, k in items) != fmt.format[1:] or len(items) != len(names):
+        raise ValueError(f"{fmt.format!r} does not have one item per name of {names}")
+    out: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for name, (count, code) in zip(names, items, strict=True):
+        size = struct.calcsize(f"<{count}{code}")
+        out[name] = (offset, size)
+        offset += size
+    return out
 
 
 @dataclass(frozen=True)

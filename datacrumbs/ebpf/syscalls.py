@@ -18,6 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datacrumbs.ebpf.functions import ArgField, ArgKind
+from datacrumbs.ebpf.records import (
+    MAX_SYSCALL_NR,
+    SYS_CLOSES,
+    SYS_FD_ARG_SHIFT,
+    SYS_PATH1_SHIFT,
+    SYS_PATH2_SHIFT,
+    SYS_RET_FD,
+)
 
 __all__ = [
     "MAX_SYSCALL_NR",
@@ -201,8 +209,6 @@ SYSCALL_NUMBERS: dict[str, int] = {
 #: Tracepoint names (the kernel's SYSCALL_DEFINE names) whose __NR_ name differs; besides
 #: these, "newX" tracepoints are syscall X (newstat → stat, newuname → uname).
 _TRACEPOINT_TO_NR_NAME = {"sendfile64": "sendfile", "umount": "umount2"}
-#: Size of the kernel's syscall-number → cookie map (DC_MAX_SYSCALL_NR in dc_records.h).
-MAX_SYSCALL_NR = 512
 
 
 def syscall_number(tracepoint: str) -> int:
@@ -251,13 +257,13 @@ def syscall_cookie(fid: int, layout: SyscallLayout) -> int:
     """The cookie of a syscall: function id plus layout (bit layout in ``dc_records.h``)."""
     cookie = fid
     if layout.fd_arg is not None:
-        cookie |= (layout.fd_arg + 1) << 32
+        cookie |= (layout.fd_arg + 1) << SYS_FD_ARG_SHIFT
     if layout.path_args:
-        cookie |= (layout.path_args[0] + 1) << 35
+        cookie |= (layout.path_args[0] + 1) << SYS_PATH1_SHIFT
     if len(layout.path_args) > 1:
-        cookie |= (layout.path_args[1] + 1) << 38
+        cookie |= (layout.path_args[1] + 1) << SYS_PATH2_SHIFT
     if layout.returns_fd:
-        cookie |= 1 << 41
+        cookie |= SYS_RET_FD
     if layout.closes_fd:
-        cookie |= 1 << 42
+        cookie |= SYS_CLOSES
     return cookie

@@ -30,7 +30,8 @@ from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM
-from datacrumbs.ebpf.uprobes import ElfSymbols, SymbolError, parse_target
+from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError
+from datacrumbs.ebpf.uprobes import parse_target
 
 __all__ = ["MAX_EXPIRY", "ContentRefused", "check_document"]
 
@@ -159,8 +160,8 @@ def _check_functions(
         raise ContentRefused(f"binary path {text}: {exc}") from None
     shared = is_shared_library(text)
     names_at: dict[int, set[str]] = {}
-    for name, offset in symbols.offsets.items():
-        names_at.setdefault(offset, set()).add(name)
+    for symbol, address in symbols.offsets.items():
+        names_at.setdefault(address, set()).add(symbol)
     for function in functions:
         try:
             name, offset = parse_target(function)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from daemon_support import JOB_USER, Daemon
 
-from datacrumbs.ebpf.uprobes import ElfSymbols
+from datacrumbs.ebpf.elf_symbols import ElfSymbols
 from datacrumbs.trace.writer import read_trace_lines
 
 SOURCE = Path(__file__).with_name("c") / "selfcheck.c"

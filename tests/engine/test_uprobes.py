@@ -9,7 +9,7 @@ from engine_support import as_user
 
 from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
 from datacrumbs.common.settings import load_settings
-from datacrumbs.ebpf.uprobes import ElfSymbols
+from datacrumbs.ebpf.elf_symbols import ElfSymbols
 
 
 def _arg(index: int, label: str, num_bytes: int, c_type: str, pointer: bool = False):

@@ -13,7 +13,7 @@ import pytest
 from signer_support import Node, converse, document, frame
 
 from datacrumbs.common.signing import read_secret, verify
-from datacrumbs.ebpf.uprobes import ElfSymbols
+from datacrumbs.ebpf.elf_symbols import ElfSymbols
 
 LIBC_FUNCTIONS = ["fopen", "fclose"]
 

@@ -10,6 +10,8 @@ demo: setup
 
 lint: setup
 	.venv/bin/ruff check datacrumbs tests benchmarks
+	.venv/bin/ruff format --check datacrumbs tests benchmarks
+	.venv/bin/mypy
 
 test: lint
 	.venv/bin/python -m pytest

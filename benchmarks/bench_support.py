@@ -16,7 +16,8 @@ from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.common.signing import read_secret, sign
-from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineStats
+from datacrumbs.ebpf.engine import Engine, EngineConfig
+from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
 
 C_DIR = Path(__file__).parent / "c"
@@ -71,19 +72,20 @@ class Traced:
     def __init__(self, trace: Path, uid: int, ringbuf_bytes: int = 16 << 20) -> None:
         self.engine = Engine(EngineConfig(uid=uid, ringbuf_bytes=ringbuf_bytes))
         self.trace = trace
-        self.stats: EngineStats | None = None
+        self.stats: RecordingStats | None = None
 
     def __enter__(self) -> Traced:
         self.engine.load()
         outcomes = self.engine.attach(WRITE_PROBE)
         assert all(o.attached for o in outcomes), outcomes
         self.trace.unlink(missing_ok=True)  # rounds reuse the path; the writer never truncates
-        self.engine.start(TraceWriter(self.trace))
+        self.recording = Recording(self.engine, TraceWriter(self.trace))
+        self.recording.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.stats = self.engine.stop()
+            self.stats = self.recording.stop()
         finally:
             self.engine.close()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench_support import compile_workload, machine, signed_probe_file, workdir
 
-from datacrumbs.daemon.run_files import wait_ready
+from datacrumbs.common.run_files import wait_ready
 from datacrumbs.trace.summary import summarize
 
 VENV_BIN = Path(sys.executable).parent

@@ -39,6 +39,7 @@ from bench_support import USER, machine, workdir
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import Engine, EngineConfig
+from datacrumbs.trace.recording import Recording
 from datacrumbs.trace.writer import TraceWriter
 
 C_SOURCE = Path(__file__).parent / "c" / "peers_io.c"
@@ -142,12 +143,13 @@ def traced_by_datacrumbs(trace: Path) -> Iterator[Callable[[Sample], None]]:
     outcomes = engine.attach(PROBES)
     assert all(o.attached for o in outcomes), outcomes
     trace.unlink(missing_ok=True)
-    engine.start(TraceWriter(trace))
+    recording = Recording(engine, TraceWriter(trace))
+    recording.start()
     samples: list[Sample] = []
     try:
         yield samples.append
     finally:
-        stats = engine.stop()
+        stats = recording.stop()
         engine.close()
     for sample in samples:
         sample.events, sample.lost = stats.events, stats.lost

@@ -27,6 +27,7 @@ from bench_support import OTHER_USER, USER, compile_workload, machine, run_as_us
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import Engine, EngineConfig
+from datacrumbs.trace.recording import Recording
 from datacrumbs.trace.writer import TraceWriter
 
 MODES = ("raw_tp", "tracepoint")
@@ -59,14 +60,15 @@ def measure(
         outcomes = engine.attach([Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)])
         assert all(o.attached for o in outcomes), outcomes
         trace.unlink(missing_ok=True)
-        engine.start(TraceWriter(trace))
-        fds = {p: engine._object.program_fd(p) for p in PROGRAMS[mode]}
+        recording = Recording(engine, TraceWriter(trace))
+        recording.start()
+        fds = {p: engine._context.obj.program_fd(p) for p in PROGRAMS[mode]}
         before = {p: _prog_stats(fd) for p, fd in fds.items()}
         try:
             ns = float(run_as_user(argv))
             after = {p: _prog_stats(fd) for p, fd in fds.items()}
         finally:
-            engine.stop()
+            recording.stop()
     finally:
         engine.close()
     per_run = {}

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.input_file import read_input
@@ -106,7 +107,7 @@ class ProbeConfig(BaseModel):
     expires_in_days: int = Field(default=30, ge=1, le=90)
 
 
-def _describe(error: dict[str, Any], data: Any) -> str:
+def _describe(error: ErrorDetails, data: Any) -> str:
     loc = list(error["loc"])
     where = ".".join(str(p) for p in loc) or "config"
     if len(loc) >= 2 and loc[0] == "capture_probes" and isinstance(loc[1], int):

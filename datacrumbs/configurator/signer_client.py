@@ -15,14 +15,14 @@ from typing import Any
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import LAUNCHER_GROUP
-from datacrumbs.configurator.launcher_group import LauncherGroup
-from datacrumbs.signer.protocol import (
+from datacrumbs.common.signer_protocol import (
     MAX_REPLY_BYTES,
     FrameError,
     loads_strict,
     read_frame,
     send_frame,
 )
+from datacrumbs.configurator.launcher_group import LauncherGroup
 
 __all__ = ["REPLY_TIMEOUT_SECONDS", "request_signature"]
 
@@ -73,8 +73,9 @@ def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup
             raise DatacrumbsError(f"no valid reply from the signer: {exc}") from None
         except OSError as exc:
             raise DatacrumbsError(f"the signer closed the connection: {exc.strerror}") from None
-    if reply.get("ok") is True and isinstance(reply.get("checksum"), str):
-        if _CHECKSUM.match(reply["checksum"]):
-            return reply["checksum"]
+    checksum = reply.get("checksum")
+    if reply.get("ok") is True and isinstance(checksum, str):
+        if _CHECKSUM.match(checksum):
+            return checksum
         raise DatacrumbsError("no valid reply from the signer: malformed checksum")
     raise DatacrumbsError(f"signer refused: {reply.get('error', 'no reason given')}")

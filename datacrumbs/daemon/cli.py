@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from datacrumbs.common.errors import run_cli
-from datacrumbs.daemon.service import run_daemon
+from datacrumbs.daemon.run import run_daemon
 
 __all__ = ["main"]
 

@@ -24,18 +24,19 @@ from types import FrameType
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.fd_paths import open_directory
 from datacrumbs.common.logs import journal_only, setup_logging
+from datacrumbs.common.notify import Notifier
 from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
+from datacrumbs.common.run_files import RunFiles
+from datacrumbs.common.run_id import resolve_run_id
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.daemon.hit_limit import HitLimit
 from datacrumbs.daemon.limits import raise_soft_limits
-from datacrumbs.daemon.notify import Notifier
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
-from datacrumbs.daemon.run_files import RunFiles
-from datacrumbs.daemon.run_id import resolve_run_id
-from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, EngineStats, TargetOutcome
+from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
+from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
 
 __all__ = ["TICK_SECONDS", "run_daemon", "target_of"]
@@ -141,7 +142,7 @@ def _trace_location(settings: Settings, user: str, run_id: str, probe_path: Path
     return location
 
 
-def _status_line(stats: EngineStats) -> str:
+def _status_line(stats: RecordingStats) -> str:
     return (
         f"tracing: {stats.events} events, {stats.lost} lost, "
         f"trace {stats.trace_bytes / 1048576:.1f} MiB"
@@ -250,7 +251,6 @@ def _trace(
     engine = Engine(
         EngineConfig(
             uid=job_user.pw_uid,
-            hostname=settings.hostname,
             bpf_object=bpf_object,
             function_slots=len(requested) + 1,
         )
@@ -291,7 +291,8 @@ def _trace(
         # 0600, the job user's alone, whatever group they share with others.
         writer = TraceWriter(trace_path, dir_fd=location.dir_fd, mode=0o600)
         os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
-        engine.start(writer)
+        recording = Recording(engine, writer, settings.hostname)
+        recording.start()
         files.mark_ready(trace_path)
         ready_status = (
             f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
@@ -303,9 +304,9 @@ def _trace(
         runaways = _Runaways(
             engine, HitLimit(settings.uprobe_hit_limit), writer, status_db, by_category, log
         )
-        _wait_for_stop(engine, notifier, stop, runaways.check)
+        _wait_for_stop(recording, notifier, stop, runaways.check)
         notifier.stopping("stopping: draining the ring buffer and finishing the trace")
-        final = engine.stop(
+        final = recording.stop(
             summary={
                 "run_id": run_id,
                 "user": job_user.pw_name,
@@ -384,14 +385,14 @@ class _Runaways:
 
 
 def _wait_for_stop(
-    engine: Engine, notifier: Notifier, stop: _StopSignal, tick: Callable[[], None]
+    recording: Recording, notifier: Notifier, stop: _StopSignal, tick: Callable[[], None]
 ) -> None:
     interval = TICK_SECONDS
     if notifier.watchdog_interval is not None:
         interval = min(interval, notifier.watchdog_interval)
     while not stop.event.wait(interval):
-        if engine.failure is not None:  # stop() reports it; the ready file goes on exit
-            return
+        if recording.engine.failure is not None:
+            return  # stop() reports it; the ready file goes on exit
         tick()
-        notifier.status(_status_line(engine.stats()))
+        notifier.status(_status_line(recording.stats()))
         notifier.watchdog()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.daemon.run_files import ReadyFile, wait_ready
+from datacrumbs.common.run_files import ReadyFile, wait_ready
 
 __all__ = [
     "Daemon",

@@ -197,14 +197,17 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
 }
 
 
-@_PRINT_FN
 def _print(level: int, fmt: bytes | None, ap: int | None) -> int:
     buf = ctypes.create_string_buffer(1 << 18)  # verifier logs arrive in one call
     n = _libc.vsnprintf(buf, len(buf), fmt, ap)
     text = buf.value.decode(errors="replace").rstrip()
     if text:
         _log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
-    return n
+    return int(n)
+
+
+#: libbpf's log callback; kept referenced for as long as libbpf may call it.
+_PRINT_CALLBACK = _PRINT_FN(_print)
 
 
 class _Libbpf:
@@ -222,7 +225,7 @@ class _Libbpf:
                 fn = getattr(cdll, function)
                 fn.restype = restype
                 fn.argtypes = argtypes
-            cdll.libbpf_set_print(_print)
+            cdll.libbpf_set_print(_PRINT_CALLBACK)
             self._cdll = cdll
         function = getattr(self._cdll, name)
         setattr(self, name, function)  # later calls find it directly: no __getattr__ again
@@ -335,13 +338,13 @@ class BpfObject:
         prog = _lib.bpf_object__find_program_by_name(self._handle, name.encode())
         if not prog:
             raise BpfError(2, f"BPF program {name} is not in {self.path}")
-        return prog
+        return int(prog)
 
     def _map(self, name: str) -> int:
         m = _lib.bpf_object__find_map_by_name(self._handle, name.encode())
         if not m:
             raise BpfError(2, f"BPF map {name} is not in {self.path}")
-        return m
+        return int(m)
 
     @property
     def _handle(self) -> int:
@@ -382,13 +385,13 @@ class BpfObject:
         fd = _lib.bpf_map__fd(self._map(map_name))
         if fd < 0:
             raise _fail(f"BPF map {map_name} has no fd (object not loaded?)", fd)
-        return fd
+        return int(fd)
 
     def program_fd(self, program: str) -> int:
         fd = _lib.bpf_program__fd(self._program(program))
         if fd < 0:
             raise _fail(f"BPF program {program} has no fd (object not loaded?)", fd)
-        return fd
+        return int(fd)
 
     def attach_trace(self, program: str) -> BpfLink:
         """Attach a BTF-typed program (``tp_btf/NAME``: raw tracepoint, kernel 5.5+) to the

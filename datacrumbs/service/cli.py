@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
-from datacrumbs.daemon.job_hooks import start_tracing, stop_tracing
-from datacrumbs.daemon.service_exec import exec_daemon
+from datacrumbs.service.exec_step import exec_daemon
+from datacrumbs.service.job_hooks import start_tracing, stop_tracing
 
 __all__ = ["main"]
 

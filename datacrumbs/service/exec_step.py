@@ -25,8 +25,8 @@ from typing import NoReturn
 
 from datacrumbs.common.directories import make_dirs
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.daemon.run_id import validate_run_id
-from datacrumbs.daemon.service_files import log_file_path
+from datacrumbs.common.run_id import validate_run_id
+from datacrumbs.service.instance_files import log_file_path
 
 __all__ = ["exec_daemon", "open_log_file"]
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.run_files import RunFiles
+from datacrumbs.common.run_id import validate_run_id
 from datacrumbs.common.settings import Settings, load_settings
-from datacrumbs.daemon.run_files import RunFiles
-from datacrumbs.daemon.run_id import validate_run_id
-from datacrumbs.daemon.service_files import (
+from datacrumbs.service.instance_files import (
     log_file_path,
     render_env_file,
     unit_name,

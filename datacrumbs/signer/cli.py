@@ -14,11 +14,11 @@ import threading
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
 from datacrumbs.common.layout import LAUNCHER_GROUP, InstallLayout
+from datacrumbs.common.notify import Notifier
 from datacrumbs.common.settings import load_settings
+from datacrumbs.common.signer_protocol import REQUEST_TIMEOUT_SECONDS
 from datacrumbs.common.signing import read_secret
-from datacrumbs.daemon.notify import Notifier
 from datacrumbs.signer.audit import setup_audit_logging
-from datacrumbs.signer.protocol import REQUEST_TIMEOUT_SECONDS
 from datacrumbs.signer.server import SignerServer
 
 __all__ = ["main"]

@@ -32,6 +32,14 @@ from typing import Any
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.settings import Settings
+from datacrumbs.common.signer_protocol import (
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT_SECONDS,
+    FrameError,
+    loads_strict,
+    read_frame,
+    send_frame,
+)
 from datacrumbs.common.signing import sign
 from datacrumbs.signer.audit import audit
 from datacrumbs.signer.content_checks import ContentRefused, check_document
@@ -40,14 +48,6 @@ from datacrumbs.signer.peer_credentials import (
     PeerRefused,
     read_peer,
     verify_launcher,
-)
-from datacrumbs.signer.protocol import (
-    MAX_REQUEST_BYTES,
-    REQUEST_TIMEOUT_SECONDS,
-    FrameError,
-    loads_strict,
-    read_frame,
-    send_frame,
 )
 
 __all__ = ["MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_UID", "SOCKET_MODE", "SignerServer"]

@@ -17,14 +17,14 @@ import json
 import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from operator import itemgetter
 
 from datacrumbs.ebpf.functions import ArgField, ArgKind, FunctionSpec
 from datacrumbs.ebpf.records import CALL, NAME_HEADER, TASK, RecordType, fnv1a64
 from datacrumbs.ebpf.ringbuf import DISCARD_BIT, HEADER_SIZE
+from datacrumbs.ebpf.sink import LossCounts
 
-__all__ = ["EventFormatter", "LossCounts", "clock_offset_ns"]
+__all__ = ["EventFormatter", "clock_offset_ns"]
 
 _HEADER_AND_TYPE = struct.Struct("<III")  # ring-buffer header (len, pg_off) + record type
 #: A whole call record with its ring-buffer header, decoded by one unpack: len, pg_off, type,
@@ -53,21 +53,6 @@ def clock_offset_ns(samples: int = 5) -> int:
     return best[1]
 
 
-@dataclass(frozen=True)
-class LossCounts:
-    """Kernel-side loss counters (summed over CPUs)."""
-
-    events: int = 0  # call records that found the ring buffer full
-    names: int = 0  # file-name records dropped
-    tasks: int = 0  # thread-description records dropped
-    inflight: int = 0  # calls whose entry could not be stored
-
-    @property
-    def total_events(self) -> int:
-        """Calls that happened but are not in the trace."""
-        return self.events + self.inflight
-
-
 def _json(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
@@ -90,6 +75,8 @@ class _Template:
     """The pre-built line of one function, with and without an fhash."""
 
     __slots__ = ("pick", "with_file", "without_file")
+
+    pick: Callable[[tuple[int, ...]], tuple[int, ...]]
 
     def __init__(self, spec: FunctionSpec, hhash: str) -> None:
         head = (

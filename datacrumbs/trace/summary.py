@@ -253,8 +253,10 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
         for key in _LOSS_KEYS:
             summary.lost[key] = max(summary.lost[key], daemon_summary.get(key, 0))
     for (name, cat), (count, done, dur) in by_key.items():
-        key = (name.decode(), cat.decode())
-        summary.functions[key] = FunctionTotals(*key, count=count, bytes=done, total_us=dur)
+        function = (name.decode(), cat.decode())
+        summary.functions[function] = FunctionTotals(
+            *function, count=count, bytes=done, total_us=dur
+        )
     summary.events = sum(f.count for f in summary.functions.values())
     summary.files = sorted(
         (
@@ -348,8 +350,8 @@ def render_tables(summary: TraceSummary, max_files: int = 15) -> Any:
     files.add_column("file", overflow="fold")
     files.add_column("calls", justify="right")
     files.add_column("bytes", justify="right")
-    for f in summary.files[:max_files]:
-        files.add_row(f.path or '""', f"{f.count:,}", _bytes(f.bytes))
+    for file in summary.files[:max_files]:
+        files.add_row(file.path or '""', f"{file.count:,}", _bytes(file.bytes))
     if len(summary.files) > max_files:
         files.add_row(f"… {len(summary.files) - max_files} more (--json lists all)", "", "")
     return Group(functions, files)

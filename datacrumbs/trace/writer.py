@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from datacrumbs.trace.format import EventFormatter, LossCounts
+    from datacrumbs.ebpf.sink import LossCounts
+    from datacrumbs.trace.format import EventFormatter
 
 __all__ = ["TraceWriter", "read_trace_lines"]
 

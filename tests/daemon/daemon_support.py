@@ -12,7 +12,7 @@ from pathlib import Path
 from support import command
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.daemon.run_files import wait_ready
+from datacrumbs.common.run_files import wait_ready
 
 #: The job user of the daemon tests.
 JOB_USER = "nobody"

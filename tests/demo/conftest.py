@@ -16,7 +16,7 @@ from demo_support import TracedRun
 from support import command, public_subdir, signed_document
 
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.daemon.run_files import wait_ready
+from datacrumbs.common.run_files import wait_ready
 from datacrumbs.demo.workload import WorkloadPlan, build_workload
 from datacrumbs.trace.summary import summarize
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datacrumbs.common.probes import Probe
-from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineStats, TargetOutcome
+from datacrumbs.ebpf.engine import Engine, EngineConfig, TargetOutcome
+from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter, read_trace_lines
 
 
@@ -48,7 +49,7 @@ class Trace:
     """A finished trace, parsed."""
 
     path: Path
-    stats: EngineStats
+    stats: RecordingStats
     outcomes: list[TargetOutcome]
     lines: list[str] = field(default_factory=list)
 
@@ -80,17 +81,18 @@ class Session:
         self.path = path
         self.outcomes: list[TargetOutcome] = []
         self.trace: Trace | None = None
-        self.summary: dict[str, int | float | str] | None = None  # for Engine.stop()
+        self.summary: dict[str, int | float | str] | None = None  # for Recording.stop()
 
     def __enter__(self) -> Session:
         self.engine.load()
         self.outcomes = self.engine.attach(self.probes)
-        self.engine.start(TraceWriter(self.path))
+        self.recording = Recording(self.engine, TraceWriter(self.path))
+        self.recording.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            stats = self.engine.stop(self.summary)
+            stats = self.recording.stop(self.summary)
         finally:
             self.engine.close()
         if exc[0] is None:

@@ -21,8 +21,8 @@ from support import command, signed_document
 
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.daemon.service_files import log_file_path
 from datacrumbs.install.runtime import default_cache_dir
+from datacrumbs.service.instance_files import log_file_path
 from datacrumbs.trace.writer import read_trace_lines
 
 __all__ = ["JOB_USER", "Node"]

@@ -6,7 +6,7 @@ import pytest
 from systemd_node import JOB_USER, Node
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.daemon.service_files import render_env_file
+from datacrumbs.service.instance_files import render_env_file
 
 VALUES = {
     "DATACRUMBS_PROBE_FILE": '/srv/a b/$HOME "q" `x` \\n.json.gz',

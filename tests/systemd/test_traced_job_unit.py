@@ -15,7 +15,7 @@ import pytest
 from nspawn_support import CONTAINER_HOSTNAME
 from systemd_node import JOB_USER, Node
 
-from datacrumbs.daemon.service_files import render_env_file
+from datacrumbs.service.instance_files import render_env_file
 
 RUN_ID = "job42"
 UNIT = f"datacrumbs@{RUN_ID}.service"

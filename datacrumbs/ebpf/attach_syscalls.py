@@ -1,0 +1,123 @@
+"""Syscalls: two raw tracepoint links in all and a syscall-number -> cookie map (``raw_tp``, the
+default), or one ``syscalls:sys_enter_X``/``sys_exit_X`` link pair per syscall
+(``tracepoint``). Few links is what keeps teardown short (docs/design.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from datacrumbs.common.probes import Probe
+from datacrumbs.ebpf import syscalls
+from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
+from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
+
+__all__ = [
+    "RAW_SYS_ENTER",
+    "RAW_SYS_EXIT",
+    "SYSCALL_COOKIES_MAP",
+    "SYSCALL_MODES",
+    "SYS_ENTER",
+    "SYS_EXIT",
+    "SyscallAttacher",
+]
+
+SYSCALL_MODES = ("raw_tp", "tracepoint")
+SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
+SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
+RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
+
+
+class SyscallAttacher:
+    """Attaches syscalls in ``mode`` (one of :data:`SYSCALL_MODES`)."""
+
+    def __init__(self, ctx: AttachContext, mode: str) -> None:
+        self.ctx = ctx
+        self.mode = mode
+        self._raw_links: list[BpfLink] | None = None  # None: not attached yet
+        self._raw_error: str | None = None
+        self._numbers: set[int] = set()  # cookie-map slots written
+
+    def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
+        return [self._attach(probe, function) for probe, function in targets]
+
+    def _attach(self, probe: Probe, function: str) -> TargetOutcome:
+        ctx = self.ctx
+        try:
+            layout = syscalls.resolve_syscall(function)
+            if self.mode == "raw_tp":
+                nr = syscalls.syscall_number(layout.tracepoint)
+                return self._attach_raw(probe, function, layout, nr)
+        except LookupError as exc:
+            return ctx.failed(probe, function, str(exc.args[0]))
+        if reason := ctx.claim("syscall", layout.tracepoint, probe):
+            return ctx.failed(probe, function, reason)
+        spec = ctx.functions.add(function, probe.name, layout.fields, layout.has_file)
+        cookie = syscalls.syscall_cookie(spec.fid, layout)
+        tp = layout.tracepoint
+        obj = ctx.obj
+        outcome = ctx.attach_pair(
+            probe,
+            function,
+            spec.fid,
+            lambda: obj.attach_tracepoint(SYS_ENTER, "syscalls", f"sys_enter_{tp}", cookie),
+            lambda: obj.attach_tracepoint(SYS_EXIT, "syscalls", f"sys_exit_{tp}", cookie),
+            function_probe=False,
+        )
+        if not outcome.attached:
+            del ctx.claims[("syscall", tp)]
+        return outcome
+
+    def _raw_syscall_links(self) -> str | None:
+        """Attach the two raw syscall programs once (exit first); None, or why they cannot be."""
+        if self._raw_links is None and self._raw_error is None:
+            obj = self.ctx.obj
+            try:
+                exit_link = obj.attach_trace(RAW_SYS_EXIT)
+            except BpfError as exc:
+                self._raw_error = str(exc)
+                return self._raw_error
+            try:
+                enter_link = obj.attach_trace(RAW_SYS_ENTER)
+            except BpfError as exc:
+                exit_link.destroy()
+                self._raw_error = str(exc)
+                return self._raw_error
+            self._raw_links = [exit_link, enter_link]
+            self.ctx.links.add(exit_link, enter_link)
+        return self._raw_error
+
+    def _attach_raw(
+        self, probe: Probe, function: str, layout: syscalls.SyscallLayout, nr: int
+    ) -> TargetOutcome:
+        ctx = self.ctx
+        if nr >= syscalls.MAX_SYSCALL_NR:
+            return ctx.failed(probe, function, f"syscall number {nr} is out of range")
+        if reason := ctx.claim("syscall", layout.tracepoint, probe):
+            return ctx.failed(probe, function, reason)
+        if reason := self._raw_syscall_links():
+            del ctx.claims[("syscall", layout.tracepoint)]
+            return ctx.failed(probe, function, reason)
+        spec = ctx.functions.add(function, probe.name, layout.fields, layout.has_file)
+        cookie = syscalls.syscall_cookie(spec.fid, layout)
+        try:
+            map_update(
+                ctx.obj.map_fd(SYSCALL_COOKIES_MAP),
+                nr.to_bytes(4, "little"),
+                cookie.to_bytes(8, "little"),
+            )
+        except BpfError as exc:
+            ctx.functions.remove(spec.fid)
+            del ctx.claims[("syscall", layout.tracepoint)]
+            return ctx.failed(probe, function, str(exc))
+        self._numbers.add(nr)
+        return ctx.succeeded(probe, function)
+
+    def release(self) -> None:
+        """After the links are gone: clear the cookie map, so that a later attach starts clean."""
+        if self._numbers:
+            fd = self.ctx.obj.map_fd(SYSCALL_COOKIES_MAP)
+            for nr in self._numbers:
+                map_update(fd, nr.to_bytes(4, "little"), bytes(8))
+        self._numbers.clear()
+        self._raw_links = None
+        self._raw_error = None

@@ -1,0 +1,227 @@
+"""Uprobes: the functions of one binary share one uprobe_multi link per direction (kernel 6.6+),
+or get one perf-event uprobe and uretprobe each (older kernels, ``uprobe_mode="single"``).
+
+Every target is checked against the binary's ELF symbols, names and explicit offsets alike: a
+``name:0xOFFSET`` must start one of its functions (a breakpoint elsewhere would corrupt the code
+others run). Targets are claimed by address, so an alias (glibc's fopen and fopen64) is not
+traced twice. The binary is reached through the pinned path the daemon checked.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from datacrumbs.common.probes import Probe
+from datacrumbs.ebpf import uprobes
+from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
+from datacrumbs.ebpf.libbpf import BpfError
+from datacrumbs.ebpf.link_set import FunctionLinks
+
+__all__ = ["FUNC_ENTER", "FUNC_EXIT", "UMULTI_ENTER", "UMULTI_EXIT", "UprobeAttacher"]
+
+FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"
+UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"
+#: Errors of a uprobe_multi link that concern the whole binary, not one offset: not bisected.
+_WHOLE_BINARY_ERRORS = frozenset(
+    {errno.EBADF, errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ELOOP}
+)
+
+_Symbols = dict[str, "uprobes.ElfSymbols | uprobes.SymbolError"]
+
+
+@dataclass
+class _Planned:
+    """A resolved function waiting for its binary's uprobe_multi links."""
+
+    probe: Probe
+    function: str
+    claim: str
+    offset: int
+    fid: int
+    cookie: int
+
+
+@dataclass
+class _Group:
+    """The functions of one binary that share a uprobe_multi link pair."""
+
+    binary: str
+    targets: list[_Planned]
+
+
+class UprobeAttacher:
+    """Attaches uprobes with uprobe_multi links (``multi``) or perf-event uprobes."""
+
+    def __init__(self, ctx: AttachContext, multi: bool) -> None:
+        self.ctx = ctx
+        self.multi = multi
+
+    def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
+        symbols: _Symbols = {}  # each binary's symbols are read once per attach
+        outcomes: list[TargetOutcome | None] = []
+        by_binary: dict[str, list[tuple[int, _Planned]]] = {}
+        for probe, function in targets:
+            resolved = self._resolve(probe, function, symbols)
+            if isinstance(resolved, TargetOutcome):
+                outcomes.append(resolved)
+            elif self.multi:
+                planned = self._plan(probe, function, *resolved)
+                if isinstance(planned, TargetOutcome):
+                    outcomes.append(planned)
+                else:
+                    by_binary.setdefault(probe.binary_path or "", []).append(
+                        (len(outcomes), planned)
+                    )
+                    outcomes.append(None)
+            else:
+                outcomes.append(self._attach_single(probe, function, *resolved))
+        for binary, slotted in by_binary.items():
+            slots = dict((id(p), slot) for slot, p in slotted)
+            for target, reason in self._attach_group(binary, [p for _, p in slotted]):
+                outcomes[slots[id(target)]] = self._outcome(target, reason)
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(outcomes)
+        return final
+
+    def _resolve(
+        self, probe: Probe, function: str, cache: _Symbols
+    ) -> tuple[str, int] | TargetOutcome:
+        """(name, file offset) of a target, or its failed outcome."""
+        ctx = self.ctx
+        binary = probe.binary_path
+        if not binary:
+            return ctx.failed(probe, function, "uprobe category has no binary_path")
+        try:
+            name, offset = uprobes.parse_target(function)
+        except uprobes.SymbolError as exc:
+            return ctx.failed(probe, function, str(exc))
+        symbols = cache.get(binary)
+        if symbols is None:
+            try:
+                symbols = uprobes.ElfSymbols.read(ctx.kernel_binary(binary), shown=binary)
+            except uprobes.SymbolError as exc:
+                symbols = exc
+            cache[binary] = symbols
+        if isinstance(symbols, uprobes.SymbolError):
+            return ctx.failed(probe, function, str(symbols))
+        try:
+            if offset is None:
+                offset = symbols.offset(name)
+            symbols.check_offset(offset)
+        except uprobes.SymbolError as exc:
+            return ctx.failed(probe, function, str(exc))
+        return name, offset
+
+    def _claim_address(self, binary: str, name: str, address: str, probe: Probe) -> str | None:
+        """Uprobes are claimed by address: aliases (glibc's fopen and fopen64 are one function)
+        would otherwise put two probes on one instruction and every call twice in the trace."""
+        owner = self.ctx.claims.get((binary, address))
+        if owner is not None:
+            return (
+                f"{name} is at the same address as a function already traced by category "
+                f"{owner} (an alias)"
+            )
+        self.ctx.claims[(binary, address)] = probe.name
+        return None
+
+    def _attach_single(self, probe: Probe, function: str, name: str, offset: int) -> TargetOutcome:
+        """One perf-event uprobe and uretprobe (kernels without uprobe_multi)."""
+        ctx = self.ctx
+        binary = probe.binary_path
+        assert binary
+        path = ctx.kernel_binary(binary)
+        if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
+            return ctx.failed(probe, function, reason)
+        arguments = probe.function_arguments.get(function, [])
+        spec = ctx.functions.add(name, probe.name, uprobes.argument_fields(arguments))
+        cookie = uprobes.function_cookie(spec.fid, arguments)
+        obj = ctx.obj
+        outcome = ctx.attach_pair(
+            probe,
+            function,
+            spec.fid,
+            lambda: obj.attach_uprobe(FUNC_ENTER, path, offset, cookie, retprobe=False),
+            lambda: obj.attach_uprobe(FUNC_EXIT, path, offset, cookie, retprobe=True),
+        )
+        if not outcome.attached:
+            del ctx.claims[(binary, f"{offset:#x}")]
+        return outcome
+
+    def _plan(
+        self, probe: Probe, function: str, name: str, offset: int
+    ) -> _Planned | TargetOutcome:
+        """Claim and number a target for its binary's uprobe_multi links."""
+        assert probe.binary_path
+        claim = f"{offset:#x}"
+        if reason := self._claim_address(probe.binary_path, name, claim, probe):
+            return self.ctx.failed(probe, function, reason)
+        arguments = probe.function_arguments.get(function, [])
+        spec = self.ctx.functions.add(name, probe.name, uprobes.argument_fields(arguments))
+        cookie = uprobes.function_cookie(spec.fid, arguments)
+        return _Planned(probe, function, claim, offset, spec.fid, cookie)
+
+    def _attach_group(
+        self, binary: str, targets: list[_Planned]
+    ) -> list[tuple[_Planned, str | None]]:
+        """One uprobe_multi link per direction for ``targets`` (exit first, so that no entry is
+        recorded without its exit). When the kernel refuses the group for one offset, the group
+        is halved until the bad targets stand alone: a bad function never fails its
+        neighbours. Returns (target, None or the reason it failed)."""
+        obj = self.ctx.obj
+        offsets = [t.offset for t in targets]
+        cookies = [t.cookie for t in targets]
+        path = self.ctx.kernel_binary(binary)
+        try:
+            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, path, offsets, cookies, True)
+        except BpfError as exc:
+            return self._split_group(binary, targets, exc)
+        try:
+            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, path, offsets, cookies, False)
+        except BpfError as exc:
+            exit_link.destroy()
+            return self._split_group(binary, targets, exc)
+        self.ctx.links.add_functions(
+            FunctionLinks(
+                [exit_link, enter_link], [t.fid for t in targets], _Group(binary, targets)
+            )
+        )
+        return [(t, None) for t in targets]
+
+    def _split_group(
+        self, binary: str, targets: list[_Planned], exc: BpfError
+    ) -> list[tuple[_Planned, str | None]]:
+        if len(targets) == 1 or exc.errno in _WHOLE_BINARY_ERRORS:
+            return [(t, str(exc)) for t in targets]
+        half = len(targets) // 2
+        return self._attach_group(binary, targets[:half]) + self._attach_group(
+            binary, targets[half:]
+        )
+
+    def _outcome(self, target: _Planned, reason: str | None) -> TargetOutcome:
+        probe = target.probe
+        if reason is not None:
+            self.ctx.functions.remove(target.fid)
+            del self.ctx.claims[(probe.binary_path or "", target.claim)]
+            return self.ctx.failed(probe, target.function, reason)
+        outcome = self.ctx.succeeded(probe, target.function)
+        self.ctx.function_outcomes[target.fid] = outcome
+        return outcome
+
+    def reattach(self, taken: FunctionLinks, detached: set[int]) -> list[TargetOutcome]:
+        """After ``taken`` (a shared link pair) was destroyed to detach ``detached``: attach
+        its other functions again. Returns a failed outcome for any the kernel refuses."""
+        if not isinstance(taken.shared, _Group):
+            return []
+        keep = [t for t in taken.shared.targets if t.fid not in detached]
+        lost = []
+        for target, why in self._attach_group(taken.shared.binary, keep) if keep else []:
+            if why is not None:
+                self.ctx.function_outcomes.pop(target.fid, None)
+                lost.append(
+                    self.ctx.failed(
+                        target.probe, target.function, f"lost while a neighbour was detached: {why}"
+                    )
+                )
+        return lost

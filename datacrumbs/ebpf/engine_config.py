@@ -1,0 +1,39 @@
+"""What a tracing session traces and how much memory it uses (:class:`EngineConfig`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EngineConfig", "EngineError"]
+
+
+class EngineError(RuntimeError):
+    """The engine cannot do what was asked; the message is one line with the reason."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What to trace and how much memory to use.
+
+    ``uid``: only processes whose real uid is this one are traced (None: every process).
+    ``cgroup``: also require membership of this cgroup v2 (a path or an id) or a descendant.
+    ``ringbuf_bytes``: ring-buffer size, a power of two and a multiple of the page size.
+    ``syscall_mode``: ``raw_tp`` (two raw tracepoint links and a number → cookie map: the
+    default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
+    ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
+    load fails without them) or ``single`` (one perf-event uprobe per function and direction).
+    ``function_slots``: how many function ids have a hit counter (``Engine.function_hits``);
+    the daemon sizes it to its probe file.
+    """
+
+    uid: int | None
+    cgroup: int | str | os.PathLike[str] | None = None
+    ringbuf_bytes: int = 16 << 20
+    poll_interval: float = 0.05
+    wakeup_fraction: float = 0.25
+    bpf_object: Path | None = None  # default: build (or reuse) the cached object
+    syscall_mode: str = "raw_tp"
+    uprobe_mode: str = "auto"
+    function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)

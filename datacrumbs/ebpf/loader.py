@@ -1,0 +1,129 @@
+"""Loading the BPF object for one session: its filters written into ``.rodata``, its maps sized,
+and only the programs of the variants in use verified and loaded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from datacrumbs.ebpf import cgroups, features
+from datacrumbs.ebpf.attach_syscalls import (
+    RAW_SYS_ENTER,
+    RAW_SYS_EXIT,
+    SYS_ENTER,
+    SYS_EXIT,
+    SYSCALL_MODES,
+)
+from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
+from datacrumbs.ebpf.build import build_bpf_object
+from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
+from datacrumbs.ebpf.libbpf import BPF_TRACE_UPROBE_MULTI, BpfError, BpfObject, map_update
+from datacrumbs.ebpf.records import Config
+
+__all__ = [
+    "CGROUP_MAP",
+    "HITS_MAP",
+    "LOST_MAP",
+    "RINGBUF_MAP",
+    "TASK_EXEC",
+    "UPROBE_MODES",
+    "Loaded",
+    "load",
+]
+
+RINGBUF_MAP = "dc_events"
+LOST_MAP = "dc_lost"
+CGROUP_MAP = "dc_cgroup"
+HITS_MAP = "dc_func_hits"
+TASK_EXEC = "dc_task_exec"
+UPROBE_MODES = ("auto", "multi", "single")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded object and what the kernel turned out to support."""
+
+    obj: BpfObject
+    uprobe_multi: bool  # uprobes share uprobe_multi links
+    kprobes_unsupported: str | None  # why kprobes cannot attach (None: they can)
+
+
+def _check_ringbuf_size(size: int) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    if size < page or size & (size - 1):
+        raise EngineError(
+            f"ring buffer size {size} must be a power of two of at least {page} bytes"
+        )
+
+
+def check_config(cfg: EngineConfig) -> None:
+    """Refuse a configuration no load could honour, before anything is loaded."""
+    _check_ringbuf_size(cfg.ringbuf_bytes)
+
+
+def load(cfg: EngineConfig) -> Loaded:
+    """Build (if needed) and load the BPF object with ``cfg``'s filters."""
+    if cfg.syscall_mode not in SYSCALL_MODES:
+        raise EngineError(f"syscall_mode must be one of {', '.join(SYSCALL_MODES)}")
+    if cfg.uprobe_mode not in UPROBE_MODES:
+        raise EngineError(f"uprobe_mode must be one of {', '.join(UPROBE_MODES)}")
+    try:
+        features.ensure_tracefs()
+    except OSError as exc:
+        raise EngineError(str(exc)) from exc
+    kprobes_reason = features.kprobe_support()
+    multi_reason = features.uprobe_multi_support() if cfg.uprobe_mode != "single" else ""
+    if cfg.uprobe_mode == "multi" and multi_reason:
+        raise EngineError(multi_reason)
+    uprobe_multi = multi_reason is None
+    raw_syscalls = cfg.syscall_mode == "raw_tp"
+    path = cfg.bpf_object or build_bpf_object()
+    pidns = features.own_pid_namespace()
+    cgroup_fd = None
+    if cfg.cgroup is not None:
+        try:
+            cgroup_fd = cgroups.open_cgroup(cgroups.resolve_cgroup(cfg.cgroup))
+        except cgroups.CgroupError as exc:
+            raise EngineError(str(exc)) from exc
+    try:
+        obj = BpfObject(path)
+        try:
+            obj.set_max_entries(RINGBUF_MAP, cfg.ringbuf_bytes)
+            obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
+            config = Config(
+                uid=cfg.uid,
+                filter_cgroup=cgroup_fd is not None,
+                self_tgid=os.getpid(),
+                pidns_dev=pidns.dev,
+                pidns_ino=pidns.ino,
+                wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
+            )
+            obj.set_initial_value(".rodata", config.pack())
+            # only the programs of the variants in use are verified and loaded
+            obj.set_autoload(RAW_SYS_ENTER, raw_syscalls)
+            obj.set_autoload(RAW_SYS_EXIT, raw_syscalls)
+            obj.set_autoload(SYS_ENTER, not raw_syscalls)
+            obj.set_autoload(SYS_EXIT, not raw_syscalls)
+            for program in (UMULTI_ENTER, UMULTI_EXIT):
+                obj.set_autoload(program, uprobe_multi)
+                if uprobe_multi:
+                    obj.set_expected_attach_type(program, BPF_TRACE_UPROBE_MULTI)
+            per_function = not uprobe_multi or kprobes_reason is None
+            obj.set_autoload(FUNC_ENTER, per_function)
+            obj.set_autoload(FUNC_EXIT, per_function)
+            obj.load()
+            if cgroup_fd is not None:
+                map_update(
+                    obj.map_fd(CGROUP_MAP),
+                    (0).to_bytes(4, "little"),
+                    cgroup_fd.to_bytes(4, "little"),
+                )
+        except BaseException:
+            obj.close()
+            raise
+    except BpfError as exc:
+        raise EngineError(str(exc)) from exc
+    finally:
+        if cgroup_fd is not None:
+            os.close(cgroup_fd)
+    return Loaded(obj, uprobe_multi, kprobes_reason)

@@ -1,0 +1,91 @@
+"""The poller: one thread that only moves bytes from the ring buffer to a :class:`RecordSink`.
+
+It waits on the ring buffer (epoll, ``poll_interval`` timeout, or a kernel wakeup once the
+buffer is ``wakeup_fraction`` full), copies committed records out and hands them to the sink.
+Once per round it also reads the kernel's loss counters and, when they changed, tells the sink.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from pathlib import Path
+
+from datacrumbs.ebpf.libbpf import map_lookup
+from datacrumbs.ebpf.records import LOST_SLOTS
+from datacrumbs.ebpf.ringbuf import RingBufferReader
+from datacrumbs.ebpf.sink import LossCounts, RecordSink
+
+__all__ = ["Poller", "possible_cpus", "read_loss", "sum_per_cpu"]
+
+
+def possible_cpus() -> int:
+    """Number of possible CPUs (per-CPU map values are sized by it)."""
+    try:
+        text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    total = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        total += (int(hi) if hi else int(lo)) - int(lo) + 1
+    return total
+
+
+def sum_per_cpu(map_fd: int, key: int, ncpu: int) -> int:
+    """The sum over CPUs of one 64-bit slot of a per-CPU array."""
+    raw = map_lookup(map_fd, key.to_bytes(4, "little"), 8 * ncpu)
+    return sum(struct.unpack(f"<{ncpu}Q", raw))
+
+
+def read_loss(lost_map_fd: int) -> LossCounts:
+    """The kernel's loss counters, summed over CPUs (read with bpf_map_lookup_elem: the .bss
+    view of libbpf 1.1 would stay 0)."""
+    ncpu = possible_cpus()
+    return LossCounts(*(sum_per_cpu(lost_map_fd, slot, ncpu) for slot in range(LOST_SLOTS)))
+
+
+class Poller:
+    """Drains ``ringbuf_fd`` into ``sink`` on its own thread until :meth:`stop`."""
+
+    def __init__(
+        self, ringbuf_fd: int, ringbuf_bytes: int, lost_fd: int, sink: RecordSink, interval: float
+    ) -> None:
+        self._reader = RingBufferReader(ringbuf_fd, ringbuf_bytes)
+        self._lost_fd = lost_fd
+        self._sink = sink
+        self._interval = interval
+        self._stopping = threading.Event()
+        self.ring_bytes = 0
+        self.last_loss = LossCounts()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="datacrumbs-ringbuf", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._drain_once()
+                self._reader.wait(self._interval)
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def _drain_once(self) -> None:
+        while chunk := self._reader.read():
+            self.ring_bytes += len(chunk)
+            self._sink.submit(chunk)
+        loss = read_loss(self._lost_fd)
+        if loss != self.last_loss:
+            self.last_loss = loss
+            self._sink.write_loss(loss)
+
+    def stop(self) -> None:
+        """Stop the thread, then drain what is left (unless the thread failed)."""
+        self._stopping.set()
+        self._thread.join()
+        try:
+            if self.error is None:
+                self._drain_once()
+        finally:
+            self._reader.close()

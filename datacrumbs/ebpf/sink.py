@@ -1,0 +1,40 @@
+"""What the engine delivers, and to what: raw ring-buffer records in the kernel's order, and the
+kernel's loss counts.
+
+The engine moves bytes and nothing else. Decoding and formatting belong to the trace layer
+(:mod:`datacrumbs.trace`), whose writer is one :class:`RecordSink`; keeping the engine free of
+any trace format is what lets another consumer (a profile mode's, a benchmark's) plug in
+without touching it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["LossCounts", "RecordSink"]
+
+
+@dataclass(frozen=True)
+class LossCounts:
+    """Kernel-side loss counters (summed over CPUs)."""
+
+    events: int = 0  # call records that found the ring buffer full
+    names: int = 0  # file-name records dropped
+    tasks: int = 0  # thread-description records dropped
+    inflight: int = 0  # calls whose entry could not be stored
+
+    @property
+    def total_events(self) -> int:
+        """Calls that happened but are not in the trace."""
+        return self.events + self.inflight
+
+
+class RecordSink(Protocol):
+    """Where the engine's poller puts what it reads. Called from the poller thread only."""
+
+    def submit(self, chunk: bytes) -> None:
+        """Committed ring-buffer records, each with its 8-byte ring-buffer header, in order."""
+
+    def write_loss(self, loss: LossCounts) -> None:
+        """The loss counters changed: ``loss`` holds the new cumulative totals."""

@@ -1,0 +1,111 @@
+"""A recording: an engine streaming into a trace file, the formatter and writer wired to it.
+
+The engine only moves ring-buffer bytes to a sink; this is where they become a trace: the
+formatter is built from the engine's function table once attaching is done, the writer is the
+engine's sink, and on stop the writer is closed with the end-of-run summary (the caller's
+fields and the engine's final counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from datacrumbs.ebpf.engine import Engine, EngineError
+from datacrumbs.ebpf.sink import LossCounts
+from datacrumbs.trace.format import EventFormatter, clock_offset_ns
+from datacrumbs.trace.writer import TraceWriter
+
+__all__ = ["Recording", "RecordingStats"]
+
+_log = logging.getLogger("datacrumbs.engine")
+
+
+@dataclass(frozen=True)
+class RecordingStats:
+    """Counts so far. ``events``: call events written to the trace; ``lost``: calls that
+    happened but are not in it (ring buffer full or in-flight map full)."""
+
+    events: int
+    records: int
+    ring_bytes: int
+    trace_bytes: int
+    loss: LossCounts
+
+    @property
+    def lost(self) -> int:
+        return self.loss.total_events
+
+
+class Recording:
+    """``engine`` (loaded and attached) streaming into ``writer`` (not started yet)."""
+
+    def __init__(self, engine: Engine, writer: TraceWriter, hostname: str | None = None) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.hostname = hostname or socket.gethostname()
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    def start(self) -> None:
+        """Build the formatter from the attached functions, start the writer, then the engine."""
+        formatter = EventFormatter(
+            dict(self.engine.functions.specs),
+            clock_offset=clock_offset_ns(),
+            hostname=self.hostname,
+            pid=os.getpid(),
+            tid=threading.get_native_id(),
+        )
+        self.writer.start(formatter)
+        self.engine.start(self.writer)
+
+    def stats(self) -> RecordingStats:
+        engine = self.engine.stats()
+        fmt = self.writer.formatter
+        return RecordingStats(
+            events=fmt.events if fmt is not None else 0,
+            records=fmt.records if fmt is not None else 0,
+            ring_bytes=engine.ring_bytes,
+            trace_bytes=self.writer.bytes_out,
+            loss=engine.loss,
+        )
+
+    def stop(self, summary: Mapping[str, int | float | str] | None = None) -> RecordingStats:
+        """Detach, drain, and close the trace with its summary: ``summary``'s fields (the
+        daemon's ``duration_s``, ``run_id``, ``user``) and the engine's own counts, which win a
+        clash. Returns the final counts; the trace is closed even when the poller had failed
+        (then :class:`EngineError` follows)."""
+        failure: EngineError | None = None
+        try:
+            self.engine.stop()
+        except EngineError as exc:
+            failure = exc
+        engine = self.engine.stats()
+        self.writer.close(
+            summary={
+                **(summary or {}),
+                "lost_events": engine.loss.total_events,
+                "lost_names": engine.loss.names,
+                "lost_tasks": engine.loss.tasks,
+                "ring_bytes": engine.ring_bytes,
+            }
+        )
+        if failure is not None:
+            raise failure
+        final = self.stats()
+        _log.info(
+            "trace %s: %d events, %d lost, %d bytes",
+            self.writer.path,
+            final.events,
+            final.lost,
+            final.trace_bytes,
+            extra={"TRACE": str(self.writer.path), "EVENTS": final.events, "LOST": final.lost},
+        )
+        return final

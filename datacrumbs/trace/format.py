@@ -150,28 +150,27 @@ class EventFormatter:
         args = f'{{"hhash":"{self.hhash}","name":{_json(self.hostname)},"value":"{self.hhash}"}}'
         return self._meta("HH", self._pid, self._tid, args)
 
-    def loss_line(self, loss: LossCounts) -> str:
-        """An in-band counter event: cumulative losses so far."""
+    def _tracer_event(self, name: str, phase: str, args: Mapping[str, int | str]) -> str:
+        """An event of the tracer itself (``cat`` datacrumbs), stamped now."""
         ts = (time.monotonic_ns() + self._offset) // 1000
-        line = (
-            f'{{"id":{self.next_id},"name":"lost_events","cat":"datacrumbs","pid":{self._pid},'
-            f'"tid":{self._tid},"ts":{ts},"ph":"C","args":{{"lost_events":{loss.total_events},'
-            f'"lost_names":{loss.names},"lost_tasks":{loss.tasks}}}}}\n'
-        )
-        self.next_id += 1
-        return line
-
-    def notice_line(self, name: str, args: Mapping[str, int | str]) -> str:
-        """An instant event (``ph`` ``i``, global scope) of the tracer itself, now: something
-        that changed what the trace holds from here on (a probe detached)."""
-        ts = (time.monotonic_ns() + self._offset) // 1000
+        scope = ',"s":"g"' if phase == "i" else ""
         line = (
             f'{{"id":{self.next_id},"name":{_json(name)},"cat":"datacrumbs","pid":{self._pid},'
-            f'"tid":{self._tid},"ts":{ts},"ph":"i","s":"g",'
+            f'"tid":{self._tid},"ts":{ts},"ph":"{phase}"{scope},'
             f'"args":{json.dumps(args, separators=(",", ":"))}}}\n'
         )
         self.next_id += 1
         return line
+
+    def loss_line(self, loss: LossCounts) -> str:
+        """An in-band counter event: cumulative losses so far."""
+        counts = {"lost_events": loss.total_events, "lost_names": loss.names}
+        return self._tracer_event("lost_events", "C", counts | {"lost_tasks": loss.tasks})
+
+    def notice_line(self, name: str, args: Mapping[str, int | str]) -> str:
+        """An instant event (``ph`` ``i``, global scope) of the tracer itself, now: something
+        that changed what the trace holds from here on (a probe detached)."""
+        return self._tracer_event(name, "i", args)
 
     def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
         """The end-of-run summary, as a DFTracer process (PR) metadata event; ``events`` is

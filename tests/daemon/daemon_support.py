@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pwd
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from support import command
@@ -16,6 +18,23 @@ from datacrumbs.common.run_files import wait_ready
 
 #: The job user of the daemon tests.
 JOB_USER = "nobody"
+
+
+def as_job_user(argv: Sequence[str]) -> list[str]:
+    """``argv`` to run as the job user (setpriv: its uid and gid, no other groups)."""
+    pw = pwd.getpwnam(JOB_USER)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv]
+
+
+def run_as_job_user(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as the job user; it must succeed; its output is captured."""
+    return subprocess.run(as_job_user(argv), check=True, capture_output=True, text=True)
+
+
+def compile_c(source: Path, out: Path) -> Path:
+    """``source`` compiled (gcc -O1) to ``out``, in a directory the job user can reach."""
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(out), str(source)], check=True)
+    return out
 
 
 def run_daemon(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon_support import JOB_USER, Daemon, NotifySocket, run_daemon
+from daemon_support import JOB_USER, Daemon, NotifySocket, as_job_user, run_daemon
 
 from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.writer import read_trace_lines
@@ -24,11 +24,6 @@ K, S = 25, 4096
 SYSCALLS = [
     {"type": 0, "name": "posix", "functions": ["openat", "write", "pread64", "fsync", "close"]}
 ]
-
-
-def _as_job_user(argv: list[str]) -> list[str]:
-    pw = pwd.getpwnam(JOB_USER)
-    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv]
 
 
 def _trace_file(env: dict[str, str], run_id: str, config: str = "probes") -> Path:
@@ -71,7 +66,7 @@ def test_daemon_traces_a_job_and_stops_cleanly(
 
     data = job_dir / "data.bin"
     out = subprocess.run(
-        _as_job_user([str(file_io), str(data), str(K), str(S)]),
+        as_job_user([str(file_io), str(data), str(K), str(S)]),
         capture_output=True,
         text=True,
         check=True,
@@ -321,7 +316,7 @@ def test_second_signal_while_stopping_leaves_a_valid_trace(
 ) -> None:
     daemon = Daemon(make_probe_file(SYSCALLS), "twice", env=run_env)
     daemon.wait_ready("twice")
-    subprocess.run(_as_job_user([str(file_io), str(job_dir / "d"), "200", "512"]), check=True)
+    subprocess.run(as_job_user([str(file_io), str(job_dir / "d"), "200", "512"]), check=True)
     daemon.proc.send_signal(signal.SIGTERM)
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.stop(signal.SIGINT) == 0

@@ -5,13 +5,12 @@ database and the trace, while the other functions of the same binary keep tracin
 from __future__ import annotations
 
 import json
-import pwd
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemon_support import JOB_USER, Daemon
+from daemon_support import JOB_USER, Daemon, compile_c, run_as_job_user
 
 from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.writer import read_trace_lines
@@ -22,37 +21,36 @@ LIMIT = 2000
 
 @pytest.fixture(scope="module")
 def hot_loop(public_dir: Path) -> Path:
-    out = public_dir / "hot_loop"
-    subprocess.run(["gcc", "-O1", "-o", str(out), str(SOURCE)], check=True)
-    return out
+    return compile_c(SOURCE, public_dir / "hot_loop")
 
 
-def _run_as_user(*argv: str) -> str:
-    pw = pwd.getpwnam(JOB_USER)
-    return subprocess.run(
-        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
-def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing(
-    run_env: dict[str, str], make_probe_file: Callable[..., Path], hot_loop: Path, installed: Path
-) -> None:
+def _run(
+    hot_loop: Path,
+    make_probe_file: Callable[..., Path],
+    env: dict[str, str],
+    run: str,
+    seconds: str,
+) -> tuple[Daemon, list[dict[str, Any]], int]:
+    """Trace ``hot_loop`` (dc_hot, dc_cold) while it runs ``seconds``: the stopped daemon,
+    the trace's events and the calls of dc_hot it made."""
     uprobe = {
         "type": 2,
         "name": "app",
         "functions": ["dc_hot", "dc_cold"],
         "binary_path": str(hot_loop),
     }
-    env = run_env | {"DATACRUMBS_UPROBE_HIT_LIMIT": str(LIMIT)}
-    daemon = Daemon(make_probe_file([uprobe], name="runaway.json.gz"), "hot", env=env)
-    trace = Path(daemon.wait_ready("hot").read_text().splitlines()[1])
-    calls = int(_run_as_user(str(hot_loop), "4"))
+    daemon = Daemon(make_probe_file([uprobe], name=f"{run}.json.gz"), run, env=env)
+    trace = Path(daemon.wait_ready(run).read_text().splitlines()[1])
+    calls = int(run_as_job_user(str(hot_loop), seconds).stdout)
     assert daemon.stop() == 0, daemon.stderr
+    return daemon, [json.loads(line) for line in read_trace_lines(trace)[1:-1]], calls
 
-    events = [json.loads(line) for line in read_trace_lines(trace)[1:-1]]
+
+def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], hot_loop: Path, installed: Path
+) -> None:
+    env = run_env | {"DATACRUMBS_UPROBE_HIT_LIMIT": str(LIMIT)}
+    daemon, events, calls = _run(hot_loop, make_probe_file, env, "runaway", "4")
     hot = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_hot"]
     cold = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_cold"]
     [notice] = [e for e in events if e.get("name") == "probe_detached"]
@@ -76,11 +74,8 @@ def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing
     assert len(cold) == 3  # the neighbour that shared its link was attached again
     assert f"stopped tracing app:dc_hot: {reason}" in daemon.stderr
 
-    db = StatusDB(
-        installed
-        / "share/datacrumbs/data"
-        / f"probes-runtime-status-root-{JOB_USER}-runaway.sqlite"
-    )
+    data = installed / "share/datacrumbs/data"
+    db = StatusDB(data / f"probes-runtime-status-root-{JOB_USER}-runaway.sqlite")
     [row] = db.rows("invalid")
     assert (row["function_name"], row["scope_key"], row["reason"]) == (
         "dc_hot",
@@ -93,17 +88,7 @@ def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing
 def test_within_the_limit_nothing_is_detached(
     run_env: dict[str, str], make_probe_file: Callable[..., Path], hot_loop: Path
 ) -> None:
-    uprobe = {
-        "type": 2,
-        "name": "app",
-        "functions": ["dc_hot", "dc_cold"],
-        "binary_path": str(hot_loop),
-    }
-    daemon = Daemon(make_probe_file([uprobe], name="calm.json.gz"), "calm", env=run_env)
-    trace = Path(daemon.wait_ready("calm").read_text().splitlines()[1])
-    calls = int(_run_as_user(str(hot_loop), "0.05"))
-    assert daemon.stop() == 0, daemon.stderr
-    events = [json.loads(line) for line in read_trace_lines(trace)[1:-1]]
+    daemon, events, calls = _run(hot_loop, make_probe_file, run_env, "calm", "0.05")
     assert not [e for e in events if e.get("name") == "probe_detached"]
     assert len([e for e in events if e.get("name") == "dc_hot"]) == calls
     assert "stopped tracing" not in daemon.stderr

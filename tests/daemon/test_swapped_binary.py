@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from daemon_support import JOB_USER, Daemon
+from daemon_support import JOB_USER, Daemon, compile_c, run_as_job_user
 
 from datacrumbs.ebpf.elf_symbols import ElfSymbols
 from datacrumbs.trace.writer import read_trace_lines
@@ -25,25 +25,13 @@ CALLS = 7
 
 @pytest.fixture(scope="module")
 def selfcheck(public_dir: Path) -> Path:
-    out = public_dir / "selfcheck"
-    subprocess.run(["gcc", "-O1", "-o", str(out), str(SOURCE)], check=True)
-    return out
-
-
-def _as_user(*argv: str) -> subprocess.CompletedProcess[str]:
-    pw = pwd.getpwnam(JOB_USER)
-    return subprocess.run(
-        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    return compile_c(SOURCE, public_dir / "selfcheck")
 
 
 def _first_byte(binary: Path, as_user: bool = False) -> str:
     argv = [str(binary), "0"]
     out = (
-        _as_user(*argv)
+        run_as_job_user(*argv)
         if as_user
         else subprocess.run(argv, check=True, capture_output=True, text=True)
     )
@@ -75,20 +63,7 @@ def test_unswapped_binary_is_traced_every_call(
     daemon = Daemon(make_probe_file([POSIX, uprobe]), "plain", env=run_env)
     ready = daemon.wait_ready("plain")
     trace = Path(ready.read_text().splitlines()[1])
-    pw = pwd.getpwnam(JOB_USER)
-    job = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={pw.pw_uid}",
-            f"--regid={pw.pw_gid}",
-            "--clear-groups",
-            str(app),
-            str(CALLS),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    job = run_as_job_user(str(app), str(CALLS))
     assert daemon.stop() == 0, daemon.stderr
     assert original != "cc" and job.stdout.strip() == "cc"  # the breakpoint, in the job only
     assert "4 attached, 0 failed" in daemon.stderr
@@ -114,10 +89,10 @@ def test_swapped_binary_is_refused_and_the_other_file_untouched(
 
     # After signing, the user points the signed path at root's copy of the same program.
     if swap == "symlink":
-        _as_user("ln", "-sf", str(copy), str(app))
+        run_as_job_user("ln", "-sf", str(copy), str(app))
         reason = f"binary {app} is a symbolic link; not following it"
     else:
-        _as_user("sh", "-c", f'cp "{copy}" "{app}.new" && mv "{app}.new" "{app}"')
+        run_as_job_user("sh", "-c", f'cp "{copy}" "{app}.new" && mv "{app}.new" "{app}"')
         reason = f"binary {app} is not the file that was signed (ino, mtime_ns differ)"
 
     daemon = Daemon(probes, f"swap-{swap}", env=run_env)

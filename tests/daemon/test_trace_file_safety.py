@@ -7,22 +7,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon_support import JOB_USER, Daemon, run_daemon
+from daemon_support import JOB_USER, Daemon, run_as_job_user, run_daemon
 
 POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
-
-
-def _as_user(*argv: str) -> None:
-    pw = pwd.getpwnam(JOB_USER)
-    subprocess.run(
-        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
-        check=True,
-    )
 
 
 def _victim_dir(public_dir: Path, name: str) -> Path:
@@ -35,7 +26,7 @@ def test_symlinked_trace_directory_is_refused_and_not_followed(
     run_env: dict[str, str], make_probe_file: Callable[..., Path], job_dir: Path, public_dir: Path
 ) -> None:
     victim = _victim_dir(public_dir, f"victim-{job_dir.name}")
-    _as_user("ln", "-s", str(victim), str(job_dir / "traces"))
+    run_as_job_user("ln", "-s", str(victim), str(job_dir / "traces"))
     env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": f"{job_dir}/traces/%YY%"}
     result = run_daemon(make_probe_file(POSIX), "job1", env=env)
     year = datetime.now().year
@@ -55,9 +46,9 @@ def test_links_planted_at_the_trace_path_are_moved_aside_and_the_trace_is_the_us
     secret.chmod(0o600)
     year = datetime.now().strftime("%Y")
     traces = job_dir / "traces" / year
-    _as_user("mkdir", "-p", str(traces))
+    run_as_job_user("mkdir", "-p", str(traces))
     planted = traces / f"trace-{JOB_USER}-job2-{os.uname().nodename}-probes.pfw.gz"
-    _as_user("ln", "-s", str(secret), str(planted))
+    run_as_job_user("ln", "-s", str(secret), str(planted))
     env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": f"{job_dir}/traces/%YY%"}
 
     daemon = Daemon(make_probe_file(POSIX), "job2", env=env)

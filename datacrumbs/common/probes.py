@@ -8,6 +8,7 @@ Models are strict about unknown keys so that a typo is an error, not a silently 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -92,6 +93,19 @@ class ProbeSummary(_Strict):
     install_user: str
     created_at: str | None = None
     expires_at: str | None = None
+
+    def time(self, field: str) -> datetime:
+        """``created_at`` or ``expires_at`` as an aware datetime (UTC when the text names no
+        zone); :class:`ValueError` with a one-line reason when it is missing or not ISO 8601.
+        Signer and daemon read the times through this one function."""
+        text = getattr(self, field)
+        if not text:
+            raise ValueError(f"summary.{field} is missing")
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"summary.{field} {text!r} is not an ISO 8601 time") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
 
     def mismatch(
         self, *, user: str, hostname: str, install_user: str

@@ -28,8 +28,9 @@ from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probe_file import config_name
+from datacrumbs.common.probes import ProbeType
 
-__all__ = ["Outcome", "StatusDB", "Target", "fingerprint", "status_db_path"]
+__all__ = ["Outcome", "StatusDB", "Target", "fingerprint", "status_db_path", "target_of"]
 
 STATUS_DB_MODE = 0o600
 _SCHEMA = """
@@ -53,6 +54,29 @@ class Target:
     probe_group: str
     scope_key: str
     function_name: str
+
+
+_GROUPS = {
+    ProbeType.SYSCALLS: "syscalls",
+    ProbeType.KPROBE: "kprobes",
+    ProbeType.UPROBE: "binary",
+    ProbeType.USDT: "usdt",
+    ProbeType.CUSTOM: "custom",
+}
+
+
+def target_of(
+    kind: ProbeType, binary_path: str | None, provider: str | None, function: str
+) -> Target:
+    """The key of one function of one probe (upstream's groups and scopes): the configurator
+    that skips known-bad targets and the daemon that records them use this one function."""
+    if kind is ProbeType.UPROBE:
+        scope = binary_path or ""
+    elif kind is ProbeType.USDT:
+        scope = f"{binary_path or ''}\n{provider or ''}"
+    else:
+        scope = ""
+    return Target(_GROUPS[kind], scope, function)
 
 
 @dataclass(frozen=True)

@@ -27,22 +27,18 @@ from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.configurator.config import LIBC_PLACEHOLDER, CaptureProbe
+from datacrumbs.ebpf.arch import MACHINE, SYSCALL_SYMBOL_PREFIX
 from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError, usdt_probes
+from datacrumbs.ebpf.features import TRACEFS
 from datacrumbs.ebpf.kernel_btf import btf_function_names
 
 __all__ = ["Discovered", "discover", "select_names", "syscall_names"]
 
 TRACEFS_SYSCALLS = (
-    Path("/sys/kernel/tracing/events/syscalls"),
-    Path("/sys/kernel/debug/tracing/events/syscalls"),
+    TRACEFS / "events/syscalls",
+    Path("/sys/kernel/debug/tracing/events/syscalls"),  # where tracefs is not mounted itself
 )
 KALLSYMS = Path("/proc/kallsyms")
-_SYSCALL_PREFIX = {
-    "x86_64": "__x64_sys_",
-    "aarch64": "__arm64_sys_",
-    "riscv64": "__riscv_sys_",
-    "s390x": "__s390x_sys_",
-}
 _KIND = {
     "syscalls": ProbeType.SYSCALLS,
     "kprobe": ProbeType.KPROBE,
@@ -72,11 +68,11 @@ def syscall_names() -> set[str]:
         names = {e.removeprefix("sys_enter_") for e in entries if e.startswith("sys_enter_")}
         if names:
             return names
-    prefix = _SYSCALL_PREFIX.get(os.uname().machine)
+    prefix = SYSCALL_SYMBOL_PREFIX.get(MACHINE)
     if prefix is None:
         raise DatacrumbsError(
             "cannot list syscalls: tracefs is not readable and this "
-            f"architecture ({os.uname().machine}) is not known"
+            f"architecture ({MACHINE}) is not known"
         )
     names = set()
     try:

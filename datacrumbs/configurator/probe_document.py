@@ -18,29 +18,19 @@ from typing import Any
 from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.hot_functions import is_shared_library
-from datacrumbs.common.probes import MAX_FUNCTIONS, ProbeType
+from datacrumbs.common.probes import MAX_FUNCTIONS
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM
 from datacrumbs.common.status_db import StatusDB, Target, status_db_path
+from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.configurator.discovery import Discovered
 
 __all__ = ["build_document", "target_of"]
 
-_GROUP = {
-    ProbeType.SYSCALLS: "syscalls",
-    ProbeType.KPROBE: "kprobes",
-    ProbeType.UPROBE: "binary",
-    ProbeType.USDT: "usdt",
-}
-
 
 def target_of(probe: Discovered, function: str) -> Target:
     """The status database's name for one function of one probe."""
-    if probe.type == ProbeType.USDT:
-        scope = f"{probe.binary_path}\n{probe.provider}"
-    else:
-        scope = probe.binary_path or ""
-    return Target(_GROUP[probe.type], scope, function)
+    return status_target(probe.type, probe.binary_path, probe.provider, function)
 
 
 def _known_invalid(path: Path, targets: list[Target]) -> set[Target]:

@@ -20,14 +20,6 @@ from datacrumbs.common.signing import read_secret, verify
 __all__ = ["accept_probe_file"]
 
 
-def _expiry(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise DatacrumbsError(f"summary.expires_at {text!r} is not an ISO 8601 time") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _owners(user: str) -> set[int]:
     try:
         return {0, pwd.getpwnam(user).pw_uid}
@@ -58,6 +50,10 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
         )
     if not summary.expires_at:  # the signer always sets one: a file without never expires
         raise DatacrumbsError(f"probe file {path} refused: it has no expiry (summary.expires_at)")
-    if _expiry(summary.expires_at) < datetime.now(UTC):
+    try:
+        expires = summary.time("expires_at")
+    except ValueError as exc:
+        raise DatacrumbsError(str(exc)) from None
+    if expires < datetime.now(UTC):
         raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
     return model

@@ -26,11 +26,12 @@ from datacrumbs.common.fd_paths import open_directory
 from datacrumbs.common.logs import journal_only, setup_logging
 from datacrumbs.common.notify import Notifier
 from datacrumbs.common.probe_file import config_name
-from datacrumbs.common.probes import Probe, ProbeFile, ProbeType
+from datacrumbs.common.probes import Probe, ProbeFile
 from datacrumbs.common.run_files import RunFiles
 from datacrumbs.common.run_id import resolve_run_id
 from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
+from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
@@ -44,24 +45,10 @@ __all__ = ["TICK_SECONDS", "run_daemon", "target_of"]
 #: Seconds between checks of the probes' hit rates and STATUS= updates while tracing.
 TICK_SECONDS = 1.0
 
-_GROUPS = {
-    ProbeType.SYSCALLS: "syscalls",
-    ProbeType.KPROBE: "kprobes",
-    ProbeType.UPROBE: "binary",
-    ProbeType.USDT: "usdt",
-    ProbeType.CUSTOM: "custom",
-}
-
 
 def target_of(probe: Probe, function: str) -> Target:
-    """The status-database key of one function of one probe (upstream's groups and scopes)."""
-    if probe.type is ProbeType.UPROBE:
-        scope = probe.binary_path or ""
-    elif probe.type is ProbeType.USDT:
-        scope = f"{probe.binary_path or ''}\n{probe.provider or ''}"
-    else:
-        scope = ""
-    return Target(_GROUPS[probe.type], scope, function)
+    """The status-database key of one function of one probe."""
+    return status_target(probe.type, probe.binary_path, probe.provider, function)
 
 
 def _outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+import systemd.daemon
+
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.run_files import ReadyFile, wait_ready
 
@@ -35,8 +37,8 @@ STOP_TIMEOUT = 120.0  # detaching probes and draining the ring buffer can take s
 
 
 def systemd_is_running() -> bool:
-    """True when PID 1 is systemd (what ``sd_booted()`` checks)."""
-    return Path("/run/systemd/system").is_dir()
+    """True when PID 1 is systemd (libsystemd's ``sd_booted()``)."""
+    return bool(systemd.daemon.booted())
 
 
 def _stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:

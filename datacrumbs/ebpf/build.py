@@ -27,9 +27,20 @@ __all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
 
 #: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ("datacrumbs.bpf.c", "dc_records.h")
+SOURCES = ("datacrumbs.bpf.c", "dc_records.h", "dc_arch.h")
 LIBBPF_INCLUDE = Path("/usr/include")
-CFLAGS = ("-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
+#: libbpf's name of each machine (bpf_tracing.h); dc_arch.h says which are implemented.
+_TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv", "s390x": "s390"}
+_MACHINE = os.uname().machine
+CFLAGS = (
+    "-O2",
+    "-g",
+    "-target",
+    "bpf",
+    f"-D__TARGET_ARCH_{_TARGET_ARCH.get(_MACHINE, _MACHINE)}",
+    "-Wall",
+    "-Werror",
+)
 
 
 class BuildError(RuntimeError):

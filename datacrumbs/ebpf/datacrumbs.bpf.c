@@ -30,14 +30,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "dc_arch.h"
 #include "dc_records.h"
-
-/* libbpf 1.1's bpf_tracing.h stops at PT_REGS_PARM5 on x86-64; the sixth argument is r9. */
-#ifdef PT_REGS_PARM6
-#define DC_PT_REGS_PARM6(x) PT_REGS_PARM6(x)
-#else
-#define DC_PT_REGS_PARM6(x) ((x)->r9)
-#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -374,13 +368,13 @@ static __always_inline __u64 dc_syscall_cookie(__u64 nr)
 	return cookie ? *cookie : 0;
 }
 
-/* A 32-bit (ia32) syscall: its number means another syscall in the x86-64 table. The syscall
+/* A 32-bit compat syscall: its number means another syscall in the native table. The syscall
  * tracepoints skip these too. */
 static __always_inline bool dc_compat_syscall(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	return task->thread_info.status & DC_TS_COMPAT;
+	return DC_COMPAT_SYSCALL(task);
 }
 
 /* Raw syscall entry (every syscall of every process): the untraced ones return after one
@@ -400,13 +394,7 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 		th->sys.ts = 0;
 		return 0;
 	}
-	/* x86-64 syscall arguments: di, si, dx, r10, r8, r9 */
-	th->sys.args[0] = regs->di;
-	th->sys.args[1] = regs->si;
-	th->sys.args[2] = regs->dx;
-	th->sys.args[3] = regs->r10;
-	th->sys.args[4] = regs->r8;
-	th->sys.args[5] = regs->r9;
+	DC_SYSCALL_ARGS(regs, th->sys.args);
 	th->sys.ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -414,7 +402,7 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(dc_raw_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 cookie = dc_syscall_cookie(regs->orig_ax);
+	__u64 cookie = dc_syscall_cookie(DC_SYSCALL_NR(regs));
 
 	if (!cookie)
 		return 0; /* before the clock read: untraced syscalls pay only the lookup */

@@ -15,8 +15,6 @@
 /* Syscall numbers the cookie map covers (x86-64 numbers are below 512; x32 ones, with bit 30
  * set, fall outside and are never traced). */
 #define DC_MAX_SYSCALL_NR 512
-/* thread_info.status bit of a task in a 32-bit syscall (arch/x86/include/asm/thread_info.h) */
-#define DC_TS_COMPAT 0x0002
 
 #define DC_FNV_OFFSET 0xcbf29ce484222325ULL
 #define DC_FNV_PRIME 0x100000001b3ULL

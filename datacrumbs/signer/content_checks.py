@@ -65,18 +65,15 @@ def _schema(document: dict[str, Any]) -> ProbeFile:
         ) from None
 
 
-def _parse_time(what: str, text: str | None) -> datetime:
-    if not text:
-        raise ContentRefused(f"summary.{what} is missing")
+def _parse_time(model: ProbeFile, field: str) -> datetime:
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ContentRefused(f"summary.{what} {text!r} is not an ISO 8601 time") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return model.summary.time(field)
+    except ValueError as exc:
+        raise ContentRefused(str(exc)) from None
 
 
 def _check_expiry(model: ProbeFile, now: datetime) -> None:
-    expires = _parse_time("expires_at", model.summary.expires_at)
+    expires = _parse_time(model, "expires_at")
     if expires <= now:
         raise ContentRefused(f"summary.expires_at {model.summary.expires_at} is in the past")
     if expires > now + MAX_EXPIRY:
@@ -85,7 +82,7 @@ def _check_expiry(model: ProbeFile, now: datetime) -> None:
             f"{MAX_EXPIRY.days} days away"
         )
     if model.summary.created_at is not None:
-        _parse_time("created_at", model.summary.created_at)
+        _parse_time(model, "created_at")
 
 
 def _not_writable_by_others(path: Path, info: os.stat_result, what: str) -> None:

@@ -47,7 +47,7 @@ COOKIE_MACROS = {
     "DC_UPROBE_PTR_SIZE",
 }
 #: Header macros and structs that user space does not mirror (BPF side only).
-KERNEL_ONLY_MACROS = {"DC_RECORDS_H", "DC_TS_COMPAT"}
+KERNEL_ONLY_MACROS = {"DC_RECORDS_H"}
 KERNEL_ONLY_STRUCTS = {"dc_inflight", "dc_thread", "dc_ukey", "dc_fdkey"}
 
 U64 = (1 << 64) - 1

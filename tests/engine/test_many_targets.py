@@ -13,8 +13,10 @@ import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import build, features, libbpf, syscalls, uprobes
-from datacrumbs.ebpf.syscalls import SYSCALL_NUMBERS, syscall_number
+from datacrumbs.ebpf import build, features, libbpf, uprobes
+from datacrumbs.ebpf.arch import syscall_numbers
+from datacrumbs.ebpf.features import TRACEFS
+from datacrumbs.ebpf.syscalls import syscall_number
 
 N_FUNCTIONS = 200
 
@@ -155,9 +157,9 @@ def test_syscall_numbers_match_the_system_headers_and_cover_every_tracepoint():
     if header.exists():
         defined = dict(re.findall(r"#define __NR_(\w+) (\d+)", header.read_text()))
         assert {k: int(v) for k, v in defined.items()} == {
-            k: v for k, v in SYSCALL_NUMBERS.items() if k in defined
+            k: v for k, v in syscall_numbers("x86_64").items() if k in defined
         }
-    events = Path(syscalls.TRACEFS, "events", "syscalls")
+    events = Path(TRACEFS, "events", "syscalls")
     missing = []
     for entry in os.listdir(events):
         if entry.startswith("sys_enter_"):

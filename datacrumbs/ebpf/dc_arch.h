@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What the BPF programs need to know of the CPU architecture, in one place: where a syscall's
+ * arguments and number are in pt_regs, the sixth function argument, and how to tell a 32-bit
+ * compat syscall. x86-64 is implemented; the user-space side is datacrumbs/ebpf/arch.py
+ * (syscall numbers, symbol names). Another architecture stops the build here, with its name.
+ */
+#ifndef DC_ARCH_H
+#define DC_ARCH_H
+
+#if defined(__TARGET_ARCH_x86)
+
+/* x86-64 syscall arguments: di, si, dx, r10, r8, r9 (not the function-call r10 -> cx). */
+#define DC_SYSCALL_ARGS(regs, args)           \
+	do {                                  \
+		(args)[0] = (regs)->di;       \
+		(args)[1] = (regs)->si;       \
+		(args)[2] = (regs)->dx;       \
+		(args)[3] = (regs)->r10;      \
+		(args)[4] = (regs)->r8;       \
+		(args)[5] = (regs)->r9;       \
+	} while (0)
+/* The syscall number, still there at exit. */
+#define DC_SYSCALL_NR(regs) ((regs)->orig_ax)
+
+/* libbpf 1.1's bpf_tracing.h stops at PT_REGS_PARM5 on x86-64; the sixth argument is r9. */
+#ifdef PT_REGS_PARM6
+#define DC_PT_REGS_PARM6(x) PT_REGS_PARM6(x)
+#else
+#define DC_PT_REGS_PARM6(x) ((x)->r9)
+#endif
+
+/* thread_info.status bit of a task in a 32-bit syscall (arch/x86/include/asm/thread_info.h):
+ * its number means another syscall in the x86-64 table. */
+#define DC_TS_COMPAT 0x0002
+#define DC_COMPAT_SYSCALL(task) ((task)->thread_info.status & DC_TS_COMPAT)
+
+#else
+#error "datacrumbs.bpf.c: only x86-64 is implemented (see dc_arch.h and datacrumbs/ebpf/arch.py)"
+#endif
+
+#endif /* DC_ARCH_H */

@@ -9,6 +9,7 @@ as upstream DataCrumbs has them: ``system_configuration`` (settings, keyed by th
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
@@ -55,7 +56,7 @@ def read_table(path: Path, table: str) -> dict[str, str]:
     if not path.is_file():
         raise DatacrumbsError(f"{path}: no such file")
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             rows = db.execute(f"SELECT key, value FROM {table} ORDER BY key").fetchall()
     except sqlite3.DatabaseError as exc:
         raise DatacrumbsError(f"{path}: cannot read table {table}: {exc}") from None
@@ -73,7 +74,8 @@ def write_system_config(path: Path, config: dict[str, str], summary: dict[str, s
         same_summary = all(current_summary.get(k) == v for k, v in summary.items())
         if same_summary and read_table(path, "system_configuration") == config:
             return False
-    with sqlite3.connect(path) as db:
+    # closing() closes; the inner ``with`` commits the transaction (or rolls it back).
+    with closing(sqlite3.connect(path)) as db, db:
         db.executescript(_SCHEMA)
         db.execute("DELETE FROM system_configuration")
         db.executemany("INSERT INTO system_configuration VALUES (?, ?)", sorted(config.items()))

@@ -23,13 +23,13 @@ import json
 import os
 import re
 import sys
-import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datacrumbs.common.errors import DatacrumbsError, run_cli
+from datacrumbs.trace.reading import iter_trace_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,7 +39,6 @@ __all__ = [
     "FunctionTotals",
     "TraceSummary",
     "how_to_open",
-    "iter_trace_lines",
     "main",
     "render_tables",
     "summarize",
@@ -119,35 +118,6 @@ class TraceSummary:
                 {"pid": pid, "comm": comm} for pid, comm in sorted(self.processes.items())
             ],
         }
-
-
-def iter_trace_lines(path: Path) -> Iterator[bytes]:
-    """Every complete line of a trace (without its newline), streamed: a cut trace yields the
-    lines up to its last flush. Raises :class:`DatacrumbsError` for a file that is missing or
-    not a gzip stream."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, generator
-    except FileNotFoundError:
-        raise DatacrumbsError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DatacrumbsError(f"{path}: is a directory, not a trace") from None
-    except PermissionError:
-        raise DatacrumbsError(f"{path}: permission denied") from None
-    with handle:
-        inflate = zlib.decompressobj(31)
-        rest = b""
-        while chunk := handle.read(_CHUNK):
-            try:
-                text = inflate.decompress(chunk)
-            except zlib.error:
-                raise DatacrumbsError(
-                    f"{path}: not a datacrumbs trace (not gzip data, or corrupt)"
-                ) from None
-            lines = (rest + text).split(b"\n")
-            rest = lines.pop()
-            yield from lines
-            if inflate.eof:
-                break
 
 
 # The daemon's complete-event line (datacrumbs.trace.format), matched without json.loads: about
@@ -308,7 +278,7 @@ def how_to_open(path: Path) -> list[str]:
         "  Python:   import gzip, json",
         f"            events = [json.loads(line) for line in gzip.open({str(path)!r}, 'rt')",
         "                      if line.startswith('{')]",
-        "            (a cut trace: datacrumbs.trace.writer.read_trace_lines(path))",
+        "            (a cut trace: datacrumbs.trace.reading.read_trace_lines(path))",
     ]
 
 

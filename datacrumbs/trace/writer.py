@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from datacrumbs.ebpf.sink import LossCounts
     from datacrumbs.trace.format import EventFormatter
 
-__all__ = ["TraceWriter", "read_trace_lines"]
+__all__ = ["TraceWriter"]
 
 _RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE = range(5)
 
@@ -181,12 +181,3 @@ class TraceWriter:
             n = os.write(self._fd, view)
             view = view[n:]
         self.bytes_out += len(data)
-
-
-def read_trace_lines(path: str | os.PathLike[str]) -> list[str]:
-    """Every complete line of a trace, also of one whose writer was killed (no gzip trailer,
-    possibly a cut deflate block): what a tolerant reader sees."""
-    data = Path(path).read_bytes()
-    text = zlib.decompressobj(31).decompress(data)
-    lines = text.split(b"\n")
-    return [line.decode() for line in lines[:-1]]

@@ -17,7 +17,7 @@ from pathlib import Path
 from daemon_support import JOB_USER, Daemon, NotifySocket, as_job_user, run_daemon
 
 from datacrumbs.common.status_db import StatusDB
-from datacrumbs.trace.writer import read_trace_lines
+from datacrumbs.trace.reading import read_trace_lines
 
 HOST = socket.gethostname()
 K, S = 25, 4096

@@ -13,7 +13,7 @@ import pytest
 from daemon_support import JOB_USER, Daemon, compile_c, run_as_job_user
 
 from datacrumbs.common.status_db import StatusDB
-from datacrumbs.trace.writer import read_trace_lines
+from datacrumbs.trace.reading import read_trace_lines
 
 SOURCE = Path(__file__).with_name("c") / "hot_loop.c"
 LIMIT = 2000

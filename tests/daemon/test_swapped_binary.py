@@ -16,7 +16,7 @@ import pytest
 from daemon_support import JOB_USER, Daemon, compile_c, run_as_job_user
 
 from datacrumbs.ebpf.elf_symbols import ElfSymbols
-from datacrumbs.trace.writer import read_trace_lines
+from datacrumbs.trace.reading import read_trace_lines
 
 SOURCE = Path(__file__).with_name("c") / "selfcheck.c"
 POSIX = {"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}

@@ -13,8 +13,8 @@ import pytest
 from demo_support import TracedRun
 from support import command
 
+from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.summary import summarize
-from datacrumbs.trace.writer import read_trace_lines
 
 
 def _lines_bytes(lines: int) -> int:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf.engine import Engine, EngineConfig, TargetOutcome
+from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.recording import Recording, RecordingStats
-from datacrumbs.trace.writer import TraceWriter, read_trace_lines
+from datacrumbs.trace.writer import TraceWriter
 
 
 @dataclass(frozen=True)

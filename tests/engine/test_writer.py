@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-from datacrumbs.trace.writer import TraceWriter, read_trace_lines
+from datacrumbs.trace.reading import read_trace_lines
+from datacrumbs.trace.writer import TraceWriter
 
 WRITER = textwrap.dedent(
     """

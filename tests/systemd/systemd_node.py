@@ -23,7 +23,7 @@ from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.install.runtime import default_cache_dir
 from datacrumbs.service.instance_files import log_file_path
-from datacrumbs.trace.writer import read_trace_lines
+from datacrumbs.trace.reading import read_trace_lines
 
 __all__ = ["JOB_USER", "Node"]
 

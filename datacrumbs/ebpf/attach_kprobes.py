@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from datacrumbs.common.dftracer_names import KERNEL
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf import kernel_btf, uprobes
@@ -43,7 +44,11 @@ class KprobeAttacher:
             signature, probe.function_arguments.get(function, [])
         )
         spec = ctx.functions.add(
-            function, probe.name, uprobes.argument_fields(values), has_return=has_return
+            function,
+            KERNEL,
+            uprobes.argument_fields(values),
+            has_return=has_return,
+            labels=(("category", probe.name),),
         )
         cookie = spec.fid | (0 if has_return else uprobes.NO_RETURN_COOKIE)
         obj = ctx.obj

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from datacrumbs.common.dftracer_names import POSIX, syscall_call_name
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf import syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
+from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
 
 __all__ = [
@@ -51,7 +53,7 @@ class SyscallAttacher:
             return ctx.failed(probe, function, str(exc.args[0]))
         if reason := ctx.claim("syscall", layout.tracepoint, probe):
             return ctx.failed(probe, function, reason)
-        spec = ctx.functions.add(function, probe.name, layout.fields, layout.has_file)
+        spec = self._add(probe, function, layout)
         cookie = syscalls.syscall_cookie(spec.fid, layout)
         tp = layout.tracepoint
         obj = ctx.obj
@@ -97,7 +99,7 @@ class SyscallAttacher:
         if reason := self._raw_syscall_links():
             del ctx.claims[("syscall", layout.tracepoint)]
             return ctx.failed(probe, function, reason)
-        spec = ctx.functions.add(function, probe.name, layout.fields, layout.has_file)
+        spec = self._add(probe, function, layout)
         cookie = syscalls.syscall_cookie(spec.fid, layout)
         try:
             map_update(
@@ -111,6 +113,13 @@ class SyscallAttacher:
             return ctx.failed(probe, function, str(exc))
         self._numbers.add(nr)
         return ctx.succeeded(probe, function)
+
+    def _add(self, probe: Probe, function: str, layout: syscalls.SyscallLayout) -> FunctionSpec:
+        """The function's trace identity: the POSIX layer, the libc-level name the DFTracer
+        tools class by, the syscall and the probe file's category kept in ``args``."""
+        labels = (("syscall", function), ("category", probe.name))
+        name = syscall_call_name(function)
+        return self.ctx.functions.add(name, POSIX, layout.fields, layout.has_file, labels=labels)
 
     def release(self) -> None:
         """After the links are gone: clear the cookie map, so that a later attach starts clean."""

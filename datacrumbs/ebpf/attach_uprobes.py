@@ -13,9 +13,11 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from datacrumbs.common.probes import Probe
+from datacrumbs.common.dftracer_names import layer_of
+from datacrumbs.common.probes import FunctionArgument, Probe
 from datacrumbs.ebpf import uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
+from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.link_set import FunctionLinks
 
@@ -49,6 +51,17 @@ class _Group:
 
     binary: str
     targets: list[_Planned]
+
+
+def _add(
+    ctx: AttachContext, probe: Probe, name: str, arguments: list[FunctionArgument]
+) -> FunctionSpec:
+    """The function's trace identity: its layer by library (STDIO for the C library's buffered
+    I/O, MPI, HDF5, ..., APP for the program's own code), its symbol name, and the probe
+    file's category kept in ``args``."""
+    layer = layer_of(probe.binary_path, name)
+    labels = (("category", probe.name),)
+    return ctx.functions.add(name, layer, uprobes.argument_fields(arguments), labels=labels)
 
 
 class UprobeAttacher:
@@ -135,7 +148,7 @@ class UprobeAttacher:
         if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
             return ctx.failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
-        spec = ctx.functions.add(name, probe.name, uprobes.argument_fields(arguments))
+        spec = _add(ctx, probe, name, arguments)
         cookie = uprobes.function_cookie(spec.fid, arguments)
         obj = ctx.obj
         outcome = ctx.attach_pair(
@@ -158,7 +171,7 @@ class UprobeAttacher:
         if reason := self._claim_address(probe.binary_path, name, claim, probe):
             return self.ctx.failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
-        spec = self.ctx.functions.add(name, probe.name, uprobes.argument_fields(arguments))
+        spec = _add(self.ctx, probe, name, arguments)
         cookie = uprobes.function_cookie(spec.fid, arguments)
         return _Planned(probe, function, claim, offset, spec.fid, cookie)
 

@@ -44,6 +44,8 @@ class FunctionSpec:
     fields: tuple[ArgField, ...] = ()
     has_file: bool = False  # whether events carry an fhash (fd or path argument)
     has_return: bool = True  # False: the return value is not an integer and is not written
+    #: Constant string ``args`` of every event (``syscall``, ``category``): fixed at attach.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -60,12 +62,13 @@ class FunctionTable:
         fields: tuple[ArgField, ...] = (),
         has_file: bool = False,
         has_return: bool = True,
+        labels: tuple[tuple[str, str], ...] = (),
     ) -> FunctionSpec:
         fid = self._last_fid + 1
         if fid > MAX_FUNCTION_ID:
             raise ValueError(f"more than {MAX_FUNCTION_ID} functions to trace")
         self._last_fid = fid
-        spec = FunctionSpec(fid, name, category, fields, has_file, has_return)
+        spec = FunctionSpec(fid, name, category, fields, has_file, has_return, labels)
         self.specs[fid] = spec
         return spec
 

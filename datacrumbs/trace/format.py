@@ -81,9 +81,9 @@ class _Template:
     def __init__(self, spec: FunctionSpec, hhash: str) -> None:
         head = (
             '{"id":%d,"name":'
-            + _json(spec.name)
+            + _json(spec.name).replace("%", "%%")
             + ',"cat":'
-            + _json(spec.category)
+            + _json(spec.category).replace("%", "%%")
             + ',"pid":%d,"tid":%d,"ts":%d,"dur":%d,"ph":"X","args":{"hhash":"'
             + hhash
             + ('","ret":%d' if spec.has_return else '"')
@@ -91,6 +91,10 @@ class _Template:
         body = "".join(
             ',"' + f.key.replace('"', "") + ('":"%016x"' if f.kind is ArgKind.HASH else '":%d')
             for f in spec.fields
+        ) + "".join(
+            # constant: written once into the template ("%" doubled for the % formatting)
+            f",{_json(key)}:{_json(value)}".replace("%", "%%")
+            for key, value in spec.labels
         )
         self.without_file = (head + body + "}}\n").encode()
         # the fhash goes in as cached hex bytes (%s): cheaper than %016x per event
@@ -150,36 +154,37 @@ class EventFormatter:
         args = f'{{"hhash":"{self.hhash}","name":{_json(self.hostname)},"value":"{self.hhash}"}}'
         return self._meta("HH", self._pid, self._tid, args)
 
-    def _tracer_event(self, name: str, phase: str, args: Mapping[str, int | str]) -> str:
-        """An event of the tracer itself (``cat`` datacrumbs), stamped now."""
+    def _tracer_event(self, name: str, args: Mapping[str, int | str]) -> str:
+        """A record of the tracer itself, stamped now: metadata (``ph`` ``M``, ``cat``
+        datacrumbs), so that the DFTracer tools neither count it as a call nor take it for a
+        system metric (they do both with ``C`` counter events)."""
         ts = (time.monotonic_ns() + self._offset) // 1000
-        scope = ',"s":"g"' if phase == "i" else ""
         line = (
             f'{{"id":{self.next_id},"name":{_json(name)},"cat":"datacrumbs","pid":{self._pid},'
-            f'"tid":{self._tid},"ts":{ts},"ph":"{phase}"{scope},'
+            f'"tid":{self._tid},"ts":{ts},"ph":"M",'
             f'"args":{json.dumps(args, separators=(",", ":"))}}}\n'
         )
         self.next_id += 1
         return line
 
     def loss_line(self, loss: LossCounts) -> str:
-        """An in-band counter event: cumulative losses so far."""
+        """The loss so far, in band: cumulative counts, written when they change."""
         counts = {"lost_events": loss.total_events, "lost_names": loss.names}
-        return self._tracer_event("lost_events", "C", counts | {"lost_tasks": loss.tasks})
+        return self._tracer_event("datacrumbs_loss", counts | {"lost_tasks": loss.tasks})
 
     def notice_line(self, name: str, args: Mapping[str, int | str]) -> str:
-        """An instant event (``ph`` ``i``, global scope) of the tracer itself, now: something
-        that changed what the trace holds from here on (a probe detached)."""
-        return self._tracer_event(name, "i", args)
+        """Something that changed what the trace holds from here on (a probe detached)."""
+        return self._tracer_event(name, args)
 
     def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
-        """The end-of-run summary, as a DFTracer process (PR) metadata event; ``events`` is
-        this formatter's count of call events."""
+        """The end-of-run summary, as a metadata record of the tracer's own (``events`` is this
+        formatter's count of call events); not DFTracer's process metadata (``PR``), which the
+        tools read as a process name."""
         fields: dict[str, int | float | str] = {"events": self.events}
         fields.update((k, v) for k, v in summary.items() if k != "events")
         value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
-        return self._meta("PR", self._pid, self._tid, args)
+        return self._meta("datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs")
 
     def _name_line(self, chunk: bytes, rec: int) -> str:
         _, length, fhash, pid, tid = NAME_HEADER.unpack_from(chunk, rec)

@@ -10,10 +10,11 @@ Why it streams: traces hold millions of events. The file is decompressed in chun
 line is parsed once (``json.loads`` is ~1 µs a line, the same order as the rest of the
 bookkeeping); nothing but the per-function and per-file totals is kept.
 
-What "bytes" means: the bytes a call did, i.e. its return value, for calls that ask for a size
-(``args.size``: the read/write family, getdents); calls whose return value is not a byte count
-(``mmap`` returns an address, ``ftruncate`` 0) are recognised by ``ret`` being negative or
-larger than ``size`` and add nothing.
+What "bytes" means: the bytes a call moved, i.e. its positive return value, for the data calls
+(read, pread, readv, preadv, write, pwrite, writev, pwritev, sendfile, copy_file_range, splice:
+``common.dftracer_names.DATA_CALLS``, by the libc-level name the trace gives them) and for
+other calls that ask for a size (``args.size``, e.g. readdir) when ``ret`` is within it. A
+return value that is not a byte count (``mmap``'s address, ``ftruncate``'s 0) adds nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datacrumbs.common.dftracer_names import DATA_CALLS
 from datacrumbs.common.errors import DatacrumbsError, run_cli
 from datacrumbs.trace.reading import iter_trace_lines
 
@@ -48,6 +50,7 @@ __all__ = [
 PROG = "datacrumbs_summary"
 _CHUNK = 1 << 20
 _LOSS_KEYS = ("lost_events", "lost_names", "lost_tasks")
+_DATA_CALLS = frozenset(name.encode() for name in DATA_CALLS)
 
 
 @dataclass
@@ -130,7 +133,8 @@ _Call = tuple[bytes, bytes, int, int, int, "int | None", "bytes | None"]
 
 
 def _fast_call(line: bytes) -> _Call | None:
-    """(name, cat, pid, dur, ret, size, fhash) of a daemon-written "X" line, else None."""
+    """(name, category, pid, dur, ret, size, fhash) of a daemon-written "X" line, else None;
+    the category is the probe file's (``args.category``), else the layer (``cat``)."""
     m = _X_LINE.fullmatch(line)
     if m is None:
         return None
@@ -140,6 +144,8 @@ def _fast_call(line: bytes) -> _Call | None:
         if (i := rest.find(b',"size":')) >= 0:
             end = rest.find(b",", i + 8)
             size = int(rest[i + 8 : end] if end >= 0 else rest[i + 8 :])
+        if (k := rest.find(b',"category":"')) >= 0:  # the probe file's name for it
+            cat = rest[k + 13 : rest.index(b'"', k + 13)]
         if (j := rest.find(b',"fhash":"')) >= 0:
             fhash = rest[j + 10 : rest.index(b'"', j + 10)]
     except ValueError:
@@ -152,7 +158,7 @@ def _json_call(event: dict[str, Any]) -> _Call:
     fhash = args.get("fhash")
     return (
         str(event["name"]).encode(),
-        str(event.get("cat", "")).encode(),
+        str(args.get("category") or event.get("cat", "")).encode(),
         event.get("pid", 0),
         event.get("dur", 0),
         args.get("ret", 0),
@@ -186,14 +192,14 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
                 raise DatacrumbsError(
                     f"{summary.path}: line {number} is not a trace event"
                 ) from None
+            if ph == "M" and event.get("name") == "datacrumbs_loss":
+                for key in _LOSS_KEYS:
+                    summary.lost[key] = max(summary.lost[key], event["args"].get(key, 0))
+                continue
             if ph == "M":
                 _metadata(event, summary, file_names)
                 if event["args"].get("name") == "datacrumbs_summary":
                     daemon_summary = event["args"].get("value")
-                continue
-            if ph == "C" and event.get("name") == "lost_events":
-                for key in _LOSS_KEYS:
-                    summary.lost[key] = max(summary.lost[key], event["args"].get(key, 0))
                 continue
             if ph != "X":
                 continue
@@ -202,7 +208,7 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
         if wanted is not None and pid not in wanted:
             summary.other_events += 1
             continue
-        done = ret if size is not None and 0 < ret <= size else 0
+        done = ret if ret > 0 and (name in _DATA_CALLS or (size is not None and ret <= size)) else 0
         totals = by_key.get((name, cat))
         if totals is None:
             by_key[(name, cat)] = [1, done, dur]

@@ -99,9 +99,9 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     assert all(
         e["args"]["size"] == S and e["args"]["ret"] == S and e["args"]["fd"] == fd for e in writes
     )
-    preads = on_data("pread64")
+    preads = on_data("pread")
     assert sorted(e["args"]["offset"] for e in preads) == [i * S for i in range(K)]
-    assert [e["args"]["ret"] for e in on_data("openat")] == [fd]
+    assert [e["args"]["ret"] for e in on_data("open")] == [fd]
     assert [e["args"]["fd"] for e in on_data("fsync")] == [fd]
     assert [(e["args"]["fd"], e["args"]["ret"]) for e in on_data("close")] == [(fd, 0)]
     assert all(e["tid"] == pid for e in mine)  # single-threaded: tid == pid, not swapped

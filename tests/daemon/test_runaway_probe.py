@@ -55,7 +55,7 @@ def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing
     cold = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_cold"]
     [notice] = [e for e in events if e.get("name") == "probe_detached"]
     reason = notice["args"]["reason"]
-    assert notice["ph"] == "i" and notice["cat"] == "datacrumbs"
+    assert notice["ph"] == "M" and notice["cat"] == "datacrumbs"
     assert notice["args"] | {"reason": ""} == {
         "category": "app",
         "function": "dc_hot",

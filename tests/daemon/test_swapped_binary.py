@@ -69,7 +69,7 @@ def test_unswapped_binary_is_traced_every_call(
     assert "4 attached, 0 failed" in daemon.stderr
     events = [json.loads(line) for line in read_trace_lines(trace)[1:-1]]
     calls = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_target"]
-    assert len(calls) == CALLS and {e["cat"] for e in calls} == {"app"}
+    assert len(calls) == CALLS and {e["args"]["category"] for e in calls} == {"app"}
 
 
 @pytest.mark.parametrize("swap", ["symlink", "replace"])

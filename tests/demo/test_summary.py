@@ -13,6 +13,7 @@ import pytest
 from demo_support import TracedRun
 from support import command
 
+from datacrumbs.common.dftracer_names import DATA_CALLS
 from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.summary import summarize
 
@@ -23,7 +24,9 @@ def _lines_bytes(lines: int) -> int:
 
 
 def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Counter, Counter]:
-    """Counts, bytes and durations per (name, cat), read plainly with json.loads."""
+    """Counts, bytes and durations per (name, category), read plainly with json.loads: the
+    category is the probe file's (``args.category``); bytes are the positive returns of the
+    data calls, and of other calls within their ``size``."""
     counts: Counter = Counter()
     done: Counter = Counter()
     durations: Counter = Counter()
@@ -33,11 +36,13 @@ def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Count
         event = json.loads(line)
         if event["ph"] != "X" or (pid is not None and event["pid"] != pid):
             continue
-        key = (event["name"], event["cat"])
+        args = event["args"]
+        key = (event["name"], args.get("category", event["cat"]))
         counts[key] += 1
         durations[key] += event["dur"]
-        args = event["args"]
-        if "size" in args and 0 < args["ret"] <= args["size"]:
+        if args["ret"] > 0 and (
+            event["name"] in DATA_CALLS or ("size" in args and args["ret"] <= args["size"])
+        ):
             done[key] += args["ret"]
     return counts, done, durations
 
@@ -156,8 +161,8 @@ def _gzip_lines(path: Path, lines: list[str], finish: bool = True) -> Path:
 
 def test_loss_comes_from_the_last_counter_of_a_trace_without_end_summary(tmp_path: Path) -> None:
     counter = (
-        '{"id":%d,"name":"lost_events","cat":"datacrumbs","pid":1,"tid":1,"ts":5,'
-        '"ph":"C","args":{"lost_events":%d,"lost_names":%d,"lost_tasks":0}}'
+        '{"id":%d,"name":"datacrumbs_loss","cat":"datacrumbs","pid":1,"tid":1,"ts":5,'
+        '"ph":"M","args":{"lost_events":%d,"lost_names":%d,"lost_tasks":0}}'
     )
     write = (
         '{"id":2,"name":"write","cat":"io","pid":7,"tid":7,"ts":1,"dur":3,"ph":"X",'

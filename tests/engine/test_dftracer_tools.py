@@ -37,18 +37,19 @@ def test_dftracer_validates_and_counts_the_trace(
                 capture_output=True,
             )
     trace = s.trace
-    assert trace.stats.lost > 0  # the loss counter events are part of what is validated
+    assert trace.stats.lost > 0  # the loss records are part of what is validated
 
     validated = _run_tool("dftracer_validate", "--files", str(trace.path))
     assert validated.returncode == 0, validated.stderr
     body_lines = len(trace.lines) - 2  # DFTracer skips the "[" and "]" wrapper lines
     assert f"1 passed, 0 failed, {body_lines} lines" in validated.stdout
 
-    # dftracer_event_count counts every event but metadata (ph "M"): X and C events here.
+    # dftracer_event_count counts every event but metadata (ph "M"): the calls alone, the
+    # loss records being the tracer's own metadata.
     counted = _run_tool(
         "dftracer_event_count", "-d", str(trace.path.parent), "--index-dir", str(tmp_path / "idx")
     )
     assert counted.returncode == 0, counted.stderr
     not_metadata = [e for e in trace.objects if e["ph"] != "M"]
-    assert int(counted.stdout.split()[-1]) == len(not_metadata)
+    assert int(counted.stdout.split()[-1]) == len(not_metadata) == len(trace.events)
     assert len(trace.events) == trace.stats.events

@@ -21,7 +21,7 @@ def test_file_io_workload_is_traced_call_by_call(
     binary = compile_c("file_io.c", "file_io")
     work = user_dir(public_dir, traced_user, "syscalls")
     path = work / "data.bin"
-    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=IO_CALLS)]
+    probes = [Probe(type=ProbeType.SYSCALLS, name="posix_io", functions=IO_CALLS)]
     with session(probes, uid=traced_user.uid, syscall_mode=syscall_mode) as s:
         out = subprocess.run(
             as_user(traced_user, [str(binary), str(path), str(K), str(S)]),
@@ -44,7 +44,19 @@ def test_file_io_workload_is_traced_call_by_call(
     mine = [e for e in trace.events_of(pid) if e["args"].get("fhash") == fhash]
     assert {e["tid"] for e in trace.events_of(pid)} == {pid}
 
-    opens = [e for e in mine if e["name"] == "openat"]
+    # DFTracer's conventions: the POSIX layer, libc-level names, the syscall and the probe
+    # file's category in args
+    assert {e["cat"] for e in mine} == {"POSIX"}
+    assert {(e["name"], e["args"]["syscall"]) for e in mine} == {
+        ("open", "openat"),
+        ("write", "write"),
+        ("pread", "pread64"),
+        ("fsync", "fsync"),
+        ("close", "close"),
+    }
+    assert {e["args"]["category"] for e in mine} == {"posix_io"}
+
+    opens = [e for e in mine if e["name"] == "open"]
     assert len(opens) == 1 and opens[0]["args"]["ret"] == fd
 
     writes = [e for e in mine if e["name"] == "write"]
@@ -52,7 +64,7 @@ def test_file_io_workload_is_traced_call_by_call(
     assert all(e["args"]["size"] == S and e["args"]["ret"] == S for e in writes)
     assert all(e["args"]["fd"] == fd for e in writes)
 
-    preads = [e for e in mine if e["name"] == "pread64"]
+    preads = [e for e in mine if e["name"] == "pread"]
     assert sorted(e["args"]["offset"] for e in preads) == [i * S for i in range(K)]
     assert all(e["args"]["size"] == S and e["args"]["ret"] == S for e in preads)
 
@@ -69,7 +81,7 @@ def test_file_io_workload_is_traced_call_by_call(
 
     # events are in call order within the thread, on the wall clock
     sequence = [e["name"] for e in sorted(mine, key=lambda e: e["ts"])]
-    assert sequence == ["openat"] + ["write"] * K + ["pread64"] * K + ["fsync", "close"]
+    assert sequence == ["open"] + ["write"] * K + ["pread"] * K + ["fsync", "close"]
     assert all(e["dur"] >= 0 for e in mine)
 
 

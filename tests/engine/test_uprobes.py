@@ -71,7 +71,9 @@ def test_library_functions_are_traced_with_arguments_and_returns(
     ]
     peeks = trace.events_of(pid, "dc_peek")
     assert [(e["args"]["value"], e["args"]["ret"]) for e in peeks] == [(41, 42)]
-    assert {e["cat"] for e in adds + scales + peeks} == {"DEMO"}
+    # the program's own library: the APP layer; the probe file's category in args
+    assert {e["cat"] for e in adds + scales + peeks} == {"APP"}
+    assert {e["args"]["category"] for e in adds + scales + peeks} == {"DEMO"}
     assert all(e["tid"] == pid and "fhash" not in e["args"] for e in adds + scales + peeks)
     assert len(trace.events) == 16
 

@@ -1,0 +1,120 @@
+"""What the DFTracer tools expect a trace to call things, in one place.
+
+datacrumbs writes DFTracer-style traces so that its users' own tools work on them, and those
+tools decide by name: dftracer-analyzer takes sizes only for events whose ``cat`` is ``POSIX``
+or ``STDIO`` (case-insensitive), from ``args.ret``, and classes each call (read, write,
+metadata, sync, ...) by its libc function name. So an event's ``cat`` is the I/O layer it
+belongs to and its ``name`` the libc-level name of the call; what datacrumbs knows beyond that
+stays in ``args``: the syscall that was traced (``args.syscall``) and the category the probe
+file gave it (``args.category``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePath
+
+__all__ = [
+    "APP",
+    "DATA_CALLS",
+    "KERNEL",
+    "POSIX",
+    "STDIO",
+    "STDIO_FUNCTIONS",
+    "layer_of",
+    "syscall_call_name",
+]
+
+POSIX = "POSIX"
+STDIO = "STDIO"
+KERNEL = "KERNEL"  # kprobes: no DFTracer layer of their own
+APP = "APP"  # functions of the program itself, or of a library of no known layer
+
+#: Syscalls whose libc-level name (the one the tools class by) differs from the syscall's.
+_SYSCALL_CALL_NAMES = {
+    "pread64": "pread",
+    "pwrite64": "pwrite",
+    "preadv2": "preadv",
+    "pwritev2": "pwritev",
+    "openat": "open",
+    "openat2": "open",
+    "creat": "open",
+    "newfstatat": "fstatat",
+    "newstat": "stat",
+    "newlstat": "lstat",
+    "newfstat": "fstat",
+    "statx": "stat",
+    "mkdirat": "mkdir",
+    "unlinkat": "unlink",
+    "renameat": "rename",
+    "renameat2": "rename",
+    "linkat": "link",
+    "symlinkat": "symlink",
+    "readlinkat": "readlink",
+    "faccessat": "access",
+    "faccessat2": "access",
+    "getdents": "readdir",
+    "getdents64": "readdir",
+    "fchmodat": "chmod",
+    "fchmodat2": "chmod",
+    "fchownat": "chown",
+}
+
+#: Calls whose return value is the bytes they moved (when positive): the read and write
+#: classes of the tools, and the calls that copy between descriptors.
+DATA_CALLS = frozenset(
+    {
+        "read",
+        "pread",
+        "readv",
+        "preadv",
+        "write",
+        "pwrite",
+        "writev",
+        "pwritev",
+        "sendfile",
+        "copy_file_range",
+        "splice",
+    }
+)
+
+#: The C library's buffered-I/O functions: the STDIO layer.
+STDIO_FUNCTIONS = frozenset(
+    {
+        "fopen", "fopen64", "fdopen", "freopen", "freopen64", "fclose", "fcloseall",
+        "fread", "fread_unlocked", "fwrite", "fwrite_unlocked", "fgets", "fgets_unlocked",
+        "fputs", "fputs_unlocked", "fgetc", "fgetc_unlocked", "fputc", "fputc_unlocked",
+        "getc", "getc_unlocked", "putc", "putc_unlocked", "ungetc", "getline", "getdelim",
+        "fprintf", "vfprintf", "fscanf", "vfscanf", "__isoc99_fscanf", "__isoc99_vfscanf",
+        "fseek", "fseeko", "fseeko64", "ftell", "ftello", "ftello64", "fgetpos", "fgetpos64",
+        "fsetpos", "fsetpos64", "rewind", "fflush", "fflush_unlocked", "setvbuf", "setbuf",
+        "feof", "ferror", "clearerr", "fileno",
+    }
+)  # fmt: skip
+
+#: Libraries of a known layer, by the start of the file name (``libmpi.so.40`` → MPI).
+_LIBRARY_LAYERS = (
+    (re.compile(r"^libc(-[\d.]+)?\.so"), POSIX),
+    (re.compile(r"^lib(mpi|mpich|mpi_cxx|mpi_mpifh|pmpi)\b"), "MPI"),
+    (re.compile(r"^libpnetcdf\b"), "PNETCDF"),
+    (re.compile(r"^libnetcdf\b"), "NETCDF"),
+    (re.compile(r"^libhdf5\b"), "HDF5"),
+)
+
+
+def syscall_call_name(syscall: str) -> str:
+    """The libc-level name of ``syscall`` (``pread64`` → ``pread``, ``openat`` → ``open``)."""
+    return _SYSCALL_CALL_NAMES.get(syscall, syscall)
+
+
+def layer_of(binary_path: str | None, function: str) -> str:
+    """The DFTracer layer of ``function`` in ``binary_path``: ``STDIO`` for the C library's
+    buffered I/O, ``POSIX`` for its other functions, ``MPI``/``HDF5``/``NETCDF``/``PNETCDF``
+    for those libraries, and ``APP`` for anything else (the program's own code)."""
+    name = PurePath(binary_path or "").name
+    for pattern, layer in _LIBRARY_LAYERS:
+        if pattern.match(name):
+            if layer == POSIX and function in STDIO_FUNCTIONS:
+                return STDIO
+            return layer
+    return APP

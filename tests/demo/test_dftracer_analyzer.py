@@ -1,0 +1,93 @@
+"""dftracer-analyzer, as the project's users run it, reports from the demo's trace exactly what
+the workload did: bytes read and written, calls per I/O class, and its files (issue 13).
+
+The analyzer classes calls by their libc name and takes sizes only for the POSIX and STDIO
+layers, from ``args.ret``; it leaves out files under the system's directories (its
+``IGNORED_FILE_PATTERNS``: the loader's reads of /etc and the libraries). The pinned analyzer
+lives in ``.venv-dftracer`` (scripts/bootstrap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from demo_support import TracedRun
+
+from datacrumbs.trace.summary import summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+ANALYZER = ROOT / ".venv-dftracer" / "bin"
+FLAT_VIEW = """
+import json, sys
+import pandas as pd
+df = pd.read_parquet(sys.argv[1])
+cols = [c for c in df.columns if c.endswith(("_count_sum", "_size_sum"))]
+print(json.dumps({str(k): {c: float(v) for c, v in row.items() if pd.notna(v)}
+                  for k, row in df[cols].iterrows()}))
+"""
+
+
+def _analyze(trace: Path, work: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """The analyzer's JSON summary and its per-class sums (flat view by process)."""
+    alone = work / "trace"
+    alone.mkdir()
+    copy = alone / trace.name  # it reads every trace in the directory: this one alone
+    shutil.copyfile(trace, copy)
+    out = work / "out"
+    result = subprocess.run(
+        [str(ANALYZER / "dfanalyzer"), "analyzer=dftracer", "analyzer/preset=posix",
+         f"trace_path={copy}", "cluster.n_workers=1", f"hydra.run.dir={out}", "output=json",
+         "view_types=[file_name,proc_name]"],
+        capture_output=True, text=True, timeout=600, cwd=work,
+        env={**os.environ, "USER": "root"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "dfanalyzer_output.json").read_text())
+    flat = subprocess.run(
+        [str(ANALYZER / "python"), "-c", FLAT_VIEW,
+         str(out / "checkpoints" / "_flat_view_file_name_1.parquet")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return summary, json.loads(flat.stdout)
+
+
+def _expected(run: TracedRun) -> dict[str, dict[str, float]]:
+    """What workload.c does to each of its files, in the analyzer's per-class sums."""
+    plan, data = run.plan, run.data_dir
+    block = float(plan.writes * plan.block)
+    notes = float(sum(len(f"line {i} of the datacrumbs demo\n") for i in range(plan.lines)))
+    files = {}
+    for i in range(plan.files):
+        again = 2 if i == 0 else 1  # data-0.bin is opened again for the preads
+        files[str(data / f"data-{i}.bin")] = {
+            "write_count": plan.writes, "write_size": block,
+            "read_count": again * plan.writes, "read_size": again * block,
+            "open_count": again, "close_count": again, "sync_count": 1,
+        }  # fmt: skip
+    files[str(data / "notes.txt")] = {  # fopen/fprintf+fflush/fclose, fopen/fgets/fclose
+        "write_count": plan.lines, "write_size": notes,
+        "read_count": 2, "read_size": notes,  # one read of it all, one of the end
+        "open_count": 2, "close_count": 2,
+    }  # fmt: skip
+    return files
+
+
+def test_the_analyzer_reports_the_workload_s_bytes_and_calls(
+    traced_run: TracedRun, tmp_path: Path
+) -> None:
+    summary, by_file = _analyze(traced_run.trace, tmp_path)
+    for path, expected in _expected(traced_run).items():
+        found = by_file[path]
+        assert {k: found.get(f"posix_{k}_sum", 0.0) for k in expected} == expected, path
+    # every byte of the trace is in the analyzer's total, none left without a size
+    [view] = [v for k, v in summary["views"].items() if k == "proc_name"]
+    posix = view["summary"]["layers"]["posix"]
+    ours = summarize(traced_run.trace, [traced_run.pid])
+    assert posix["size_bytes"] == sum(f.bytes for f in ours.functions.values())
+    assert posix["size_bytes"] == sum(f["posix_size_sum"] for f in by_file.values())
+    assert summary["raw_stats"]["unique_process_count"] == 1

@@ -230,8 +230,8 @@ static __always_inline __u64 dc_path_hash(__u64 upath, __u32 pid, __u32 tid)
 	if (!n || !upath)
 		return 0;
 	len = bpf_probe_read_user_str(n->name, sizeof(n->name), (const void *)upath);
-	if (len <= 0)
-		return 0;
+	if (len <= 1)
+		return 0; /* unreadable, or "" (AT_EMPTY_PATH: the call is on its fd) */
 	len -= 1; /* without the NUL */
 	for (int i = 0; i < DC_PATH_MAX; i++) {
 		if (i >= len)
@@ -333,8 +333,11 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	if (path2 && path2 <= DC_MAX_ARGS)
 		e->args[path2 - 1] = dc_path_hash(in->args[path2 - 1], th->pid, th->tid);
 	if (path1 && path1 <= DC_MAX_ARGS) {
-		fhash = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
-		e->args[path1 - 1] = fhash;
+		__u64 named = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
+
+		e->args[path1 - 1] = named;
+		if (named) /* else an empty path: the file is the fd argument's (fstat) */
+			fhash = named;
 	}
 	e->fhash = fhash;
 
@@ -345,6 +348,17 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	} else if ((cookie & DC_SYS_RET_FD) && ret >= 0) {
 		key.fd = (__u32)ret;
 		bpf_map_delete_elem(&dc_fd_names, &key);
+	}
+	/* dup, dup2, dup3, fcntl(F_DUPFD): the new fd names the old one's file (or nothing: a
+	 * name left there by an earlier file must not stick to it) */
+	if ((cookie & DC_SYS_DUPS) && ret >= 0 &&
+	    (!(cookie & DC_SYS_DUP_CMD) || in->args[1] == DC_F_DUPFD ||
+	     in->args[1] == DC_F_DUPFD_CLOEXEC)) {
+		key.fd = (__u32)ret;
+		if (fhash)
+			bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
+		else
+			bpf_map_delete_elem(&dc_fd_names, &key);
 	}
 	if ((cookie & DC_SYS_CLOSES) && ret == 0 && fd_arg && fd_arg <= DC_MAX_ARGS) {
 		key.fd = (__u32)in->args[fd_arg - 1];

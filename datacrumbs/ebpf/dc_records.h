@@ -37,7 +37,8 @@ enum dc_lost_slot {
  *   bits  0-23  function id (index into user space's function table)
  *   syscalls:  bits 32-34 fd argument (index + 1, 0 = none), 35-37 first path argument,
  *              38-40 second path argument, bit 41 the return value is a new fd,
- *              bit 42 the call closes its fd argument
+ *              bit 42 the call closes its fd argument, bit 43 the return value is a copy of
+ *              the fd argument, bit 44 only when the command is F_DUPFD(_CLOEXEC)
  *   uprobes:   bits 24-29 which arguments are pointers to dereference,
  *              bits 32-49 three bits per argument: bytes to read minus one
  */
@@ -47,6 +48,12 @@ enum dc_lost_slot {
 #define DC_SYS_PATH2(c) ((__u32)(((c) >> 38) & 7))
 #define DC_SYS_RET_FD (1ULL << 41)
 #define DC_SYS_CLOSES (1ULL << 42)
+/* The return value (>= 0) is a new fd for the file of the fd argument (dup, dup2, dup3). */
+#define DC_SYS_DUPS (1ULL << 43)
+/* With DC_SYS_DUPS: only when the second argument is F_DUPFD or F_DUPFD_CLOEXEC (fcntl). */
+#define DC_SYS_DUP_CMD (1ULL << 44)
+#define DC_F_DUPFD 0
+#define DC_F_DUPFD_CLOEXEC 1030
 #define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)
 #define DC_UPROBE_PTR_SIZE(c, i) ((__u32)((((c) >> (32 + 3 * (i))) & 7) + 1))
 /* Function probes: the return value is not an integer (a kernel pointer, void): not sent. */

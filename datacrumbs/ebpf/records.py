@@ -27,6 +27,8 @@ __all__ = [
     "FNV_OFFSET",
     "FNV_PRIME",
     "FUNC_NO_RET",
+    "F_DUPFD",
+    "F_DUPFD_CLOEXEC",
     "LAYOUTS",
     "LOST_SLOTS",
     "MAX_ARGS",
@@ -37,6 +39,8 @@ __all__ = [
     "PATH_MAX",
     "SYS_ARG_BITS",
     "SYS_CLOSES",
+    "SYS_DUPS",
+    "SYS_DUP_CMD",
     "SYS_FD_ARG_SHIFT",
     "SYS_PATH1_SHIFT",
     "SYS_PATH2_SHIFT",
@@ -70,6 +74,10 @@ SYS_PATH1_SHIFT = 35  # DC_SYS_PATH1
 SYS_PATH2_SHIFT = 38  # DC_SYS_PATH2
 SYS_RET_FD = 1 << 41  # DC_SYS_RET_FD: the return value is a new fd
 SYS_CLOSES = 1 << 42  # DC_SYS_CLOSES: the call closes its fd argument
+SYS_DUPS = 1 << 43  # DC_SYS_DUPS: the return value is a copy of the fd argument
+SYS_DUP_CMD = 1 << 44  # DC_SYS_DUP_CMD: ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
+F_DUPFD = 0  # DC_F_DUPFD
+F_DUPFD_CLOEXEC = 1030  # DC_F_DUPFD_CLOEXEC
 #: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference
 #: (DC_UPROBE_IS_PTR); bytes to read minus one in the UPROBE_SIZE_BITS bits at
 #: UPROBE_SIZE_SHIFT + UPROBE_SIZE_BITS * i (DC_UPROBE_PTR_SIZE).

@@ -23,6 +23,8 @@ from datacrumbs.ebpf.functions import ArgField, ArgKind
 from datacrumbs.ebpf.records import (
     MAX_SYSCALL_NR,
     SYS_CLOSES,
+    SYS_DUP_CMD,
+    SYS_DUPS,
     SYS_FD_ARG_SHIFT,
     SYS_PATH1_SHIFT,
     SYS_PATH2_SHIFT,
@@ -50,6 +52,8 @@ class SyscallLayout:
     path_args: tuple[int, ...] = ()  # at most two; the first becomes the event's fhash
     returns_fd: bool = False
     closes_fd: bool = False
+    dups_fd: bool = False  # the return value is a copy of the fd argument
+    dup_cmd: bool = False  # ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
 
     @property
     def has_file(self) -> bool:
@@ -116,11 +120,20 @@ SYSCALLS: dict[str, SyscallLayout] = {
     "stat": SyscallLayout("newstat", (), path_args=(0,)),
     "lstat": SyscallLayout("newlstat", (), path_args=(0,)),
     "fstat": SyscallLayout("newfstat", (_fd(),), fd_arg=0),
-    "newfstatat": SyscallLayout("newfstatat", (_f("flags", 3),), path_args=(1,)),
+    # dirfd: with AT_EMPTY_PATH and "" (every fstat of glibc) the file is the dirfd's
+    "newfstatat": SyscallLayout(
+        "newfstatat", (_f("dirfd", 0), _f("flags", 3)), fd_arg=0, path_args=(1,)
+    ),
     "statx": SyscallLayout("statx", (_f("flags", 2), _f("mask", 3)), path_args=(1,)),
     "access": SyscallLayout("access", (_f("mode", 1),), path_args=(0,)),
     "faccessat": SyscallLayout("faccessat", (_f("mode", 2),), path_args=(1,)),
     "getdents64": SyscallLayout("getdents64", (_fd(), _f("size", 2)), fd_arg=0),
+    "dup": SyscallLayout("dup", (_fd(),), fd_arg=0, dups_fd=True),
+    "dup2": SyscallLayout("dup2", (_fd(), _f("newfd", 1)), fd_arg=0, dups_fd=True),
+    "dup3": SyscallLayout("dup3", (_fd(), _f("newfd", 1), _f("flags", 2)), fd_arg=0, dups_fd=True),
+    "fcntl": SyscallLayout(
+        "fcntl", (_fd(), _f("cmd", 1), _f("arg", 2)), fd_arg=0, dups_fd=True, dup_cmd=True
+    ),
     "getdents": SyscallLayout("getdents", (_fd(), _f("size", 2)), fd_arg=0),
 }
 for _alias, _name in {
@@ -195,4 +208,8 @@ def syscall_cookie(fid: int, layout: SyscallLayout) -> int:
         cookie |= SYS_RET_FD
     if layout.closes_fd:
         cookie |= SYS_CLOSES
+    if layout.dups_fd:
+        cookie |= SYS_DUPS
+    if layout.dup_cmd:
+        cookie |= SYS_DUP_CMD
     return cookie

@@ -35,6 +35,10 @@ CONSTANTS = {
     "DC_FNV_PRIME": records.FNV_PRIME,
     "DC_SYS_RET_FD": records.SYS_RET_FD,
     "DC_SYS_CLOSES": records.SYS_CLOSES,
+    "DC_SYS_DUPS": records.SYS_DUPS,
+    "DC_SYS_DUP_CMD": records.SYS_DUP_CMD,
+    "DC_F_DUPFD": records.F_DUPFD,
+    "DC_F_DUPFD_CLOEXEC": records.F_DUPFD_CLOEXEC,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,
 }
 #: Cookie macros: the program applies them to each cookie on its command line.
@@ -57,10 +61,12 @@ _DECODE = r"""
     for (int i = 1; i < argc; i++) {
         unsigned long long c = strtoull(argv[i], NULL, 0);
         printf("%s{\"cookie\": %llu, \"fid\": %llu, \"fd_arg\": %llu, \"path1\": %llu, "
-               "\"path2\": %llu, \"ret_fd\": %d, \"closes\": %d, \"no_ret\": %d",
+               "\"path2\": %llu, \"ret_fd\": %d, \"closes\": %d, \"no_ret\": %d, "
+               "\"dups\": %d, \"dup_cmd\": %d",
                i > 1 ? ", " : "", c, U(DC_COOKIE_FID(c)), U(DC_SYS_FD_ARG(c)),
                U(DC_SYS_PATH1(c)), U(DC_SYS_PATH2(c)), (c & DC_SYS_RET_FD) != 0,
-               (c & DC_SYS_CLOSES) != 0, (c & DC_FUNC_NO_RET) != 0);
+               (c & DC_SYS_CLOSES) != 0, (c & DC_FUNC_NO_RET) != 0, (c & DC_SYS_DUPS) != 0,
+               (c & DC_SYS_DUP_CMD) != 0);
         printf(", \"is_ptr\": [");
         for (int a = 0; a < DC_MAX_ARGS; a++)
             printf("%s%llu", a ? ", " : "", U(DC_UPROBE_IS_PTR(c, a)));
@@ -160,6 +166,8 @@ def _py_decode(c: int) -> dict:
         "ret_fd": int(c & records.SYS_RET_FD != 0),
         "closes": int(c & records.SYS_CLOSES != 0),
         "no_ret": int(c & records.FUNC_NO_RET != 0),
+        "dups": int(c & records.SYS_DUPS != 0),
+        "dup_cmd": int(c & records.SYS_DUP_CMD != 0),
         "is_ptr": [(c >> (records.UPROBE_PTR_SHIFT + i)) & 1 for i in range(records.MAX_ARGS)],
         "ptr_size": [
             ((c >> (records.UPROBE_SIZE_SHIFT + records.UPROBE_SIZE_BITS * i)) & size_mask) + 1
@@ -214,6 +222,8 @@ def test_cookie_macros_match_the_named_bits(abi):
         r.SYS_RET_FD: ("ret_fd", 1),
         r.SYS_CLOSES: ("closes", 1),
         r.FUNC_NO_RET: ("no_ret", 1),
+        r.SYS_DUPS: ("dups", 1),
+        r.SYS_DUP_CMD: ("dup_cmd", 1),
     }
     is_ptr_3 = 1 << (r.UPROBE_PTR_SHIFT + 3)
     size_2 = 5 << (r.UPROBE_SIZE_SHIFT + r.UPROBE_SIZE_BITS * 2)
@@ -240,6 +250,7 @@ def test_syscall_cookies_decode_to_their_layout(abi):
         assert (d["path1"], d["path2"]) == tuple(paths[:2]), layout.tracepoint
         assert d["ret_fd"] == layout.returns_fd, layout.tracepoint
         assert d["closes"] == layout.closes_fd, layout.tracepoint
+        assert (d["dups"], d["dup_cmd"]) == (layout.dups_fd, layout.dup_cmd), layout.tracepoint
         assert d["no_ret"] == 0
 
 

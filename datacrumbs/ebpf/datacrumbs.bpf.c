@@ -450,6 +450,7 @@ int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
 static __always_inline int dc_func_begin(struct pt_regs *ctx)
 {
 	struct dc_inflight in = {};
+	struct dc_inflight *outer;
 	struct dc_ukey key;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 fid = DC_COOKIE_FID(cookie);
@@ -461,6 +462,16 @@ static __always_inline int dc_func_begin(struct pt_regs *ctx)
 		return 0;
 	key.pid_tgid = bpf_get_current_pid_tgid();
 	key.cookie = cookie;
+	/* A call inside a call of the same function on this thread (recursion, a signal handler):
+	 * the outer call keeps the one in-flight slot and is recorded whole; the inner ones are
+	 * counted as lost, never recorded with the outer call's start. Only this thread uses the
+	 * key, so the depth needs no atomics. */
+	outer = bpf_map_lookup_elem(&dc_func_inflight, &key);
+	if (outer) {
+		outer->depth += 1;
+		dc_count_lost(DC_LOST_NESTED);
+		return 0;
+	}
 	in.cookie = cookie;
 	in.args[0] = PT_REGS_PARM1(ctx);
 	in.args[1] = PT_REGS_PARM2(ctx);
@@ -496,6 +507,10 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 
 	if (!in)
 		return 0;
+	if (in->depth) { /* the return of a nested call: the outer one is still running */
+		in->depth -= 1;
+		return 0;
+	}
 	th = dc_thread(true);
 	if (!th) {
 		dc_count_lost(DC_LOST_INFLIGHT);

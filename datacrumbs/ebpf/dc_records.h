@@ -30,7 +30,8 @@ enum dc_lost_slot {
 	DC_LOST_NAMES = 1,    /* file-name records that found it full */
 	DC_LOST_TASKS = 2,    /* task records that found it full */
 	DC_LOST_INFLIGHT = 3, /* entries dropped because the in-flight map was full */
-	DC_LOST_SLOTS = 4,
+	DC_LOST_NESTED = 4,   /* calls of a function inside a call of it on the same thread */
+	DC_LOST_SLOTS = 5,
 };
 
 /* Cookie, 64 bits:
@@ -106,6 +107,7 @@ struct dc_inflight {
 	__u64 ts;
 	__u64 cookie;
 	__u64 args[DC_MAX_ARGS];
+	__u64 depth; /* function probes: calls of it nested inside this one, still running */
 };
 
 struct dc_thread {

@@ -103,6 +103,7 @@ class LostSlot(IntEnum):
     NAMES = 1
     TASKS = 2
     INFLIGHT = 3
+    NESTED = 4
 
 
 LOST_SLOTS = len(LostSlot)  # DC_LOST_SLOTS

@@ -23,11 +23,12 @@ class LossCounts:
     names: int = 0  # file-name records dropped
     tasks: int = 0  # thread-description records dropped
     inflight: int = 0  # calls whose entry could not be stored
+    nested: int = 0  # recursive calls: only the outermost call of a function is recorded
 
     @property
     def total_events(self) -> int:
         """Calls that happened but are not in the trace."""
-        return self.events + self.inflight
+        return self.events + self.inflight + self.nested
 
 
 class RecordSink(Protocol):

@@ -107,3 +107,24 @@ def test_an_alias_at_the_same_address_is_refused_and_calls_are_traced_once(
     }
     names = [e["name"] for e in s.trace.events_of(int(out))]
     assert (names.count("fopen"), names.count("fopen64"), names.count("fclose")) == (7, 0, 7)
+
+
+@pytest.mark.parametrize("uprobe_mode", ["auto", "single"])
+def test_recursive_calls_are_counted_as_lost_and_the_outer_call_is_whole(
+    session, compile_c, traced_user, uprobe_mode
+):
+    # The in-flight slot is per (thread, function): each outermost call is recorded with its
+    # own start and return; the calls inside it are counted as lost, never silently dropped.
+    binary = compile_c("recursion.c", "recursion", "-O0")
+    probe = Probe(type=ProbeType.UPROBE, name="app", binary_path=str(binary),
+                  functions=["dc_fact"])  # fmt: skip
+    with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), "3", "5"]), capture_output=True, text=True,
+            check=True,
+        ).stdout  # fmt: skip
+    pid = int(out.split()[0])
+    calls = s.trace.events_of(pid, "dc_fact")
+    assert [e["args"]["ret"] for e in calls] == [120, 120, 120]
+    assert s.trace.stats.loss.nested == 3 * 4
+    assert s.trace.stats.lost == 12 and len(calls) + s.trace.stats.lost == 15

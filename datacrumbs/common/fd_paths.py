@@ -10,6 +10,11 @@ link is followed only where no one but root can have placed it: the link is root
 in a root-owned directory that others cannot write (or a sticky one, where they cannot replace
 root's entries) — the way ``/var/run`` or a site's ``/p/lustre`` link is followed, and a user's
 planted link is not.
+
+The job user's own part of the tree (``%USER%`` and below, in the default trace directory) is
+created owned by the job user (0700): their traces are theirs to index and analyse in place
+(DFTracer's tools write their ``.dftindex`` next to a trace). The walk is no different there: a
+link in a directory the user owns is never followed.
 """
 
 from __future__ import annotations
@@ -34,19 +39,30 @@ def _root_placed(parent: int, name: str, link: os.stat_result) -> bool:
     return link.st_uid == 0 and directory.st_uid == 0 and (not others_write or bool(sticky))
 
 
-def open_directory(path: Path, mode: int = 0o755) -> int:
+def open_directory(
+    path: Path,
+    mode: int = 0o755,
+    *,
+    owned_from: int | None = None,
+    owner: tuple[int, int] | None = None,
+    owned_mode: int = 0o700,
+) -> int:
     """An ``O_DIRECTORY`` descriptor of the absolute ``path``; missing components are created
-    with ``mode`` (exactly, whatever the umask). Raises :class:`DatacrumbsError` naming the
-    component when one is a symbolic link a user could have placed, or not a directory."""
+    with ``mode`` (exactly, whatever the umask) — or, from the ``owned_from``-th component of
+    ``path`` on (0: the first below ``/``), with ``owned_mode`` and owned by ``owner`` (uid,
+    gid). Raises :class:`DatacrumbsError` naming the component when one is a symbolic link a
+    user could have placed, or not a directory."""
     if not path.is_absolute():
         raise DatacrumbsError(f"{path}: not an absolute path")
     fd = os.open("/", _DIR_FLAGS)
     try:
-        pending = list(path.parts[1:])
+        first = len(path.parts) if owned_from is None or owner is None else owned_from
+        # (component, created for the owner?); a link's target parts are root's, never owned
+        pending = [(name, i >= first) for i, name in enumerate(path.parts[1:])]
         links = 0
         walked = Path("/")
         while pending:
-            name = pending.pop(0)
+            name, owned = pending.pop(0)
             if name in ("", "."):
                 continue
             if name == "..":
@@ -54,7 +70,8 @@ def open_directory(path: Path, mode: int = 0o755) -> int:
             try:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
-                info = _make(fd, name, mode, walked / name)
+                info = _make(fd, name, owned_mode if owned else mode, walked / name,
+                             owner if owned else None)  # fmt: skip
             if stat.S_ISLNK(info.st_mode):
                 if not _root_placed(fd, name, info) or links >= _MAX_LINKS:
                     raise DatacrumbsError(
@@ -67,7 +84,7 @@ def open_directory(path: Path, mode: int = 0o755) -> int:
                     os.close(fd)
                     fd = os.open("/", _DIR_FLAGS)
                     walked = Path("/")
-                pending[:0] = [part for part in target.parts if part != "/"]
+                pending[:0] = [(part, False) for part in target.parts if part != "/"]
                 continue
             if not stat.S_ISDIR(info.st_mode):
                 raise DatacrumbsError(f"{walked / name} is not a directory")
@@ -83,8 +100,11 @@ def open_directory(path: Path, mode: int = 0o755) -> int:
         raise
 
 
-def _make(parent: int, name: str, mode: int, shown: Path) -> os.stat_result:
-    """Create directory ``name`` in ``parent`` with exactly ``mode``; its stat."""
+def _make(
+    parent: int, name: str, mode: int, shown: Path, owner: tuple[int, int] | None = None
+) -> os.stat_result:
+    """Create directory ``name`` in ``parent`` with exactly ``mode`` (and ``owner``, set on the
+    open directory, never by path); its stat."""
     try:
         os.mkdir(name, mode, dir_fd=parent)
     except FileExistsError:
@@ -97,7 +117,13 @@ def _make(parent: int, name: str, mode: int, shown: Path) -> os.stat_result:
         except OSError as exc:  # swapped for a link (ELOOP) right after it was made
             raise DatacrumbsError(f"{shown}: {exc.strerror}") from None
         try:
+            # the mode first: once the directory is the user's, changing it needs CAP_FOWNER,
+            # which the unit does not keep
             os.fchmod(child, mode)
+            if owner is not None:
+                os.fchown(child, *owner)
+        except OSError as exc:
+            raise DatacrumbsError(f"cannot hand {shown} to its user: {exc.strerror}") from None
         finally:
             os.close(child)
     return os.stat(name, dir_fd=parent, follow_symlinks=False)

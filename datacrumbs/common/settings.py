@@ -16,7 +16,7 @@ import os
 import re
 import socket
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -112,7 +112,9 @@ class Settings(BaseSettings):
         description="System configuration, probe secret and status databases.",
     )
     trace_dir_pattern: str = Field(
-        default_factory=lambda d: f"{d['install_prefix']}/var/datacrumbs/traces/%YY%/%MM%/%DD%",
+        default_factory=lambda d: (
+            f"{d['install_prefix']}/var/datacrumbs/traces/%USER%/%YY%/%MM%/%DD%"
+        ),
         description="Directory of the traces; placeholders are expanded at start.",
     )
     server_run_dir: Path = Field(
@@ -318,6 +320,13 @@ def load_settings(**explicit: Any) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{Settings.env_name(field)}: {message}")
         raise DatacrumbsError("; ".join(problems)) from None
+
+
+def user_component(pattern: str) -> int | None:
+    """Which component of the trace directory (0: the first below ``/``) is the job user's own:
+    the first that holds ``%USER%``; None when the pattern has none."""
+    parts = PurePosixPath(pattern).parts[1:]
+    return next((i for i, part in enumerate(parts) if "%USER%" in part), None)
 
 
 def expand_trace_dir(

@@ -29,7 +29,7 @@ from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.probes import Probe, ProbeFile
 from datacrumbs.common.run_files import RunFiles
 from datacrumbs.common.run_id import resolve_run_id
-from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
+from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings, user_component
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
@@ -96,17 +96,25 @@ class _TraceLocation:
         os.close(self.dir_fd)
 
 
-def _trace_location(settings: Settings, user: str, run_id: str, probe_path: Path) -> _TraceLocation:
+def _trace_location(
+    settings: Settings, job_user: pwd.struct_passwd, run_id: str, probe_path: Path
+) -> _TraceLocation:
     """Open (creating it if needed) the run's trace directory and choose the trace's name.
 
-    The directory may be one the job user can write: it is walked and created by descriptor,
-    following no link the user could have placed, and an earlier trace of the run-id is moved
-    aside within it by name (rename never follows a link) — see common/fd_paths.py."""
+    The directories from the pattern's ``%USER%`` component down are created the job user's
+    (0700), so that they can index and analyse their traces in place. The directory may thus be
+    one the job user can write: it is walked and created by descriptor, following no link the
+    user could have placed, and an earlier trace of the run-id is moved aside within it by name
+    (rename never follows a link) — see common/fd_paths.py."""
+    user = job_user.pw_name
     directory = expand_trace_dir(
         settings.trace_dir_pattern, user=user, run_id=run_id, host=settings.hostname
     )
+    owned_from = user_component(settings.trace_dir_pattern)
     try:
-        dir_fd = open_directory(directory)
+        dir_fd = open_directory(
+            directory, owned_from=owned_from, owner=(job_user.pw_uid, job_user.pw_gid)
+        )
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"trace directory {directory}: {exc}") from None
     location = _TraceLocation(
@@ -184,7 +192,7 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
     try:
         if files.prepare():
             log.info("removed a stale ready file %s", files.ready)
-        location = _trace_location(settings, job_user.pw_name, run_id, probe_path)
+        location = _trace_location(settings, job_user, run_id, probe_path)
         try:
             return _trace(
                 settings,

@@ -33,7 +33,7 @@ def test_defaults_follow_the_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert s.install_prefix == tmp_path
     assert s.data_dir == tmp_path / "share/datacrumbs/data"
     assert s.probe_secret_file == tmp_path / "share/datacrumbs/data/.datacrumbs-probe-secret"
-    assert s.trace_dir_pattern == f"{tmp_path}/var/datacrumbs/traces/%YY%/%MM%/%DD%"
+    assert s.trace_dir_pattern == f"{tmp_path}/var/datacrumbs/traces/%USER%/%YY%/%MM%/%DD%"
     assert s.log_dir == tmp_path / "var/log/datacrumbs"
     assert s.server_run_dir == Path("/run/datacrumbs")
     assert s.server_run_id_file == Path("/run/datacrumbs/datacrumbs.runid")

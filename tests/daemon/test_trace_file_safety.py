@@ -65,3 +65,30 @@ def test_links_planted_at_the_trace_path_are_moved_aside_and_the_trace_is_the_us
     assert stat.S_IMODE(trace.st_mode) == 0o600  # the user's alone, not their group's
     [aside] = [p for p in traces.iterdir() if p != planted]
     assert aside.is_symlink() and os.readlink(aside) == str(secret)
+
+
+def test_the_users_part_of_the_trace_directory_is_theirs_to_index_in(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], public_dir: Path
+) -> None:
+    # The default pattern's shape: root's directories above %USER%, the job user's below it,
+    # so that the user's own tools (DFTracer's indexers) can write next to the trace.
+    top = _victim_dir(public_dir, f"traces-{os.getpid()}-{datetime.now().microsecond}")
+    env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": f"{top}/all/%USER%/%YY%/%MM%"}
+    daemon = Daemon(make_probe_file(POSIX), "job3", env=env)
+    trace = Path(daemon.wait_ready("job3").read_text().splitlines()[1])
+    assert daemon.stop() == 0, daemon.stderr
+
+    pw = pwd.getpwnam(JOB_USER)
+    month = trace.parent
+    owners = {
+        p: (p.stat().st_uid, p.stat().st_gid, stat.S_IMODE(p.stat().st_mode))
+        for p in (top / "all", top / "all" / JOB_USER, month.parent, month)
+    }
+    assert owners == {
+        top / "all": (0, 0, 0o755),
+        top / "all" / JOB_USER: (pw.pw_uid, pw.pw_gid, 0o700),
+        month.parent: (pw.pw_uid, pw.pw_gid, 0o700),
+        month: (pw.pw_uid, pw.pw_gid, 0o700),
+    }
+    run_as_job_user("touch", str(month / f"{trace.name}.dftindex"))
+    assert (month / f"{trace.name}.dftindex").stat().st_uid == pw.pw_uid

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["MACHINE", "SYSCALL_SYMBOL_PREFIX", "syscall_numbers"]
+__all__ = ["MACHINE", "SYSCALL_SYMBOL_PREFIX", "compat_syscall_numbers", "syscall_numbers"]
 
 MACHINE = os.uname().machine
 
@@ -105,3 +105,33 @@ def syscall_numbers(machine: str = MACHINE) -> dict[str, int]:
             f"the syscall numbers of {machine} are not known (only x86_64): "
             "use syscall_mode=tracepoint"
         ) from None
+
+
+#: ia32 numbers (arch/x86/entry/syscalls/syscall_32.tbl) of the syscalls, by the x86-64
+#: tracepoint name, whose ia32 arguments sit where the x86-64 ones do (glibc's i386 ports use
+#: fcntl64, stat64, lstat64, fstat64, fstatat64: same places, larger structs in memory).
+_I386_SAME = {
+    "read": (3,), "write": (4,), "open": (5,), "close": (6,), "creat": (8,), "unlink": (10,),
+    "lseek": (19,), "access": (33,), "rename": (38,), "mkdir": (39,), "rmdir": (40,),
+    "dup": (41,), "fcntl": (55, 221), "dup2": (63,), "munmap": (91,), "truncate": (92,),
+    "ftruncate": (93,), "newstat": (106, 195), "newlstat": (107, 196), "newfstat": (108, 197),
+    "fsync": (118,), "getdents": (141,), "readv": (145,), "writev": (146,), "fdatasync": (148,),
+    "getdents64": (220,), "openat": (295,), "mkdirat": (296,), "newfstatat": (300,),
+    "unlinkat": (301,), "renameat": (302,), "faccessat": (307,), "dup3": (330,),
+    "renameat2": (353,), "statx": (383,), "openat2": (437,),
+}  # fmt: skip
+#: ia32 numbers of syscalls whose arguments differ: counted as lost when asked for.
+_I386_OTHER = {
+    "pread64": (180,), "pwrite64": (181,), "preadv": (333,), "pwritev": (334,),
+    "preadv2": (378,), "pwritev2": (379,), "mmap": (90, 192),
+}  # fmt: skip
+
+
+def compat_syscall_numbers(tracepoint: str, machine: str = MACHINE) -> tuple[tuple[int, ...], bool]:
+    """The 32-bit (compat) numbers of the syscall ``tracepoint`` on ``machine``, and whether
+    its arguments can be read as the native ones; ``((), False)`` when it has none."""
+    if machine != "x86_64":
+        return (), False
+    if tracepoint in _I386_SAME:
+        return _I386_SAME[tracepoint], True
+    return _I386_OTHER.get(tracepoint, ()), False

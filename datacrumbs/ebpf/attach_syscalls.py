@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 from datacrumbs.common.dftracer_names import POSIX, syscall_call_name
 from datacrumbs.common.probes import Probe
-from datacrumbs.ebpf import syscalls
+from datacrumbs.ebpf import arch, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
+from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED
 
 __all__ = [
     "RAW_SYS_ENTER",
@@ -25,6 +26,7 @@ __all__ = [
 
 SYSCALL_MODES = ("raw_tp", "tracepoint")
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
+COMPAT_COOKIES_MAP = "dc_compat_cookies"
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
 RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
 
@@ -38,6 +40,7 @@ class SyscallAttacher:
         self._raw_links: list[BpfLink] | None = None  # None: not attached yet
         self._raw_error: str | None = None
         self._numbers: set[int] = set()  # cookie-map slots written
+        self._compat_numbers: set[int] = set()  # the same for 32-bit syscalls
 
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
         return [self._attach(probe, function) for probe, function in targets]
@@ -112,7 +115,18 @@ class SyscallAttacher:
             del ctx.claims[("syscall", layout.tracepoint)]
             return ctx.failed(probe, function, str(exc))
         self._numbers.add(nr)
+        self._map_compat(layout.tracepoint, cookie)
         return ctx.succeeded(probe, function)
+
+    def _map_compat(self, tracepoint: str, cookie: int) -> None:
+        """The same syscall of 32-bit processes: traced where its arguments are where the
+        native ones are, counted as lost where they are not."""
+        numbers, same = arch.compat_syscall_numbers(tracepoint)
+        value = cookie if same else cookie | SYS_COMPAT_UNTRACED
+        fd = self.ctx.obj.map_fd(COMPAT_COOKIES_MAP)
+        for nr in numbers:
+            map_update(fd, nr.to_bytes(4, "little"), value.to_bytes(8, "little"))
+            self._compat_numbers.add(nr)
 
     def _add(self, probe: Probe, function: str, layout: syscalls.SyscallLayout) -> FunctionSpec:
         """The function's trace identity: the POSIX layer, the libc-level name the DFTracer
@@ -123,10 +137,14 @@ class SyscallAttacher:
 
     def release(self) -> None:
         """After the links are gone: clear the cookie map, so that a later attach starts clean."""
-        if self._numbers:
-            fd = self.ctx.obj.map_fd(SYSCALL_COOKIES_MAP)
-            for nr in self._numbers:
-                map_update(fd, nr.to_bytes(4, "little"), bytes(8))
-        self._numbers.clear()
+        for name, numbers in (
+            (SYSCALL_COOKIES_MAP, self._numbers),
+            (COMPAT_COOKIES_MAP, self._compat_numbers),
+        ):
+            if numbers:
+                fd = self.ctx.obj.map_fd(name)
+                for nr in numbers:
+                    map_update(fd, nr.to_bytes(4, "little"), bytes(8))
+            numbers.clear()
         self._raw_links = None
         self._raw_error = None

@@ -80,6 +80,14 @@ struct {
 	__type(value, __u64);
 } dc_syscall_cookies SEC(".maps");
 
+/* The same for 32-bit (compat) syscalls, by their own (ia32) numbers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DC_MAX_SYSCALL_NR);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_compat_cookies SEC(".maps");
+
 /* A user function in flight, keyed by (pid_tgid, cookie). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -382,8 +390,20 @@ static __always_inline __u64 dc_syscall_cookie(__u64 nr)
 	return cookie ? *cookie : 0;
 }
 
-/* A 32-bit compat syscall: its number means another syscall in the native table. The syscall
- * tracepoints skip these too. */
+/* The cookie of ia32 syscall number nr, 0 when it is not traced. */
+static __always_inline __u64 dc_compat_cookie(__u64 nr)
+{
+	__u32 key = nr;
+	__u64 *cookie;
+
+	if (nr >= DC_MAX_SYSCALL_NR)
+		return 0;
+	cookie = bpf_map_lookup_elem(&dc_compat_cookies, &key);
+	return cookie ? *cookie : 0;
+}
+
+/* A 32-bit compat syscall: its number is in the ia32 table, its arguments in other registers.
+ * The syscall tracepoints skip these (the tracepoint mode cannot see 32-bit processes). */
 static __always_inline bool dc_compat_syscall(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -392,23 +412,29 @@ static __always_inline bool dc_compat_syscall(void)
 }
 
 /* Raw syscall entry (every syscall of every process): the untraced ones return after one
- * array load, before the uid filter. */
+ * array load, before the uid filter. A 32-bit process's syscalls are looked up in the ia32
+ * table and read from its registers. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 {
-	__u64 cookie = dc_syscall_cookie(id);
+	bool compat = dc_compat_syscall();
+	__u64 cookie = compat ? dc_compat_cookie(id) : dc_syscall_cookie(id);
 	struct dc_thread *th;
 
 	if (!cookie)
 		return 0;
+	if (cookie & DC_SYS_COMPAT_UNTRACED) {
+		if (dc_wanted())
+			dc_count_lost(DC_LOST_COMPAT);
+		return 0;
+	}
 	th = dc_sys_begin(cookie);
 	if (!th)
 		return 0;
-	if (dc_compat_syscall()) {
-		th->sys.ts = 0;
-		return 0;
-	}
-	DC_SYSCALL_ARGS(regs, th->sys.args);
+	if (compat)
+		DC_COMPAT_SYSCALL_ARGS(regs, th->sys.args);
+	else
+		DC_SYSCALL_ARGS(regs, th->sys.args);
 	th->sys.ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -416,7 +442,8 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(dc_raw_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 cookie = dc_syscall_cookie(DC_SYSCALL_NR(regs));
+	__u64 nr = DC_SYSCALL_NR(regs);
+	__u64 cookie = dc_compat_syscall() ? dc_compat_cookie(nr) : dc_syscall_cookie(nr);
 
 	if (!cookie)
 		return 0; /* before the clock read: untraced syscalls pay only the lookup */

@@ -20,6 +20,16 @@
 		(args)[4] = (regs)->r8;       \
 		(args)[5] = (regs)->r9;       \
 	} while (0)
+/* ia32 syscall arguments (a 32-bit process, or int $0x80): bx, cx, dx, si, di, bp. */
+#define DC_COMPAT_SYSCALL_ARGS(regs, args)    \
+	do {                                  \
+		(args)[0] = (regs)->bx;       \
+		(args)[1] = (regs)->cx;       \
+		(args)[2] = (regs)->dx;       \
+		(args)[3] = (regs)->si;       \
+		(args)[4] = (regs)->di;       \
+		(args)[5] = (regs)->bp;       \
+	} while (0)
 /* The syscall number, still there at exit. */
 #define DC_SYSCALL_NR(regs) ((regs)->orig_ax)
 

@@ -31,7 +31,8 @@ enum dc_lost_slot {
 	DC_LOST_TASKS = 2,    /* task records that found it full */
 	DC_LOST_INFLIGHT = 3, /* entries dropped because the in-flight map was full */
 	DC_LOST_NESTED = 4,   /* calls of a function inside a call of it on the same thread */
-	DC_LOST_SLOTS = 5,
+	DC_LOST_COMPAT = 5,   /* 32-bit syscalls asked for whose arguments are not read */
+	DC_LOST_SLOTS = 6,
 };
 
 /* Cookie, 64 bits:
@@ -53,6 +54,9 @@ enum dc_lost_slot {
 #define DC_SYS_DUPS (1ULL << 43)
 /* With DC_SYS_DUPS: only when the second argument is F_DUPFD or F_DUPFD_CLOEXEC (fcntl). */
 #define DC_SYS_DUP_CMD (1ULL << 44)
+/* A 32-bit (compat) syscall that is asked for but whose ia32 arguments differ: counted, not
+ * traced (dc_compat_cookies). */
+#define DC_SYS_COMPAT_UNTRACED (1ULL << 45)
 #define DC_F_DUPFD 0
 #define DC_F_DUPFD_CLOEXEC 1030
 #define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)

@@ -39,6 +39,7 @@ __all__ = [
     "PATH_MAX",
     "SYS_ARG_BITS",
     "SYS_CLOSES",
+    "SYS_COMPAT_UNTRACED",
     "SYS_DUPS",
     "SYS_DUP_CMD",
     "SYS_FD_ARG_SHIFT",
@@ -76,6 +77,7 @@ SYS_RET_FD = 1 << 41  # DC_SYS_RET_FD: the return value is a new fd
 SYS_CLOSES = 1 << 42  # DC_SYS_CLOSES: the call closes its fd argument
 SYS_DUPS = 1 << 43  # DC_SYS_DUPS: the return value is a copy of the fd argument
 SYS_DUP_CMD = 1 << 44  # DC_SYS_DUP_CMD: ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
+SYS_COMPAT_UNTRACED = 1 << 45  # DC_SYS_COMPAT_UNTRACED: a 32-bit syscall counted, not read
 F_DUPFD = 0  # DC_F_DUPFD
 F_DUPFD_CLOEXEC = 1030  # DC_F_DUPFD_CLOEXEC
 #: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference
@@ -104,6 +106,7 @@ class LostSlot(IntEnum):
     TASKS = 2
     INFLIGHT = 3
     NESTED = 4
+    COMPAT = 5
 
 
 LOST_SLOTS = len(LostSlot)  # DC_LOST_SLOTS

@@ -24,11 +24,12 @@ class LossCounts:
     tasks: int = 0  # thread-description records dropped
     inflight: int = 0  # calls whose entry could not be stored
     nested: int = 0  # recursive calls: only the outermost call of a function is recorded
+    compat: int = 0  # 32-bit syscalls asked for whose ia32 arguments are not read
 
     @property
     def total_events(self) -> int:
         """Calls that happened but are not in the trace."""
-        return self.events + self.inflight + self.nested
+        return self.events + self.inflight + self.nested + self.compat
 
 
 class RecordSink(Protocol):

@@ -37,6 +37,7 @@ CONSTANTS = {
     "DC_SYS_CLOSES": records.SYS_CLOSES,
     "DC_SYS_DUPS": records.SYS_DUPS,
     "DC_SYS_DUP_CMD": records.SYS_DUP_CMD,
+    "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
     "DC_F_DUPFD": records.F_DUPFD,
     "DC_F_DUPFD_CLOEXEC": records.F_DUPFD_CLOEXEC,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,

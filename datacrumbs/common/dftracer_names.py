@@ -18,6 +18,7 @@ __all__ = [
     "APP",
     "DATA_CALLS",
     "KERNEL",
+    "LIBC_FILES",
     "POSIX",
     "STDIO",
     "STDIO_FUNCTIONS",
@@ -100,6 +101,36 @@ _LIBRARY_LAYERS = (
     (re.compile(r"^libnetcdf\b"), "NETCDF"),
     (re.compile(r"^libhdf5\b"), "HDF5"),
 )
+
+
+#: Where a C-library function's file is: ("file", i) a FILE * argument, ("path", i) a path,
+#: ("fd", i) an fd; and what it returns: "FILE" (a FILE * it opened for that file) or "fd".
+LIBC_FILES: dict[str, tuple[str, int, str | None]] = {
+    **{name: ("path", 0, "FILE") for name in ("fopen", "fopen64", "freopen", "freopen64")},
+    "fdopen": ("fd", 0, "FILE"),
+    **{name: ("file", 0, None) for name in (
+        "fclose", "fflush", "fflush_unlocked", "fseek", "fseeko", "fseeko64", "ftell", "ftello",
+        "ftello64", "rewind", "fgetc", "fgetc_unlocked", "getc", "getc_unlocked", "fprintf",
+        "vfprintf", "fscanf", "vfscanf", "__isoc99_fscanf", "__isoc99_vfscanf", "fileno",
+        "feof", "ferror", "clearerr", "setvbuf", "setbuf", "fgetpos", "fgetpos64", "fsetpos",
+        "fsetpos64")},
+    **{name: ("file", 3, None) for name in (
+        "fread", "fread_unlocked", "fwrite", "fwrite_unlocked")},
+    **{name: ("file", 2, None) for name in ("fgets", "fgets_unlocked", "getdelim")},
+    **{name: ("file", 1, None) for name in (
+        "fputs", "fputs_unlocked", "fputc", "fputc_unlocked", "putc", "putc_unlocked",
+        "ungetc")},
+    "getline": ("file", 2, None),
+    **{name: ("path", 0, "fd") for name in ("open", "open64", "creat", "creat64")},
+    **{name: ("path", 1, "fd") for name in ("openat", "openat64")},
+    **{name: ("path", 0, None) for name in (
+        "unlink", "rename", "mkdir", "rmdir", "stat", "stat64", "lstat", "lstat64", "access",
+        "truncate", "truncate64")},
+    **{name: ("fd", 0, None) for name in (
+        "close", "read", "write", "pread", "pread64", "pwrite", "pwrite64", "readv", "writev",
+        "lseek", "lseek64", "fsync", "fdatasync", "ftruncate", "ftruncate64", "fstat",
+        "fstat64")},
+}  # fmt: skip
 
 
 def syscall_call_name(syscall: str) -> str:

@@ -13,7 +13,7 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from datacrumbs.common.dftracer_names import layer_of
+from datacrumbs.common.dftracer_names import LIBC_FILES, POSIX, STDIO, layer_of
 from datacrumbs.common.probes import FunctionArgument, Probe
 from datacrumbs.ebpf import uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
@@ -55,13 +55,19 @@ class _Group:
 
 def _add(
     ctx: AttachContext, probe: Probe, name: str, arguments: list[FunctionArgument]
-) -> FunctionSpec:
-    """The function's trace identity: its layer by library (STDIO for the C library's buffered
-    I/O, MPI, HDF5, ..., APP for the program's own code), its symbol name, and the probe
-    file's category kept in ``args``."""
+) -> tuple[FunctionSpec, int]:
+    """The function's trace identity — its layer by library (STDIO for the C library's buffered
+    I/O, MPI, HDF5, ..., APP for the program's own code), its symbol name, the probe file's
+    category kept in ``args`` — and its cookie. A C-library function with a file (a FILE *,
+    path or fd argument) names it in its events, like a syscall does."""
     layer = layer_of(probe.binary_path, name)
+    where = LIBC_FILES.get(name) if layer in (POSIX, STDIO) else None
     labels = (("category", probe.name),)
-    return ctx.functions.add(name, layer, uprobes.argument_fields(arguments), labels=labels)
+    spec = ctx.functions.add(
+        name, layer, uprobes.argument_fields(arguments), has_file=where is not None,
+        labels=labels,
+    )  # fmt: skip
+    return spec, uprobes.function_cookie(spec.fid, arguments, uprobes.file_bits(where))
 
 
 class UprobeAttacher:
@@ -148,8 +154,7 @@ class UprobeAttacher:
         if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
             return ctx.failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
-        spec = _add(ctx, probe, name, arguments)
-        cookie = uprobes.function_cookie(spec.fid, arguments)
+        spec, cookie = _add(ctx, probe, name, arguments)
         obj = ctx.obj
         outcome = ctx.attach_pair(
             probe,
@@ -171,8 +176,7 @@ class UprobeAttacher:
         if reason := self._claim_address(probe.binary_path, name, claim, probe):
             return self.ctx.failed(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
-        spec = _add(self.ctx, probe, name, arguments)
-        cookie = uprobes.function_cookie(spec.fid, arguments)
+        spec, cookie = _add(self.ctx, probe, name, arguments)
         return _Planned(probe, function, claim, offset, spec.fid, cookie)
 
     def _attach_group(

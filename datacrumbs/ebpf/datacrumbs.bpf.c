@@ -474,6 +474,50 @@ int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	return dc_sys_end(now, bpf_get_attach_cookie(ctx), ctx->ret);
 }
 
+/* The fd of a C-library call's FILE * (its _fileno) or fd argument, read at entry (fclose frees
+ * the FILE); -1 when the function has neither, or the FILE is unreadable. */
+static __always_inline __s64 dc_func_fd(__u64 cookie, __u64 *args)
+{
+	__u32 file_arg = DC_FUNC_FILE_ARG(cookie), fd_arg = DC_FUNC_FD_ARG(cookie);
+	int fd = -1;
+
+	if (file_arg && file_arg <= DC_MAX_ARGS) {
+		if (bpf_probe_read_user(&fd, sizeof(fd),
+					(const void *)(args[file_arg - 1] + DC_GLIBC_FILENO_OFFSET)))
+			fd = -1;
+	} else if (fd_arg && fd_arg <= DC_MAX_ARGS) {
+		fd = (int)args[fd_arg - 1];
+	}
+	return fd;
+}
+
+/* The file of a C-library call, at its exit: its path argument, else its fd's name; and when
+ * the call opened that file (fopen's FILE *, open's fd), the new fd now names it. */
+static __always_inline __u64 dc_func_file(struct dc_inflight *in, long ret, __u32 pid, __u32 tid,
+					  __u32 tgid)
+{
+	__u32 path_arg = DC_FUNC_PATH_ARG(in->cookie);
+	struct dc_fdkey key = {.tgid = tgid};
+	__u64 fhash = 0;
+	int fd = -1;
+
+	if (path_arg && path_arg <= DC_MAX_ARGS)
+		fhash = dc_path_hash(in->args[path_arg - 1], pid, tid);
+	else if (in->fd >= 0)
+		fhash = dc_fd_hash(tgid, in->fd);
+	if ((in->cookie & DC_FUNC_RET_FILE) && ret) {
+		if (bpf_probe_read_user(&fd, sizeof(fd), (const void *)(ret + DC_GLIBC_FILENO_OFFSET)))
+			fd = -1;
+	} else if ((in->cookie & DC_FUNC_RET_FD) && ret >= 0) {
+		fd = (int)ret;
+	}
+	if (fd >= 0 && fhash) {
+		key.fd = (__u32)fd;
+		bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
+	}
+	return fhash;
+}
+
 static __always_inline int dc_func_begin(struct pt_regs *ctx)
 {
 	struct dc_inflight in = {};
@@ -517,6 +561,7 @@ static __always_inline int dc_func_begin(struct pt_regs *ctx)
 			in.args[i] = v;
 		}
 	}
+	in.fd = dc_func_fd(cookie, in.args);
 	in.ts = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&dc_func_inflight, &key, &in, BPF_ANY))
 		dc_count_lost(DC_LOST_INFLIGHT);
@@ -558,7 +603,7 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	e->ts = in->ts;
 	e->dur = now - in->ts;
 	e->ret = key.cookie & DC_FUNC_NO_RET ? 0 : PT_REGS_RC(ctx);
-	e->fhash = 0;
+	e->fhash = dc_func_file(in, PT_REGS_RC(ctx), th->pid, th->tid, key.pid_tgid >> 32);
 	for (int i = 0; i < DC_MAX_ARGS; i++)
 		e->args[i] = in->args[i];
 	bpf_map_delete_elem(&dc_func_inflight, &key);

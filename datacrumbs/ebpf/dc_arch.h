@@ -45,6 +45,10 @@
 #define DC_TS_COMPAT 0x0002
 #define DC_COMPAT_SYSCALL(task) ((task)->thread_info.status & DC_TS_COMPAT)
 
+/* glibc's struct _IO_FILE on x86-64: _fileno after _flags and 13 pointers (a stable ABI;
+ * tests/engine/test_stdio_files.py compiles offsetof(FILE, _fileno) to check it). */
+#define DC_GLIBC_FILENO_OFFSET 112
+
 #else
 #error "datacrumbs.bpf.c: only x86-64 is implemented (see dc_arch.h and datacrumbs/ebpf/arch.py)"
 #endif

@@ -63,6 +63,14 @@ enum dc_lost_slot {
 #define DC_UPROBE_PTR_SIZE(c, i) ((__u32)((((c) >> (32 + 3 * (i))) & 7) + 1))
 /* Function probes: the return value is not an integer (a kernel pointer, void): not sent. */
 #define DC_FUNC_NO_RET (1ULL << 63)
+/* Function probes of the C library, where the call's file is (index + 1, 0 = none): a FILE *
+ * argument (its fd read at entry), a path argument (read at exit), an fd argument; and
+ * whether the return value is a FILE * or an fd that the call opened for that file. */
+#define DC_FUNC_FILE_ARG(c) ((__u32)(((c) >> 50) & 7))
+#define DC_FUNC_PATH_ARG(c) ((__u32)(((c) >> 53) & 7))
+#define DC_FUNC_FD_ARG(c) ((__u32)(((c) >> 56) & 7))
+#define DC_FUNC_RET_FILE (1ULL << 59)
+#define DC_FUNC_RET_FD (1ULL << 60)
 
 /* 96 bytes (+8 ring-buffer header). */
 struct dc_call {
@@ -112,6 +120,7 @@ struct dc_inflight {
 	__u64 cookie;
 	__u64 args[DC_MAX_ARGS];
 	__u64 depth; /* function probes: calls of it nested inside this one, still running */
+	__s64 fd;    /* function probes: the fd the call works on (-1: none), read at entry */
 };
 
 struct dc_thread {

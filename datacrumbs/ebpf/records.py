@@ -26,7 +26,12 @@ __all__ = [
     "COOKIE_FID_MASK",
     "FNV_OFFSET",
     "FNV_PRIME",
+    "FUNC_FD_ARG_SHIFT",
+    "FUNC_FILE_ARG_SHIFT",
     "FUNC_NO_RET",
+    "FUNC_PATH_ARG_SHIFT",
+    "FUNC_RET_FD",
+    "FUNC_RET_FILE",
     "F_DUPFD",
     "F_DUPFD_CLOEXEC",
     "LAYOUTS",
@@ -88,6 +93,14 @@ UPROBE_SIZE_SHIFT = 32
 UPROBE_SIZE_BITS = 3
 #: Function probes: the return value is not an integer and is not sent (DC_FUNC_NO_RET).
 FUNC_NO_RET = 1 << 63
+#: Function probes of the C library: where the call's file is, index + 1 in 3 bits each (0:
+#: none) — a FILE * argument (DC_FUNC_FILE_ARG), a path (DC_FUNC_PATH_ARG), an fd
+#: (DC_FUNC_FD_ARG) — and whether the return value is a FILE * or an fd opened for it.
+FUNC_FILE_ARG_SHIFT = 50
+FUNC_PATH_ARG_SHIFT = 53
+FUNC_FD_ARG_SHIFT = 56
+FUNC_RET_FILE = 1 << 59  # DC_FUNC_RET_FILE
+FUNC_RET_FD = 1 << 60  # DC_FUNC_RET_FD
 
 
 class RecordType(IntEnum):

@@ -16,7 +16,12 @@ from datacrumbs.common.probes import FunctionArgument
 from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError
 from datacrumbs.ebpf.functions import ArgField
 from datacrumbs.ebpf.records import (
+    FUNC_FD_ARG_SHIFT,
+    FUNC_FILE_ARG_SHIFT,
     FUNC_NO_RET,
+    FUNC_PATH_ARG_SHIFT,
+    FUNC_RET_FD,
+    FUNC_RET_FILE,
     UPROBE_PTR_SHIFT,
     UPROBE_SIZE_BITS,
     UPROBE_SIZE_SHIFT,
@@ -26,6 +31,7 @@ __all__ = [
     "ElfSymbols",
     "SymbolError",
     "argument_fields",
+    "file_bits",
     "function_cookie",
     "parse_target",
 ]
@@ -61,10 +67,24 @@ def argument_fields(arguments: Iterable[FunctionArgument]) -> tuple[ArgField, ..
 NO_RETURN_COOKIE = FUNC_NO_RET
 
 
-def function_cookie(fid: int, arguments: Iterable[FunctionArgument]) -> int:
-    """Function id, plus which arguments to dereference and how many bytes to read
-    (bit layout in ``dc_records.h``)."""
-    cookie = fid
+def file_bits(where: tuple[str, int, str | None] | None) -> int:
+    """The cookie bits that say where a C-library call's file is (``LIBC_FILES``)."""
+    if where is None:
+        return 0
+    kind, index, returns = where
+    shift = {"file": FUNC_FILE_ARG_SHIFT, "path": FUNC_PATH_ARG_SHIFT, "fd": FUNC_FD_ARG_SHIFT}
+    bits = (index + 1) << shift[kind]
+    if returns == "FILE":
+        bits |= FUNC_RET_FILE
+    elif returns == "fd":
+        bits |= FUNC_RET_FD
+    return bits
+
+
+def function_cookie(fid: int, arguments: Iterable[FunctionArgument], files: int = 0) -> int:
+    """Function id, plus which arguments to dereference and how many bytes to read, and
+    ``files`` (:func:`file_bits`; bit layout in ``dc_records.h``)."""
+    cookie = fid | files
     for a in arguments:
         if a.is_pointer:
             cookie |= 1 << (UPROBE_PTR_SHIFT + a.index)

@@ -38,6 +38,8 @@ CONSTANTS = {
     "DC_SYS_DUPS": records.SYS_DUPS,
     "DC_SYS_DUP_CMD": records.SYS_DUP_CMD,
     "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
+    "DC_FUNC_RET_FILE": records.FUNC_RET_FILE,
+    "DC_FUNC_RET_FD": records.FUNC_RET_FD,
     "DC_F_DUPFD": records.F_DUPFD,
     "DC_F_DUPFD_CLOEXEC": records.F_DUPFD_CLOEXEC,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,
@@ -50,6 +52,9 @@ COOKIE_MACROS = {
     "DC_SYS_PATH2",
     "DC_UPROBE_IS_PTR",
     "DC_UPROBE_PTR_SIZE",
+    "DC_FUNC_FILE_ARG",
+    "DC_FUNC_PATH_ARG",
+    "DC_FUNC_FD_ARG",
 }
 #: Header macros and structs that user space does not mirror (BPF side only).
 KERNEL_ONLY_MACROS = {"DC_RECORDS_H"}
@@ -63,11 +68,13 @@ _DECODE = r"""
         unsigned long long c = strtoull(argv[i], NULL, 0);
         printf("%s{\"cookie\": %llu, \"fid\": %llu, \"fd_arg\": %llu, \"path1\": %llu, "
                "\"path2\": %llu, \"ret_fd\": %d, \"closes\": %d, \"no_ret\": %d, "
-               "\"dups\": %d, \"dup_cmd\": %d",
+               "\"dups\": %d, \"dup_cmd\": %d, \"file_arg\": %llu, \"path_arg\": %llu, "
+               "\"func_fd_arg\": %llu",
                i > 1 ? ", " : "", c, U(DC_COOKIE_FID(c)), U(DC_SYS_FD_ARG(c)),
                U(DC_SYS_PATH1(c)), U(DC_SYS_PATH2(c)), (c & DC_SYS_RET_FD) != 0,
                (c & DC_SYS_CLOSES) != 0, (c & DC_FUNC_NO_RET) != 0, (c & DC_SYS_DUPS) != 0,
-               (c & DC_SYS_DUP_CMD) != 0);
+               (c & DC_SYS_DUP_CMD) != 0, U(DC_FUNC_FILE_ARG(c)), U(DC_FUNC_PATH_ARG(c)),
+               U(DC_FUNC_FD_ARG(c)));
         printf(", \"is_ptr\": [");
         for (int a = 0; a < DC_MAX_ARGS; a++)
             printf("%s%llu", a ? ", " : "", U(DC_UPROBE_IS_PTR(c, a)));
@@ -169,6 +176,9 @@ def _py_decode(c: int) -> dict:
         "no_ret": int(c & records.FUNC_NO_RET != 0),
         "dups": int(c & records.SYS_DUPS != 0),
         "dup_cmd": int(c & records.SYS_DUP_CMD != 0),
+        "file_arg": (c >> records.FUNC_FILE_ARG_SHIFT) & sys_mask,
+        "path_arg": (c >> records.FUNC_PATH_ARG_SHIFT) & sys_mask,
+        "func_fd_arg": (c >> records.FUNC_FD_ARG_SHIFT) & sys_mask,
         "is_ptr": [(c >> (records.UPROBE_PTR_SHIFT + i)) & 1 for i in range(records.MAX_ARGS)],
         "ptr_size": [
             ((c >> (records.UPROBE_SIZE_SHIFT + records.UPROBE_SIZE_BITS * i)) & size_mask) + 1
@@ -225,6 +235,9 @@ def test_cookie_macros_match_the_named_bits(abi):
         r.FUNC_NO_RET: ("no_ret", 1),
         r.SYS_DUPS: ("dups", 1),
         r.SYS_DUP_CMD: ("dup_cmd", 1),
+        4 << r.FUNC_FILE_ARG_SHIFT: ("file_arg", 4),
+        2 << r.FUNC_PATH_ARG_SHIFT: ("path_arg", 2),
+        3 << r.FUNC_FD_ARG_SHIFT: ("func_fd_arg", 3),
     }
     is_ptr_3 = 1 << (r.UPROBE_PTR_SHIFT + 3)
     size_2 = 5 << (r.UPROBE_SIZE_SHIFT + r.UPROBE_SIZE_BITS * 2)

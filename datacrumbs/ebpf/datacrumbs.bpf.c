@@ -378,28 +378,22 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	return 0;
 }
 
-/* The cookie of syscall number nr, 0 when it is not traced. */
-static __always_inline __u64 dc_syscall_cookie(__u64 nr)
+/* The cookie of syscall number nr in cookies (dc_syscall_cookies, or dc_compat_cookies for an
+ * ia32 number), 0 when it is not traced. */
+static __always_inline __u64 dc_cookie_of(void *cookies, __u64 nr)
 {
 	__u32 key = nr;
 	__u64 *cookie;
 
 	if (nr >= DC_MAX_SYSCALL_NR)
 		return 0;
-	cookie = bpf_map_lookup_elem(&dc_syscall_cookies, &key);
+	cookie = bpf_map_lookup_elem(cookies, &key);
 	return cookie ? *cookie : 0;
 }
 
-/* The cookie of ia32 syscall number nr, 0 when it is not traced. */
-static __always_inline __u64 dc_compat_cookie(__u64 nr)
+static __always_inline __u64 dc_syscall_cookie(__u64 nr, bool compat)
 {
-	__u32 key = nr;
-	__u64 *cookie;
-
-	if (nr >= DC_MAX_SYSCALL_NR)
-		return 0;
-	cookie = bpf_map_lookup_elem(&dc_compat_cookies, &key);
-	return cookie ? *cookie : 0;
+	return compat ? dc_cookie_of(&dc_compat_cookies, nr) : dc_cookie_of(&dc_syscall_cookies, nr);
 }
 
 /* A 32-bit compat syscall: its number is in the ia32 table, its arguments in other registers.
@@ -418,7 +412,7 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 {
 	bool compat = dc_compat_syscall();
-	__u64 cookie = compat ? dc_compat_cookie(id) : dc_syscall_cookie(id);
+	__u64 cookie = dc_syscall_cookie(id, compat);
 	struct dc_thread *th;
 
 	if (!cookie)
@@ -442,8 +436,7 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(dc_raw_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 nr = DC_SYSCALL_NR(regs);
-	__u64 cookie = dc_compat_syscall() ? dc_compat_cookie(nr) : dc_syscall_cookie(nr);
+	__u64 cookie = dc_syscall_cookie(DC_SYSCALL_NR(regs), dc_compat_syscall());
 
 	if (!cookie)
 		return 0; /* before the clock read: untraced syscalls pay only the lookup */

@@ -19,6 +19,8 @@ __all__ = [
     "DATA_CALLS",
     "KERNEL",
     "LIBC_FILES",
+    "LIBC_ITEM_RETURNS",
+    "LIBC_POINTER_RETURNS",
     "POSIX",
     "STDIO",
     "STDIO_FUNCTIONS",
@@ -131,6 +133,20 @@ LIBC_FILES: dict[str, tuple[str, int, str | None]] = {
         "lseek", "lseek64", "fsync", "fdatasync", "ftruncate", "ftruncate64", "fstat",
         "fstat64")},
 }  # fmt: skip
+
+
+#: C-library functions that return a pointer: their return value is an address, not a count
+#: (it would pollute the tools' sums), and is not written.
+LIBC_POINTER_RETURNS = frozenset(
+    {
+        "fopen", "fopen64", "fdopen", "freopen", "freopen64", "fgets", "fgets_unlocked",
+        "tmpfile", "tmpfile64", "popen", "opendir", "fdopendir", "readdir", "readdir64",
+        "getcwd", "realpath", "mmap", "mmap64",
+    }
+)  # fmt: skip
+#: C-library functions whose return value counts items of their second argument's size: the
+#: trace's ret is their bytes.
+LIBC_ITEM_RETURNS = frozenset({"fread", "fread_unlocked", "fwrite", "fwrite_unlocked"})
 
 
 def syscall_call_name(syscall: str) -> str:

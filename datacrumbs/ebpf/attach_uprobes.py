@@ -13,13 +13,21 @@ import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from datacrumbs.common.dftracer_names import LIBC_FILES, POSIX, STDIO, layer_of
+from datacrumbs.common.dftracer_names import (
+    LIBC_FILES,
+    LIBC_ITEM_RETURNS,
+    LIBC_POINTER_RETURNS,
+    POSIX,
+    STDIO,
+    layer_of,
+)
 from datacrumbs.common.probes import FunctionArgument, Probe
 from datacrumbs.ebpf import uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.link_set import FunctionLinks
+from datacrumbs.ebpf.records import FUNC_RET_ITEMS
 
 __all__ = ["FUNC_ENTER", "FUNC_EXIT", "UMULTI_ENTER", "UMULTI_EXIT", "UprobeAttacher"]
 
@@ -61,13 +69,19 @@ def _add(
     category kept in ``args`` — and its cookie. A C-library function with a file (a FILE *,
     path or fd argument) names it in its events, like a syscall does."""
     layer = layer_of(probe.binary_path, name)
-    where = LIBC_FILES.get(name) if layer in (POSIX, STDIO) else None
-    labels = (("category", probe.name),)
+    libc = layer in (POSIX, STDIO)
+    where = LIBC_FILES.get(name) if libc else None
+    pointer = libc and name in LIBC_POINTER_RETURNS
+    bits = uprobes.file_bits(where)
+    if pointer:
+        bits |= uprobes.NO_RETURN_COOKIE
+    if libc and name in LIBC_ITEM_RETURNS:
+        bits |= FUNC_RET_ITEMS
     spec = ctx.functions.add(
         name, layer, uprobes.argument_fields(arguments), has_file=where is not None,
-        labels=labels,
+        has_return=not pointer, labels=(("category", probe.name),),
     )  # fmt: skip
-    return spec, uprobes.function_cookie(spec.fid, arguments, uprobes.file_bits(where))
+    return spec, uprobes.function_cookie(spec.fid, arguments, bits)
 
 
 class UprobeAttacher:

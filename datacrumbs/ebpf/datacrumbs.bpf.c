@@ -596,6 +596,8 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	e->ts = in->ts;
 	e->dur = now - in->ts;
 	e->ret = key.cookie & DC_FUNC_NO_RET ? 0 : PT_REGS_RC(ctx);
+	if (key.cookie & DC_FUNC_RET_ITEMS)
+		e->ret *= (__s64)in->args[1];
 	e->fhash = dc_func_file(in, PT_REGS_RC(ctx), th->pid, th->tid, key.pid_tgid >> 32);
 	for (int i = 0; i < DC_MAX_ARGS; i++)
 		e->args[i] = in->args[i];

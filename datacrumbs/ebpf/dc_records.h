@@ -71,6 +71,9 @@ enum dc_lost_slot {
 #define DC_FUNC_FD_ARG(c) ((__u32)(((c) >> 56) & 7))
 #define DC_FUNC_RET_FILE (1ULL << 59)
 #define DC_FUNC_RET_FD (1ULL << 60)
+/* The return value counts items of the second argument's size (fread, fwrite): the event's
+ * ret is their bytes, as the tools take sizes from ret. */
+#define DC_FUNC_RET_ITEMS (1ULL << 61)
 
 /* 96 bytes (+8 ring-buffer header). */
 struct dc_call {

@@ -32,6 +32,7 @@ __all__ = [
     "FUNC_PATH_ARG_SHIFT",
     "FUNC_RET_FD",
     "FUNC_RET_FILE",
+    "FUNC_RET_ITEMS",
     "F_DUPFD",
     "F_DUPFD_CLOEXEC",
     "LAYOUTS",
@@ -101,6 +102,7 @@ FUNC_PATH_ARG_SHIFT = 53
 FUNC_FD_ARG_SHIFT = 56
 FUNC_RET_FILE = 1 << 59  # DC_FUNC_RET_FILE
 FUNC_RET_FD = 1 << 60  # DC_FUNC_RET_FD
+FUNC_RET_ITEMS = 1 << 61  # DC_FUNC_RET_ITEMS: ret counts items of args[1] bytes
 
 
 class RecordType(IntEnum):

@@ -40,6 +40,7 @@ CONSTANTS = {
     "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
     "DC_FUNC_RET_FILE": records.FUNC_RET_FILE,
     "DC_FUNC_RET_FD": records.FUNC_RET_FD,
+    "DC_FUNC_RET_ITEMS": records.FUNC_RET_ITEMS,
     "DC_F_DUPFD": records.F_DUPFD,
     "DC_F_DUPFD_CLOEXEC": records.F_DUPFD_CLOEXEC,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,

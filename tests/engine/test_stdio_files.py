@@ -56,5 +56,10 @@ def test_stdio_calls_name_their_file_without_any_syscall_probe(
         + ["fread", "fclose"]
     )  # fmt: skip
     assert {cat for _, cat, _ in mine} == {"STDIO"}
+    events = {e["name"]: e for e in trace.events_of(pid)}
+    # fwrite's ret is bytes (1 item x 11), as the tools take sizes from ret; fopen's and
+    # fgets's are pointers: not written
+    assert [e["args"]["ret"] for e in trace.events_of(pid, "fwrite")] == [11, 11, 11]
+    assert "ret" not in events["fopen"]["args"] and "ret" not in events["fgets"]["args"]
     # stdout's stream is the pid's line: an fd it inherited, no name
     assert ("fflush", "STDIO", None) in calls

@@ -1,5 +1,5 @@
-/* Buffered I/O on one file, then reading it back: fopen, 3 fwrite, fflush, fclose, fopen, fgets
- * to the end, fread, fclose. Usage: stdio_files PATH. Prints its pid (to stdout: not PATH). */
+/* Buffered I/O on one file, then reading it back: fopen, 3 fwrite (one item of 11 bytes each),
+ * fflush, fclose, fopen, fgets to the end, fread, fclose. Usage: stdio_files PATH. Prints its pid (to stdout: not PATH). */
 #include <stdio.h>
 #include <unistd.h>
 
@@ -15,7 +15,7 @@ int main(int argc, char **argv)
 	if (!(f = fopen(argv[1], "w")))
 		return 1;
 	for (int i = 0; i < 3; i++)
-		if (fwrite("stdio line\n", 1, 11, f) != 11)
+		if (fwrite("stdio line\n", 11, 1, f) != 1) /* one item of 11 bytes */
 			return 2;
 	if (fflush(f) || fclose(f))
 		return 3;

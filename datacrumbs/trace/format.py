@@ -125,6 +125,7 @@ class EventFormatter:
         hostname: str,
         pid: int,
         tid: int,
+        process_info: Callable[[int], Mapping[str, str]] | None = None,
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -138,6 +139,8 @@ class EventFormatter:
         self._names: set[int] = set()
         self._hexes: dict[int, bytes] = {}
         self._process_names: dict[int, str] = {}
+        #: cmd, exe, cwd, ppid, rank of a process, written as PR metadata with its name
+        self._process_info = process_info
         self._thread_names: dict[int, str] = {}
 
     # -- metadata ------------------------------------------------------------------------
@@ -208,6 +211,10 @@ class EventFormatter:
             out += self._meta(
                 "PR", pid, tid, f'{{"hhash":"{self.hhash}","name":"comm","value":{name}}}'
             )
+            if self._process_info is not None:
+                for key, value in self._process_info(pid).items():
+                    args = f'{{"hhash":"{self.hhash}","name":{_json(key)},"value":{_json(value)}}}'
+                    out += self._meta("PR", pid, tid, args)
         if self._thread_names.get(tid) != thread:
             self._thread_names[tid] = thread
             args = f'{{"name":{_json(thread)}}}'

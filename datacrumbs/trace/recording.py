@@ -19,6 +19,7 @@ from pathlib import Path
 from datacrumbs.ebpf.engine import Engine, EngineError
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace.format import EventFormatter, clock_offset_ns
+from datacrumbs.trace.process_info import read_process_info
 from datacrumbs.trace.writer import TraceWriter
 
 __all__ = ["Recording", "RecordingStats"]
@@ -62,6 +63,7 @@ class Recording:
             hostname=self.hostname,
             pid=os.getpid(),
             tid=threading.get_native_id(),
+            process_info=read_process_info,
         )
         self.writer.start(formatter)
         self.engine.start(self.writer)

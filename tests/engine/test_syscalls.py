@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -107,3 +109,30 @@ def test_process_and_thread_names_are_written_once(session, compile_c, public_di
     hosts = trace.metadata("HH")
     assert len(hosts) == 1
     assert {e["args"]["hhash"] for e in trace.events} == {hosts[0]["args"]["value"]}
+
+
+def test_processes_carry_dftracer_metadata_and_their_mpi_rank(session, public_dir, traced_user):
+    # A rank as Slurm gives it, read from the process's environment while it runs (a process
+    # gone before its first records are formatted has only its name).
+    work = user_dir(public_dir, traced_user, "metadata")
+    script = "echo $$; echo data > out.txt; sleep 0.5"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="posix_io", functions=["write"])]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, ["env", "SLURM_PROCID=3", "sh", "-c", script]),
+            capture_output=True, text=True, check=True, cwd=work,
+        ).stdout  # fmt: skip
+    pid = int(out.split()[0])
+    info = {
+        e["args"]["name"]: e["args"]["value"]
+        for e in s.trace.metadata("PR")
+        if e["pid"] == pid and e["args"]["name"] != "comm"
+    }
+    assert info == {
+        "rank": "3",
+        "exe": os.path.realpath(shutil.which("sh") or "sh"),
+        "cmd": f"sh -c {script}",
+        "cwd": str(work),
+        "ppid": info["ppid"],
+    }
+    assert int(info["ppid"]) > 1

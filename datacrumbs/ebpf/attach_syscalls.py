@@ -12,7 +12,7 @@ from datacrumbs.ebpf import arch, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
-from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED
+from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED, SYS_QUIET
 
 __all__ = [
     "RAW_SYS_ENTER",
@@ -28,6 +28,10 @@ SYSCALL_MODES = ("raw_tp", "tracepoint")
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
 COMPAT_COOKIES_MAP = "dc_compat_cookies"
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
+#: Syscalls kept for the fd names when not asked for (raw_tp mode).
+FD_BOOKKEEPING = ("open", "openat", "openat2", "creat", "close", "dup", "dup2", "dup3", "fcntl")
+#: Function ids of those: never written (no event), above any id a probe file reaches.
+QUIET_FID_BASE = 0xFFF000
 RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
 
 
@@ -43,7 +47,32 @@ class SyscallAttacher:
         self._compat_numbers: set[int] = set()  # the same for 32-bit syscalls
 
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
-        return [self._attach(probe, function) for probe, function in targets]
+        outcomes = [self._attach(probe, function) for probe, function in targets]
+        if self.mode == "raw_tp" and self._raw_links is not None:
+            self._keep_fd_names()
+        return outcomes
+
+    def _keep_fd_names(self) -> None:
+        """The syscalls that open, close and copy fds, where the probe file did not ask for
+        them: kept quietly (no event), so that the fds of the calls it did ask for are named
+        right — a write to a file opened by an untraced openat, or to a pipe that reused the
+        number of a file closed by an untraced close."""
+        for name in FD_BOOKKEEPING:
+            layout = syscalls.resolve_syscall(name)
+            if ("syscall", layout.tracepoint) in self.ctx.claims:
+                continue  # asked for: traced, and kept, as it is
+            try:
+                nr = syscalls.syscall_number(layout.tracepoint)
+            except LookupError:
+                continue
+            cookie = syscalls.syscall_cookie(QUIET_FID_BASE + nr, layout) | SYS_QUIET
+            map_update(
+                self.ctx.obj.map_fd(SYSCALL_COOKIES_MAP),
+                nr.to_bytes(4, "little"),
+                cookie.to_bytes(8, "little"),
+            )
+            self._numbers.add(nr)
+            self._map_compat(layout.tracepoint, cookie, quiet=True)
 
     def _attach(self, probe: Probe, function: str) -> TargetOutcome:
         ctx = self.ctx
@@ -118,10 +147,12 @@ class SyscallAttacher:
         self._map_compat(layout.tracepoint, cookie)
         return ctx.succeeded(probe, function)
 
-    def _map_compat(self, tracepoint: str, cookie: int) -> None:
+    def _map_compat(self, tracepoint: str, cookie: int, quiet: bool = False) -> None:
         """The same syscall of 32-bit processes: traced where its arguments are where the
-        native ones are, counted as lost where they are not."""
+        native ones are, counted as lost where they are not (unless kept ``quiet``ly)."""
         numbers, same = arch.compat_syscall_numbers(tracepoint)
+        if quiet and not same:
+            return
         value = cookie if same else cookie | SYS_COMPAT_UNTRACED
         fd = self.ctx.obj.map_fd(COMPAT_COOKIES_MAP)
         for nr in numbers:

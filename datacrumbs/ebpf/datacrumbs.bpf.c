@@ -298,7 +298,7 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	struct dc_inflight *in;
 	struct dc_call *e;
 	struct dc_fdkey key;
-	__u64 id, cookie, fhash = 0;
+	__u64 id, cookie, fhash = 0, hash1 = 0, hash2 = 0;
 	__u32 tgid, fd_arg, path1, path2;
 
 	if (!th || !th->sys.ts)
@@ -313,41 +313,20 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	id = bpf_get_current_pid_tgid();
 	tgid = id >> 32;
 	dc_ids(th, id);
-	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
-	if (!e) {
-		dc_count_lost(DC_LOST_CALLS);
-		in->ts = 0;
-		return 0;
-	}
-	e->type = DC_REC_CALL;
-	e->fid = DC_COOKIE_FID(cookie);
-	e->pid = th->pid;
-	e->tid = th->tid;
-	e->ts = in->ts;
-	e->dur = now - in->ts;
-	e->ret = ret;
-	for (int i = 0; i < DC_MAX_ARGS; i++)
-		e->args[i] = in->args[i];
 
 	fd_arg = DC_SYS_FD_ARG(cookie);
 	path1 = DC_SYS_PATH1(cookie);
 	path2 = DC_SYS_PATH2(cookie);
-	if (fd_arg && fd_arg <= DC_MAX_ARGS) {
-		e->args[fd_arg - 1] = (__s64)(__s32)in->args[fd_arg - 1];
+	if (fd_arg && fd_arg <= DC_MAX_ARGS)
 		fhash = dc_fd_hash(tgid, in->args[fd_arg - 1]);
-	}
-	/* Paths are read at exit: the syscall itself has faulted their pages in. The raw pointer
-	 * argument is replaced by the name's hash. */
+	/* Paths are read at exit: the syscall itself has faulted their pages in. */
 	if (path2 && path2 <= DC_MAX_ARGS)
-		e->args[path2 - 1] = dc_path_hash(in->args[path2 - 1], th->pid, th->tid);
+		hash2 = dc_path_hash(in->args[path2 - 1], th->pid, th->tid);
 	if (path1 && path1 <= DC_MAX_ARGS) {
-		__u64 named = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
-
-		e->args[path1 - 1] = named;
-		if (named) /* else an empty path: the file is the fd argument's (fstat) */
-			fhash = named;
+		hash1 = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
+		if (hash1) /* else an empty path: the file is the fd argument's (fstat) */
+			fhash = hash1;
 	}
-	e->fhash = fhash;
 
 	key.tgid = tgid;
 	if ((cookie & DC_SYS_RET_FD) && ret >= 0 && fhash) {
@@ -372,6 +351,34 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 		key.fd = (__u32)in->args[fd_arg - 1];
 		bpf_map_delete_elem(&dc_fd_names, &key);
 	}
+	if (cookie & DC_SYS_QUIET) { /* kept for the fd names only: no event */
+		in->ts = 0;
+		return 0;
+	}
+
+	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	if (!e) {
+		dc_count_lost(DC_LOST_CALLS);
+		in->ts = 0;
+		return 0;
+	}
+	e->type = DC_REC_CALL;
+	e->fid = DC_COOKIE_FID(cookie);
+	e->pid = th->pid;
+	e->tid = th->tid;
+	e->ts = in->ts;
+	e->dur = now - in->ts;
+	e->ret = ret;
+	for (int i = 0; i < DC_MAX_ARGS; i++)
+		e->args[i] = in->args[i];
+	/* the fd as the int it is; raw path pointers replaced by the names' hashes */
+	if (fd_arg && fd_arg <= DC_MAX_ARGS)
+		e->args[fd_arg - 1] = (__s64)(__s32)in->args[fd_arg - 1];
+	if (path2 && path2 <= DC_MAX_ARGS)
+		e->args[path2 - 1] = hash2;
+	if (path1 && path1 <= DC_MAX_ARGS)
+		e->args[path1 - 1] = hash1;
+	e->fhash = fhash;
 	in->ts = 0;
 	dc_describe_task(th);
 	bpf_ringbuf_submit(e, dc_wakeup_flags());

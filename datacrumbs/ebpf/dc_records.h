@@ -57,6 +57,9 @@ enum dc_lost_slot {
 /* A 32-bit (compat) syscall that is asked for but whose ia32 arguments differ: counted, not
  * traced (dc_compat_cookies). */
 #define DC_SYS_COMPAT_UNTRACED (1ULL << 45)
+/* A syscall the probe file did not ask for, kept for the fd names only (open, close, dup, ...):
+ * its bookkeeping is done, no event is written. */
+#define DC_SYS_QUIET (1ULL << 46)
 #define DC_F_DUPFD 0
 #define DC_F_DUPFD_CLOEXEC 1030
 #define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)

@@ -51,6 +51,7 @@ __all__ = [
     "SYS_FD_ARG_SHIFT",
     "SYS_PATH1_SHIFT",
     "SYS_PATH2_SHIFT",
+    "SYS_QUIET",
     "SYS_RET_FD",
     "TASK",
     "TASK_FIELDS",
@@ -84,6 +85,7 @@ SYS_CLOSES = 1 << 42  # DC_SYS_CLOSES: the call closes its fd argument
 SYS_DUPS = 1 << 43  # DC_SYS_DUPS: the return value is a copy of the fd argument
 SYS_DUP_CMD = 1 << 44  # DC_SYS_DUP_CMD: ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
 SYS_COMPAT_UNTRACED = 1 << 45  # DC_SYS_COMPAT_UNTRACED: a 32-bit syscall counted, not read
+SYS_QUIET = 1 << 46  # DC_SYS_QUIET: kept for the fd names only, no event
 F_DUPFD = 0  # DC_F_DUPFD
 F_DUPFD_CLOEXEC = 1030  # DC_F_DUPFD_CLOEXEC
 #: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference

@@ -38,6 +38,7 @@ CONSTANTS = {
     "DC_SYS_DUPS": records.SYS_DUPS,
     "DC_SYS_DUP_CMD": records.SYS_DUP_CMD,
     "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
+    "DC_SYS_QUIET": records.SYS_QUIET,
     "DC_FUNC_RET_FILE": records.FUNC_RET_FILE,
     "DC_FUNC_RET_FD": records.FUNC_RET_FD,
     "DC_FUNC_RET_ITEMS": records.FUNC_RET_ITEMS,

@@ -111,3 +111,29 @@ def test_dd_of_is_named_as_strace_names_it(session, public_dir, traced_user):
     )  # fmt: skip
     assert {str(source), str(target)} <= opened
     assert _compare(trace, calls, opened) >= 16  # 8 reads of if=, 8 writes of of= at least
+
+
+def test_names_are_right_when_only_the_data_calls_are_traced(
+    session, compile_c, public_dir, traced_user
+):
+    # open, close, dup2, dup, fcntl not asked for: kept quietly for the fd names (no events).
+    binary = compile_c("fd_names.c", "fd_names")
+    work = user_dir(public_dir, traced_user, "fd-names-quiet")
+    target = work / "out.txt"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="posix", functions=["write"])]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(target)]), capture_output=True, text=True,
+            check=True, cwd=work,
+        ).stdout  # fmt: skip
+    pid = int(out.split()[0])
+    names = s.trace.file_names()
+    events = sorted(s.trace.events_of(pid), key=lambda e: e["ts"])
+    assert {e["name"] for e in events} == {"write"}  # the quiet ones wrote nothing
+    assert [(e["args"]["ret"], names.get(e["args"].get("fhash"))) for e in events] == [
+        (len(str(pid)) + 1, None),
+        (11, str(target)),
+        (12, str(target)),
+        (13, str(target)),
+        (14, None),  # the pipe over the named fd
+    ]

@@ -27,13 +27,21 @@ def _strace_calls(log: Path) -> tuple[list[tuple[int, str, str | None]], set[str
     """(pid, syscall, path of its fd) of each call in strace's log, and the paths opened
     (resolved: strace names an fd by its real path, datacrumbs by the path as opened)."""
     calls, opened = [], set()
+    pending: dict[str, str] = {}  # tid -> path of its openat that another thread interrupted
     for line in log.read_text().splitlines():
+        if (r := re.match(r"^(\d+) +<\.\.\. openat resumed>.* = (\d+)", line)) and (
+            r.group(1) in pending
+        ):
+            opened.add(os.path.realpath(pending.pop(r.group(1))))
+            continue
         m = _STRACE.match(line)
         if m is None:
             continue
         pid, name, _fd, path = m.groups()
         o = re.search(r'"([^"]+)"', line)
-        if name == "openat" and o and " = " in line and "= -1" not in line:
+        if name == "openat" and o and line.endswith("<unfinished ...>"):
+            pending[pid] = o.group(1)
+        elif name == "openat" and o and " = " in line and "= -1" not in line:
             opened.add(os.path.realpath(o.group(1)))  # strace -y shows resolved paths
         calls.append((int(pid), name, path))
     return calls, opened
@@ -50,15 +58,16 @@ def _traced_under_strace(session, traced_user, argv: list[str], work: Path):  # 
 
 
 def _compare(trace, calls, opened) -> int:  # type: ignore[no-untyped-def]
-    """Match datacrumbs' read/write/fstat events with strace's calls, in order per pid."""
+    """Match datacrumbs' read/write/fstat events with strace's calls, in order per thread
+    (strace -f names each thread by its tid)."""
     names = trace.file_names()
     checked = 0
     pids = {pid for pid, _, _ in calls}
     for pid in pids:
         ours = [
             (e["args"]["syscall"], names.get(e["args"].get("fhash")))
-            for e in sorted(trace.events_of(pid), key=lambda e: e["ts"])
-            if e["args"]["syscall"] in ("read", "write", "newfstatat")
+            for e in sorted(trace.events, key=lambda e: e["ts"])
+            if e["tid"] == pid and e["args"]["syscall"] in ("read", "write", "newfstatat")
         ]
         theirs = [
             ("newfstatat" if name in ("fstat", "newfstatat") else name, path)
@@ -137,3 +146,19 @@ def test_names_are_right_when_only_the_data_calls_are_traced(
         (13, str(target)),
         (14, None),  # the pipe over the named fd
     ]
+
+
+def test_a_threaded_writer_is_named_and_counted_as_strace_sees_it(
+    session, compile_c, public_dir, traced_user
+):
+    binary = compile_c("threaded_writer.c", "threaded_writer", "-pthread")
+    work = user_dir(public_dir, traced_user, "threaded")
+    trace, calls, opened = _traced_under_strace(
+        session, traced_user, [str(binary), str(work), "4", "50"], work
+    )
+    files = {str(work / f"thread-{i}.out") for i in range(4)}
+    assert files <= opened
+    assert _compare(trace, calls, opened) >= 4 * 50  # every write named, per thread
+    tids = {e["tid"] for e in trace.events if e["args"]["syscall"] == "write"
+            and trace.file_names().get(e["args"].get("fhash")) in files}  # fmt: skip
+    assert len(tids) == 4

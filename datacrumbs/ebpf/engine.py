@@ -157,10 +157,6 @@ class Engine:
             if fid < self.config.function_slots
         }
 
-    def describe(self, fid: int) -> TargetOutcome | None:
-        """The attached outcome of function ``fid`` (its category, function and binary)."""
-        return self._context.function_outcomes.get(fid)
-
     def detach_functions(self, reasons: Mapping[int, str]) -> list[TargetOutcome]:
         """Detach the functions ``reasons`` names (fid -> why), while the rest keep tracing.
 

@@ -48,10 +48,8 @@ class LinkSet:
         self.links.extend(links)
 
     def add_functions(self, entry: FunctionLinks) -> None:
-        """Links that belong to the functions ``entry.fids`` (already added or added here)."""
-        for link in entry.links:
-            if link not in self.links:
-                self.links.append(link)
+        """New links that belong to the functions ``entry.fids``."""
+        self.links.extend(entry.links)
         for fid in entry.fids:
             self.by_function[fid] = entry
 

@@ -7,6 +7,7 @@ Once per round it also reads the kernel's loss counters and, when they changed, 
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
@@ -20,8 +21,10 @@ from datacrumbs.ebpf.sink import LossCounts, RecordSink
 __all__ = ["Poller", "possible_cpus", "read_loss", "sum_per_cpu"]
 
 
+@functools.cache
 def possible_cpus() -> int:
-    """Number of possible CPUs (per-CPU map values are sized by it)."""
+    """Number of possible CPUs (per-CPU map values are sized by it); fixed at boot, so read once
+    (the poller asks every round)."""
     try:
         text = Path("/sys/devices/system/cpu/possible").read_text().strip()
     except OSError:

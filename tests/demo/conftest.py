@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from demo_support import TracedRun
-from support import command, public_subdir, signed_document
+from support import clean_env, command, public_subdir, signed_document
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.run_files import wait_ready
@@ -23,10 +23,6 @@ from datacrumbs.trace.summary import summarize
 JOB_USER = "nobody"
 PROBED = ["openat", "write", "read", "pread64", "fsync", "close"]
 PLAN = WorkloadPlan(files=2, writes=300, block=1024, lines=20)
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")} | extra
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +45,7 @@ class SummaryInstall:
 @pytest.fixture(scope="session")
 def summary_install(world: Path) -> SummaryInstall:
     prefix = world / "summary-prefix"
-    env = _clean_env(
+    env = clean_env(
         DATACRUMBS_INSTALL_PREFIX=str(prefix),
         DATACRUMBS_SERVER_RUN_DIR=str(world / "summary-run"),
         DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces"),

@@ -32,6 +32,7 @@ POSIX = "POSIX"
 STDIO = "STDIO"
 KERNEL = "KERNEL"  # kprobes: no DFTracer layer of their own
 APP = "APP"  # functions of the program itself, or of a library of no known layer
+IO_URING = "IO_URING"  # io_uring requests, named by their opcode (read, write, fsync, ...)
 
 #: Syscalls whose libc-level name (the one the tools class by) differs from the syscall's.
 _SYSCALL_CALL_NAMES = {

@@ -41,7 +41,7 @@ class Attacher(Protocol):
     """Attaches the functions of one probe kind."""
 
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
-        """One outcome per target, in order."""
+        """One outcome per target, in order, then one per target they imply."""
         ...
 
 

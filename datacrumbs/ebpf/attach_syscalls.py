@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datacrumbs.common.dftracer_names import POSIX, syscall_call_name
+from datacrumbs.common.dftracer_names import IO_URING, POSIX, syscall_call_name
 from datacrumbs.common.probes import Probe
-from datacrumbs.ebpf import arch, syscalls
+from datacrumbs.ebpf import arch, kernel_btf, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
-from datacrumbs.ebpf.functions import FunctionSpec
+from datacrumbs.ebpf.functions import ArgField, FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
-from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED, SYS_QUIET
+from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED
 
 __all__ = [
     "RAW_SYS_ENTER",
@@ -28,11 +28,15 @@ SYSCALL_MODES = ("raw_tp", "tracepoint")
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
 COMPAT_COOKIES_MAP = "dc_compat_cookies"
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
-#: Syscalls kept for the fd names when not asked for (raw_tp mode).
-FD_BOOKKEEPING = ("open", "openat", "openat2", "creat", "close", "dup", "dup2", "dup3", "fcntl")
-#: Function ids of those: never written (no event), above any id a probe file reaches.
-QUIET_FID_BASE = 0xFFF000
 RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
+URING_SUBMIT, URING_COMPLETE = "dc_uring_submit", "dc_uring_complete"
+#: Asking for this syscall traces the io_uring requests it submits too, one event each.
+URING_SYSCALL = "io_uring_enter"
+#: Opcodes the kernel side reads a size and offset of (struct io_rw), by their uapi names.
+_URING_RW = {"READV": "iovcnt", "WRITEV": "iovcnt", "READ_FIXED": "size",
+             "WRITE_FIXED": "size", "READ": "size", "WRITE": "size"}  # fmt: skip
+#: Opcode slots the kernel side maps into function ids (DC_URING_OPS).
+_URING_OPS = 256
 
 
 class SyscallAttacher:
@@ -48,31 +52,55 @@ class SyscallAttacher:
 
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
         outcomes = [self._attach(probe, function) for probe, function in targets]
-        if self.mode == "raw_tp" and self._raw_links is not None:
-            self._keep_fd_names()
+        for (probe, function), outcome in zip(targets, outcomes, strict=True):
+            if outcome.attached and syscalls.resolve_syscall(function).tracepoint == URING_SYSCALL:
+                outcomes.append(self._attach_uring_requests(probe))
+                break
         return outcomes
 
-    def _keep_fd_names(self) -> None:
-        """The syscalls that open, close and copy fds, where the probe file did not ask for
-        them: kept quietly (no event), so that the fds of the calls it did ask for are named
-        right — a write to a file opened by an untraced openat, or to a pipe that reused the
-        number of a file closed by an untraced close."""
-        for name in FD_BOOKKEEPING:
-            layout = syscalls.resolve_syscall(name)
-            if ("syscall", layout.tracepoint) in self.ctx.claims:
-                continue  # asked for: traced, and kept, as it is
-            try:
-                nr = syscalls.syscall_number(layout.tracepoint)
-            except LookupError:
-                continue
-            cookie = syscalls.syscall_cookie(QUIET_FID_BASE + nr, layout) | SYS_QUIET
-            map_update(
-                self.ctx.obj.map_fd(SYSCALL_COOKIES_MAP),
-                nr.to_bytes(4, "little"),
-                cookie.to_bytes(8, "little"),
+    def _attach_uring_requests(self, probe: Probe) -> TargetOutcome:
+        """The requests io_uring_enter submits, from the io_uring tracepoints (6.0+): one
+        event per request at its completion, named by its opcode in the IO_URING layer, with
+        its fd and file, size and offset (reads and writes), result and latency. Reported as
+        the target ``io_uring_requests`` of the probe that asked for io_uring_enter."""
+        ctx, target = self.ctx, "io_uring_requests"
+        ops = kernel_btf.vmlinux().enum_values("io_uring_op")
+        by_value = {v: n.removeprefix("IORING_OP_") for n, v in ops.items()}
+        by_value = {v: n for v, n in by_value.items() if n != "LAST"}
+        if not by_value or max(by_value) >= _URING_OPS:
+            return ctx.failed(probe, target, "this kernel's BTF has no usable enum io_uring_op")
+        specs = []
+        for value in range(max(by_value) + 1):
+            op = by_value.get(value, f"OP_{value}")
+            fields: tuple[ArgField, ...] = (
+                ArgField("fd", 0, num_bytes=4),
+                ArgField("fixed_file", 3),
             )
-            self._numbers.add(nr)
-            self._map_compat(layout.tracepoint, cookie, quiet=True)
+            if op in _URING_RW:
+                fields += (ArgField(_URING_RW[op], 1), ArgField("offset", 2))
+            labels = (("opcode", op), ("category", probe.name))
+            specs.append(ctx.functions.add(op.lower(), IO_URING, fields, True, labels=labels))
+        base = specs[0].fid  # opcode 0's id: the kernel adds the opcode to it
+        assert [s.fid for s in specs] == list(range(base, base + len(specs)))
+        obj = ctx.obj
+        try:
+            complete = obj.attach_tracepoint(URING_COMPLETE, "io_uring", "io_uring_complete", base)
+        except BpfError as exc:
+            return self._uring_failed(probe, target, specs, str(exc))
+        try:
+            submit = obj.attach_tracepoint(URING_SUBMIT, "io_uring", "io_uring_submit_req", base)
+        except BpfError as exc:
+            complete.destroy()
+            return self._uring_failed(probe, target, specs, str(exc))
+        ctx.links.add(complete, submit)
+        return ctx.succeeded(probe, target)
+
+    def _uring_failed(
+        self, probe: Probe, target: str, specs: list[FunctionSpec], reason: str
+    ) -> TargetOutcome:
+        for spec in specs:
+            self.ctx.functions.remove(spec.fid)
+        return self.ctx.failed(probe, target, reason)
 
     def _attach(self, probe: Probe, function: str) -> TargetOutcome:
         ctx = self.ctx
@@ -147,12 +175,10 @@ class SyscallAttacher:
         self._map_compat(layout.tracepoint, cookie)
         return ctx.succeeded(probe, function)
 
-    def _map_compat(self, tracepoint: str, cookie: int, quiet: bool = False) -> None:
+    def _map_compat(self, tracepoint: str, cookie: int) -> None:
         """The same syscall of 32-bit processes: traced where its arguments are where the
-        native ones are, counted as lost where they are not (unless kept ``quiet``ly)."""
+        native ones are, counted as lost where they are not."""
         numbers, same = arch.compat_syscall_numbers(tracepoint)
-        if quiet and not same:
-            return
         value = cookie if same else cookie | SYS_COMPAT_UNTRACED
         fd = self.ctx.obj.map_fd(COMPAT_COOKIES_MAP)
         for nr in numbers:

@@ -27,7 +27,7 @@ __all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
 
 #: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ("datacrumbs.bpf.c", "dc_records.h", "dc_arch.h")
+SOURCES = ("datacrumbs.bpf.c", "dc_records.h", "dc_arch.h", "dc_files.h")
 LIBBPF_INCLUDE = Path("/usr/include")
 #: libbpf's name of each machine (bpf_tracing.h); dc_arch.h says which are implemented.
 _TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv", "s390x": "s390"}

@@ -35,9 +35,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by user space before load (.rodata is frozen at load, so the verifier folds the
- * disabled filters away). Layout mirrored by datacrumbs/ebpf/records.py:Config. */
-const volatile struct dc_config dc_cfg = {};
+/* Set by user space before load (read-only data is frozen at load, so the verifier folds the
+ * disabled filters away), in a section of its own: .rodata holds the format strings. Layout
+ * mirrored by datacrumbs/ebpf/records.py:Config. */
+const volatile struct dc_config dc_cfg SEC(".rodata.config") = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -96,13 +97,13 @@ struct {
 	__type(value, struct dc_inflight);
 } dc_func_inflight SEC(".maps");
 
-/* Open files: (tgid, fd) -> hash of the path that opened them. LRU: processes that die
- * without closing do not fill it up. */
+/* Fds named so far: (tgid, fd) -> the dentry it held and its name's hash (dc_files.h). LRU:
+ * processes that die do not fill it up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct dc_fdkey);
-	__type(value, __u64);
+	__type(value, struct dc_fdname);
 } dc_fd_names SEC(".maps");
 
 /* File-name hashes already delivered: each distinct name crosses the ring buffer once. */
@@ -113,13 +114,32 @@ struct {
 	__type(value, __u8);
 } dc_names_sent SEC(".maps");
 
-/* Per-CPU scratch for a path being read: too big for the 512-byte BPF stack. */
+#define DC_PATH_MASK (DC_PATH_MAX - 1)
+
+/* Per-CPU scratch for a name being built (dc_files.h), too big for the 512-byte BPF stack: the
+ * name record being filled (a name may run into spill while it is built; what is sent is cut to
+ * DC_PATH_MAX - 1 bytes), and the buffer a dentry walk fills from its middle down. */
+struct dc_path_scratch {
+	struct dc_name rec;
+	char spill[DC_PATH_MAX];
+	char walk[2 * DC_PATH_MAX];
+};
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct dc_name);
+	__type(value, struct dc_path_scratch);
 } dc_scratch SEC(".maps");
+
+/* io_uring requests of the job in flight, by request (struct io_kiocb *): submitted by the job's
+ * thread, completed there or in a kernel worker. LRU: a request that never completes (a ring
+ * torn down) does not fill it up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct dc_uring_req);
+} dc_uring_inflight SEC(".maps");
 
 /* Hits of each function probe (uprobe, kprobe) by function id, in every process, counted before
  * any filter: a breakpoint costs every process that runs the code, not only the job's, so the
@@ -146,6 +166,8 @@ static __always_inline __u64 dc_wakeup_flags(void)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
+
+#include "dc_files.h"
 
 /* Whether the current task acts as the job user and no one else: its real, effective and
  * file-system uids are all the job user's. A setuid-root helper the user starts (passwd, a
@@ -224,56 +246,6 @@ static __always_inline struct dc_thread *dc_thread(bool create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
-/* Read a user path, hash it (FNV-1a 64) and deliver the name once. Returns the hash, 0 when
- * the path cannot be read. */
-static __always_inline __u64 dc_path_hash(__u64 upath, __u32 pid, __u32 tid)
-{
-	__u32 zero = 0;
-	struct dc_name *n = bpf_map_lookup_elem(&dc_scratch, &zero);
-	__u64 h = DC_FNV_OFFSET;
-	__u8 one = 1;
-	long len;
-	__u64 size;
-
-	if (!n || !upath)
-		return 0;
-	len = bpf_probe_read_user_str(n->name, sizeof(n->name), (const void *)upath);
-	if (len <= 1)
-		return 0; /* unreadable, or "" (AT_EMPTY_PATH: the call is on its fd) */
-	len -= 1; /* without the NUL */
-	for (int i = 0; i < DC_PATH_MAX; i++) {
-		if (i >= len)
-			break;
-		h ^= (__u8)n->name[i];
-		h *= DC_FNV_PRIME;
-	}
-	if (h == 0)
-		h = 1;
-	if (bpf_map_lookup_elem(&dc_names_sent, &h))
-		return h;
-	n->type = DC_REC_NAME;
-	n->len = len;
-	n->hash = h;
-	n->pid = pid;
-	n->tid = tid;
-	size = offsetof(struct dc_name, name) + len + 1;
-	if (size > sizeof(*n))
-		size = sizeof(*n);
-	if (bpf_ringbuf_output(&dc_events, n, size, dc_wakeup_flags()) == 0)
-		bpf_map_update_elem(&dc_names_sent, &h, &one, BPF_ANY);
-	else
-		dc_count_lost(DC_LOST_NAMES);
-	return h;
-}
-
-static __always_inline __u64 dc_fd_hash(__u32 tgid, __u64 fd)
-{
-	struct dc_fdkey key = {.tgid = tgid, .fd = (__u32)fd};
-	__u64 *h = bpf_map_lookup_elem(&dc_fd_names, &key);
-
-	return h ? *h : 0;
-}
-
 /* Syscall entry, after the cookie is known: filter, then remember the call in the thread's
  * storage. Returns the storage to fill the arguments into, NULL when not traced. */
 static __always_inline struct dc_thread *dc_sys_begin(__u64 cookie)
@@ -291,15 +263,42 @@ static __always_inline struct dc_thread *dc_sys_begin(__u64 cookie)
 	return th;
 }
 
-/* Syscall exit: pair with the entry, read paths, fd bookkeeping, emit the call record. */
+/* Syscall entry, once the arguments are in: name the fd argument now, while it still holds
+ * its file (close and dup2 release it by the exit). */
+static __always_inline void dc_sys_fd(struct dc_thread *th)
+{
+	__u32 fd_arg = DC_SYS_FD_ARG(th->sys.cookie);
+	__u64 id;
+
+	th->sys.fhash = 0;
+	if (!fd_arg || fd_arg > DC_MAX_ARGS)
+		return;
+	id = bpf_get_current_pid_tgid();
+	dc_ids(th, id);
+	th->sys.fhash = dc_fd_name(id >> 32, (__s32)th->sys.args[fd_arg - 1], th->pid, th->tid);
+}
+
+/* The name hash of path argument path (index + 1) of a syscall: relative to the directory fd
+ * before it in the *at calls, else to the working directory. */
+static __always_inline __u64 dc_sys_path(struct dc_thread *th, __u32 path)
+{
+	__s64 dirfd = DC_AT_FDCWD;
+
+	if (!path || path > DC_MAX_ARGS)
+		return 0;
+	if ((th->sys.cookie & DC_SYS_AT) && path >= 2)
+		dirfd = (__s32)th->sys.args[path - 2];
+	return dc_path_name(th->sys.args[path - 1], dirfd, th->pid, th->tid);
+}
+
+/* Syscall exit: pair with the entry, name the files, emit the call record. */
 static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 {
 	struct dc_thread *th = dc_thread(false);
 	struct dc_inflight *in;
 	struct dc_call *e;
-	struct dc_fdkey key;
-	__u64 id, cookie, fhash = 0, hash1 = 0, hash2 = 0;
-	__u32 tgid, fd_arg, path1, path2;
+	__u64 id, cookie, fhash, hash1 = 0, hash2;
+	__u32 fd_arg, path1, path2;
 
 	if (!th || !th->sys.ts)
 		return 0;
@@ -311,49 +310,21 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 		return 0;
 	}
 	id = bpf_get_current_pid_tgid();
-	tgid = id >> 32;
 	dc_ids(th, id);
 
 	fd_arg = DC_SYS_FD_ARG(cookie);
 	path1 = DC_SYS_PATH1(cookie);
 	path2 = DC_SYS_PATH2(cookie);
-	if (fd_arg && fd_arg <= DC_MAX_ARGS)
-		fhash = dc_fd_hash(tgid, in->args[fd_arg - 1]);
+	fhash = in->fhash; /* the fd argument's, named at entry */
 	/* Paths are read at exit: the syscall itself has faulted their pages in. */
-	if (path2 && path2 <= DC_MAX_ARGS)
-		hash2 = dc_path_hash(in->args[path2 - 1], th->pid, th->tid);
-	if (path1 && path1 <= DC_MAX_ARGS) {
-		hash1 = dc_path_hash(in->args[path1 - 1], th->pid, th->tid);
+	hash2 = dc_sys_path(th, path2);
+	if ((cookie & DC_SYS_RET_FD) && ret >= 0) {
+		/* a new fd: the call is named by the file the kernel opened (links resolved) */
+		fhash = dc_fd_name(id >> 32, ret, th->pid, th->tid);
+	} else {
+		hash1 = dc_sys_path(th, path1);
 		if (hash1) /* else an empty path: the file is the fd argument's (fstat) */
 			fhash = hash1;
-	}
-
-	key.tgid = tgid;
-	if ((cookie & DC_SYS_RET_FD) && ret >= 0 && fhash) {
-		key.fd = (__u32)ret;
-		bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
-	} else if ((cookie & DC_SYS_RET_FD) && ret >= 0) {
-		key.fd = (__u32)ret;
-		bpf_map_delete_elem(&dc_fd_names, &key);
-	}
-	/* dup, dup2, dup3, fcntl(F_DUPFD): the new fd names the old one's file (or nothing: a
-	 * name left there by an earlier file must not stick to it) */
-	if ((cookie & DC_SYS_DUPS) && ret >= 0 &&
-	    (!(cookie & DC_SYS_DUP_CMD) || in->args[1] == DC_F_DUPFD ||
-	     in->args[1] == DC_F_DUPFD_CLOEXEC)) {
-		key.fd = (__u32)ret;
-		if (fhash)
-			bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
-		else
-			bpf_map_delete_elem(&dc_fd_names, &key);
-	}
-	if ((cookie & DC_SYS_CLOSES) && ret == 0 && fd_arg && fd_arg <= DC_MAX_ARGS) {
-		key.fd = (__u32)in->args[fd_arg - 1];
-		bpf_map_delete_elem(&dc_fd_names, &key);
-	}
-	if (cookie & DC_SYS_QUIET) { /* kept for the fd names only: no event */
-		in->ts = 0;
-		return 0;
 	}
 
 	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
@@ -436,6 +407,7 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 		DC_COMPAT_SYSCALL_ARGS(regs, th->sys.args);
 	else
 		DC_SYSCALL_ARGS(regs, th->sys.args);
+	dc_sys_fd(th);
 	th->sys.ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -462,6 +434,7 @@ int dc_sys_enter(struct trace_event_raw_sys_enter *ctx)
 	 * max ctx offset exceeds the event's size). The words past a syscall's last argument are
 	 * unused (the per-CPU trace buffer is PERF_MAX_TRACE_SIZE bytes, so they are readable). */
 	bpf_probe_read_kernel(th->sys.args, sizeof(th->sys.args), ctx->args);
+	dc_sys_fd(th);
 	th->sys.ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -491,38 +464,34 @@ static __always_inline __s64 dc_func_fd(__u64 cookie, __u64 *args)
 	return fd;
 }
 
-/* The file of a C-library call, at its exit: its path argument, else its fd's name; and when
- * the call opened that file (fopen's FILE *, open's fd), the new fd now names it. */
+/* The file of a C-library call, at its exit: the file it opened (fopen's FILE *, open's fd),
+ * else its path argument, else its fd's (named at entry). */
 static __always_inline __u64 dc_func_file(struct dc_inflight *in, long ret, __u32 pid, __u32 tid,
 					  __u32 tgid)
 {
 	__u32 path_arg = DC_FUNC_PATH_ARG(in->cookie);
-	struct dc_fdkey key = {.tgid = tgid};
-	__u64 fhash = 0;
 	int fd = -1;
 
-	if (path_arg && path_arg <= DC_MAX_ARGS)
-		fhash = dc_path_hash(in->args[path_arg - 1], pid, tid);
-	else if (in->fd >= 0)
-		fhash = dc_fd_hash(tgid, in->fd);
 	if ((in->cookie & DC_FUNC_RET_FILE) && ret) {
 		if (bpf_probe_read_user(&fd, sizeof(fd), (const void *)(ret + DC_GLIBC_FILENO_OFFSET)))
 			fd = -1;
 	} else if ((in->cookie & DC_FUNC_RET_FD) && ret >= 0) {
 		fd = (int)ret;
 	}
-	if (fd >= 0 && fhash) {
-		key.fd = (__u32)fd;
-		bpf_map_update_elem(&dc_fd_names, &key, &fhash, BPF_ANY);
-	}
-	return fhash;
+	if (fd >= 0)
+		return dc_fd_name(tgid, fd, pid, tid);
+	if (path_arg && path_arg <= DC_MAX_ARGS)
+		return dc_path_name(in->args[path_arg - 1], DC_AT_FDCWD, pid, tid);
+	return in->fhash;
 }
 
 static __always_inline int dc_func_begin(struct pt_regs *ctx)
 {
 	struct dc_inflight in = {};
 	struct dc_inflight *outer;
+	struct dc_thread *th;
 	struct dc_ukey key;
+	__s64 fd;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 fid = DC_COOKIE_FID(cookie);
 	__u64 *hits = bpf_map_lookup_elem(&dc_func_hits, &fid);
@@ -561,7 +530,14 @@ static __always_inline int dc_func_begin(struct pt_regs *ctx)
 			in.args[i] = v;
 		}
 	}
-	in.fd = dc_func_fd(cookie, in.args);
+	fd = dc_func_fd(cookie, in.args);
+	if (fd >= 0) { /* named now: fclose and close release it by the exit */
+		th = dc_thread(true);
+		if (th) {
+			dc_ids(th, key.pid_tgid);
+			in.fhash = dc_fd_name(key.pid_tgid >> 32, fd, th->pid, th->tid);
+		}
+	}
 	in.ts = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&dc_func_inflight, &key, &in, BPF_ANY))
 		dc_count_lost(DC_LOST_INFLIGHT);
@@ -639,6 +615,98 @@ SEC("uretprobe")
 int dc_umulti_exit(struct pt_regs *ctx)
 {
 	return dc_func_end(ctx);
+}
+
+/* io_uring requests (6.0+ tracepoints io_uring:io_uring_submit_req and io_uring_complete, one
+ * perf-event link each): the request's opcode, fd and file, size and offset (reads and writes),
+ * result and latency from submission to completion. The event's function id is the attach
+ * cookie (the first of the opcodes' ids, in opcode order) plus the opcode. On kernels without
+ * these tracepoints the programs are never attached; the CO-RE guards keep them loadable. */
+#define DC_URING_OPS 256
+static __always_inline bool dc_uring_rw(__u32 op)
+{
+	/* IORING_OP_READV, WRITEV, READ_FIXED, WRITE_FIXED, READ, WRITE (uapi numbers) */
+	return op == 1 || op == 2 || op == 4 || op == 5 || op == 22 || op == 23;
+}
+
+SEC("tracepoint")
+int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	struct dc_uring_req r = {};
+	struct io_kiocb *req;
+	struct io_rw *rw;
+	struct dc_thread *th;
+	__u64 id, key;
+	int fd;
+
+	if (!bpf_core_type_exists(struct trace_event_raw_io_uring_submit_req) ||
+	    !bpf_core_type_exists(struct io_rw) || !dc_wanted())
+		return 0;
+	th = dc_thread(true);
+	if (!th) {
+		dc_count_lost(DC_LOST_INFLIGHT);
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	dc_ids(th, id);
+	req = BPF_CORE_READ(ctx, req);
+	r.opcode = BPF_CORE_READ(ctx, opcode);
+	fd = BPF_CORE_READ(req, cqe.fd);
+	r.args[0] = fd;
+	if (dc_uring_rw(r.opcode)) { /* prepared: struct io_rw overlays the request's command */
+		rw = (void *)req + bpf_core_field_offset(struct io_kiocb, cmd);
+		r.args[1] = BPF_CORE_READ(rw, len);
+		r.args[2] = BPF_CORE_READ(rw, kiocb.ki_pos);
+	}
+	if (BPF_CORE_READ(ctx, flags) & 1) /* REQ_F_FIXED_FILE: an index into registered files */
+		r.args[3] = 1;
+	else
+		r.fhash = dc_fd_name(id >> 32, fd, th->pid, th->tid);
+	r.pid = th->pid;
+	r.tid = th->tid;
+	r.ts = bpf_ktime_get_ns();
+	key = (__u64)req;
+	if (bpf_map_update_elem(&dc_uring_inflight, &key, &r, BPF_ANY))
+		dc_count_lost(DC_LOST_INFLIGHT);
+	dc_describe_task(th);
+	return 0;
+}
+
+SEC("tracepoint")
+int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
+{
+	__u64 now = bpf_ktime_get_ns(), key;
+	struct dc_uring_req *r;
+	struct dc_call *e;
+
+	if (!bpf_core_type_exists(struct trace_event_raw_io_uring_complete) ||
+	    !bpf_core_field_exists(ctx->req))
+		return 0;
+	key = (__u64)BPF_CORE_READ(ctx, req);
+	r = bpf_map_lookup_elem(&dc_uring_inflight, &key);
+	if (!r)
+		return 0; /* not the job's, or a multishot request's later completion */
+	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	if (!e) {
+		dc_count_lost(DC_LOST_CALLS);
+		bpf_map_delete_elem(&dc_uring_inflight, &key);
+		return 0;
+	}
+	e->type = DC_REC_CALL;
+	e->fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
+	e->pid = r->pid;
+	e->tid = r->tid;
+	e->ts = r->ts;
+	e->dur = now - r->ts;
+	e->ret = BPF_CORE_READ(ctx, res);
+	e->fhash = r->fhash;
+	for (int i = 0; i < 4; i++)
+		e->args[i] = r->args[i];
+	e->args[4] = 0;
+	e->args[5] = 0;
+	bpf_map_delete_elem(&dc_uring_inflight, &key);
+	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	return 0;
 }
 
 /* After an exec the thread's comm changes (and a non-leader thread takes the leader's id):

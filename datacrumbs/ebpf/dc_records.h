@@ -10,7 +10,7 @@
 #define DC_RECORDS_H
 
 #define DC_MAX_ARGS 6
-#define DC_PATH_MAX 256
+#define DC_PATH_MAX 512 /* a power of two: indexes into path buffers are masked with it */
 #define DC_COMM_LEN 16
 /* Syscall numbers the cookie map covers (x86-64 numbers are below 512; x32 ones, with bit 30
  * set, fall outside and are never traced). */
@@ -38,9 +38,8 @@ enum dc_lost_slot {
 /* Cookie, 64 bits:
  *   bits  0-23  function id (index into user space's function table)
  *   syscalls:  bits 32-34 fd argument (index + 1, 0 = none), 35-37 first path argument,
- *              38-40 second path argument, bit 41 the return value is a new fd,
- *              bit 42 the call closes its fd argument, bit 43 the return value is a copy of
- *              the fd argument, bit 44 only when the command is F_DUPFD(_CLOEXEC)
+ *              38-40 second path argument, bit 41 the return value is a new fd, bit 42 the
+ *              paths are relative to a directory fd, the argument before each (the *at calls)
  *   uprobes:   bits 24-29 which arguments are pointers to dereference,
  *              bits 32-49 three bits per argument: bytes to read minus one
  */
@@ -49,19 +48,12 @@ enum dc_lost_slot {
 #define DC_SYS_PATH1(c) ((__u32)(((c) >> 35) & 7))
 #define DC_SYS_PATH2(c) ((__u32)(((c) >> 38) & 7))
 #define DC_SYS_RET_FD (1ULL << 41)
-#define DC_SYS_CLOSES (1ULL << 42)
-/* The return value (>= 0) is a new fd for the file of the fd argument (dup, dup2, dup3). */
-#define DC_SYS_DUPS (1ULL << 43)
-/* With DC_SYS_DUPS: only when the second argument is F_DUPFD or F_DUPFD_CLOEXEC (fcntl). */
-#define DC_SYS_DUP_CMD (1ULL << 44)
+/* Each path argument is relative to the directory fd just before it (openat, renameat, ...),
+ * else to the working directory. */
+#define DC_SYS_AT (1ULL << 42)
 /* A 32-bit (compat) syscall that is asked for but whose ia32 arguments differ: counted, not
  * traced (dc_compat_cookies). */
 #define DC_SYS_COMPAT_UNTRACED (1ULL << 45)
-/* A syscall the probe file did not ask for, kept for the fd names only (open, close, dup, ...):
- * its bookkeeping is done, no event is written. */
-#define DC_SYS_QUIET (1ULL << 46)
-#define DC_F_DUPFD 0
-#define DC_F_DUPFD_CLOEXEC 1030
 #define DC_UPROBE_IS_PTR(c, i) (((c) >> (24 + (i))) & 1)
 #define DC_UPROBE_PTR_SIZE(c, i) ((__u32)((((c) >> (32 + 3 * (i))) & 7) + 1))
 /* Function probes: the return value is not an integer (a kernel pointer, void): not sent. */
@@ -126,7 +118,7 @@ struct dc_inflight {
 	__u64 cookie;
 	__u64 args[DC_MAX_ARGS];
 	__u64 depth; /* function probes: calls of it nested inside this one, still running */
-	__s64 fd;    /* function probes: the fd the call works on (-1: none), read at entry */
+	__u64 fhash; /* the name of the call's fd (0: none), resolved at entry: close frees it */
 };
 
 struct dc_thread {
@@ -145,6 +137,25 @@ struct dc_ukey {
 struct dc_fdkey {
 	__u32 tgid;
 	__u32 fd;
+};
+
+/* What a (tgid, fd) was last found to name: the name is good while the fd still holds a file
+ * with that dentry. */
+struct dc_fdname {
+	__u64 dentry;
+	__u64 hash;
+};
+
+/* An io_uring request of the job between submission and completion. args: fd, size (iovecs
+ * for READV/WRITEV), offset, whether fd indexes the ring's registered files. */
+struct dc_uring_req {
+	__u64 ts;
+	__u64 fhash;
+	__u64 args[4];
+	__u32 pid;
+	__u32 tid;
+	__u32 opcode;
+	__u32 pad;
 };
 
 /* The sizes records.py assumes (tests/engine/test_abi.py checks every offset). */

@@ -98,7 +98,8 @@ class Engine:
     def attach(
         self, probes: Iterable[Probe], pinned: Mapping[str, str] | None = None
     ) -> list[TargetOutcome]:
-        """Attach every function of every probe; one outcome per function, in order.
+        """Attach every function of every probe; one outcome per function, in order, then one
+        per target they imply (``io_uring_requests``, where ``io_uring_enter`` is asked for).
 
         ``pinned`` maps a binary path to the path the kernel is to resolve instead (the
         daemon's ``/proc/self/fd/N`` of the file it checked against the signed identity); it
@@ -120,14 +121,17 @@ class Engine:
                 else:
                     by_kind.setdefault(probe.type, []).append((len(outcomes), (probe, function)))
                     outcomes.append(None)
+        implied: list[TargetOutcome] = []
         for kind, slotted in by_kind.items():
             attacher = attachers[kind]
             assert attacher is not None
             results = attacher.attach([target for _, target in slotted])
-            for (slot, _), outcome in zip(slotted, results, strict=True):
+            for (slot, _), outcome in zip(slotted, results[: len(slotted)], strict=True):
                 outcomes[slot] = outcome
+            implied += results[len(slotted) :]
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(outcomes)
+        final += implied
         for outcome in final:
             if not outcome.attached:
                 _log.warning(

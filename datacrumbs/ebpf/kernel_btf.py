@@ -6,7 +6,8 @@ kernel's (include/uapi/linux/btf.h): a header, then types (12 bytes each plus a 
 tail; type ids count from 1 in order), then the string section.
 
 Two users: the configurator lists the kernel's function names; the engine asks, for a kprobe,
-which of the function's return value and parameters are integers. A kernel pointer written
+which of the function's return value and parameters are integers, and for io_uring, the names
+of this kernel's request opcodes. A kernel pointer written
 into a user's trace would give away the kernel's address layout (KASLR), so only integer
 values (``int``, ``long``, ``size_t``, enums, through typedefs and qualifiers) are recorded.
 """
@@ -89,6 +90,7 @@ class KernelBtf:
         # return type; a size for others) and where its tail starts in the type section.
         self._kinds, self._refs, self._tails = [0], [0], [0]
         self.functions: dict[str, int] = {}  # name -> id of its FUNC type
+        self._enums: dict[str, int] = {}  # name -> id of its ENUM type
         offset = 0
         header = struct.Struct(f"{self._e}III")
         while offset + 12 <= len(self._types_data):
@@ -98,6 +100,8 @@ class KernelBtf:
                 raise DatacrumbsError(f"kernel BTF {shown}: unknown type kind {kind}")
             if kind == _FUNC and name_off:
                 self.functions[self._name(name_off)] = len(self._kinds)
+            elif kind == _ENUM and name_off:
+                self._enums[self._name(name_off)] = len(self._kinds)
             self._kinds.append(kind)
             self._refs.append(ref)
             self._tails.append(offset + 12)
@@ -120,6 +124,18 @@ class KernelBtf:
                 return self._kinds[type_id] in _INTEGERS
             type_id = self._refs[type_id]
         return False
+
+    def enum_values(self, enum: str) -> dict[str, int]:
+        """The constants of ``enum`` (e.g. ``io_uring_op``) in this kernel, by name; empty when
+        BTF does not describe it."""
+        type_id = self._enums.get(enum)
+        if type_id is None:
+            return {}
+        tail = self._tails[type_id]
+        vlen = struct.unpack_from(f"{self._e}I", self._types_data, tail - 8)[0] & 0xFFFF
+        items = (struct.unpack_from(f"{self._e}Ii", self._types_data, tail + 8 * i)
+                 for i in range(vlen))  # fmt: skip
+        return {self._name(name_off): value for name_off, value in items}
 
     def signature(self, function: str) -> FunctionSignature | None:
         """The integer-ness of ``function``'s return and parameters; None when BTF does not

@@ -98,7 +98,7 @@ def load(cfg: EngineConfig) -> Loaded:
                 pidns_ino=pidns.ino,
                 wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
             )
-            obj.set_initial_value(".rodata", config.pack())
+            obj.set_initial_value(".rodata.config", config.pack())
             # only the programs of the variants in use are verified and loaded
             obj.set_autoload(RAW_SYS_ENTER, raw_syscalls)
             obj.set_autoload(RAW_SYS_EXIT, raw_syscalls)

@@ -33,8 +33,6 @@ __all__ = [
     "FUNC_RET_FD",
     "FUNC_RET_FILE",
     "FUNC_RET_ITEMS",
-    "F_DUPFD",
-    "F_DUPFD_CLOEXEC",
     "LAYOUTS",
     "LOST_SLOTS",
     "MAX_ARGS",
@@ -44,14 +42,11 @@ __all__ = [
     "NAME_HEADER",
     "PATH_MAX",
     "SYS_ARG_BITS",
-    "SYS_CLOSES",
+    "SYS_AT",
     "SYS_COMPAT_UNTRACED",
-    "SYS_DUPS",
-    "SYS_DUP_CMD",
     "SYS_FD_ARG_SHIFT",
     "SYS_PATH1_SHIFT",
     "SYS_PATH2_SHIFT",
-    "SYS_QUIET",
     "SYS_RET_FD",
     "TASK",
     "TASK_FIELDS",
@@ -66,7 +61,7 @@ __all__ = [
 ]
 
 MAX_ARGS = 6  # DC_MAX_ARGS
-PATH_MAX = 256  # DC_PATH_MAX
+PATH_MAX = 512  # DC_PATH_MAX
 COMM_LEN = 16  # DC_COMM_LEN
 #: Size of the kernel's syscall-number → cookie map (DC_MAX_SYSCALL_NR).
 MAX_SYSCALL_NR = 512
@@ -81,13 +76,8 @@ SYS_FD_ARG_SHIFT = 32  # DC_SYS_FD_ARG
 SYS_PATH1_SHIFT = 35  # DC_SYS_PATH1
 SYS_PATH2_SHIFT = 38  # DC_SYS_PATH2
 SYS_RET_FD = 1 << 41  # DC_SYS_RET_FD: the return value is a new fd
-SYS_CLOSES = 1 << 42  # DC_SYS_CLOSES: the call closes its fd argument
-SYS_DUPS = 1 << 43  # DC_SYS_DUPS: the return value is a copy of the fd argument
-SYS_DUP_CMD = 1 << 44  # DC_SYS_DUP_CMD: ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
+SYS_AT = 1 << 42  # DC_SYS_AT: each path is relative to the directory fd before it
 SYS_COMPAT_UNTRACED = 1 << 45  # DC_SYS_COMPAT_UNTRACED: a 32-bit syscall counted, not read
-SYS_QUIET = 1 << 46  # DC_SYS_QUIET: kept for the fd names only, no event
-F_DUPFD = 0  # DC_F_DUPFD
-F_DUPFD_CLOEXEC = 1030  # DC_F_DUPFD_CLOEXEC
 #: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference
 #: (DC_UPROBE_IS_PTR); bytes to read minus one in the UPROBE_SIZE_BITS bits at
 #: UPROBE_SIZE_SHIFT + UPROBE_SIZE_BITS * i (DC_UPROBE_PTR_SIZE).

@@ -1,9 +1,10 @@
 """Per-syscall layouts: which argument is the fd, which are paths, what the trace reports.
 
 One generic tracepoint program pair serves every syscall; the cookie tells it, per attached
-tracepoint, which argument holds the fd (its file-name hash is looked up per (tgid, fd)),
-which hold paths to read and hash, whether the return value is a new fd to remember and
-whether the call closes its fd. This table is the only place those facts live.
+tracepoint, which argument holds the fd (named by the file the kernel holds for it), which
+hold paths to read and hash (and whether they are relative to a directory fd), and whether the
+return value is a new fd, which then names the call. This table is the only place those facts
+live.
 
 A syscall that is not in the table but has a tracepoint is still traced: its argument names
 and types come from the tracepoint's ``format`` file in tracefs, and its non-pointer arguments
@@ -22,9 +23,7 @@ from datacrumbs.ebpf.features import TRACEFS
 from datacrumbs.ebpf.functions import ArgField, ArgKind
 from datacrumbs.ebpf.records import (
     MAX_SYSCALL_NR,
-    SYS_CLOSES,
-    SYS_DUP_CMD,
-    SYS_DUPS,
+    SYS_AT,
     SYS_FD_ARG_SHIFT,
     SYS_PATH1_SHIFT,
     SYS_PATH2_SHIFT,
@@ -51,9 +50,7 @@ class SyscallLayout:
     fd_arg: int | None = None
     path_args: tuple[int, ...] = ()  # at most two; the first becomes the event's fhash
     returns_fd: bool = False
-    closes_fd: bool = False
-    dups_fd: bool = False  # the return value is a copy of the fd argument
-    dup_cmd: bool = False  # ... only for fcntl's F_DUPFD and F_DUPFD_CLOEXEC
+    at: bool = False  # each path is relative to the directory fd just before it (openat, ...)
 
     @property
     def has_file(self) -> bool:
@@ -82,10 +79,10 @@ _OPENAT_FIELDS = (_f("flags", 2), _f("mode", 3))
 #: Syscalls by the name a probe file uses. Layouts follow the x86-64 tracepoint formats.
 SYSCALLS: dict[str, SyscallLayout] = {
     "open": SyscallLayout("open", _OPEN_FIELDS, path_args=(0,), returns_fd=True),
-    "openat": SyscallLayout("openat", _OPENAT_FIELDS, path_args=(1,), returns_fd=True),
-    "openat2": SyscallLayout("openat2", (), path_args=(1,), returns_fd=True),
+    "openat": SyscallLayout("openat", _OPENAT_FIELDS, path_args=(1,), returns_fd=True, at=True),
+    "openat2": SyscallLayout("openat2", (), path_args=(1,), returns_fd=True, at=True),
     "creat": SyscallLayout("creat", (_f("mode", 1),), path_args=(0,), returns_fd=True),
-    "close": SyscallLayout("close", (_fd(),), fd_arg=0, closes_fd=True),
+    "close": SyscallLayout("close", (_fd(),), fd_arg=0),
     "read": _READ,
     "write": SyscallLayout("write", _READ.fields, fd_arg=0),
     "pread64": _PREAD,
@@ -108,32 +105,30 @@ SYSCALLS: dict[str, SyscallLayout] = {
     ),
     "munmap": SyscallLayout("munmap", (_f("addr", 0), _f("size", 1))),
     "unlink": SyscallLayout("unlink", (), path_args=(0,)),
-    "unlinkat": SyscallLayout("unlinkat", (_f("flags", 2),), path_args=(1,)),
+    "unlinkat": SyscallLayout("unlinkat", (_f("flags", 2),), path_args=(1,), at=True),
     "rename": SyscallLayout("rename", (_hash("new_fhash", 1),), path_args=(0, 1)),
-    "renameat": SyscallLayout("renameat", (_hash("new_fhash", 3),), path_args=(1, 3)),
+    "renameat": SyscallLayout("renameat", (_hash("new_fhash", 3),), path_args=(1, 3), at=True),
     "renameat2": SyscallLayout(
-        "renameat2", (_hash("new_fhash", 3), _f("flags", 4)), path_args=(1, 3)
+        "renameat2", (_hash("new_fhash", 3), _f("flags", 4)), path_args=(1, 3), at=True
     ),
     "mkdir": SyscallLayout("mkdir", (_f("mode", 1),), path_args=(0,)),
-    "mkdirat": SyscallLayout("mkdirat", (_f("mode", 2),), path_args=(1,)),
+    "mkdirat": SyscallLayout("mkdirat", (_f("mode", 2),), path_args=(1,), at=True),
     "rmdir": SyscallLayout("rmdir", (), path_args=(0,)),
     "stat": SyscallLayout("newstat", (), path_args=(0,)),
     "lstat": SyscallLayout("newlstat", (), path_args=(0,)),
     "fstat": SyscallLayout("newfstat", (_fd(),), fd_arg=0),
     # dirfd: with AT_EMPTY_PATH and "" (every fstat of glibc) the file is the dirfd's
     "newfstatat": SyscallLayout(
-        "newfstatat", (_f("dirfd", 0), _f("flags", 3)), fd_arg=0, path_args=(1,)
+        "newfstatat", (_f("dirfd", 0), _f("flags", 3)), fd_arg=0, path_args=(1,), at=True
     ),
-    "statx": SyscallLayout("statx", (_f("flags", 2), _f("mask", 3)), path_args=(1,)),
+    "statx": SyscallLayout("statx", (_f("flags", 2), _f("mask", 3)), path_args=(1,), at=True),
     "access": SyscallLayout("access", (_f("mode", 1),), path_args=(0,)),
-    "faccessat": SyscallLayout("faccessat", (_f("mode", 2),), path_args=(1,)),
+    "faccessat": SyscallLayout("faccessat", (_f("mode", 2),), path_args=(1,), at=True),
     "getdents64": SyscallLayout("getdents64", (_fd(), _f("size", 2)), fd_arg=0),
-    "dup": SyscallLayout("dup", (_fd(),), fd_arg=0, dups_fd=True),
-    "dup2": SyscallLayout("dup2", (_fd(), _f("newfd", 1)), fd_arg=0, dups_fd=True),
-    "dup3": SyscallLayout("dup3", (_fd(), _f("newfd", 1), _f("flags", 2)), fd_arg=0, dups_fd=True),
-    "fcntl": SyscallLayout(
-        "fcntl", (_fd(), _f("cmd", 1), _f("arg", 2)), fd_arg=0, dups_fd=True, dup_cmd=True
-    ),
+    "dup": SyscallLayout("dup", (_fd(),), fd_arg=0),
+    "dup2": SyscallLayout("dup2", (_fd(), _f("newfd", 1)), fd_arg=0),
+    "dup3": SyscallLayout("dup3", (_fd(), _f("newfd", 1), _f("flags", 2)), fd_arg=0),
+    "fcntl": SyscallLayout("fcntl", (_fd(), _f("cmd", 1), _f("arg", 2)), fd_arg=0),
     "getdents": SyscallLayout("getdents", (_fd(), _f("size", 2)), fd_arg=0),
 }
 for _alias, _name in {
@@ -206,10 +201,6 @@ def syscall_cookie(fid: int, layout: SyscallLayout) -> int:
         cookie |= (layout.path_args[1] + 1) << SYS_PATH2_SHIFT
     if layout.returns_fd:
         cookie |= SYS_RET_FD
-    if layout.closes_fd:
-        cookie |= SYS_CLOSES
-    if layout.dups_fd:
-        cookie |= SYS_DUPS
-    if layout.dup_cmd:
-        cookie |= SYS_DUP_CMD
+    if layout.at:
+        cookie |= SYS_AT
     return cookie

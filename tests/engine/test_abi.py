@@ -34,16 +34,11 @@ CONSTANTS = {
     "DC_FNV_OFFSET": records.FNV_OFFSET,
     "DC_FNV_PRIME": records.FNV_PRIME,
     "DC_SYS_RET_FD": records.SYS_RET_FD,
-    "DC_SYS_CLOSES": records.SYS_CLOSES,
-    "DC_SYS_DUPS": records.SYS_DUPS,
-    "DC_SYS_DUP_CMD": records.SYS_DUP_CMD,
+    "DC_SYS_AT": records.SYS_AT,
     "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
-    "DC_SYS_QUIET": records.SYS_QUIET,
     "DC_FUNC_RET_FILE": records.FUNC_RET_FILE,
     "DC_FUNC_RET_FD": records.FUNC_RET_FD,
     "DC_FUNC_RET_ITEMS": records.FUNC_RET_ITEMS,
-    "DC_F_DUPFD": records.F_DUPFD,
-    "DC_F_DUPFD_CLOEXEC": records.F_DUPFD_CLOEXEC,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,
 }
 #: Cookie macros: the program applies them to each cookie on its command line.
@@ -60,7 +55,14 @@ COOKIE_MACROS = {
 }
 #: Header macros and structs that user space does not mirror (BPF side only).
 KERNEL_ONLY_MACROS = {"DC_RECORDS_H"}
-KERNEL_ONLY_STRUCTS = {"dc_inflight", "dc_thread", "dc_ukey", "dc_fdkey"}
+KERNEL_ONLY_STRUCTS = {
+    "dc_inflight",
+    "dc_thread",
+    "dc_ukey",
+    "dc_fdkey",
+    "dc_fdname",
+    "dc_uring_req",
+}
 
 U64 = (1 << 64) - 1
 
@@ -69,13 +71,13 @@ _DECODE = r"""
     for (int i = 1; i < argc; i++) {
         unsigned long long c = strtoull(argv[i], NULL, 0);
         printf("%s{\"cookie\": %llu, \"fid\": %llu, \"fd_arg\": %llu, \"path1\": %llu, "
-               "\"path2\": %llu, \"ret_fd\": %d, \"closes\": %d, \"no_ret\": %d, "
-               "\"dups\": %d, \"dup_cmd\": %d, \"file_arg\": %llu, \"path_arg\": %llu, "
+               "\"path2\": %llu, \"ret_fd\": %d, \"at\": %d, \"no_ret\": %d, "
+               "\"file_arg\": %llu, \"path_arg\": %llu, "
                "\"func_fd_arg\": %llu",
                i > 1 ? ", " : "", c, U(DC_COOKIE_FID(c)), U(DC_SYS_FD_ARG(c)),
                U(DC_SYS_PATH1(c)), U(DC_SYS_PATH2(c)), (c & DC_SYS_RET_FD) != 0,
-               (c & DC_SYS_CLOSES) != 0, (c & DC_FUNC_NO_RET) != 0, (c & DC_SYS_DUPS) != 0,
-               (c & DC_SYS_DUP_CMD) != 0, U(DC_FUNC_FILE_ARG(c)), U(DC_FUNC_PATH_ARG(c)),
+               (c & DC_SYS_AT) != 0, (c & DC_FUNC_NO_RET) != 0, U(DC_FUNC_FILE_ARG(c)),
+               U(DC_FUNC_PATH_ARG(c)),
                U(DC_FUNC_FD_ARG(c)));
         printf(", \"is_ptr\": [");
         for (int a = 0; a < DC_MAX_ARGS; a++)
@@ -174,10 +176,8 @@ def _py_decode(c: int) -> dict:
         "path1": (c >> records.SYS_PATH1_SHIFT) & sys_mask,
         "path2": (c >> records.SYS_PATH2_SHIFT) & sys_mask,
         "ret_fd": int(c & records.SYS_RET_FD != 0),
-        "closes": int(c & records.SYS_CLOSES != 0),
+        "at": int(c & records.SYS_AT != 0),
         "no_ret": int(c & records.FUNC_NO_RET != 0),
-        "dups": int(c & records.SYS_DUPS != 0),
-        "dup_cmd": int(c & records.SYS_DUP_CMD != 0),
         "file_arg": (c >> records.FUNC_FILE_ARG_SHIFT) & sys_mask,
         "path_arg": (c >> records.FUNC_PATH_ARG_SHIFT) & sys_mask,
         "func_fd_arg": (c >> records.FUNC_FD_ARG_SHIFT) & sys_mask,
@@ -233,10 +233,8 @@ def test_cookie_macros_match_the_named_bits(abi):
         5 << r.SYS_PATH1_SHIFT: ("path1", 5),
         6 << r.SYS_PATH2_SHIFT: ("path2", 6),
         r.SYS_RET_FD: ("ret_fd", 1),
-        r.SYS_CLOSES: ("closes", 1),
+        r.SYS_AT: ("at", 1),
         r.FUNC_NO_RET: ("no_ret", 1),
-        r.SYS_DUPS: ("dups", 1),
-        r.SYS_DUP_CMD: ("dup_cmd", 1),
         4 << r.FUNC_FILE_ARG_SHIFT: ("file_arg", 4),
         2 << r.FUNC_PATH_ARG_SHIFT: ("path_arg", 2),
         3 << r.FUNC_FD_ARG_SHIFT: ("func_fd_arg", 3),
@@ -265,8 +263,7 @@ def test_syscall_cookies_decode_to_their_layout(abi):
         assert d["fd_arg"] == (0 if layout.fd_arg is None else layout.fd_arg + 1)
         assert (d["path1"], d["path2"]) == tuple(paths[:2]), layout.tracepoint
         assert d["ret_fd"] == layout.returns_fd, layout.tracepoint
-        assert d["closes"] == layout.closes_fd, layout.tracepoint
-        assert (d["dups"], d["dup_cmd"]) == (layout.dups_fd, layout.dup_cmd), layout.tracepoint
+        assert d["at"] == layout.at, layout.tracepoint
         assert d["no_ret"] == 0
 
 

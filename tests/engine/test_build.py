@@ -30,4 +30,4 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     assert records.CALL.size == 96
     assert records.TASK.size == 48
     assert sizes["dc_config"] == records.CONFIG.size == 40
-    assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 280
+    assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 536

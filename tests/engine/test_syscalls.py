@@ -76,9 +76,10 @@ def test_file_io_workload_is_traced_call_by_call(
     assert [(e["args"]["fd"], e["args"]["ret"]) for e in closes] == [(fd, 0)]
     assert len(mine) == 1 + K + K + 1 + 1
 
-    # the pid's last write is the report on stdout: a pipe, no file name
+    # the pid's last write is the report on stdout: the pipe it inherited, named as such
     report = trace.events_of(pid, "write")[-1]
-    assert report["args"]["fd"] == 1 and "fhash" not in report["args"]
+    assert report["args"]["fd"] == 1
+    assert trace.file_names()[report["args"]["fhash"]].startswith("pipe:[")
     assert report["args"]["ret"] == len(out)
 
     # events are in call order within the thread, on the wall clock

@@ -60,7 +60,7 @@ def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path, ex
     result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
     assert result.returncode == 0, result.stderr
     model = accept_probe_file(output, node.settings(), "nobody")
-    assert len(model.categories) == (4 if example == "posix-io.yaml" else 2)
+    assert len(model.categories) == (5 if example == "posix-io.yaml" else 2)
     assert "read" in {f for c in model.categories for f in c.functions}
 
 

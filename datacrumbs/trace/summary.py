@@ -12,9 +12,12 @@ bookkeeping); nothing but the per-function and per-file totals is kept.
 
 What "bytes" means: the bytes a call moved, i.e. its positive return value, for the data calls
 (read, pread, readv, preadv, write, pwrite, writev, pwritev, sendfile, copy_file_range, splice:
-``common.dftracer_names.DATA_CALLS``, by the libc-level name the trace gives them) and for
-other calls that ask for a size (``args.size``, e.g. readdir) when ``ret`` is within it. A
-return value that is not a byte count (``mmap``'s address, ``ftruncate``'s 0) adds nothing.
+``common.dftracer_names.DATA_CALLS``, by the libc-level name the trace gives them; fread and
+fwrite, whose ``ret`` the trace gives in bytes; io_uring's read/write requests, fixed-buffer
+ones included) and for other calls that ask for a size (``args.size``, e.g. readdir) when
+``ret`` is within it. A return value that is not a byte count (``mmap``'s address,
+``ftruncate``'s 0) adds nothing. Each layer counts its own calls: an fwrite and the write(2)
+that flushes it are both counted, in their own rows (and both in their file's row).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datacrumbs.common.dftracer_names import DATA_CALLS
+from datacrumbs.common.dftracer_names import DATA_CALLS, LIBC_ITEM_RETURNS
 from datacrumbs.common.errors import DatacrumbsError, run_cli
 from datacrumbs.trace.reading import iter_trace_lines
 
@@ -50,7 +53,9 @@ __all__ = [
 PROG = "datacrumbs_summary"
 _CHUNK = 1 << 20
 _LOSS_KEYS = ("lost_events", "lost_names", "lost_tasks")
-_DATA_CALLS = frozenset(name.encode() for name in DATA_CALLS)
+#: With fread/fwrite (the trace's ret is their bytes) and io_uring's fixed-buffer requests.
+_BYTE_CALLS = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
+_DATA_CALLS = frozenset(name.encode() for name in _BYTE_CALLS)
 
 
 @dataclass

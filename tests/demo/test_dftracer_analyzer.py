@@ -9,6 +9,7 @@ lives in ``.venv-dftracer`` (scripts/bootstrap).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -84,10 +85,48 @@ def test_the_analyzer_reports_the_workload_s_bytes_and_calls(
     for path, expected in _expected(traced_run).items():
         found = by_file[path]
         assert {k: found.get(f"posix_{k}_sum", 0.0) for k in expected} == expected, path
-    # every byte of the trace is in the analyzer's total, none left without a size
+    # every byte of the trace is named, and every byte of a file outside the system's
+    # directories (which the analyzer leaves out: the loader's reads of libc) is in its total
     [view] = [v for k, v in summary["views"].items() if k == "proc_name"]
     posix = view["summary"]["layers"]["posix"]
     ours = summarize(traced_run.trace, [traced_run.pid])
-    assert posix["size_bytes"] == sum(f.bytes for f in ours.functions.values())
-    assert posix["size_bytes"] == sum(f["posix_size_sum"] for f in by_file.values())
+    assert sum(f.bytes for f in ours.functions.values()) == sum(f.bytes for f in ours.files)
+    left_out = [f.path for f in ours.files if f.path not in by_file]
+    assert all(p.startswith(("/usr/", "/etc/")) for p in left_out), left_out
+    kept = sum(f.bytes for f in ours.files if f.path in by_file)
+    assert posix["size_bytes"] == kept == sum(f["posix_size_sum"] for f in by_file.values())
     assert summary["raw_stats"]["unique_process_count"] == 1
+
+
+#: dftracer-utils' io preset (``dftracer_view --preset io --save-recipe``): the calls it keeps.
+IO_PRESET_CATS = {"POSIX", "STDIO"}
+IO_PRESET_NAMES = {"read", "write", "open", "close", "pread", "pwrite", "pread64", "pwrite64",
+                   "readv", "writev", "fopen", "fclose", "fread", "fwrite", "lseek", "stat",
+                   "fstat", "lseek64", "fstat64"}  # fmt: skip
+
+
+def test_dftracer_view_s_io_preset_and_validate_accept_the_trace(
+    traced_run: TracedRun, tmp_path: Path
+) -> None:
+    trace = tmp_path / traced_run.trace.name
+    shutil.copyfile(traced_run.trace, trace)
+    text = gzip.decompress(trace.read_bytes()).decode()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    validated = subprocess.run(
+        [str(ANALYZER / "dftracer_validate"), "--files", str(trace)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert validated.returncode == 0, validated.stderr
+    assert f"1 passed, 0 failed, {len(lines)} lines" in validated.stdout  # "[", "]" aside
+    out = tmp_path / "io.pfw"
+    viewed = subprocess.run(
+        [str(ANALYZER / "dftracer_view"), "--files", str(trace), "--preset", "io",
+         "--index-dir", str(tmp_path / "index"), "--no-metadata", "-o", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert viewed.returncode == 0, viewed.stderr
+    kept = [json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")]
+    io = [e for e in lines if e["ph"] == "X" and e["cat"] in IO_PRESET_CATS]
+    expected = [e["id"] for e in io if e["name"] in IO_PRESET_NAMES]
+    assert [e["id"] for e in kept] == expected
+    assert len(expected) > 1000  # the workload's reads, writes, opens, closes and fstats

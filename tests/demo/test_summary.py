@@ -13,7 +13,7 @@ import pytest
 from demo_support import TracedRun
 from support import command
 
-from datacrumbs.common.dftracer_names import DATA_CALLS
+from datacrumbs.common.dftracer_names import DATA_CALLS, LIBC_ITEM_RETURNS
 from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.summary import summarize
 
@@ -26,7 +26,9 @@ def _lines_bytes(lines: int) -> int:
 def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Counter, Counter]:
     """Counts, bytes and durations per (name, category), read plainly with json.loads: the
     category is the probe file's (``args.category``); bytes are the positive returns of the
-    data calls, and of other calls within their ``size``."""
+    data calls (fread and fwrite, io_uring's fixed-buffer requests included), and of other
+    calls within their ``size``."""
+    data_calls = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
     counts: Counter = Counter()
     done: Counter = Counter()
     durations: Counter = Counter()
@@ -41,7 +43,7 @@ def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Count
         counts[key] += 1
         durations[key] += event["dur"]
         if args["ret"] > 0 and (
-            event["name"] in DATA_CALLS or ("size" in args and args["ret"] <= args["size"])
+            event["name"] in data_calls or ("size" in args and args["ret"] <= args["size"])
         ):
             done[key] += args["ret"]
     return counts, done, durations

@@ -152,17 +152,19 @@ static __always_inline __u64 dc_file_path(struct dc_path_scratch *s, struct file
 	return n > 1 ? n - 1 : 0;
 }
 
-/* The file the current task's fd table holds at fd, NULL when none. */
+/* The file the current task's fd table holds at fd, NULL when none. The task's fields are read
+ * directly through its BTF pointer (a load each, where BPF_CORE_READ costs a helper call); only
+ * the array slot needs a checked read. */
 static __always_inline struct file *dc_fd_file(__s64 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
 	struct file **fds;
 	struct file *f = NULL;
 
-	if (!fdt || fd < 0 || (__u64)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!fdt || fd < 0 || (__u64)fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
 		return NULL;
 	return f;

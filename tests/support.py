@@ -79,6 +79,7 @@ def signed_document(
     expires = datetime.now(UTC) + timedelta(days=1)
     base = {
         "hostname": socket.gethostname(),
+        "host": socket.gethostname(),  # the installation: installed here, without --host
         "user": user,
         "install_user": "root",
         "expires_at": expires.isoformat(timespec="seconds"),

@@ -84,11 +84,16 @@ class Probe(_Strict):
 
 
 class ProbeSummary(_Strict):
-    """Who and where a probe file was made for; the daemon refuses a file made for others."""
+    """Who and what a probe file was made for; the daemon refuses a file made for others.
+
+    A file is bound to its user and to the installation (``host``: ``DATACRUMBS_HOST``, shared
+    by every node, and ``install_user``), not to a node: signed once on the login node, it runs
+    on every compute node of the job. ``hostname`` records where it was signed."""
 
     config_file_path: str = ""
     probe_file_path: str = ""
     hostname: str
+    host: str | None = None  # None: signed before files were bound to installations
     user: str
     install_user: str
     created_at: str | None = None
@@ -108,15 +113,19 @@ class ProbeSummary(_Strict):
         return when if when.tzinfo else when.replace(tzinfo=UTC)
 
     def mismatch(
-        self, *, user: str, hostname: str, install_user: str
+        self, *, user: str, host: str, install_user: str, hostname: str | None = None
     ) -> tuple[str, str, str] | None:
-        """The first of user, hostname, install_user that differs from where the file is
-        used, as ``(field, in the file, here)``; None when the file was made for here."""
-        for field, claimed, actual in (
+        """The first of user, host, install_user (and hostname, where given: the signer checks
+        the record of where it signs) that differs from where the file is used, as ``(field,
+        in the file, here)``; None when the file was made for here."""
+        checks = [
             ("user", self.user, user),
-            ("hostname", self.hostname, hostname),
+            ("host", self.host or "", host),
             ("install_user", self.install_user, install_user),
-        ):
+        ]
+        if hostname is not None:
+            checks.append(("hostname", self.hostname, hostname))
+        for field, claimed, actual in checks:
             if claimed != actual:
                 return field, claimed, actual
         return None

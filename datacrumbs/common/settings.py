@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         default_factory=socket.gethostname,
         description="This node's name in file names (per node: never stored or exported).",
     )
+    host: str = Field(
+        default_factory=lambda d: d["hostname"],
+        description=(
+            "The installation's name, the same on every node that runs it (upstream "
+            "DataCrumbs' DATACRUMBS_HOST: the cluster; default: the name of the host it was "
+            "installed on). It names the system configuration, and a probe file is signed for "
+            "it: any node of the installation accepts the file."
+        ),
+    )
     job_id_var: str = Field(
         default="SLURM_JOB_ID",
         description="Name of the environment variable holding the scheduler's job id.",
@@ -194,10 +203,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{name!r} is not a valid user name")
         return name
 
-    @field_validator("hostname")
+    @field_validator("hostname", "host")
     @classmethod
     def _host_name(cls, name: str) -> str:
-        if not name or "/" in name or name in (".", "..") or any(c.isspace() for c in name):
+        if not name or name in (".", "..") or any(c.isspace() or c in "/*?[" for c in name):
             raise ValueError(f"{name!r} is not a usable host name")
         return name
 
@@ -294,8 +303,10 @@ class SystemConfigSource(PydanticBaseSettingsSource):
         data_dir = Path(self._locator("data_dir") or prefix / "share/datacrumbs/data")
         if not data_dir.is_absolute() or not data_dir.is_dir():
             return {}
-        host = self._locator("hostname") or socket.gethostname()
-        self.path = find_system_config(data_dir, self._locator("install_user"), host)
+        node = self._locator("hostname") or socket.gethostname()
+        self.path = find_system_config(
+            data_dir, self._locator("install_user"), self._locator("host"), node
+        )
         if self.path is None:
             return {}
         table = read_table(self.path, "system_configuration")

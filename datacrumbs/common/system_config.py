@@ -28,25 +28,38 @@ CREATE TABLE IF NOT EXISTS summary (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def system_config_path(data_dir: Path, install_user: str, host: str) -> Path:
-    """Where the installer puts the system configuration of ``install_user`` on ``host``."""
+    """Where the installer puts the system configuration of ``install_user`` for the
+    installation ``host`` (``DATACRUMBS_HOST``)."""
     return data_dir / f"system-probe-{install_user}-{host}.sqlite"
 
 
-def find_system_config(data_dir: Path, install_user: str | None, host: str) -> Path | None:
+def find_system_config(
+    data_dir: Path, install_user: str | None, host: str | None, node: str
+) -> Path | None:
     """The system configuration that applies here, or None when the prefix has none.
 
-    With the install user known the name is exact. Without it, the one file made for this host
-    is taken; several candidates are an error rather than a guess.
+    With the install user and the installation's name (``host``) known the name is exact.
+    Otherwise the one file of the data directory that fits what is known is taken: a prefix
+    shared by the nodes of a cluster holds one, whatever the node's own name. Where several
+    fit, the one named for this ``node`` (a prefix installed per node), else an error rather
+    than a guess.
     """
-    if install_user:
+    if install_user and host:
         path = system_config_path(data_dir, install_user, host)
         return path if path.is_file() else None
-    candidates = sorted(data_dir.glob(f"system-probe-*-{host}.sqlite"))
+    head = f"system-probe-{install_user}-" if install_user else "system-probe-"
+    tail = f"-{host}.sqlite" if host else ".sqlite"
+    candidates = sorted(
+        p for p in data_dir.glob("system-probe-*.sqlite")
+        if p.name.startswith(head) and p.name.endswith(tail)
+    )  # fmt: skip
+    if len(candidates) > 1:
+        candidates = [p for p in candidates if p.name.endswith(f"-{node}.sqlite")] or candidates
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
         raise DatacrumbsError(
-            f"{data_dir} holds several system configurations for host {host} ({names}); "
-            "set DATACRUMBS_INSTALL_USER to choose one"
+            f"{data_dir} holds several system configurations ({names}); set DATACRUMBS_HOST "
+            "and DATACRUMBS_INSTALL_USER to choose one"
         )
     return candidates[0] if candidates else None
 

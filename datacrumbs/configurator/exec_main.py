@@ -73,8 +73,8 @@ def _configure(config_path: Path, output: Path, group: LauncherGroup) -> int:
     functions = sum(len(c["functions"]) for c in document["categories"])
     print(
         f"{output}: {functions} functions in {len(document['categories'])} categories, "
-        f"signed for {user} on {settings.hostname}, expires "
-        f"{document['summary']['expires_at']}"
+        f"signed for {user} on {settings.hostname} (good on every node of installation "
+        f"{settings.host}), expires {document['summary']['expires_at']}"
     )
     return 0
 

@@ -134,6 +134,7 @@ def build_document(
         "config_file_path": str(config_path),
         "probe_file_path": str(output_path),
         "hostname": settings.hostname,
+        "host": settings.host,
         "user": user,
         "install_user": settings.install_user,
         "created_at": now.isoformat(timespec="seconds"),

@@ -27,6 +27,9 @@ def _owners(user: str) -> set[int]:
         return {0}
 
 
+_WHAT = {"user": "user", "host": "installation", "install_user": "install user"}
+
+
 def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
     """The checked probe file, or one :class:`DatacrumbsError` line saying why it is refused.
 
@@ -39,13 +42,18 @@ def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"probe file {path} refused: {exc}") from None
     summary = model.summary
-    wrong = summary.mismatch(
-        user=user, hostname=settings.hostname, install_user=settings.install_user
-    )
+    if summary.host is None:
+        raise DatacrumbsError(
+            f"probe file {path} refused: it names no installation (summary.host); it was "
+            "signed by an older datacrumbs: make it again with datacrumbs_probe_configurator"
+        )
+    # Any node of the installation: the file is bound to its user and installation, not to
+    # the node it was signed on (summary.hostname, kept for the record).
+    wrong = summary.mismatch(user=user, host=settings.host, install_user=settings.install_user)
     if wrong is not None:
         what, made_for, here = wrong
         raise DatacrumbsError(
-            f"probe file {path} refused: made for {what.replace('_', ' ')} {made_for!r}, "
+            f"probe file {path} refused: made for {_WHAT[what]} {made_for!r}, "
             f"this daemon runs for {here!r}"
         )
     if not summary.expires_at:  # the signer always sets one: a file without never expires

@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--install-user", help="user owning the installation's status databases (default root)"
     )
-    parser.add_argument("--host", help="host name in the system configuration's file name")
+    parser.add_argument(
+        "--host",
+        help="the installation's name, the same on all its nodes (DATACRUMBS_HOST; default: "
+        "this host's name); probe files are signed for it",
+    )
     parser.add_argument(
         "--python",
         type=Path,

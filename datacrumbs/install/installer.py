@@ -93,7 +93,7 @@ class Installation:
     @property
     def system_config(self) -> Path:
         s = self.settings
-        return system_config_path(s.data_dir, s.install_user, s.hostname)
+        return system_config_path(s.data_dir, s.install_user, s.host)
 
 
 def _require_root() -> None:
@@ -150,7 +150,7 @@ def install(prefix: Path, options: InstallOptions | None = None) -> list[str]:
     if not prefix.is_absolute():
         raise DatacrumbsError(f"--prefix must be an absolute path, got {str(prefix)!r}")
     settings = load_settings(
-        install_prefix=prefix, install_user=options.install_user, hostname=options.host
+        install_prefix=prefix, install_user=options.install_user, host=options.host
     )
     try:
         pwd.getpwnam(settings.install_user)
@@ -224,7 +224,8 @@ def _write_system_config(inst: Installation) -> str:
     existed = path.is_file()
     created_at = read_table(path, "summary").get("created_at") if existed else None
     summary = {
-        "hostname": inst.settings.hostname,
+        "host": inst.settings.host,
+        "hostname": inst.settings.hostname,  # where it was installed, for the record
         "install_user": inst.settings.install_user,
         "kernel_release": platform.release(),
         "libc_so": str(inst.settings.libc_so),

@@ -211,7 +211,10 @@ def check_document(
     model = _schema(document)
     summary = model.summary
     wrong = summary.mismatch(
-        user=peer_user, hostname=settings.hostname, install_user=settings.install_user
+        user=peer_user,
+        host=settings.host,
+        install_user=settings.install_user,
+        hostname=settings.hostname,
     )
     if wrong is not None:
         what, claimed, actual = wrong

@@ -66,6 +66,7 @@ def _document() -> st.SearchStrategy[dict[str, Any]]:
         optional={
             "user": _TEXT,
             "hostname": st.just(socket.gethostname()) | _TEXT,
+            "host": st.just(socket.gethostname()) | _TEXT,
             "install_user": st.just("root") | _TEXT,
             "expires_at": _TEXT,
             "created_at": _TEXT,

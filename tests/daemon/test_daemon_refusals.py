@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import pwd
+import socket
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 from daemon_support import JOB_USER, run_daemon
 from support import install
+
+from datacrumbs.common.settings import load_settings
+from datacrumbs.daemon.probe_acceptance import accept_probe_file
 
 POSIX = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
 
@@ -137,12 +141,40 @@ def test_file_made_for_another_user(
     )
 
 
-def test_file_made_for_another_host(
+def test_file_made_for_another_installation(
     run_env: dict[str, str], make_probe_file: Callable[..., Path]
 ) -> None:
-    path = make_probe_file(POSIX, hostname="elsewhere")
+    path = make_probe_file(POSIX, host="othercluster")
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
-    assert "made for hostname 'elsewhere'" in message
+    assert message == (
+        f"probe file {path} refused: made for installation 'othercluster', "
+        f"this daemon runs for '{socket.gethostname()}'"
+    )
+
+
+def test_file_that_names_no_installation(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
+    path = make_probe_file(POSIX, host=None)  # signed by a datacrumbs before issue 14
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (
+        f"probe file {path} refused: it names no installation (summary.host); it was signed "
+        "by an older datacrumbs: make it again with datacrumbs_probe_configurator"
+    )
+
+
+def test_file_signed_on_another_node_of_the_installation_is_accepted(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
+    # Signed on the login node, run on a compute node of the same installation (another
+    # node name): accepted, and the file names where it was signed.
+    path = make_probe_file(POSIX, hostname="login1")
+    settings = load_settings(
+        install_prefix=Path(run_env["DATACRUMBS_INSTALL_PREFIX"]), hostname="node17"
+    )
+    assert settings.host == socket.gethostname()  # the installation's, from its configuration
+    model = accept_probe_file(path, settings, JOB_USER)
+    assert (model.summary.hostname, model.summary.host) == ("login1", socket.gethostname())
 
 
 def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:

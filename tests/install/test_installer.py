@@ -14,6 +14,7 @@ from pathlib import Path
 from support import command
 
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
+from datacrumbs.common.settings import load_settings
 from datacrumbs.common.system_config import read_table
 from datacrumbs.install.rendering import systemd_templates
 
@@ -142,7 +143,7 @@ def test_system_configuration_holds_install_paths_and_summary(installed: Path) -
     assert config["DATACRUMBS_KERNEL_UNAME_R"] == os.uname().release
     assert "DATACRUMBS_USER" not in config  # per job, never installation-wide
     summary = read_table(db, "summary")
-    assert summary["hostname"] == HOST
+    assert summary["hostname"] == summary["host"] == HOST
     assert summary["install_user"] == "root"
     assert summary["kernel_release"] == os.uname().release
     assert Path(summary["libc_so"]).name == "libc.so.6"
@@ -184,8 +185,18 @@ def test_install_user_and_host_name_the_system_configuration(prefix: Path) -> No
     result = _run_install(prefix, "--install-user", "daemon", "--host", "node17")
     assert result.returncode == 0, result.stderr
     db = prefix / "share/datacrumbs/data/system-probe-daemon-node17.sqlite"
-    assert read_table(db, "summary")["hostname"] == "node17"
-    assert read_table(db, "system_configuration")["DATACRUMBS_INSTALL_USER"] == "daemon"
+    assert read_table(db, "summary")["host"] == "node17"
+    assert read_table(db, "summary")["hostname"] == socket.gethostname()  # where, for the record
+    config = read_table(db, "system_configuration")
+    assert config["DATACRUMBS_INSTALL_USER"] == "daemon"
+    assert config["DATACRUMBS_HOST"] == "node17"
+    # every node of the installation finds it, whatever its own name, and reads the name
+    settings = load_settings(install_prefix=prefix, hostname="compute-3")
+    assert (settings.host, settings.install_user, settings.hostname) == (
+        "node17",
+        "daemon",
+        "compute-3",
+    )
 
 
 def test_non_root_is_refused_with_one_line(prefix: Path, product: Path) -> None:

@@ -230,6 +230,7 @@ def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:
         "config_file_path": "/etc/probes.yaml",
         "probe_file_path": "/tmp/probes.json.gz",
         "hostname": settings.hostname,
+        "host": settings.host,
         "user": user,
         "install_user": settings.install_user,
         "created_at": now.isoformat(timespec="seconds"),

@@ -53,11 +53,23 @@ def test_summary_for_another_user_is_refused(crafted_node: Node, nobody_dir: Pat
 
 
 def test_summary_for_another_host_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    # the record of where the file was signed must be true
     doc = document(crafted_node.settings(), "nobody", hostname="elsewhere")
     host = crafted_node.settings().hostname
     assert _refused(crafted_node, nobody_dir, doc) == (
         f"summary.hostname is 'elsewhere', but must be '{host}'"
     )
+
+
+def test_summary_for_another_installation_name_is_refused(
+    crafted_node: Node, nobody_dir: Path
+) -> None:
+    host = crafted_node.settings().host
+    for claimed in ("othercluster", None):
+        doc = document(crafted_node.settings(), "nobody", host=claimed)
+        assert _refused(crafted_node, nobody_dir, doc) == (
+            f"summary.host is {claimed or ''!r}, but must be {host!r}"
+        )
 
 
 def test_summary_for_another_installation_is_refused(crafted_node: Node, nobody_dir: Path) -> None:

@@ -150,6 +150,7 @@ class Node:
             [self._with_identity(c) for c in categories],
             user=JOB_USER,
             hostname=CONTAINER_HOSTNAME,
+            host=CONTAINER_HOSTNAME,  # installed in the container, without --host
         )
         path = directory / name
         self.write_probe_document(path, document)

@@ -58,7 +58,7 @@ TRACE_DIR_PLACEHOLDERS = {
     "%RUN_ID%": "the run-id of the daemon",
 }
 #: Fields that belong to one job or one node, never to the installation.
-PER_RUN_FIELDS = frozenset({"user", "hostname"})
+PER_RUN_FIELDS = frozenset({"user", "hostname", "job_cgroup"})
 #: Fields that are the signer's policy: kept in the system configuration only.
 POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
@@ -110,6 +110,15 @@ class Settings(BaseSettings):
             "DataCrumbs' DATACRUMBS_HOST: the cluster; default: the name of the host it was "
             "installed on). It names the system configuration, and a probe file is signed for "
             "it: any node of the installation accepts the file."
+        ),
+    )
+    job_cgroup: Path | None = Field(
+        default=None,
+        description=(
+            "The job's cgroup v2 directory (absolute; per job: never stored). The daemon then "
+            "traces the job user's processes in it and its descendants alone; when it does "
+            "not exist yet (a scheduler creates it after the prolog), nothing is traced until "
+            "it appears."
         ),
     )
     job_id_var: str = Field(
@@ -209,6 +218,13 @@ class Settings(BaseSettings):
         if not name or name in (".", "..") or any(c.isspace() or c in "/*?[" for c in name):
             raise ValueError(f"{name!r} is not a usable host name")
         return name
+
+    @field_validator("job_cgroup")
+    @classmethod
+    def _cgroup_dir(cls, path: Path | None) -> Path | None:
+        if path is not None and (not path.is_absolute() or ".." in path.parts):
+            raise ValueError(f"{str(path)!r} is not an absolute path without ..")
+        return path
 
     @field_validator("hot_functions")
     @classmethod

@@ -33,6 +33,7 @@ from datacrumbs.common.settings import Settings, expand_trace_dir, load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
+from datacrumbs.daemon.job_scope import JobScope
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
@@ -246,10 +247,12 @@ def _trace(
     engine = Engine(
         EngineConfig(
             uid=job_user.pw_uid,
+            cgroup_later=settings.job_cgroup is not None,
             bpf_object=bpf_object,
             function_slots=len(requested) + 1,
         )
     )
+    scope = _job_scope(settings, engine, log)
     # The checked binaries stay open for the whole run: a uprobe group attached again after a
     # runaway neighbour was detached must reach the very file that was checked.
     pinned = PinnedBinaries(probes)
@@ -288,6 +291,11 @@ def _trace(
         os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
         recording = Recording(engine, writer, settings.hostname)
         recording.start()
+        if scope is None:
+            writer.write_notice("job_scope", {"scope": "user", "user": job_user.pw_name})
+        else:
+            scope.announce = lambda fields: writer.write_notice("job_scope", fields)
+            scope.begin()
         files.mark_ready(trace_path)
         ready_status = (
             f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
@@ -311,6 +319,8 @@ def _trace(
     except EngineError as exc:
         raise DatacrumbsError(str(exc)) from None
     finally:
+        if scope is not None:
+            scope.close()
         engine.close()
         pinned.close()
     duration = time.monotonic() - started
@@ -324,6 +334,15 @@ def _trace(
         extra={"EVENTS": final.events, "EVENTS_LOST": final.lost, "TRACE_FILE": str(trace_path)},
     )
     return 0
+
+
+def _job_scope(settings: Settings, engine: Engine, log: logging.Logger) -> JobScope | None:
+    """The job's cgroup to trace alone, checked now (None: every process of the job user)."""
+    if settings.job_cgroup is None:
+        return None
+    scope = JobScope(engine, settings.job_cgroup, log, lambda fields: None)
+    scope.check()
+    return scope
 
 
 @dataclass

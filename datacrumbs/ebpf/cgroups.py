@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CgroupError", "cgroup2_mounts", "open_cgroup", "resolve_cgroup"]
+__all__ = ["CgroupError", "cgroup2_mounts", "on_cgroup2", "open_cgroup", "resolve_cgroup"]
 
 
 class CgroupError(LookupError):
@@ -43,8 +43,28 @@ def resolve_cgroup(cgroup: int | str | os.PathLike[str]) -> Path:
 
 
 def open_cgroup(path: Path) -> int:
-    """An O_RDONLY directory fd of cgroup ``path`` (the caller closes it)."""
+    """An O_RDONLY directory fd of cgroup ``path``, checked to be a cgroup v2 directory (the
+    caller closes it)."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise CgroupError(f"cannot open cgroup {path}: {exc.strerror}") from exc
+    if not on_cgroup2(os.fstat(fd)):
+        os.close(fd)
+        raise CgroupError(f"{path} is not a cgroup v2 directory (not under {_mounts_text()})")
+    return fd
+
+
+def on_cgroup2(st: os.stat_result) -> bool:
+    """Whether the file of ``st`` is on a cgroup v2 file system mounted here."""
+    devices = set()
+    for mount in cgroup2_mounts():
+        try:
+            devices.add(os.stat(mount).st_dev)
+        except OSError:
+            continue
+    return st.st_dev in devices
+
+
+def _mounts_text() -> str:
+    return ", ".join(str(m) for m in cgroup2_mounts()) or "any cgroup2 mount: none is mounted"

@@ -23,18 +23,20 @@ Kernel requirements: 5.15+ (BPF cookies on tracepoints and uprobes); see datacru
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import loader
+from datacrumbs.ebpf import cgroups, loader
 from datacrumbs.ebpf.attach import AttachContext, Attacher, Target, TargetOutcome
 from datacrumbs.ebpf.attach_kprobes import KprobeAttacher
 from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
 from datacrumbs.ebpf.attach_uprobes import UprobeAttacher
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
-from datacrumbs.ebpf.libbpf import BpfError
+from datacrumbs.ebpf.libbpf import BpfError, map_update
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
 
@@ -147,6 +149,29 @@ class Engine:
     def link_count(self) -> int:
         """Kernel attachments held now (each costs ~0.1 s to tear down on this kind of kernel)."""
         return len(self._ctx.links) if self._ctx is not None else 0
+
+    def set_cgroup(self, path: Path) -> int:
+        """Trace only the tasks of cgroup v2 ``path`` and its descendants from now on (the
+        engine was loaded with ``cgroup_later``, or a cgroup that this one replaces); returns
+        its cgroup id. The kernel holds the directory by its fd, so the filter names this
+        cgroup in any cgroup namespace."""
+        if not (self.config.cgroup_later or self.config.cgroup is not None):
+            raise EngineError("the engine was loaded without a cgroup filter")
+        try:
+            fd = cgroups.open_cgroup(path)
+        except cgroups.CgroupError as exc:
+            raise EngineError(str(exc)) from None
+        try:
+            map_update(
+                self._context.obj.map_fd(loader.CGROUP_MAP),
+                (0).to_bytes(4, "little"),
+                fd.to_bytes(4, "little"),
+            )
+            return os.fstat(fd).st_ino
+        except BpfError as exc:
+            raise EngineError(f"cannot filter on cgroup {path}: {exc}") from None
+        finally:
+            os.close(fd)
 
     # -- function probe hits --------------------------------------------------------------
     def function_hits(self) -> dict[int, int]:

@@ -19,6 +19,8 @@ class EngineConfig:
 
     ``uid``: only processes whose real uid is this one are traced (None: every process).
     ``cgroup``: also require membership of this cgroup v2 (a path or an id) or a descendant.
+    ``cgroup_later``: the same for a cgroup given later (:meth:`Engine.set_cgroup`); until then
+    nothing is traced.
     ``ringbuf_bytes``: ring-buffer size, a power of two and a multiple of the page size.
     ``syscall_mode``: ``raw_tp`` (two raw tracepoint links and a number → cookie map: the
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
@@ -30,6 +32,7 @@ class EngineConfig:
 
     uid: int | None
     cgroup: int | str | os.PathLike[str] | None = None
+    cgroup_later: bool = False
     ringbuf_bytes: int = 16 << 20
     poll_interval: float = 0.05
     wakeup_fraction: float = 0.25

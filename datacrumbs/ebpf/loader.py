@@ -92,7 +92,7 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             config = Config(
                 uid=cfg.uid,
-                filter_cgroup=cgroup_fd is not None,
+                filter_cgroup=cgroup_fd is not None or cfg.cgroup_later,
                 self_tgid=os.getpid(),
                 pidns_dev=pidns.dev,
                 pidns_ino=pidns.ino,

@@ -240,6 +240,14 @@ def _holds_wheel(layout: InstallLayout, base: Interpreter, wheel: Path) -> bool:
     return True
 
 
+def _drop_own_wheels(house: Path) -> None:
+    """The wheelhouse holds dependencies only. ``pip wheel`` copies the wheel it is given
+    there too, and a later fill would take that copy (same file name, an older build) for the
+    new wheel: its dependencies, not the new ones."""
+    for stale in house.glob("datacrumbs-*.whl"):
+        stale.unlink()
+
+
 def _pip_install(
     layout: InstallLayout, wheel: Path, wheelhouse: Path | None, cache_dir: Path
 ) -> None:
@@ -262,6 +270,7 @@ def _pip_install(
     result = _run(install, "installing the runtime")
     if result.returncode != 0 and not offline:
         ensure_dir(house)
+        _drop_own_wheels(house)
         # Built by the runtime's interpreter, bypassing pip's cache: a wheel compiled by
         # another interpreter may carry its private library path (a RUNPATH into /root).
         fill = _run(
@@ -278,6 +287,7 @@ def _pip_install(
             ],
             "downloading the dependencies",
         )
+        _drop_own_wheels(house)
         if fill.returncode != 0:
             raise DatacrumbsError(f"cannot get the dependencies of {wheel.name}: {_failure(fill)}")
         result = _run(install, "installing the runtime")

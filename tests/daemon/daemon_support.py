@@ -92,11 +92,31 @@ class Daemon:
         self.proc = subprocess.Popen(
             [command("datacrumbs"), str(probe_file), *args],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.stderr = ""
+        self._lines: list[str] = []  # stderr so far, read as it comes (wait_for_log)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._lines.append(line)
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> str:
+        """The first line of the daemon's log that holds ``text``, waited for."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self._lines):
+                if text in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"no {text!r} in the daemon's log: {''.join(self._lines)}")
 
     def wait_ready(self, run_id: str, timeout: float = 60) -> Path:
         ready = self.run_dir / f"datacrumbs-{run_id}.ready"
@@ -110,5 +130,7 @@ class Daemon:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-        _, self.stderr = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        self.stderr = "".join(self._lines)
         return self.proc.returncode

@@ -1,0 +1,123 @@
+"""The job's cgroup (``DATACRUMBS_JOB_CGROUP``): the daemon traces the job, not the whole user.
+
+The engine filters by cgroup in the kernel (the cgroup's directory fd in a cgroup array, so the
+filter names the same cgroup in every cgroup namespace: a daemon in a container sees its own
+paths, the kernel the host's). A scheduler's prolog usually runs before the job's cgroup exists
+(Slurm 22.05 with ``PrologFlags=Contain`` creates ``job_<id>`` ~60 ms after its prolog ends), so
+the engine is loaded with the filter on and no cgroup — nothing of the user is traced — and
+the cgroup is handed to it the moment its directory appears: inotify on the deepest directory
+of the path that exists, one component at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from inotify_simple import INotify, flags
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.ebpf import cgroups
+from datacrumbs.ebpf.engine import Engine, EngineError
+
+__all__ = ["JobScope"]
+
+#: How long one wait for a directory event lasts: the stop request is seen this often.
+_WAIT_MS = 200
+_WATCHED = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
+
+
+def _deepest_existing(path: Path) -> Path:
+    """``path`` itself, else its nearest ancestor that exists."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return Path("/")
+
+
+class JobScope:
+    """Hands the engine the job's cgroup as soon as it exists, and says so.
+
+    ``announce(fields)`` is called once the filter is in place, with what the trace records of
+    the scope (path, cgroup id, milliseconds waited)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        path: Path,
+        log: logging.Logger,
+        announce: Callable[[dict[str, int | str]], None],
+    ) -> None:
+        self.engine = engine
+        self.path = path
+        self.log = log
+        self.announce = announce
+        self.scoped = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self.error: str | None = None
+
+    def check(self) -> None:
+        """Refuse, in one line, a path that can never be a cgroup v2 directory."""
+        existing = _deepest_existing(self.path)
+        if not cgroups.on_cgroup2(os.stat(existing)):
+            mounts = ", ".join(str(m) for m in cgroups.cgroup2_mounts()) or "none is mounted"
+            raise DatacrumbsError(
+                f"DATACRUMBS_JOB_CGROUP {self.path} is not in a cgroup v2 hierarchy "
+                f"({existing} is not; cgroup2 mounts: {mounts})"
+            )
+
+    def begin(self) -> bool:
+        """Scope the engine now if the cgroup exists (True), else watch for it (False)."""
+        self._started = time.monotonic()
+        if self.path.is_dir():
+            self._scope()
+            return True
+        self.log.info("waiting for the job's cgroup %s: nothing is traced until it exists",
+                      self.path)  # fmt: skip
+        self._thread = threading.Thread(target=self._watch, name="job-cgroup", daemon=True)
+        self._thread.start()
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _scope(self) -> None:
+        cgroup_id = self.engine.set_cgroup(self.path)
+        waited = round((time.monotonic() - self._started) * 1000)
+        self.scoped.set()
+        self.log.info(
+            "tracing the job's cgroup %s (id %d), %d ms after start",
+            self.path,
+            cgroup_id,
+            waited,
+            extra={"JOB_CGROUP": str(self.path), "JOB_CGROUP_ID": cgroup_id},
+        )
+        self.announce({"scope": "cgroup", "cgroup": str(self.path), "cgroup_id": cgroup_id,
+                       "waited_ms": waited})  # fmt: skip
+
+    def _watch(self) -> None:
+        try:
+            with INotify() as inotify:
+                while not self._stop.is_set():
+                    if self.path.is_dir():
+                        self._scope()
+                        return
+                    directory = _deepest_existing(self.path)
+                    wd = inotify.add_watch(directory, _WATCHED)
+                    # armed: what appeared meanwhile is seen by the next look, not lost
+                    while not self._stop.is_set() and _deepest_existing(self.path) == directory:
+                        inotify.read(timeout=_WAIT_MS)
+                    with contextlib.suppress(OSError):  # gone with its directory
+                        inotify.rm_watch(wd)
+        except (OSError, EngineError) as exc:
+            self.error = f"cannot follow the job's cgroup {self.path}: {exc}"
+            self.log.error("%s", self.error)

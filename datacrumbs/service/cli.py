@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "probe_file", metavar="PROBE_FILE", type=Path, help="signed probe file, readable by USER"
     )
+    start.add_argument(
+        "--job-cgroup",
+        metavar="DIR",
+        type=Path,
+        help="trace only the processes of this cgroup v2 directory and below (the job's; it "
+        "may not exist yet: nothing of USER is traced until it does)",
+    )
     stop = commands.add_parser(
         "stop", help="systemctl stop datacrumbs@RUN_ID, wait, remove the environment file"
     )
@@ -52,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise DatacrumbsError(f"{args.command} must run as root (a prolog or epilog does)")
     if args.command == "start":
-        print(start_tracing(args.run_id, args.user, args.probe_file))
+        print(start_tracing(args.run_id, args.user, args.probe_file, args.job_cgroup))
     else:
         print(stop_tracing(args.run_id))
     return 0

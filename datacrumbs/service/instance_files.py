@@ -13,6 +13,7 @@ from datacrumbs.common.errors import DatacrumbsError
 
 __all__ = [
     "ENV_FILE_KEYS",
+    "OPTIONAL_ENV_FILE_KEYS",
     "env_file_path",
     "log_file_path",
     "render_env_file",
@@ -27,6 +28,8 @@ ENV_FILE_KEYS = (
     "DATACRUMBS_LOG_DIR",
     "DATACRUMBS_INSTALL_PREFIX",
 )
+#: Written after those when the job has them.
+OPTIONAL_ENV_FILE_KEYS = ("DATACRUMBS_JOB_CGROUP",)
 
 # Characters systemd's EnvironmentFile= parser needs escaped inside double quotes.
 _ESCAPED = ("\\", '"', "$", "`")
@@ -56,7 +59,7 @@ def render_env_file(values: dict[str, str]) -> str:
         f"# {unit_name(values['DATACRUMBS_SERVICE_RUN_ID'])}: written by "
         "datacrumbs_service start, removed by datacrumbs_service stop"
     ]
-    for key in ENV_FILE_KEYS:
+    for key in (*ENV_FILE_KEYS, *(k for k in OPTIONAL_ENV_FILE_KEYS if k in values)):
         value = values[key]
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise DatacrumbsError(f"{key}: {value!r} holds a control character")

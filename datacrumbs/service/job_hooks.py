@@ -178,8 +178,11 @@ def _last_log_line(log_file: Path) -> str | None:
     return f"last log line: {lines[-1].strip()}" if lines else None
 
 
-def start_tracing(run_id: str, user_name: str, probe_file: Path) -> str:
-    """Start ``datacrumbs@<run-id>`` for ``user_name``; return the line to print."""
+def start_tracing(
+    run_id: str, user_name: str, probe_file: Path, job_cgroup: Path | None = None
+) -> str:
+    """Start ``datacrumbs@<run-id>`` for ``user_name`` (only the processes in ``job_cgroup``
+    and below, when given: it may not exist yet); return the line to print."""
     run_id = validate_run_id(run_id, "the command line")
     try:
         user = pwd.getpwnam(user_name)
@@ -197,15 +200,18 @@ def start_tracing(run_id: str, user_name: str, probe_file: Path) -> str:
         )
 
     settings = unit.settings
-    text = render_env_file(
-        {
-            "DATACRUMBS_PROBE_FILE": str(probe_file),
-            "DATACRUMBS_USER": user.pw_name,
-            "DATACRUMBS_SERVICE_RUN_ID": run_id,
-            "DATACRUMBS_LOG_DIR": str(settings.log_dir),
-            "DATACRUMBS_INSTALL_PREFIX": str(settings.install_prefix),
-        }
-    )
+    values = {
+        "DATACRUMBS_PROBE_FILE": str(probe_file),
+        "DATACRUMBS_USER": user.pw_name,
+        "DATACRUMBS_SERVICE_RUN_ID": run_id,
+        "DATACRUMBS_LOG_DIR": str(settings.log_dir),
+        "DATACRUMBS_INSTALL_PREFIX": str(settings.install_prefix),
+    }
+    if job_cgroup is not None:
+        if not job_cgroup.is_absolute():
+            raise DatacrumbsError(f"--job-cgroup must be an absolute path, got {job_cgroup}")
+        values["DATACRUMBS_JOB_CGROUP"] = str(job_cgroup)
+    text = render_env_file(values)
     run_dir = unit.env_file.parent
     if not run_dir.is_dir():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +220,8 @@ def start_tracing(run_id: str, user_name: str, probe_file: Path) -> str:
 
     result = _systemctl("start", unit.name)
     if result.returncode == 0:
-        return f"{unit.name} started: tracing {user.pw_name} with {probe_file}"
+        scope = f" in {job_cgroup}" if job_cgroup is not None else ""
+        return f"{unit.name} started: tracing {user.pw_name}{scope} with {probe_file}"
     unit.env_file.unlink(missing_ok=True)
     status = unit.state()
     log_file = log_file_path(settings.log_dir, user.pw_name, run_id, socket.gethostname())

@@ -49,3 +49,18 @@ def test_systemd_hands_the_daemon_an_odd_probe_path_intact(node: Node) -> None:
         assert f"user {JOB_USER}, probe file {probe_file}\n" in log
     finally:
         assert node.service("stop", "odd-path").returncode == 0
+
+
+def test_the_job_cgroup_reaches_the_daemon_through_systemd(node: Node) -> None:
+    # A directory outside any cgroup v2 hierarchy: the daemon, started by systemd from the
+    # environment file, refuses it in one line, which the start reports.
+    directory = node.job_dir("scoped")
+    probe_file = node.make_probe_file(
+        directory, [{"type": 0, "name": "posix", "functions": ["openat"]}]
+    )
+    where = "/srv/not-a-cgroup/job_1"
+    started = node.service("start", "scoped", JOB_USER, str(probe_file), "--job-cgroup", where)
+    assert started.returncode == 2, started.stdout
+    assert f"DATACRUMBS_JOB_CGROUP {where} is not in a cgroup v2 hierarchy" in started.stderr
+    stopped = node.service("stop", "scoped")  # the failed unit: reported, and reset
+    assert stopped.returncode == 2 and "its trace may be incomplete" in stopped.stderr

@@ -1,12 +1,13 @@
 """The job's cgroup (``DATACRUMBS_JOB_CGROUP``): the daemon traces the job, not the whole user.
 
-The engine filters by cgroup in the kernel (the cgroup's directory fd in a cgroup array, so the
-filter names the same cgroup in every cgroup namespace: a daemon in a container sees its own
-paths, the kernel the host's). A scheduler's prolog usually runs before the job's cgroup exists
-(Slurm 22.05 with ``PrologFlags=Contain`` creates ``job_<id>`` ~60 ms after its prolog ends), so
-the engine is loaded with the filter on and no cgroup — nothing of the user is traced — and
-the cgroup is handed to it the moment its directory appears: inotify on the deepest directory
-of the path that exists, one component at a time.
+The engine filters by cgroup in the kernel, by cgroup id (the directory's inode: the same
+cgroup in every cgroup namespace — a daemon in a container sees its own paths, the kernel the
+host's), the job's cgroup and every cgroup made below it. A scheduler's prolog usually runs
+before the job's cgroup exists (Slurm 22.05 with ``PrologFlags=Contain`` creates ``job_<id>``
+~60 ms after its prolog ends): then the kernel itself waits for it (its cgroup_mkdir program
+matches the path's names below the deepest ancestor that exists), so the job is traced from
+its first task and nothing of the user before; the daemon learns of it by inotify, to say so in
+the journal and the trace.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ class JobScope:
         if self.path.is_dir():
             self._scope()
             return True
-        self.log.info("waiting for the job's cgroup %s: nothing is traced until it exists",
-                      self.path)  # fmt: skip
+        ancestor = self.engine.await_cgroup(self.path)
+        self.log.info(
+            "waiting for the job's cgroup %s (below %s): nothing is traced until it exists",
+            self.path,
+            ancestor,
+        )
         self._thread = threading.Thread(target=self._watch, name="job-cgroup", daemon=True)
         self._thread.start()
         return False
@@ -91,7 +96,11 @@ class JobScope:
             self._thread.join()
 
     def _scope(self) -> None:
-        cgroup_id = self.engine.set_cgroup(self.path)
+        # made after the start: the kernel took it at its mkdir (a directory moved in from
+        # elsewhere it could not see: then it is taken now)
+        cgroup_id = self.engine.awaited_cgroup() if self._thread else 0
+        if not cgroup_id:
+            cgroup_id = self.engine.set_cgroup(self.path)
         waited = round((time.monotonic() - self._started) * 1000)
         self.scoped.set()
         self.log.info(

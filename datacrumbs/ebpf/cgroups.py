@@ -1,9 +1,9 @@
 """Find the cgroup v2 directory to filter on, from a path or a cgroup id.
 
-The kernel filter (``bpf_current_task_under_cgroup`` over a ``BPF_MAP_TYPE_CGROUP_ARRAY``,
-kernel 4.9+) takes an open cgroup v2 directory; it matches the cgroup and all its descendants.
-A cgroup id is the inode number of its directory on the cgroup2 file system (what
-``bpf_get_current_cgroup_id`` returns), so an id is found by walking the cgroup2 mounts.
+The kernel filter matches a task's cgroup (``bpf_get_current_cgroup_id``) against a set of
+cgroup ids: the chosen cgroup, its descendants, and every cgroup made below them later. A
+cgroup id is the inode number of its directory on the cgroup2 file system, so an id is found by
+walking the cgroup2 mounts, and a directory is checked to be on one by its device.
 """
 
 from __future__ import annotations

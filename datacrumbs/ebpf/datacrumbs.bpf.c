@@ -22,7 +22,7 @@
  * Minimum kernel: 5.15 (bpf_get_attach_cookie for tracepoints and uprobes). Other features
  * used: task-local storage from tracing programs (5.11), tp_btf (5.5), ring buffer +
  * bpf_ringbuf_query (5.8), bpf_get_ns_current_pid_tgid (5.7),
- * bpf_current_task_under_cgroup on cgroup v2 (4.9), bounded loops (5.3), global data (5.2);
+ * bpf_get_current_cgroup_id (4.18), bounded loops (5.3), global data (5.2);
  * uprobe_multi (6.6) when available.
  */
 #include "vmlinux.h"
@@ -53,13 +53,24 @@ struct {
 	__type(value, __u64);
 } dc_lost SEC(".maps");
 
-/* The cgroup (v2) whose descendants are traced when dc_cfg.filter_cgroup is set. */
+/* The job's cgroups (v2 ids) when dc_cfg.filter_cgroup is set: a task is traced when its cgroup
+ * is one of them. User space puts the job's cgroup and the descendants it has; dc_cgroup_mkdir
+ * adds each cgroup made below one of them, and the job's own when it is made later. An id is
+ * the cgroup directory's inode, the same in every cgroup namespace, never reused. */
 struct {
-	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} dc_job_cgroups SEC(".maps");
+
+/* The job's cgroup while it does not exist yet: the names below an existing ancestor. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} dc_cgroup SEC(".maps");
+	__type(value, struct dc_scope);
+} dc_scope SEC(".maps");
 
 /* Per-thread state in task-local storage (kernel 5.11+ for tracing programs): the syscall in
  * flight, the thread's ids in the daemon's pid namespace and whether user space already has
@@ -191,8 +202,12 @@ static __always_inline bool dc_wanted(void)
 	if (dc_cfg.filter_uid &&
 	    ((__u32)bpf_get_current_uid_gid() != dc_cfg.uid || !dc_acts_as_user()))
 		return false;
-	if (dc_cfg.filter_cgroup && bpf_current_task_under_cgroup(&dc_cgroup, 0) != 1)
-		return false;
+	if (dc_cfg.filter_cgroup) {
+		__u64 cgroup = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&dc_job_cgroups, &cgroup))
+			return false;
+	}
 	return true;
 }
 
@@ -706,6 +721,52 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	e->args[5] = 0;
 	bpf_map_delete_elem(&dc_uring_inflight, &key);
 	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	return 0;
+}
+
+/* Every cgroup made (tp_btf/cgroup_mkdir, one link while a cgroup filter is on): below a job
+ * cgroup it is the job's too; else it may be the awaited job cgroup itself, matched one path
+ * component at a time below the ancestor that existed (by id: no path or level is compared,
+ * which would differ between cgroup namespaces). */
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(dc_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	struct cgroup_subsys_state *up = BPF_CORE_READ(cgrp, self.parent);
+	struct cgroup *parent = (void *)up - bpf_core_field_offset(struct cgroup, self);
+	__u64 id = BPF_CORE_READ(cgrp, kn, id), parent_id;
+	char name[DC_SCOPE_NAME];
+	struct dc_scope *scope;
+	__u32 zero = 0, next;
+	__u8 one = 1;
+
+	if (!up)
+		return 0;
+	parent_id = BPF_CORE_READ(parent, kn, id);
+	if (bpf_map_lookup_elem(&dc_job_cgroups, &parent_id)) {
+		bpf_map_update_elem(&dc_job_cgroups, &id, &one, BPF_ANY);
+		return 0;
+	}
+	scope = bpf_map_lookup_elem(&dc_scope, &zero);
+	if (!scope || scope->found || parent_id != scope->parent)
+		return 0;
+	next = scope->next;
+	if (next >= DC_SCOPE_DEPTH || next >= scope->depth)
+		return 0;
+	if (bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(cgrp, kn, name)) <= 0)
+		return 0;
+	for (int i = 0; i < DC_SCOPE_NAME; i++) {
+		if (name[i] != scope->names[next][i])
+			return 0;
+		if (!name[i])
+			break;
+	}
+	if (next + 1 == scope->depth) { /* the job's cgroup: traced from its first task */
+		bpf_map_update_elem(&dc_job_cgroups, &id, &one, BPF_ANY);
+		scope->found = id;
+	} else {
+		scope->parent = id;
+		scope->next = next + 1;
+	}
 	return 0;
 }
 

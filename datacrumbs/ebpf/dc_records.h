@@ -158,6 +158,18 @@ struct dc_uring_req {
 	__u32 pad;
 };
 
+/* The job's cgroup before it exists (dc_scope): ``depth`` names below the cgroup ``parent``
+ * (user space's), matched in order as they are made; ``found`` is the job's cgroup id. */
+#define DC_SCOPE_DEPTH 4
+#define DC_SCOPE_NAME 64
+struct dc_scope {
+	__u64 parent;
+	__u64 found;
+	__u32 next;
+	__u32 depth;
+	char names[DC_SCOPE_DEPTH][DC_SCOPE_NAME];
+};
+
 /* The sizes records.py assumes (tests/engine/test_abi.py checks every offset). */
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");

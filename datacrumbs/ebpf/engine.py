@@ -22,6 +22,7 @@ Kernel requirements: 5.15+ (BPF cookies on tracepoints and uprobes); see datacru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -36,8 +37,9 @@ from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
 from datacrumbs.ebpf.attach_uprobes import UprobeAttacher
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
-from datacrumbs.ebpf.libbpf import BpfError, map_update
+from datacrumbs.ebpf.libbpf import BpfError, map_lookup, map_update
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
+from datacrumbs.ebpf.records import SCOPE, pack_scope
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
 
 __all__ = ["Engine", "EngineConfig", "EngineError", "EngineStats", "TargetOutcome"]
@@ -82,10 +84,19 @@ class Engine:
         ctx = AttachContext(loaded.obj, self.functions)
         try:
             ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXEC))
+            if self.config.cgroup is not None or self.config.cgroup_later:
+                ctx.links.add(loaded.obj.attach_trace(loader.CGROUP_MKDIR))
         except BpfError as exc:
+            ctx.links.destroy_all()
             loaded.obj.close()
             raise EngineError(str(exc)) from exc
         self._loaded, self._ctx = loaded, ctx
+        if self.config.cgroup is not None:
+            try:
+                self.set_cgroup(cgroups.resolve_cgroup(self.config.cgroup))
+            except (EngineError, cgroups.CgroupError) as exc:
+                self.close()
+                raise EngineError(str(exc)) from None
         self._syscalls = SyscallAttacher(ctx, self.config.syscall_mode)
         self._uprobes = UprobeAttacher(ctx, loaded.uprobe_multi)
         self._kprobes = KprobeAttacher(ctx, loaded.kprobes_unsupported)
@@ -151,27 +162,67 @@ class Engine:
         return len(self._ctx.links) if self._ctx is not None else 0
 
     def set_cgroup(self, path: Path) -> int:
-        """Trace only the tasks of cgroup v2 ``path`` and its descendants from now on (the
-        engine was loaded with ``cgroup_later``, or a cgroup that this one replaces); returns
-        its cgroup id. The kernel holds the directory by its fd, so the filter names this
-        cgroup in any cgroup namespace."""
-        if not (self.config.cgroup_later or self.config.cgroup is not None):
-            raise EngineError("the engine was loaded without a cgroup filter")
+        """Trace the tasks of cgroup v2 ``path`` and of every cgroup below it, made now or
+        later (the engine was loaded with ``cgroup`` or ``cgroup_later``); returns its id.
+        The kernel matches tasks by cgroup id, the directory's inode: the same cgroup in every
+        cgroup namespace, whatever path this process sees it at."""
+        self._cgroup_filter()
         try:
             fd = cgroups.open_cgroup(path)
         except cgroups.CgroupError as exc:
             raise EngineError(str(exc)) from None
         try:
-            map_update(
-                self._context.obj.map_fd(loader.CGROUP_MAP),
-                (0).to_bytes(4, "little"),
-                fd.to_bytes(4, "little"),
-            )
-            return os.fstat(fd).st_ino
-        except BpfError as exc:
-            raise EngineError(f"cannot filter on cgroup {path}: {exc}") from None
+            # the mkdir program is attached: a cgroup made during the walk is added either way
+            ids = [os.fstat(fd).st_ino]
+            for dirpath, _dirs, _files in os.walk(f"/proc/self/fd/{fd}"):
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    ids.append(os.stat(dirpath).st_ino)
+            for cgroup_id in ids:
+                self._add_job_cgroup(cgroup_id)
+            return ids[0]
         finally:
             os.close(fd)
+
+    def await_cgroup(self, path: Path) -> Path:
+        """Trace cgroup ``path`` from the moment it is made, in the kernel (its cgroup_mkdir
+        program matches the names below the deepest ancestor that exists now); returns that
+        ancestor. Nothing is traced until then."""
+        self._cgroup_filter()
+        ancestor = next(p for p in (path, *path.parents) if p.is_dir())
+        if ancestor == path:  # made meanwhile
+            self.set_cgroup(path)
+            return path
+        try:
+            fd = cgroups.open_cgroup(ancestor)
+        except cgroups.CgroupError as exc:
+            raise EngineError(str(exc)) from None
+        try:
+            parent = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        try:
+            scope = pack_scope(parent, path.relative_to(ancestor).parts)
+        except ValueError as exc:
+            raise EngineError(f"cannot wait for cgroup {path}: {exc}") from None
+        map_update(self._context.obj.map_fd(loader.SCOPE_MAP), bytes(4), scope)
+        return ancestor
+
+    def awaited_cgroup(self) -> int:
+        """The id of the cgroup :meth:`await_cgroup` waits for, once the kernel saw it made;
+        0 before."""
+        raw = map_lookup(self._context.obj.map_fd(loader.SCOPE_MAP), bytes(4), SCOPE.size)
+        return int(SCOPE.unpack(raw)[1])
+
+    def _cgroup_filter(self) -> None:
+        if not (self.config.cgroup_later or self.config.cgroup is not None):
+            raise EngineError("the engine was loaded without a cgroup filter")
+
+    def _add_job_cgroup(self, cgroup_id: int) -> None:
+        map_update(
+            self._context.obj.map_fd(loader.JOB_CGROUPS_MAP),
+            cgroup_id.to_bytes(8, "little"),
+            b"\x01",
+        )
 
     # -- function probe hits --------------------------------------------------------------
     def function_hits(self) -> dict[int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from datacrumbs.ebpf import cgroups, features
+from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import (
     RAW_SYS_ENTER,
     RAW_SYS_EXIT,
@@ -17,14 +17,16 @@ from datacrumbs.ebpf.attach_syscalls import (
 from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
-from datacrumbs.ebpf.libbpf import BPF_TRACE_UPROBE_MULTI, BpfError, BpfObject, map_update
+from datacrumbs.ebpf.libbpf import BPF_TRACE_UPROBE_MULTI, BpfError, BpfObject
 from datacrumbs.ebpf.records import Config
 
 __all__ = [
-    "CGROUP_MAP",
+    "CGROUP_MKDIR",
     "HITS_MAP",
+    "JOB_CGROUPS_MAP",
     "LOST_MAP",
     "RINGBUF_MAP",
+    "SCOPE_MAP",
     "TASK_EXEC",
     "UPROBE_MODES",
     "Loaded",
@@ -33,7 +35,9 @@ __all__ = [
 
 RINGBUF_MAP = "dc_events"
 LOST_MAP = "dc_lost"
-CGROUP_MAP = "dc_cgroup"
+JOB_CGROUPS_MAP = "dc_job_cgroups"
+SCOPE_MAP = "dc_scope"
+CGROUP_MKDIR = "dc_cgroup_mkdir"
 HITS_MAP = "dc_func_hits"
 TASK_EXEC = "dc_task_exec"
 UPROBE_MODES = ("auto", "multi", "single")
@@ -79,12 +83,7 @@ def load(cfg: EngineConfig) -> Loaded:
     raw_syscalls = cfg.syscall_mode == "raw_tp"
     path = cfg.bpf_object or build_bpf_object()
     pidns = features.own_pid_namespace()
-    cgroup_fd = None
-    if cfg.cgroup is not None:
-        try:
-            cgroup_fd = cgroups.open_cgroup(cgroups.resolve_cgroup(cfg.cgroup))
-        except cgroups.CgroupError as exc:
-            raise EngineError(str(exc)) from exc
+    filter_cgroup = cfg.cgroup is not None or cfg.cgroup_later
     try:
         obj = BpfObject(path)
         try:
@@ -92,7 +91,7 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             config = Config(
                 uid=cfg.uid,
-                filter_cgroup=cgroup_fd is not None or cfg.cgroup_later,
+                filter_cgroup=filter_cgroup,
                 self_tgid=os.getpid(),
                 pidns_dev=pidns.dev,
                 pidns_ino=pidns.ino,
@@ -111,19 +110,11 @@ def load(cfg: EngineConfig) -> Loaded:
             per_function = not uprobe_multi or kprobes_reason is None
             obj.set_autoload(FUNC_ENTER, per_function)
             obj.set_autoload(FUNC_EXIT, per_function)
+            obj.set_autoload(CGROUP_MKDIR, filter_cgroup)
             obj.load()
-            if cgroup_fd is not None:
-                map_update(
-                    obj.map_fd(CGROUP_MAP),
-                    (0).to_bytes(4, "little"),
-                    cgroup_fd.to_bytes(4, "little"),
-                )
         except BaseException:
             obj.close()
             raise
     except BpfError as exc:
         raise EngineError(str(exc)) from exc
-    finally:
-        if cgroup_fd is not None:
-            os.close(cgroup_fd)
     return Loaded(obj, uprobe_multi, kprobes_reason)

@@ -41,6 +41,10 @@ __all__ = [
     "NAME_FIELDS",
     "NAME_HEADER",
     "PATH_MAX",
+    "SCOPE",
+    "SCOPE_DEPTH",
+    "SCOPE_FIELDS",
+    "SCOPE_NAME",
     "SYS_ARG_BITS",
     "SYS_AT",
     "SYS_COMPAT_UNTRACED",
@@ -58,6 +62,7 @@ __all__ = [
     "RecordType",
     "field_offsets",
     "fnv1a64",
+    "pack_scope",
 ]
 
 MAX_ARGS = 6  # DC_MAX_ARGS
@@ -141,6 +146,12 @@ CONFIG_FIELDS = (
     "pidns_ino",
     "wakeup_bytes",
 )
+#: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
+#: DC_SCOPE_NAME bytes below the cgroup ``parent``).
+SCOPE_DEPTH = 4
+SCOPE_NAME = 64
+SCOPE = struct.Struct(f"<QQII{SCOPE_DEPTH * SCOPE_NAME}s")
+SCOPE_FIELDS = ("parent", "found", "next", "depth", "names")
 
 #: C struct name → (its format, its field names): what the ABI test compares with the header.
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
@@ -148,6 +159,7 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "dc_name": (NAME, NAME_FIELDS),
     "dc_task": (TASK, TASK_FIELDS),
     "dc_config": (CONFIG, CONFIG_FIELDS),
+    "dc_scope": (SCOPE, SCOPE_FIELDS),
 }
 
 _FORMAT_ITEM = re.compile(r"(\d*)([xcbB?hHiIlLqQnNefdspP])")
@@ -191,6 +203,17 @@ class Config:
             self.pidns_ino,
             self.wakeup_bytes,
         )
+
+
+def pack_scope(parent: int, names: tuple[str, ...]) -> bytes:
+    """A dc_scope awaiting ``names`` below the cgroup of id ``parent``."""
+    if not 1 <= len(names) <= SCOPE_DEPTH:
+        raise ValueError(f"1 to {SCOPE_DEPTH} path components, not {len(names)}")
+    raw = [name.encode() for name in names]
+    if any(not 0 < len(r) < SCOPE_NAME for r in raw):
+        raise ValueError(f"a cgroup name of 1 to {SCOPE_NAME - 1} bytes, not {names}")
+    table = b"".join(r.ljust(SCOPE_NAME, b"\0") for r in raw).ljust(SCOPE_DEPTH * SCOPE_NAME, b"\0")
+    return SCOPE.pack(parent, 0, 0, len(names), table)
 
 
 def fnv1a64(data: bytes) -> int:

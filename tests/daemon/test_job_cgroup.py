@@ -70,15 +70,18 @@ def test_only_the_job_cgroup_is_traced(
     cgroup_base: Path,
 ) -> None:
     job = cgroup_base / "job_1"
-    job.mkdir()
+    (job / "step_extern").mkdir(parents=True)  # below the job before the start
     env = run_env | {"DATACRUMBS_JOB_CGROUP": str(job)}
     daemon = Daemon(make_probe_file(POSIX), "job1", env=env)
     daemon.wait_ready("job1")
     inside = _run_in(job, file_io, job_dir / "in.bin")
+    before = _run_in(job / "step_extern", file_io, job_dir / "extern.bin")
+    (job / "step_0" / "user").mkdir(parents=True)  # below the job, made while tracing
+    after = _run_in(job / "step_0" / "user", file_io, job_dir / "step.bin")
     outside = _run_in(None, file_io, job_dir / "out.bin")  # same user, not in the job
     assert daemon.stop() == 0, daemon.stderr
     events = _trace(env)
-    assert _writes_by_pid(events) == {inside: K}
+    assert _writes_by_pid(events) == {inside: K, before: K, after: K}
     assert outside not in {e.get("pid") for e in events if e.get("ph") == "X"}
     notice = _scope_notice(events)
     assert (notice["scope"], notice["cgroup"]) == ("cgroup", str(job))
@@ -100,14 +103,24 @@ def test_a_job_cgroup_made_after_the_start_is_picked_up_and_nothing_before(
     daemon = Daemon(make_probe_file(POSIX), "job7", env=env)
     daemon.wait_ready("job7")
     before = _run_in(None, file_io, job_dir / "before.bin")  # the user's, before the job
-    scope.mkdir()
-    job.mkdir()
+    # The job's first task starts the moment its cgroup is made, as a step daemon starts it:
+    # the kernel has the cgroup from its mkdir, so the task's first call is traced.
+    step = job / "step_0"
+    argv = as_job_user([str(file_io), str(job_dir / "in.bin"), str(K), str(S)])
+    made = f'mkdir {scope} {job} {step} && echo $$ > {step}/cgroup.procs && exec "$@"'
+    out = subprocess.run(["sh", "-c", made, "sh", *argv], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    inside = int(out.split()[0])
     daemon.wait_for_log("tracing the job's cgroup")
-    inside = _run_in(job, file_io, job_dir / "in.bin")
     outside = _run_in(None, file_io, job_dir / "out.bin")
     assert daemon.stop() == 0, daemon.stderr
     events = _trace(env)
     assert _writes_by_pid(events) == {inside: K}
+    mine = [e for e in events if e.get("ph") == "X" and e["pid"] == inside]
+    # every call of the task from its first: the loader's open of its cache, then the data file
+    names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
+    opened = [names.get(e["args"].get("fhash")) for e in mine if e["name"] == "open"]
+    assert opened[0] == "/etc/ld.so.cache" and opened[-1] == str(job_dir / "in.bin")
     traced = {e.get("pid") for e in events if e.get("ph") == "X"}
     assert before not in traced and outside not in traced
     notice = _scope_notice(events)

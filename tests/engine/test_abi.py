@@ -40,6 +40,8 @@ CONSTANTS = {
     "DC_FUNC_RET_FD": records.FUNC_RET_FD,
     "DC_FUNC_RET_ITEMS": records.FUNC_RET_ITEMS,
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,
+    "DC_SCOPE_DEPTH": records.SCOPE_DEPTH,
+    "DC_SCOPE_NAME": records.SCOPE_NAME,
 }
 #: Cookie macros: the program applies them to each cookie on its command line.
 COOKIE_MACROS = {

@@ -134,12 +134,26 @@ def visible_roots() -> list[Path]:
 class Container:
     """One booted container: its overlay root, nspawn process and PID 1."""
 
-    def __init__(self, binds: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        binds: Sequence[Path] = (),
+        hostname: str = CONTAINER_HOSTNAME,
+        lower: Sequence[Path] = (),
+        network_namespace: Path | None = None,
+    ) -> None:
+        """``lower``: layers stacked over the host's ``/`` (a package layer); ``binds`` are
+        seen at the same path (read-write unless under the host's prefix trees, see
+        :func:`visible_roots`); ``network_namespace``: join that one (a cluster's machines
+        share it) instead of a private loopback-only network."""
         self.base = Path(tempfile.mkdtemp(prefix="datacrumbs-nspawn-", dir="/var/tmp"))
         self.layers = self.base / "layers"
         self.root = self.base / "root"
         self.console_log = self.base / "console.log"
         self.binds = list(binds)
+        self.hostname = hostname
+        self.lower = list(lower)
+        self.network_namespace = network_namespace
+        self.rw_binds: list[Path] = []
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self._mounts: list[Path] = []
@@ -150,6 +164,12 @@ class Container:
 
     def boot(self) -> None:
         """Mount the overlay, start nspawn and wait until systemd reports the boot done."""
+        self.mount()
+        self.start()
+
+    def mount(self) -> None:
+        """Mount the overlay root (files written under :meth:`host_path` now are there at
+        boot)."""
         self.layers.mkdir()
         self.root.mkdir()
         subprocess.run(
@@ -158,27 +178,38 @@ class Container:
         self._mounts.append(self.layers)
         (self.layers / "upper").mkdir()
         (self.layers / "work").mkdir()
-        options = f"lowerdir=/,upperdir={self.layers / 'upper'},workdir={self.layers / 'work'}"
+        lower = ":".join([*(str(p) for p in self.lower), "/"])
+        work = self.layers / "work"
+        options = f"lowerdir={lower},upperdir={self.layers / 'upper'},workdir={work}"
         subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)], check=True
         )
         self._mounts.append(self.root)
-        (self.root / "etc/hostname").write_text(f"{CONTAINER_HOSTNAME}\n")
+        (self.root / "etc/hostname").write_text(f"{self.hostname}\n")
+
+    def start(self) -> None:
+        """Boot systemd in the mounted root and wait until it reports the boot done."""
+        network = (
+            [f"--network-namespace-path={self.network_namespace}"]
+            if self.network_namespace is not None
+            else ["--private-network"]
+        )
         argv = [
             "systemd-nspawn",
             "-b",
             "-D",
             str(self.root),
-            f"--machine=datacrumbs-test-{os.getpid()}",
-            f"--hostname={CONTAINER_HOSTNAME}",
+            f"--machine=datacrumbs-test-{os.getpid()}-{self.hostname}",
+            f"--hostname={self.hostname}",
             "--register=no",
             "--keep-unit",
-            "--private-network",
+            *network,
             "--link-journal=no",
             "--console=read-only",
             "--capability=all",
             "--system-call-filter=bpf perf_event_open",
             *(f"--bind-ro={path}" for path in self.binds),
+            *(f"--bind={path}" for path in self.rw_binds),
             "--",
             "--unit=basic.target",
         ]

@@ -1,0 +1,192 @@
+"""A real Slurm cluster for the tests: a login machine (slurmctld) and compute nodes (slurmd),
+each a systemd-nspawn machine booted over an overlay of ``/``.
+
+What makes it work on this machine kind (measured; ``../shared/reference/slurm-cluster.md``):
+
+- The packages (Debian's slurmd, slurmctld, slurm-client, munge) are installed once per
+  session into a layer of their own, from an nspawn over an overlay, with a ``policy-rc.d``
+  that refuses every start: their postinst would otherwise start the daemons on the host. The
+  layer lives on a tmpfs of its own: overlayfs refuses a lower layer that sits inside another
+  (``/``). The same layer gives every machine the same munge key (owned by its munge user).
+- The machines share one network namespace made here, with a veth pair holding one
+  non-loopback address (glibc's ``getaddrinfo(AI_ADDRCONFIG)`` ignores loopback-only hosts, and
+  slurmd and slurmctld then cannot bind): every daemon listens on that address, each slurmd on
+  its own port. The host's network is never touched.
+- Users are the host's (the same uid on every machine). A directory bound read-write into
+  every machine stands in for a shared file system.
+
+Everything is undone by :meth:`SlurmCluster.close`: machines powered off, mounts and the
+namespace removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from nspawn_support import Container, HostFixups, visible_roots
+
+__all__ = ["ADDRESS", "SlurmCluster"]
+
+PACKAGES = ("slurmd", "slurmctld", "slurm-client", "munge")
+ADDRESS = "10.77.0.1"
+CONTROLLER = "login"
+FIRST_SLURMD_PORT = 6818
+READY_SECONDS = 60
+
+
+def _slurm_conf(nodes: Sequence[str]) -> str:
+    lines = [
+        "ClusterName=datacrumbs-test",
+        f"SlurmctldHost={CONTROLLER}({ADDRESS})",
+        "AuthType=auth/munge",
+        "ProctrackType=proctrack/linuxproc",
+        "TaskPlugin=task/none",
+        "SelectType=select/cons_tres",
+        "MpiDefault=none",
+        "ReturnToService=2",
+        "StateSaveLocation=/var/spool/slurmctld",
+        "SlurmdSpoolDir=/var/spool/slurmd",
+        "SlurmctldLogFile=/var/log/slurm/slurmctld.log",
+        "SlurmdLogFile=/var/log/slurm/slurmd.log",
+    ]
+    for i, node in enumerate(nodes):
+        port = FIRST_SLURMD_PORT + i
+        lines.append(f"NodeName={node} NodeAddr={ADDRESS} Port={port} CPUs=2 State=UNKNOWN")
+    lines.append(f"PartitionName=debug Nodes={','.join(nodes)} Default=YES State=UP")
+    return "\n".join(lines) + "\n"
+
+
+class SlurmCluster:
+    """A login machine and ``nodes`` compute nodes, booted and idle after :meth:`start`."""
+
+    def __init__(self, nodes: Sequence[str] = ("node1", "node2")) -> None:
+        self.nodes = list(nodes)
+        self.base = Path(tempfile.mkdtemp(prefix="datacrumbs-slurm-", dir="/var/tmp"))
+        self.base.chmod(0o755)  # the shared directory below is the users' too
+        self.shared = self.base / "shared"  # the same path in every machine
+        self.machines: dict[str, Container] = {}
+        self._fixups = HostFixups()
+        self._layer_fs = self.base / "layer-fs"
+        self._netns = self.base / "netns"
+        self._mounts: list[Path] = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._fixups.apply()
+        self.shared.mkdir(mode=0o1777)
+        self.shared.chmod(0o1777)
+        layer = self._package_layer()
+        self._network()
+        conf = _slurm_conf(self.nodes)
+        for name in (CONTROLLER, *self.nodes):
+            machine = Container(visible_roots(), hostname=name, lower=[layer],
+                                network_namespace=self._netns)  # fmt: skip
+            machine.rw_binds = [self.shared]
+            self.machines[name] = machine
+            machine.mount()
+            (machine.root / "etc/slurm/slurm.conf").write_text(conf)
+            hosts = machine.root / "etc/hosts"
+            hosts.write_text(hosts.read_text() + f"{ADDRESS} {CONTROLLER} {' '.join(self.nodes)}\n")
+            machine.start()
+        for name, machine in self.machines.items():
+            machine.run("systemctl", "start", "munge")
+            daemon, spool = (
+                ("slurmctld", "/var/spool/slurmctld")
+                if name == CONTROLLER
+                else ("slurmd", "/var/spool/slurmd")
+            )
+            machine.run("mkdir", "-p", spool, "/var/log/slurm")
+            machine.run("systemctl", "start", daemon)
+        self._wait_idle()
+
+    def _package_layer(self) -> Path:
+        """The packages installed into a layer on its own tmpfs; returns the layer."""
+        self._layer_fs.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(self._layer_fs)], check=True
+        )
+        self._mounts.append(self._layer_fs)
+        layer, work, root = (self._layer_fs / d for d in ("layer", "work", "root"))
+        for d in (layer, work, root):
+            d.mkdir()
+        options = f"lowerdir=/,upperdir={layer},workdir={work}"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(root)], check=True)
+        try:
+            deny = root / "usr/sbin/policy-rc.d"
+            deny.write_text("#!/bin/sh\nexit 101\n")  # no daemon may start during the install
+            deny.chmod(0o755)
+            result = subprocess.run(
+                ["systemd-nspawn", "-q", "-D", str(root), "--register=no", "--keep-unit",
+                 "--link-journal=no", "--pipe", "-E", "DEBIAN_FRONTEND=noninteractive",
+                 "apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise RuntimeError(f"installing {' '.join(PACKAGES)}: {result.stderr[-2000:]}")
+            deny.unlink()
+        finally:
+            subprocess.run(["umount", str(root)], check=True)
+        return layer
+
+    def _network(self) -> None:
+        self._netns.touch()
+        subprocess.run(["unshare", f"--net={self._netns}", "true"], check=True)
+        self._mounts.append(self._netns)
+        for argv in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "link", "add", "dc0", "type", "veth", "peer", "name", "dc1"],
+            ["ip", "addr", "add", f"{ADDRESS}/24", "dev", "dc0"],
+            ["ip", "link", "set", "dc0", "up"],
+            ["ip", "link", "set", "dc1", "up"],
+        ):
+            subprocess.run(["nsenter", f"--net={self._netns}", *argv], check=True)
+
+    def _wait_idle(self) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            out = self.login.run("sinfo", "-h", "-N", "-o", "%N %t", check=False).stdout
+            states = dict(line.split() for line in out.splitlines() if line.strip())
+            if all(states.get(node) == "idle" for node in self.nodes):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nodes not idle after {READY_SECONDS} s: {states}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        """Cancel jobs, power the machines off, remove the namespace and the layer."""
+        try:
+            if CONTROLLER in self.machines and self.machines[CONTROLLER].pid is not None:
+                # a node with a running job waits ~90 s on poweroff
+                self.login.run("scancel", "--full", "--user=*", check=False, timeout=20)
+            for machine in reversed(self.machines.values()):
+                machine.close()
+        finally:
+            for mount in reversed(self._mounts):
+                if subprocess.run(["umount", str(mount)]).returncode != 0:
+                    subprocess.run(["umount", "-l", str(mount)], check=False)
+            self._mounts.clear()
+            self._fixups.undo()
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.base)
+
+    # -- use ----------------------------------------------------------------------------------
+
+    @property
+    def login(self) -> Container:
+        return self.machines[CONTROLLER]
+
+    def run_as(
+        self, machine: str, uid: int, gid: int, *argv: str, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """``argv`` as user ``uid`` (no other groups) on ``machine``; not checked."""
+        return self.machines[machine].run(
+            "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv,
+            timeout=timeout, check=False,
+        )  # fmt: skip

@@ -110,6 +110,16 @@ class HostFixups:
         self._made.clear()
 
 
+def _cgroup_roots() -> list[Path]:
+    """The cgroup v2 mount and the v1 name=systemd one (hybrid hosts), from /proc/mounts."""
+    roots = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == "cgroup2" or (fields[2] == "cgroup" and "name=systemd" in fields[3]):
+            roots.append(Path(fields[1]))
+    return roots
+
+
 def visible_roots() -> list[Path]:
     """Directories the container must see that the overlay of ``/`` would not show.
 
@@ -140,6 +150,7 @@ class Container:
         hostname: str = CONTAINER_HOSTNAME,
         lower: Sequence[Path] = (),
         network_namespace: Path | None = None,
+        own_cgroup: bool = False,
     ) -> None:
         """``lower``: layers stacked over the host's ``/`` (a package layer); ``binds`` are
         seen at the same path (read-write unless under the host's prefix trees, see
@@ -154,6 +165,13 @@ class Container:
         self.lower = list(lower)
         self.network_namespace = network_namespace
         self.rw_binds: list[Path] = []
+        # own_cgroup: started from a cgroup of its own (v2 and name=systemd), removed at close,
+        # and booted seeing pure cgroup v2 (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY): machines started
+        # from one cgroup would share it (two nodes' slurmd.service would be one cgroup)
+        self.own_cgroups: list[Path] = []
+        if own_cgroup:
+            name = f"datacrumbs-test-{os.getpid()}-{hostname}"
+            self.own_cgroups = [root / name for root in _cgroup_roots()]
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self._mounts: list[Path] = []
@@ -213,6 +231,18 @@ class Container:
             "--",
             "--unit=basic.target",
         ]
+        for cgroup in self.own_cgroups:
+            cgroup.mkdir()
+        procs = [str(cgroup / "cgroup.procs") for cgroup in self.own_cgroups]
+
+        def join_own_cgroups() -> None:  # in the child, before nspawn runs
+            for path in procs:
+                with open(path, "w") as f:
+                    f.write(str(os.getpid()))
+
+        env = dict(os.environ)
+        if self.own_cgroups:
+            env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         with open(self.console_log, "wb") as console:
             self.nspawn = subprocess.Popen(
                 argv,
@@ -220,6 +250,8 @@ class Container:
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=env,
+                preexec_fn=join_own_cgroups if procs else None,
             )
         self.pid = self._find_pid1()
         state = self._wait_for_boot()
@@ -268,6 +300,14 @@ class Container:
                     subprocess.run(["umount", "-l", str(mount)], check=False)
             self._mounts.clear()
             shutil.rmtree(self.base, ignore_errors=True)
+            for cgroup in self.own_cgroups:  # what nspawn left inside (payload/...) first
+                if cgroup.is_dir():
+                    for sub in sorted(cgroup.rglob("*"), key=lambda p: -len(p.parts)):
+                        if sub.is_dir():
+                            with contextlib.suppress(OSError):
+                                sub.rmdir()
+                    with contextlib.suppress(OSError):
+                        cgroup.rmdir()
 
     def _poweroff(self) -> None:
         if self.nspawn is None or self.nspawn.poll() is not None:

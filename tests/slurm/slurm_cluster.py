@@ -12,6 +12,10 @@ What makes it work on this machine kind (measured; ``../shared/reference/slurm-c
   non-loopback address (glibc's ``getaddrinfo(AI_ADDRCONFIG)`` ignores loopback-only hosts, and
   slurmd and slurmctld then cannot bind): every daemon listens on that address, each slurmd on
   its own port. The host's network is never touched.
+- Jobs get cgroups (``proctrack/cgroup``, ``cgroup/v2``): each machine is started from a cgroup
+  of its own and boots seeing pure v2; slurmd is shown only the v2 line of
+  ``/proc/*/cgroup`` (``c/cgroup_v2_view.c``: Slurm 22.05 refuses this kind's hybrid layout).
+  A task runs in ``/system.slice/<node>_slurmstepd.scope/job_<id>/step_<n>/user/...``.
 - Users are the host's (the same uid on every machine). A directory bound read-write into
   every machine stands in for a shared file system.
 
@@ -40,13 +44,24 @@ FIRST_SLURMD_PORT = 6818
 READY_SECONDS = 60
 
 
+#: No cgroup v2 controller is enabled on this machine kind: nothing can be constrained.
+CGROUP_CONF = """CgroupPlugin=cgroup/v2
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainSwapSpace=no
+ConstrainDevices=no
+"""
+SHIM_SOURCE = Path(__file__).with_name("c") / "cgroup_v2_view.c"
+
+
 def _slurm_conf(nodes: Sequence[str]) -> str:
     lines = [
         "ClusterName=datacrumbs-test",
         f"SlurmctldHost={CONTROLLER}({ADDRESS})",
         "AuthType=auth/munge",
-        "ProctrackType=proctrack/linuxproc",
+        "ProctrackType=proctrack/cgroup",  # a cgroup per job: job_<id>/step_<n>/...
         "TaskPlugin=task/none",
+        "PrologFlags=Contain",
         "SelectType=select/cons_tres",
         "MpiDefault=none",
         "ReturnToService=2",
@@ -85,13 +100,22 @@ class SlurmCluster:
         layer = self._package_layer()
         self._network()
         conf = _slurm_conf(self.nodes)
+        shim = self.base / "cgroup_v2_view.so"
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-o", str(shim),
+                        str(SHIM_SOURCE), "-ldl"], check=True)  # fmt: skip
         for name in (CONTROLLER, *self.nodes):
             machine = Container(visible_roots(), hostname=name, lower=[layer],
-                                network_namespace=self._netns)  # fmt: skip
+                                network_namespace=self._netns, own_cgroup=True)  # fmt: skip
             machine.rw_binds = [self.shared]
             self.machines[name] = machine
             machine.mount()
             (machine.root / "etc/slurm/slurm.conf").write_text(conf)
+            (machine.root / "etc/slurm/cgroup.conf").write_text(CGROUP_CONF)
+            dropin = machine.root / "etc/systemd/system/slurmd.service.d"
+            dropin.mkdir(parents=True)
+            (dropin / "cgroup-v2-view.conf").write_text(
+                f"[Service]\nEnvironment=LD_PRELOAD={shim}\n"
+            )
             hosts = machine.root / "etc/hosts"
             hosts.write_text(hosts.read_text() + f"{ADDRESS} {CONTROLLER} {' '.join(self.nodes)}\n")
             machine.start()

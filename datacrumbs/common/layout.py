@@ -85,6 +85,11 @@ class InstallLayout:
     def systemd_dir(self) -> Path:
         return self.prefix / "etc" / "datacrumbs" / "systemd"
 
+    @property
+    def slurm_dir(self) -> Path:
+        """The Slurm prolog and epilog (slurm.conf's Prolog= and Epilog=)."""
+        return self.prefix / "etc" / "datacrumbs" / "slurm"
+
     def command(self, name: str) -> Path:
         """Where the installed command ``name`` is (``bin`` or ``sbin``)."""
         if name in USER_COMMANDS:

@@ -9,6 +9,7 @@ What it makes (all root-owned; see docs/install.md)::
     P/bin/datacrumbs_setup                                         0644  bash, to source
     P/etc/datacrumbs/lmod/modulefiles/datacrumbs/<version>.lua     0644  Lmod modulefile
     P/etc/datacrumbs/systemd/<unit>                                0644  rendered unit templates
+    P/etc/datacrumbs/slurm/{prolog,epilog}.sh                      0755  Slurm's Prolog/Epilog
     P/share/datacrumbs/data/system-probe-<user>-<host>.sqlite      0644  system configuration
     P/share/datacrumbs/data/.datacrumbs-probe-secret               0400  HMAC key, created once
     P/lib/datacrumbs/datacrumbs.bpf.o                              0644  the BPF programs
@@ -48,7 +49,12 @@ from datacrumbs.install.bpf_object import install_bpf_object
 from datacrumbs.install.files import ensure_dir, ensure_file
 from datacrumbs.install.interpreter import choose_interpreter
 from datacrumbs.install.launcher import install_configurator_exec
-from datacrumbs.install.rendering import MODULEFILE_TEMPLATE, render, systemd_templates
+from datacrumbs.install.rendering import (
+    MODULEFILE_TEMPLATE,
+    render,
+    slurm_templates,
+    systemd_templates,
+)
 from datacrumbs.install.runtime import (
     default_cache_dir,
     ensure_command_links,
@@ -182,6 +188,7 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
         layout.libexec_dir,
         inst.modulefile.parent,
         layout.systemd_dir,
+        layout.slurm_dir,
         settings.data_dir,
         settings.log_dir,
     ):
@@ -211,6 +218,10 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
         target = layout.systemd_dir / template.name.removesuffix(".in")
         unit = render(template.read_text(encoding="utf-8"), unit_values, source=template)
         note(ensure_file(target, unit), target)
+    for template in slurm_templates():
+        target = layout.slurm_dir / template.name.removesuffix(".in")
+        hook = render(template.read_text(encoding="utf-8"), values, source=template)
+        note(ensure_file(target, hook, mode=0o755), target)
 
     note(_write_system_config(inst), inst.system_config)
     note(f"secret {ensure_secret(settings.probe_secret_file)}", settings.probe_secret_file)

@@ -14,19 +14,33 @@ from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
 
-__all__ = ["MODULEFILE_TEMPLATE", "SYSTEMD_TEMPLATES", "render", "systemd_templates"]
+__all__ = [
+    "MODULEFILE_TEMPLATE",
+    "SLURM_TEMPLATES",
+    "SYSTEMD_TEMPLATES",
+    "render",
+    "slurm_templates",
+    "systemd_templates",
+]
 
 _PLACEHOLDER = re.compile(r"@(DATACRUMBS_[A-Z_]+)@")
 _TEMPLATES = Path(__file__).with_name("templates")  # package data, beside this module
 
 #: The unit templates (``*.in``) and the modulefile template.
 SYSTEMD_TEMPLATES = _TEMPLATES / "systemd"
+#: The scheduler hooks: Slurm's prolog and epilog.
+SLURM_TEMPLATES = _TEMPLATES / "slurm"
 MODULEFILE_TEMPLATE = _TEMPLATES / "modulefiles" / "datacrumbs.lua.in"
 
 
 def systemd_templates() -> list[Path]:
     """The unit templates, sorted by name."""
     return sorted(SYSTEMD_TEMPLATES.glob("*.in"))
+
+
+def slurm_templates() -> list[Path]:
+    """The Slurm hook templates, sorted by name."""
+    return sorted(SLURM_TEMPLATES.glob("*.in"))
 
 
 def render(text: str, values: dict[str, str], *, source: Path) -> str:

@@ -54,7 +54,7 @@ ConstrainDevices=no
 SHIM_SOURCE = Path(__file__).with_name("c") / "cgroup_v2_view.c"
 
 
-def _slurm_conf(nodes: Sequence[str]) -> str:
+def _slurm_conf(nodes: Sequence[str], extra: Sequence[str]) -> str:
     lines = [
         "ClusterName=datacrumbs-test",
         f"SlurmctldHost={CONTROLLER}({ADDRESS})",
@@ -74,17 +74,28 @@ def _slurm_conf(nodes: Sequence[str]) -> str:
         port = FIRST_SLURMD_PORT + i
         lines.append(f"NodeName={node} NodeAddr={ADDRESS} Port={port} CPUs=2 State=UNKNOWN")
     lines.append(f"PartitionName=debug Nodes={','.join(nodes)} Default=YES State=UP")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *extra]) + "\n"
 
 
 class SlurmCluster:
     """A login machine and ``nodes`` compute nodes, booted and idle after :meth:`start`."""
 
-    def __init__(self, nodes: Sequence[str] = ("node1", "node2")) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[str] = ("node1", "node2"),
+        conf: Sequence[str] = (),
+        shared: Sequence[Path] = (),
+    ) -> None:
+        """``conf``: more slurm.conf lines (Prolog=, ...); ``shared``: directories every machine
+        sees read-write at the same path (an installation prefix)."""
         self.nodes = list(nodes)
+        self.conf = list(conf)
+        self.extra_shared = list(shared)
         self.base = Path(tempfile.mkdtemp(prefix="datacrumbs-slurm-", dir="/var/tmp"))
         self.base.chmod(0o755)  # the shared directory below is the users' too
-        self.shared = self.base / "shared"  # the same path in every machine
+        # the same path in every machine, a site's shared file system; not under /tmp or
+        # /var/tmp, which the daemon's and the signer's units make private
+        self.shared = Path(tempfile.mkdtemp(prefix="datacrumbs-slurm-", dir="/srv"))
         self.machines: dict[str, Container] = {}
         self._fixups = HostFixups()
         self._layer_fs = self.base / "layer-fs"
@@ -95,18 +106,17 @@ class SlurmCluster:
 
     def start(self) -> None:
         self._fixups.apply()
-        self.shared.mkdir(mode=0o1777)
         self.shared.chmod(0o1777)
         layer = self._package_layer()
         self._network()
-        conf = _slurm_conf(self.nodes)
+        conf = _slurm_conf(self.nodes, self.conf)
         shim = self.base / "cgroup_v2_view.so"
         subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-o", str(shim),
                         str(SHIM_SOURCE), "-ldl"], check=True)  # fmt: skip
         for name in (CONTROLLER, *self.nodes):
             machine = Container(visible_roots(), hostname=name, lower=[layer],
                                 network_namespace=self._netns, own_cgroup=True)  # fmt: skip
-            machine.rw_binds = [self.shared]
+            machine.rw_binds = [self.shared, *self.extra_shared]
             self.machines[name] = machine
             machine.mount()
             (machine.root / "etc/slurm/slurm.conf").write_text(conf)
@@ -197,8 +207,9 @@ class SlurmCluster:
                     subprocess.run(["umount", "-l", str(mount)], check=False)
             self._mounts.clear()
             self._fixups.undo()
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self.base)
+            for directory in (self.base, self.shared):
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(directory)
 
     # -- use ----------------------------------------------------------------------------------
 

@@ -1,0 +1,182 @@
+"""One job across two nodes, traced by the shipped Slurm prolog and epilog (issue 14).
+
+The installation is shared by every machine (one prefix, bound at the same path), installed on
+the login machine. The user makes the probe file there, signed by the signer unit; the job asks
+for tracing with ``--comment=datacrumbs=PATH``. The prolog starts ``datacrumbs@<jobid>`` on each
+node, scoped to the job's cgroup (which slurmstepd makes after the prolog); the epilog stops it.
+All machines share one kernel: the scoping alone keeps node1's trace free of node2's job and of
+the user's other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from slurm_cluster import SlurmCluster
+from support import command
+
+from datacrumbs.install.runtime import default_cache_dir
+from datacrumbs.trace.reading import read_trace_lines
+
+NOBODY = pwd.getpwnam("nobody")
+UNITS = ("datacrumbs@.service", "datacrumbs_sign_probes.service")
+SIGNER = "datacrumbs_sign_probes.service"
+K, S = 9, 1024
+FILE_IO = Path(__file__).parents[1] / "engine" / "c" / "file_io.c"
+CONFIG = """\
+capture_probes:
+  - name: posix_io
+    probe: syscalls
+    functions: [openat, write, pread64, fsync, close]
+"""
+
+
+@pytest.fixture(scope="module")
+def traced_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """The cluster with datacrumbs installed in a prefix all machines share, the units linked
+    on every machine, the signer running on the login machine, and the shipped hooks in
+    slurm.conf."""
+    # not under /tmp or /var/tmp: the units give the daemon and the signer private ones
+    prefix = Path("/opt") / f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}"
+    prefix.mkdir(mode=0o755)
+    hooks = prefix / "etc/datacrumbs/slurm"
+    cluster = SlurmCluster(
+        conf=[f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",
+              "PrologFlags=Alloc,Contain"],
+        shared=[prefix],
+    )  # fmt: skip
+    try:
+        cluster.start()
+        cluster.login.run(
+            command("datacrumbs_install"), "--prefix", str(prefix),
+            "--wheelhouse", str(default_cache_dir() / "wheelhouse"), timeout=300,
+        )  # fmt: skip
+        units = [str(prefix / "etc/datacrumbs/systemd" / unit) for unit in UNITS]
+        for machine in cluster.machines.values():
+            machine.run("ln", "-sf", *units, "/etc/systemd/system/")
+            machine.run("systemctl", "daemon-reload")
+        cluster.login.run("systemctl", "enable", "--now", SIGNER)
+        cluster.prefix = prefix  # type: ignore[attr-defined]
+        yield cluster
+    finally:
+        try:
+            cluster.close()
+        finally:
+            subprocess.run(["rm", "-rf", str(prefix)], check=False)
+
+
+def _nobody(cluster: SlurmCluster, machine: str, *argv: str) -> str:
+    result = cluster.run_as(machine, NOBODY.pw_uid, NOBODY.pw_gid, *argv)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout} s")
+        time.sleep(0.1)
+
+
+def _trace(prefix: Path, job: str, node: str) -> list[dict]:
+    day = datetime.now().strftime("%Y/%m/%d")
+    path = prefix / f"var/datacrumbs/traces/nobody/{day}/trace-nobody-{job}-{node}-probes.pfw.gz"
+    lines = read_trace_lines(path)
+    assert lines[-1] == "]", f"{path} is not finished"
+    return [json.loads(line) for line in lines[1:-1]]
+
+
+def _diagnosis(cluster: SlurmCluster, prefix: Path, job: str) -> str:
+    """What the nodes say about the job's tracing (for a failure's message)."""
+    parts = [f"traces: {sorted(str(p) for p in (prefix / 'var').rglob('*.pfw.gz'))}"]
+    for node in cluster.nodes:
+        machine = cluster.machines[node]
+        for argv in (
+            ["journalctl", "--no-pager", "-n", "30", "-t", "datacrumbs"],
+            ["journalctl", "--no-pager", "-n", "30", "-u", f"datacrumbs@{job}.service"],
+            ["tail", "-n", "15", "/var/log/slurm/slurmd.log"],
+        ):
+            out = machine.run(*argv, check=False)
+            parts.append(f"{node}: {' '.join(argv)}:\n{out.stdout}{out.stderr}")
+    return "\n".join(parts)
+
+
+def test_each_node_traces_exactly_its_share_of_the_job(traced_cluster: SlurmCluster) -> None:
+    cluster = traced_cluster
+    prefix: Path = cluster.prefix  # type: ignore[attr-defined]
+    shared = cluster.shared
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(shared / "file_io"), str(FILE_IO)],
+                   check=True)  # fmt: skip
+    # The user makes the probe file on the login node: the configurator, signed by the signer.
+    (shared / "probes.yaml").write_text(CONFIG)
+    probes = shared / "probes.json.gz"
+    said = _nobody(cluster, "login", str(prefix / "bin/datacrumbs_probe_configurator"),
+                   str(shared / "probes.yaml"), str(probes))  # fmt: skip
+    assert "signed for nobody on login" in said
+
+    # The job: one task per node writes its own file, then waits until the test has run the
+    # user's processes outside the job on both nodes.
+    script = shared / "job.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
+        f"$({shared}/file_io {shared}/job-$(hostname).bin {K} {S})'\n"
+        f"touch {shared}/ran\n"
+        f"for i in $(seq 300); do [ -e {shared}/go ] && exit 0; sleep 0.1; done\n"
+    )
+    script.chmod(0o755)
+    submitted = _nobody(
+        cluster, "login", "sbatch", "--parsable", "-N2", f"--chdir={shared}",
+        f"--output={shared}/job.out", f"--comment=datacrumbs={probes}", str(script),
+    )  # fmt: skip
+    job = submitted.strip()
+    _wait(lambda: (shared / "ran").exists(), 60, "the job's tasks")
+    outside = {}
+    for node in cluster.nodes:  # the same user, on the same nodes, not in the job
+        out = _nobody(cluster, node, str(shared / "file_io"), str(shared / f"out-{node}.bin"),
+                      str(K), str(S))  # fmt: skip
+        outside[node] = int(out.split()[0])
+    (shared / "go").touch()
+    ends = [prefix / f"var/datacrumbs/traces/nobody/{datetime.now():%Y/%m/%d}/"
+            f"trace-nobody-{job}-{node}-probes.pfw.gz" for node in cluster.nodes]  # fmt: skip
+
+    def finished() -> bool:
+        return all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends)
+
+    try:
+        _wait(finished, 90, "both nodes' traces finished by the epilog")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnosis(cluster, prefix, job)}") from None
+
+    tasks = {}
+    for line in (shared / "job.out").read_text().split("\n"):
+        if line.strip():
+            host, pid, _fd = line.split()
+            tasks[host] = int(pid)
+    assert sorted(tasks) == cluster.nodes
+    for node in cluster.nodes:
+        events = _trace(prefix, job, node)
+        names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
+        calls = [e for e in events if e.get("ph") == "X"]
+        writes: dict[str, int] = {}
+        for e in calls:
+            if e["name"] == "write" and e["args"]["size"] == S:
+                name = names.get(e["args"].get("fhash"), "?")
+                writes[Path(name).name] = writes.get(Path(name).name, 0) + 1
+        # exactly this node's task: none of the other node's, none of the user's outside
+        assert writes == {f"job-{node}.bin": K}, (node, writes)
+        mine = [e for e in calls if e["pid"] == tasks[node]]
+        data = [e for e in mine if names.get(e["args"].get("fhash"), "").endswith(f"-{node}.bin")]
+        assert [e["name"] for e in data] == ["open", *["write"] * K, *["pread"] * K, "fsync",
+                                             "close"]  # fmt: skip
+        assert outside[node] not in {e["pid"] for e in calls}
+        [scope] = [e["args"] for e in events if e["name"] == "job_scope"]
+        assert scope["scope"] == "cgroup" and scope["cgroup"].endswith(f"/job_{job}")

@@ -11,50 +11,22 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from demo_support import TracedRun
+from dftracer_support import ROOT, analyze
 
 from datacrumbs.trace.summary import summarize
 
-ROOT = Path(__file__).resolve().parents[2]
 ANALYZER = ROOT / ".venv-dftracer" / "bin"
-FLAT_VIEW = """
-import json, sys
-import pandas as pd
-df = pd.read_parquet(sys.argv[1])
-cols = [c for c in df.columns if c.endswith(("_count_sum", "_size_sum"))]
-print(json.dumps({str(k): {c: float(v) for c, v in row.items() if pd.notna(v)}
-                  for k, row in df[cols].iterrows()}))
-"""
 
 
-def _analyze(trace: Path, work: Path) -> tuple[dict[str, Any], dict[str, float]]:
-    """The analyzer's JSON summary and its per-class sums (flat view by process)."""
-    alone = work / "trace"
-    alone.mkdir()
-    copy = alone / trace.name  # it reads every trace in the directory: this one alone
-    shutil.copyfile(trace, copy)
-    out = work / "out"
-    result = subprocess.run(
-        [str(ANALYZER / "dfanalyzer"), "analyzer=dftracer", "analyzer/preset=posix",
-         f"trace_path={copy}", "cluster.n_workers=1", f"hydra.run.dir={out}", "output=json",
-         "view_types=[file_name,proc_name]"],
-        capture_output=True, text=True, timeout=600, cwd=work,
-        env={**os.environ, "USER": "root"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((out / "dfanalyzer_output.json").read_text())
-    flat = subprocess.run(
-        [str(ANALYZER / "python"), "-c", FLAT_VIEW,
-         str(out / "checkpoints" / "_flat_view_file_name_1.parquet")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return summary, json.loads(flat.stdout)
+def _analyze(trace: Path, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The analyzer's JSON summary and its per-class sums by file, on this trace alone."""
+    return analyze([trace], work)
 
 
 def _expected(run: TracedRun) -> dict[str, dict[str, float]]:

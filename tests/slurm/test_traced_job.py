@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from dftracer_support import analyze
 from slurm_cluster import SlurmCluster
 from support import command
 
@@ -109,7 +110,9 @@ def _diagnosis(cluster: SlurmCluster, prefix: Path, job: str) -> str:
     return "\n".join(parts)
 
 
-def test_each_node_traces_exactly_its_share_of_the_job(traced_cluster: SlurmCluster) -> None:
+def test_each_node_traces_exactly_its_share_of_the_job(
+    traced_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     cluster = traced_cluster
     prefix: Path = cluster.prefix  # type: ignore[attr-defined]
     shared = cluster.shared
@@ -180,3 +183,12 @@ def test_each_node_traces_exactly_its_share_of_the_job(traced_cluster: SlurmClus
         assert outside[node] not in {e["pid"] for e in calls}
         [scope] = [e["args"] for e in events if e["name"] == "job_scope"]
         assert scope["scope"] == "cgroup" and scope["cgroup"].endswith(f"/job_{job}")
+
+    # The job's node traces read together by dftracer-analyzer (docs/deploy.md's recipe):
+    # the job's totals, per file, as the tasks made them.
+    _summary, by_file = analyze(ends, tmp_path)
+    for node in cluster.nodes:
+        found = by_file[str(shared / f"job-{node}.bin")]
+        assert (found["posix_write_count_sum"], found["posix_write_size_sum"]) == (K, K * S)
+        assert (found["posix_read_count_sum"], found["posix_read_size_sum"]) == (K, K * S)
+    assert not any(name.endswith(("out-node1.bin", "out-node2.bin")) for name in by_file)

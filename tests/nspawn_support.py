@@ -20,22 +20,46 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
+
+import pytest
 
 import datacrumbs
 
-__all__ = ["CONTAINER_HOSTNAME", "Container", "HostFixups", "visible_roots"]
+__all__ = ["CONTAINER_HOSTNAME", "Container", "HostFixups", "machines_allowed", "visible_roots"]
 
 #: The container's host name: not the host's, so a test proves names are taken at run time.
 CONTAINER_HOSTNAME = "dc-node1"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_SECONDS = 60
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the fixtures' finally
+
+
+@contextlib.contextmanager
+def machines_allowed(what: str) -> Iterator[None]:
+    """Around a fixture that boots machines: skipped without root (CI runs as root), failed
+    without nspawn; while inside, a SIGTERM to pytest unwinds like Ctrl-C, so the machines are
+    powered off and removed."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what}: needs root (CI runs as root)")
+    if shutil.which("systemd-nspawn") is None:
+        pytest.fail("systemd-nspawn is missing: install systemd-container (scripts/bootstrap)")
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _is_mountpoint(path: Path) -> bool:

@@ -16,7 +16,7 @@ from support import command
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.common.settings import load_settings
 from datacrumbs.common.system_config import read_table
-from datacrumbs.install.rendering import systemd_templates
+from datacrumbs.install.rendering import slurm_templates, systemd_templates
 
 VERSION = "0.1.0"
 HOST = socket.gethostname()
@@ -70,6 +70,7 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         "libexec/datacrumbs",
         "libexec/datacrumbs/venv",
         "etc/datacrumbs/systemd",
+        "etc/datacrumbs/slurm",
         "share/datacrumbs/data",
         "var/log/datacrumbs",
     ):
@@ -89,7 +90,14 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         rendered = prefix / "etc/datacrumbs/systemd" / unit.name.removesuffix(".in")
         assert rendered.is_file() and _mode(rendered) == 0o644
         assert "@DATACRUMBS_" not in rendered.read_text()
-    assert len(lines) == 21 + len(units)
+    hooks = slurm_templates()
+    for hook in hooks:  # the Slurm prolog and epilog: executable, naming this prefix
+        rendered = prefix / "etc/datacrumbs/slurm" / hook.name.removesuffix(".in")
+        assert rendered.is_file() and _mode(rendered) == 0o755
+        text = rendered.read_text()
+        assert "@DATACRUMBS_" not in text and f"{prefix}/sbin/datacrumbs_service" in text
+    assert len(hooks) == 2
+    assert len(lines) == 22 + len(units) + len(hooks)  # + the hooks' directory
     assert all(line.split()[0] in {"created", "secret"} for line in lines), lines
     assert f"created (shipped)        {prefix}/lib/datacrumbs/datacrumbs.bpf.o" in lines
 

@@ -10,8 +10,10 @@ the user's other processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pwd
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from dftracer_support import analyze
+from nspawn_support import machines_allowed
 from slurm_cluster import SlurmCluster
 from support import command
 
@@ -40,20 +43,23 @@ capture_probes:
 
 
 @pytest.fixture(scope="module")
-def traced_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+def traced_cluster(
+    tmp_path_factory: pytest.TempPathFactory, product: Path
+) -> Iterator[SlurmCluster]:
     """The cluster with datacrumbs installed in a prefix all machines share, the units linked
     on every machine, the signer running on the login machine, and the shipped hooks in
-    slurm.conf."""
+    slurm.conf. ``product`` (a host installation) has filled the installer's caches the login
+    machine installs from."""
     # not under /tmp or /var/tmp: the units give the daemon and the signer private ones
     prefix = Path("/opt") / f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}"
-    prefix.mkdir(mode=0o755)
     hooks = prefix / "etc/datacrumbs/slurm"
     cluster = SlurmCluster(
         conf=[f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",
               "PrologFlags=Alloc,Contain"],
         shared=[prefix],
     )  # fmt: skip
-    try:
+    with machines_allowed("boots a cluster of containers"), _cleaned(cluster, prefix):
+        prefix.mkdir(mode=0o755)
         cluster.start()
         cluster.login.run(
             command("datacrumbs_install"), "--prefix", str(prefix),
@@ -66,11 +72,17 @@ def traced_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCl
         cluster.login.run("systemctl", "enable", "--now", SIGNER)
         cluster.prefix = prefix  # type: ignore[attr-defined]
         yield cluster
+
+
+@contextlib.contextmanager
+def _cleaned(cluster: SlurmCluster, prefix: Path) -> Iterator[None]:
+    try:
+        yield
     finally:
         try:
             cluster.close()
         finally:
-            subprocess.run(["rm", "-rf", str(prefix)], check=False)
+            shutil.rmtree(prefix, ignore_errors=True)
 
 
 def _nobody(cluster: SlurmCluster, machine: str, *argv: str) -> str:

@@ -58,11 +58,9 @@ class JobScope:
         self.path = path
         self.log = log
         self.announce = announce
-        self.scoped = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
-        self.error: str | None = None
 
     def check(self) -> None:
         """Refuse, in one line, a path that can never be a cgroup v2 directory."""
@@ -74,12 +72,13 @@ class JobScope:
                 f"({existing} is not; cgroup2 mounts: {mounts})"
             )
 
-    def begin(self) -> bool:
-        """Scope the engine now if the cgroup exists (True), else watch for it (False)."""
+    def begin(self) -> None:
+        """Scope the engine now if the cgroup exists, else have the kernel wait for it (and
+        watch for it, to say when it came)."""
         self._started = time.monotonic()
         if self.path.is_dir():
             self._scope()
-            return True
+            return
         ancestor = self.engine.await_cgroup(self.path)
         self.log.info(
             "waiting for the job's cgroup %s (below %s): nothing is traced until it exists",
@@ -88,7 +87,6 @@ class JobScope:
         )
         self._thread = threading.Thread(target=self._watch, name="job-cgroup", daemon=True)
         self._thread.start()
-        return False
 
     def close(self) -> None:
         self._stop.set()
@@ -102,7 +100,6 @@ class JobScope:
         if not cgroup_id:
             cgroup_id = self.engine.set_cgroup(self.path)
         waited = round((time.monotonic() - self._started) * 1000)
-        self.scoped.set()
         self.log.info(
             "tracing the job's cgroup %s (id %d), %d ms after start",
             self.path,
@@ -128,5 +125,4 @@ class JobScope:
                     with contextlib.suppress(OSError):  # gone with its directory
                         inotify.rm_watch(wd)
         except (OSError, EngineError) as exc:
-            self.error = f"cannot follow the job's cgroup {self.path}: {exc}"
-            self.log.error("%s", self.error)
+            self.log.error("cannot follow the job's cgroup %s: %s", self.path, exc)

@@ -48,11 +48,14 @@ def compile_workload(where: Path, name: str = "wloop") -> Path:
     return out
 
 
-def run_as_user(argv: Sequence[str], cpu: int | None = None) -> str:
-    """Run ``argv`` as :data:`USER` (pinned to ``cpu`` if given); its stdout."""
+def run_as_user(argv: Sequence[str], cpu: int | None = None, cgroup: Path | None = None) -> str:
+    """Run ``argv`` as :data:`USER` (pinned to ``cpu``, in cgroup v2 ``cgroup``, if given); its
+    stdout."""
     cmd = ["setpriv", f"--reuid={USER.pw_uid}", f"--regid={USER.pw_gid}", "--clear-groups", "--"]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
+    if cgroup is not None:  # root moves the shell in, then drops to the user
+        cmd = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *cmd]
     return subprocess.run([*cmd, *argv], capture_output=True, text=True, check=True).stdout
 
 
@@ -69,8 +72,10 @@ def split_cpus(pin: bool) -> int | None:
 class Traced:
     """Trace ``write`` of ``uid`` into ``trace`` for the duration of a ``with``."""
 
-    def __init__(self, trace: Path, uid: int, ringbuf_bytes: int = 16 << 20) -> None:
-        self.engine = Engine(EngineConfig(uid=uid, ringbuf_bytes=ringbuf_bytes))
+    def __init__(
+        self, trace: Path, uid: int, ringbuf_bytes: int = 16 << 20, cgroup: Path | None = None
+    ) -> None:
+        self.engine = Engine(EngineConfig(uid=uid, ringbuf_bytes=ringbuf_bytes, cgroup=cgroup))
         self.trace = trace
         self.stats: RecordingStats | None = None
 

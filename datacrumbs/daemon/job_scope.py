@@ -33,14 +33,6 @@ _WAIT_MS = 200
 _WATCHED = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF
 
 
-def _deepest_existing(path: Path) -> Path:
-    """``path`` itself, else its nearest ancestor that exists."""
-    for candidate in (path, *path.parents):
-        if candidate.is_dir():
-            return candidate
-    return Path("/")
-
-
 class JobScope:
     """Hands the engine the job's cgroup as soon as it exists, and says so.
 
@@ -64,7 +56,7 @@ class JobScope:
 
     def check(self) -> None:
         """Refuse, in one line, a path that can never be a cgroup v2 directory."""
-        existing = _deepest_existing(self.path)
+        existing = cgroups.deepest_existing(self.path)
         if not cgroups.on_cgroup2(os.stat(existing)):
             mounts = ", ".join(str(m) for m in cgroups.cgroup2_mounts()) or "none is mounted"
             raise DatacrumbsError(
@@ -117,12 +109,17 @@ class JobScope:
                     if self.path.is_dir():
                         self._scope()
                         return
-                    directory = _deepest_existing(self.path)
-                    wd = inotify.add_watch(directory, _WATCHED)
-                    # armed: what appeared meanwhile is seen by the next look, not lost
-                    while not self._stop.is_set() and _deepest_existing(self.path) == directory:
-                        inotify.read(timeout=_WAIT_MS)
-                    with contextlib.suppress(OSError):  # gone with its directory
-                        inotify.rm_watch(wd)
+                    self._wait_below(inotify, cgroups.deepest_existing(self.path))
         except (OSError, EngineError) as exc:
             self.log.error("cannot follow the job's cgroup %s: %s", self.path, exc)
+
+    def _wait_below(self, inotify: INotify, directory: Path) -> None:
+        """Until the path's next component appears in ``directory`` (or a stop)."""
+        wd = inotify.add_watch(directory, _WATCHED)
+        try:
+            # armed: what appeared meanwhile is seen by the next look, not lost
+            while not self._stop.is_set() and cgroups.deepest_existing(self.path) == directory:
+                inotify.read(timeout=_WAIT_MS)
+        finally:
+            with contextlib.suppress(OSError):  # gone with its directory
+                inotify.rm_watch(wd)

@@ -53,7 +53,7 @@ class SyscallAttacher:
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
         outcomes = [self._attach(probe, function) for probe, function in targets]
         for (probe, function), outcome in zip(targets, outcomes, strict=True):
-            if outcome.attached and syscalls.resolve_syscall(function).tracepoint == URING_SYSCALL:
+            if outcome.attached and function == URING_SYSCALL:
                 outcomes.append(self._attach_uring_requests(probe))
                 break
         return outcomes

@@ -11,7 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CgroupError", "cgroup2_mounts", "on_cgroup2", "open_cgroup", "resolve_cgroup"]
+__all__ = [
+    "CgroupError",
+    "cgroup2_mounts",
+    "deepest_existing",
+    "on_cgroup2",
+    "open_cgroup",
+    "resolve_cgroup",
+]
 
 
 class CgroupError(LookupError):
@@ -40,6 +47,12 @@ def resolve_cgroup(cgroup: int | str | os.PathLike[str]) -> Path:
     if not path.is_dir():
         raise CgroupError(f"cgroup {path} is not a directory")
     return path
+
+
+def deepest_existing(path: Path) -> Path:
+    """``path`` itself if it is a directory, else its nearest ancestor that is (a cgroup not
+    made yet is waited for below it)."""
+    return next((p for p in (path, *path.parents) if p.is_dir()), Path("/"))
 
 
 def open_cgroup(path: Path) -> int:

@@ -84,7 +84,7 @@ class Engine:
         ctx = AttachContext(loaded.obj, self.functions)
         try:
             ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXEC))
-            if self.config.cgroup is not None or self.config.cgroup_later:
+            if self.config.filters_cgroup:
                 ctx.links.add(loaded.obj.attach_trace(loader.CGROUP_MKDIR))
         except BpfError as exc:
             ctx.links.destroy_all()
@@ -188,7 +188,7 @@ class Engine:
         program matches the names below the deepest ancestor that exists now); returns that
         ancestor. Nothing is traced until then."""
         self._cgroup_filter()
-        ancestor = next(p for p in (path, *path.parents) if p.is_dir())
+        ancestor = cgroups.deepest_existing(path)
         if ancestor == path:  # made meanwhile
             self.set_cgroup(path)
             return path
@@ -214,7 +214,7 @@ class Engine:
         return int(SCOPE.unpack(raw)[1])
 
     def _cgroup_filter(self) -> None:
-        if not (self.config.cgroup_later or self.config.cgroup is not None):
+        if not self.config.filters_cgroup:
             raise EngineError("the engine was loaded without a cgroup filter")
 
     def _add_job_cgroup(self, cgroup_id: int) -> None:

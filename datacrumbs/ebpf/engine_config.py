@@ -40,3 +40,8 @@ class EngineConfig:
     syscall_mode: str = "raw_tp"
     uprobe_mode: str = "auto"
     function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
+
+    @property
+    def filters_cgroup(self) -> bool:
+        """Whether the kernel checks the task's cgroup (now or from a cgroup given later)."""
+        return self.cgroup is not None or self.cgroup_later

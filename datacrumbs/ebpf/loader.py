@@ -83,7 +83,6 @@ def load(cfg: EngineConfig) -> Loaded:
     raw_syscalls = cfg.syscall_mode == "raw_tp"
     path = cfg.bpf_object or build_bpf_object()
     pidns = features.own_pid_namespace()
-    filter_cgroup = cfg.cgroup is not None or cfg.cgroup_later
     try:
         obj = BpfObject(path)
         try:
@@ -91,7 +90,7 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             config = Config(
                 uid=cfg.uid,
-                filter_cgroup=filter_cgroup,
+                filter_cgroup=cfg.filters_cgroup,
                 self_tgid=os.getpid(),
                 pidns_dev=pidns.dev,
                 pidns_ino=pidns.ino,
@@ -110,7 +109,7 @@ def load(cfg: EngineConfig) -> Loaded:
             per_function = not uprobe_multi or kprobes_reason is None
             obj.set_autoload(FUNC_ENTER, per_function)
             obj.set_autoload(FUNC_EXIT, per_function)
-            obj.set_autoload(CGROUP_MKDIR, filter_cgroup)
+            obj.set_autoload(CGROUP_MKDIR, cfg.filters_cgroup)
             obj.load()
         except BaseException:
             obj.close()

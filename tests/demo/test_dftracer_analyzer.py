@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from demo_support import TracedRun
-from dftracer_support import ROOT, analyze
+from dftracer_support import ANALYZER, analyze
 
 from datacrumbs.trace.summary import summarize
-
-ANALYZER = ROOT / ".venv-dftracer" / "bin"
 
 
 def _analyze(trace: Path, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from dftracer_support import analyze
@@ -42,10 +43,15 @@ capture_probes:
 """
 
 
+class TracedCluster(NamedTuple):
+    cluster: SlurmCluster
+    prefix: Path  # the installation every machine shares
+
+
 @pytest.fixture(scope="module")
 def traced_cluster(
     tmp_path_factory: pytest.TempPathFactory, product: Path
-) -> Iterator[SlurmCluster]:
+) -> Iterator[TracedCluster]:
     """The cluster with datacrumbs installed in a prefix all machines share, the units linked
     on every machine, the signer running on the login machine, and the shipped hooks in
     slurm.conf. ``product`` (a host installation) has filled the installer's caches the login
@@ -70,8 +76,7 @@ def traced_cluster(
             machine.run("ln", "-sf", *units, "/etc/systemd/system/")
             machine.run("systemctl", "daemon-reload")
         cluster.login.run("systemctl", "enable", "--now", SIGNER)
-        cluster.prefix = prefix  # type: ignore[attr-defined]
-        yield cluster
+        yield TracedCluster(cluster, prefix)
 
 
 @contextlib.contextmanager
@@ -99,9 +104,13 @@ def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-unty
         time.sleep(0.1)
 
 
-def _trace(prefix: Path, job: str, node: str) -> list[dict]:
+def _trace_path(prefix: Path, job: str, node: str) -> Path:
+    """Where node's daemon writes the job's trace (the default pattern, the user's day)."""
     day = datetime.now().strftime("%Y/%m/%d")
-    path = prefix / f"var/datacrumbs/traces/nobody/{day}/trace-nobody-{job}-{node}-probes.pfw.gz"
+    return prefix / f"var/datacrumbs/traces/nobody/{day}/trace-nobody-{job}-{node}-probes.pfw.gz"
+
+
+def _trace(path: Path) -> list[dict]:
     lines = read_trace_lines(path)
     assert lines[-1] == "]", f"{path} is not finished"
     return [json.loads(line) for line in lines[1:-1]]
@@ -123,10 +132,9 @@ def _diagnosis(cluster: SlurmCluster, prefix: Path, job: str) -> str:
 
 
 def test_each_node_traces_exactly_its_share_of_the_job(
-    traced_cluster: SlurmCluster, tmp_path: Path
+    traced_cluster: TracedCluster, tmp_path: Path
 ) -> None:
-    cluster = traced_cluster
-    prefix: Path = cluster.prefix  # type: ignore[attr-defined]
+    cluster, prefix = traced_cluster
     shared = cluster.shared
     subprocess.run(["gcc", "-O1", "-Wall", "-o", str(shared / "file_io"), str(FILE_IO)],
                    check=True)  # fmt: skip
@@ -160,8 +168,7 @@ def test_each_node_traces_exactly_its_share_of_the_job(
                       str(K), str(S))  # fmt: skip
         outside[node] = int(out.split()[0])
     (shared / "go").touch()
-    ends = [prefix / f"var/datacrumbs/traces/nobody/{datetime.now():%Y/%m/%d}/"
-            f"trace-nobody-{job}-{node}-probes.pfw.gz" for node in cluster.nodes]  # fmt: skip
+    ends = [_trace_path(prefix, job, node) for node in cluster.nodes]
 
     def finished() -> bool:
         return all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends)
@@ -178,7 +185,7 @@ def test_each_node_traces_exactly_its_share_of_the_job(
             tasks[host] = int(pid)
     assert sorted(tasks) == cluster.nodes
     for node in cluster.nodes:
-        events = _trace(prefix, job, node)
+        events = _trace(_trace_path(prefix, job, node))
         names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
         calls = [e for e in events if e.get("ph") == "X"]
         writes: dict[str, int] = {}

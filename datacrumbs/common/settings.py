@@ -58,7 +58,9 @@ TRACE_DIR_PLACEHOLDERS = {
     "%RUN_ID%": "the run-id of the daemon",
 }
 #: Fields that belong to one job or one node, never to the installation.
-PER_RUN_FIELDS = frozenset({"user", "hostname", "job_cgroup"})
+PER_RUN_FIELDS = frozenset({"user", "hostname", "job_cgroup", "job_parent_cmdline"})
+#: Room the kernel keeps for DATACRUMBS_JOB_PARENT_CMDLINE (DC_PARENT_CMDLINE, its NUL too).
+PARENT_CMDLINE_BYTES = 63
 #: Fields that are the signer's policy: kept in the system configuration only.
 POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
@@ -119,6 +121,16 @@ class Settings(BaseSettings):
             "traces the job user's processes in it and its descendants alone; when it does "
             "not exist yet (a scheduler creates it after the prolog), nothing is traced until "
             "it appears."
+        ),
+    )
+    job_parent_cmdline: str | None = Field(
+        default=None,
+        description=(
+            "For schedulers that give a job no cgroup (per job: never stored): the start of "
+            "the command line of the processes that start the job's tasks, its step daemons "
+            "(Slurm: 'slurmstepd: [<job id>.'; a NUL between arguments reads as a space). The "
+            "daemon then traces the job user's processes those fork after its start, and their "
+            "descendants, followed by fork in the kernel."
         ),
     )
     job_id_var: str = Field(
@@ -225,6 +237,17 @@ class Settings(BaseSettings):
         if path is not None and (not path.is_absolute() or ".." in path.parts):
             raise ValueError(f"{str(path)!r} is not an absolute path without ..")
         return path
+
+    @field_validator("job_parent_cmdline")
+    @classmethod
+    def _parent_cmdline(cls, cmdline: str | None) -> str | None:
+        if cmdline is not None and (
+            not cmdline.strip()
+            or not cmdline.isprintable()
+            or len(cmdline.encode()) > PARENT_CMDLINE_BYTES
+        ):
+            raise ValueError(f"1 to {PARENT_CMDLINE_BYTES} printable bytes, not {cmdline!r}")
+        return cmdline
 
     @field_validator("hot_functions")
     @classmethod

@@ -241,6 +241,11 @@ def _trace(
         )
 
     started = time.monotonic()
+    if settings.job_cgroup is not None and settings.job_parent_cmdline is not None:
+        raise DatacrumbsError(
+            "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: "
+            "give one"
+        )
     bpf_object = settings.bpf_object_file
     if not bpf_object.is_file():
         raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
@@ -248,6 +253,7 @@ def _trace(
         EngineConfig(
             uid=job_user.pw_uid,
             cgroup_later=settings.job_cgroup is not None,
+            parent_cmdline=settings.job_parent_cmdline,
             bpf_object=bpf_object,
             function_slots=len(requested) + 1,
         )
@@ -291,7 +297,16 @@ def _trace(
         os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
         recording = Recording(engine, writer, settings.hostname)
         recording.start()
-        if scope is None:
+        if settings.job_parent_cmdline is not None:
+            log.info(
+                "tracing what processes whose command line starts with %r fork, and their "
+                "descendants",
+                settings.job_parent_cmdline,
+            )
+            writer.write_notice("job_scope", {"scope": "parent_cmdline",
+                                              "parent_cmdline": settings.job_parent_cmdline,
+                                              "user": job_user.pw_name})  # fmt: skip
+        elif scope is None:
             writer.write_notice("job_scope", {"scope": "user", "user": job_user.pw_name})
         else:
             scope.announce = lambda fields: writer.write_notice("job_scope", fields)
@@ -337,7 +352,11 @@ def _trace(
 
 
 def _job_scope(settings: Settings, engine: Engine, log: logging.Logger) -> JobScope | None:
-    """The job's cgroup to trace alone, checked now (None: every process of the job user)."""
+    """The job's cgroup to trace alone, checked now (None: no cgroup scopes the run)."""
+    if settings.job_cgroup is not None and settings.job_parent_cmdline is not None:
+        raise DatacrumbsError(
+            "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: give one"
+        )
     if settings.job_cgroup is None:
         return None
     scope = JobScope(engine, settings.job_cgroup, log, lambda fields: None)

@@ -64,6 +64,17 @@ struct {
 	__type(value, __u8);
 } dc_job_cgroups SEC(".maps");
 
+/* The job's processes (host tgids) when dc_cfg.filter_tasks is set, for schedulers that give
+ * a job no cgroup: what a step daemon (dc_cfg.parent_cmdline) forks, and what those fork in
+ * turn, added by dc_task_fork; a process leaves when its last thread exits (dc_task_exit), so
+ * a reused pid is not taken for the job's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} dc_job_tasks SEC(".maps");
+
 /* The job's cgroup while it does not exist yet: the names below an existing ancestor. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -206,6 +217,12 @@ static __always_inline bool dc_wanted(void)
 		__u64 cgroup = bpf_get_current_cgroup_id();
 
 		if (!bpf_map_lookup_elem(&dc_job_cgroups, &cgroup))
+			return false;
+	}
+	if (dc_cfg.filter_tasks) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		if (!bpf_map_lookup_elem(&dc_job_tasks, &tgid))
 			return false;
 	}
 	return true;
@@ -767,6 +784,80 @@ int BPF_PROG(dc_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		scope->parent = id;
 		scope->next = next + 1;
 	}
+	return 0;
+}
+
+/* Whether the task is one the daemon sees: its pid namespace is the daemon's or below it. A
+ * step daemon of another machine sharing this kernel (a container of its own) is not this
+ * node's, though its command line is the same. */
+static __always_inline bool dc_seen_by_daemon(struct task_struct *task)
+{
+	struct pid *pid = task->thread_pid;
+	struct pid_namespace *ns;
+	struct upid upid;
+
+	if (!pid || bpf_probe_read_kernel(&upid, sizeof(upid), &pid->numbers[pid->level & 31]))
+		return false;
+	ns = upid.ns;
+	for (int i = 0; i < 32 && ns; i++) {
+		if (BPF_CORE_READ(ns, ns.inum) == dc_cfg.pidns_ino)
+			return true;
+		ns = BPF_CORE_READ(ns, parent);
+	}
+	return false;
+}
+
+/* Whether the forking task is a step daemon: its command line starts with dc_cfg.parent_cmdline
+ * (a NUL between arguments compared as a space), in a pid namespace the daemon sees. The fork
+ * tracepoint runs in the forking task, so its own memory is read. */
+static __always_inline bool dc_step_daemon(struct task_struct *task)
+{
+	char cmdline[DC_PARENT_CMDLINE];
+	__u32 len = dc_cfg.parent_cmdline_len;
+	struct mm_struct *mm = task->mm;
+	unsigned long start, end;
+
+	if (!mm || len == 0 || len >= DC_PARENT_CMDLINE)
+		return false;
+	start = mm->arg_start;
+	end = mm->arg_end;
+	if (end < start + len || bpf_probe_read_user(cmdline, len, (void *)start))
+		return false;
+	for (int i = 0; i < DC_PARENT_CMDLINE - 1; i++) {
+		char c = cmdline[i];
+
+		if (i >= len)
+			break;
+		if (c != dc_cfg.parent_cmdline[i] && !(c == 0 && dc_cfg.parent_cmdline[i] == ' '))
+			return false;
+	}
+	return dc_seen_by_daemon(task);
+}
+
+/* Every new process (tp_btf/sched_process_fork, one link while dc_cfg.filter_tasks): the
+ * job's when its parent is, or when a step daemon forked it. A new thread (same tgid) is its
+ * process's already. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(dc_task_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = parent->tgid, tgid = child->tgid;
+	__u8 one = 1;
+
+	if (tgid == parent_tgid)
+		return 0;
+	if (bpf_map_lookup_elem(&dc_job_tasks, &parent_tgid) || dc_step_daemon(parent))
+		bpf_map_update_elem(&dc_job_tasks, &tgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* A process whose last thread exits leaves the job's set (its pid may be reused). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(dc_task_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	if (p->signal->live.counter == 0)
+		bpf_map_delete_elem(&dc_job_tasks, &tgid);
 	return 0;
 }
 

@@ -102,6 +102,10 @@ struct dc_task {
 	char process_comm[DC_COMM_LEN];
 };
 
+/* The start of the command line of the processes that start a job's tasks (a scheduler's
+ * step daemon), NUL compared as a space: DATACRUMBS_JOB_PARENT_CMDLINE. */
+#define DC_PARENT_CMDLINE 64
+
 struct dc_config {
 	__u32 uid;
 	__u32 filter_uid;
@@ -111,6 +115,9 @@ struct dc_config {
 	__u64 pidns_dev;
 	__u64 pidns_ino;
 	__u64 wakeup_bytes;
+	__u32 filter_tasks; /* only the processes in dc_job_tasks */
+	__u32 parent_cmdline_len; /* 1..DC_PARENT_CMDLINE - 1 when filter_tasks */
+	char parent_cmdline[DC_PARENT_CMDLINE];
 };
 
 struct dc_inflight {
@@ -174,6 +181,6 @@ struct dc_scope {
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
-_Static_assert(sizeof(struct dc_config) == 40, "dc_config is 40 bytes");
+_Static_assert(sizeof(struct dc_config) == 112, "dc_config is 112 bytes");
 
 #endif /* DC_RECORDS_H */

@@ -86,6 +86,9 @@ class Engine:
             ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXEC))
             if self.config.filters_cgroup:
                 ctx.links.add(loaded.obj.attach_trace(loader.CGROUP_MKDIR))
+            if self.config.filters_tasks:
+                ctx.links.add(loaded.obj.attach_trace(loader.TASK_FORK))
+                ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXIT))
         except BpfError as exc:
             ctx.links.destroy_all()
             loaded.obj.close()

@@ -21,6 +21,9 @@ class EngineConfig:
     ``cgroup``: also require membership of this cgroup v2 (a path or an id) or a descendant.
     ``cgroup_later``: the same for a cgroup given later (:meth:`Engine.set_cgroup`); until then
     nothing is traced.
+    ``parent_cmdline``: instead of a cgroup, only the processes forked by a process whose
+    command line starts with this (a scheduler's step daemon, NUL between arguments read as a
+    space), and their descendants, from the load on: for schedulers that give a job no cgroup.
     ``ringbuf_bytes``: ring-buffer size, a power of two and a multiple of the page size.
     ``syscall_mode``: ``raw_tp`` (two raw tracepoint links and a number → cookie map: the
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
@@ -33,6 +36,7 @@ class EngineConfig:
     uid: int | None
     cgroup: int | str | os.PathLike[str] | None = None
     cgroup_later: bool = False
+    parent_cmdline: str | None = None
     ringbuf_bytes: int = 16 << 20
     poll_interval: float = 0.05
     wakeup_fraction: float = 0.25
@@ -45,3 +49,8 @@ class EngineConfig:
     def filters_cgroup(self) -> bool:
         """Whether the kernel checks the task's cgroup (now or from a cgroup given later)."""
         return self.cgroup is not None or self.cgroup_later
+
+    @property
+    def filters_tasks(self) -> bool:
+        """Whether the kernel checks the task's process against the job's process tree."""
+        return self.parent_cmdline is not None

@@ -18,7 +18,7 @@ from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, 
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.libbpf import BPF_TRACE_UPROBE_MULTI, BpfError, BpfObject
-from datacrumbs.ebpf.records import Config
+from datacrumbs.ebpf.records import PARENT_CMDLINE, Config
 
 __all__ = [
     "CGROUP_MKDIR",
@@ -28,8 +28,11 @@ __all__ = [
     "RINGBUF_MAP",
     "SCOPE_MAP",
     "TASK_EXEC",
+    "TASK_EXIT",
+    "TASK_FORK",
     "UPROBE_MODES",
     "Loaded",
+    "check_parent_cmdline",
     "load",
 ]
 
@@ -40,6 +43,8 @@ SCOPE_MAP = "dc_scope"
 CGROUP_MKDIR = "dc_cgroup_mkdir"
 HITS_MAP = "dc_func_hits"
 TASK_EXEC = "dc_task_exec"
+TASK_FORK = "dc_task_fork"
+TASK_EXIT = "dc_task_exit"
 UPROBE_MODES = ("auto", "multi", "single")
 
 
@@ -63,6 +68,19 @@ def _check_ringbuf_size(size: int) -> None:
 def check_config(cfg: EngineConfig) -> None:
     """Refuse a configuration no load could honour, before anything is loaded."""
     _check_ringbuf_size(cfg.ringbuf_bytes)
+    if cfg.parent_cmdline is not None:
+        check_parent_cmdline(cfg.parent_cmdline)
+    if cfg.filters_tasks and cfg.filters_cgroup:
+        raise EngineError("a cgroup and a parent command line cannot both scope one session")
+
+
+def check_parent_cmdline(cmdline: str) -> None:
+    """Refuse a step daemon's command-line start the kernel cannot compare."""
+    raw = cmdline.encode(errors="replace")
+    if not cmdline.strip() or len(raw) >= PARENT_CMDLINE or not cmdline.isprintable():
+        raise EngineError(
+            f"a parent command line is 1 to {PARENT_CMDLINE - 1} printable bytes, not {cmdline!r}"
+        )
 
 
 def load(cfg: EngineConfig) -> Loaded:
@@ -95,6 +113,7 @@ def load(cfg: EngineConfig) -> Loaded:
                 pidns_dev=pidns.dev,
                 pidns_ino=pidns.ino,
                 wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
+                parent_cmdline=(cfg.parent_cmdline or "").encode(),
             )
             obj.set_initial_value(".rodata.config", config.pack())
             # only the programs of the variants in use are verified and loaded
@@ -110,6 +129,8 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_autoload(FUNC_ENTER, per_function)
             obj.set_autoload(FUNC_EXIT, per_function)
             obj.set_autoload(CGROUP_MKDIR, cfg.filters_cgroup)
+            obj.set_autoload(TASK_FORK, cfg.filters_tasks)
+            obj.set_autoload(TASK_EXIT, cfg.filters_tasks)
             obj.load()
         except BaseException:
             obj.close()

@@ -135,8 +135,10 @@ NAME_FIELDS = ("type", "len", "hash", "pid", "tid", "name")
 #: struct dc_task (48 bytes).
 TASK = struct.Struct(f"<IIII{COMM_LEN}s{COMM_LEN}s")
 TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
-#: struct dc_config (40 bytes).
-CONFIG = struct.Struct("<IIIIQQQ")
+#: DC_PARENT_CMDLINE: room for a step daemon's command-line start, its NUL included.
+PARENT_CMDLINE = 64
+#: struct dc_config (112 bytes).
+CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}s")
 CONFIG_FIELDS = (
     "uid",
     "filter_uid",
@@ -145,6 +147,9 @@ CONFIG_FIELDS = (
     "pidns_dev",
     "pidns_ino",
     "wakeup_bytes",
+    "filter_tasks",
+    "parent_cmdline_len",
+    "parent_cmdline",
 )
 #: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
 #: DC_SCOPE_NAME bytes below the cgroup ``parent``).
@@ -192,8 +197,11 @@ class Config:
     pidns_dev: int
     pidns_ino: int
     wakeup_bytes: int
+    parent_cmdline: bytes = b""  # b"": no process-tree filter
 
     def pack(self) -> bytes:
+        if len(self.parent_cmdline) >= PARENT_CMDLINE:
+            raise ValueError(f"a parent command line of at most {PARENT_CMDLINE - 1} bytes")
         return CONFIG.pack(
             self.uid if self.uid is not None else 0,
             int(self.uid is not None),
@@ -202,6 +210,9 @@ class Config:
             self.pidns_dev,
             self.pidns_ino,
             self.wakeup_bytes,
+            int(bool(self.parent_cmdline)),
+            len(self.parent_cmdline),
+            self.parent_cmdline,
         )
 
 

@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="trace only the processes of this cgroup v2 directory and below (the job's; it "
         "may not exist yet: nothing of USER is traced until it does)",
     )
+    start.add_argument(
+        "--job-parent-cmdline",
+        metavar="TEXT",
+        help="for jobs without a cgroup: trace only what processes whose command line starts "
+        "with TEXT (the job's step daemons, e.g. 'slurmstepd: [JOBID.') fork from now on, "
+        "and their descendants",
+    )
     stop = commands.add_parser(
         "stop", help="systemctl stop datacrumbs@RUN_ID, wait, remove the environment file"
     )
@@ -59,7 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise DatacrumbsError(f"{args.command} must run as root (a prolog or epilog does)")
     if args.command == "start":
-        print(start_tracing(args.run_id, args.user, args.probe_file, args.job_cgroup))
+        print(
+            start_tracing(
+                args.run_id, args.user, args.probe_file, args.job_cgroup, args.job_parent_cmdline
+            )
+        )
     else:
         print(stop_tracing(args.run_id))
     return 0

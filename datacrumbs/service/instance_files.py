@@ -29,7 +29,7 @@ ENV_FILE_KEYS = (
     "DATACRUMBS_INSTALL_PREFIX",
 )
 #: Written after those when the job has them.
-OPTIONAL_ENV_FILE_KEYS = ("DATACRUMBS_JOB_CGROUP",)
+OPTIONAL_ENV_FILE_KEYS = ("DATACRUMBS_JOB_CGROUP", "DATACRUMBS_JOB_PARENT_CMDLINE")
 
 # Characters systemd's EnvironmentFile= parser needs escaped inside double quotes.
 _ESCAPED = ("\\", '"', "$", "`")

@@ -179,10 +179,18 @@ def _last_log_line(log_file: Path) -> str | None:
 
 
 def start_tracing(
-    run_id: str, user_name: str, probe_file: Path, job_cgroup: Path | None = None
+    run_id: str,
+    user_name: str,
+    probe_file: Path,
+    job_cgroup: Path | None = None,
+    job_parent_cmdline: str | None = None,
 ) -> str:
     """Start ``datacrumbs@<run-id>`` for ``user_name`` (only the processes in ``job_cgroup``
-    and below, when given: it may not exist yet); return the line to print."""
+    and below, when given: it may not exist yet; or only what processes whose command line
+    starts with ``job_parent_cmdline`` fork, and their descendants); return the line to
+    print."""
+    if job_cgroup is not None and job_parent_cmdline is not None:
+        raise DatacrumbsError("--job-cgroup and --job-parent-cmdline both scope the job: give one")
     run_id = validate_run_id(run_id, "the command line")
     try:
         user = pwd.getpwnam(user_name)
@@ -211,6 +219,8 @@ def start_tracing(
         if not job_cgroup.is_absolute():
             raise DatacrumbsError(f"--job-cgroup must be an absolute path, got {job_cgroup}")
         values["DATACRUMBS_JOB_CGROUP"] = str(job_cgroup)
+    if job_parent_cmdline is not None:
+        values["DATACRUMBS_JOB_PARENT_CMDLINE"] = job_parent_cmdline
     text = render_env_file(values)
     run_dir = unit.env_file.parent
     if not run_dir.is_dir():
@@ -221,6 +231,8 @@ def start_tracing(
     result = _systemctl("start", unit.name)
     if result.returncode == 0:
         scope = f" in {job_cgroup}" if job_cgroup is not None else ""
+        if job_parent_cmdline is not None:
+            scope = f" below processes {job_parent_cmdline!r}"
         return f"{unit.name} started: tracing {user.pw_name}{scope} with {probe_file}"
     unit.env_file.unlink(missing_ok=True)
     status = unit.state()

@@ -137,3 +137,23 @@ def test_a_path_outside_cgroup_v2_is_refused_in_one_line(
     last = result.stderr.splitlines()[-1]
     assert last.startswith(f"datacrumbs: error: DATACRUMBS_JOB_CGROUP {path} is not in a cgroup")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ({"DATACRUMBS_JOB_CGROUP": "/sys/fs/cgroup/job_1",
+          "DATACRUMBS_JOB_PARENT_CMDLINE": "slurmstepd: [1."},
+         "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: give one"),
+        ({"DATACRUMBS_JOB_PARENT_CMDLINE": "x" * 64}, "1 to 63 printable bytes"),
+        ({"DATACRUMBS_JOB_PARENT_CMDLINE": "  "}, "1 to 63 printable bytes"),
+    ],
+    ids=["both-scopes", "too-long", "blank"],
+)  # fmt: skip
+def test_a_scope_the_kernel_cannot_apply_is_refused_in_one_line(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], extra: dict, said: str
+) -> None:
+    result = run_daemon(make_probe_file(POSIX), "job1", env=run_env | extra)
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr

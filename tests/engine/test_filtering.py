@@ -132,3 +132,55 @@ def test_setuid_helper_the_user_runs_is_not_traced(session, compile_c, public_di
     assert str(roots / "data") not in trace.file_names().values()
     assert len(_on(trace, plain_pid, "write", mine)) == K
     assert len(_on(trace, plain_pid, "pread", mine)) == K
+
+
+def _step_daemon(title: str, script: str, *wrapper: str) -> subprocess.Popen:
+    """A root shell whose command line is ``title`` (as slurmstepd's reads ``slurmstepd:
+    [<job>.<step>]``) running ``script`` (under ``wrapper``); stdout piped."""
+    argv = [*wrapper, "bash", "-c", f'exec -a "{title}" sh -c "$0"', script]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
+def test_parent_cmdline_traces_the_step_daemons_descendants_alone(
+    session, compile_c, public_dir, traced_user
+):
+    """A scheduler without job cgroups: the processes a step daemon of the job forks, and their
+    children, are traced, also below a pid namespace of the node's; the same user's process
+    under another job's step daemon (whose title only starts alike) and outside any are not.
+    (A step daemon in a sibling pid namespace, another machine on the same kernel, is not the
+    node's: tests/slurm.)"""
+    binary = compile_c("file_io.c", "file_io")
+    base = user_dir(public_dir, traced_user, "parent-cmdline")
+    run = " ".join(as_user(traced_user, [str(binary)]))
+    # the task itself, and a task started by a shell the step daemon started (a grandchild)
+    shell = " ".join(as_user(traced_user, ["sh", "-c"]))
+    job = f"{run} {base}/task {K} {S}; {shell} '{binary} {base}/grandchild {K} {S}'"
+    with session(
+        [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=CALLS)],
+        uid=traced_user.uid,
+        parent_cmdline="fakestepd: [77.",
+    ) as s:
+        procs = [
+            _step_daemon("fakestepd: [77.0]", job),
+            _step_daemon("fakestepd: [770.0]", f"{run} {base}/other-job {K} {S}"),
+            _start(traced_user, binary, base / "outside"),
+            _step_daemon("fakestepd: [77.1]", f"{run} {base}/contained {K} {S}",
+                         "unshare", "--pid", "--fork", "--mount-proc"),
+        ]  # fmt: skip
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs)
+    trace = s.trace
+    task, grandchild = (int(line.split()[0]) for line in outs[0].splitlines())
+    other_job, outside = (int(out.split()[0]) for out in outs[1:3])
+    traced = {e["pid"] for e in trace.events}
+    # the two tasks, the user's shell between the step daemon and the grandchild, the task
+    # in the pid namespace (its host pid)
+    assert {task, grandchild} < traced and len(traced) == 4
+    assert other_job not in traced and outside not in traced
+    [contained] = {pid for pid in traced if _on(trace, pid, "write", base / "contained")}
+    assert len(_on(trace, contained, "write", base / "contained")) == K
+    for pid, name in ((task, "task"), (grandchild, "grandchild")):
+        assert len(_on(trace, pid, "write", base / name)) == K
+        assert len(_on(trace, pid, "pread", base / name)) == K
+    names = set(trace.file_names().values())
+    assert str(base / "other-job") not in names and str(base / "outside") not in names

@@ -54,12 +54,15 @@ ConstrainDevices=no
 SHIM_SOURCE = Path(__file__).with_name("c") / "cgroup_v2_view.c"
 
 
-def _slurm_conf(nodes: Sequence[str], extra: Sequence[str]) -> str:
+def _slurm_conf(nodes: Sequence[str], extra: Sequence[str], job_cgroups: bool) -> str:
+    proctrack = "cgroup" if job_cgroups else "linuxproc"
     lines = [
         "ClusterName=datacrumbs-test",
         f"SlurmctldHost={CONTROLLER}({ADDRESS})",
         "AuthType=auth/munge",
-        "ProctrackType=proctrack/cgroup",  # a cgroup per job: job_<id>/step_<n>/...
+        # proctrack/cgroup: a cgroup per job, job_<id>/step_<n>/...; linuxproc: none, the
+        # job's processes are known by their parentage alone
+        f"ProctrackType=proctrack/{proctrack}",
         "TaskPlugin=task/none",
         "PrologFlags=Contain",
         "SelectType=select/cons_tres",
@@ -85,9 +88,12 @@ class SlurmCluster:
         nodes: Sequence[str] = ("node1", "node2"),
         conf: Sequence[str] = (),
         shared: Sequence[Path] = (),
+        job_cgroups: bool = True,
     ) -> None:
         """``conf``: more slurm.conf lines (Prolog=, ...); ``shared``: directories every machine
-        sees read-write at the same path (an installation prefix)."""
+        sees read-write at the same path (an installation prefix); ``job_cgroups``: whether
+        Slurm makes a cgroup per job (else a cluster whose jobs have none)."""
+        self.job_cgroups = job_cgroups
         self.nodes = list(nodes)
         self.conf = list(conf)
         self.extra_shared = list(shared)
@@ -109,7 +115,7 @@ class SlurmCluster:
         self.shared.chmod(0o1777)
         layer = self._package_layer()
         self._network()
-        conf = _slurm_conf(self.nodes, self.conf)
+        conf = _slurm_conf(self.nodes, self.conf, self.job_cgroups)
         shim = self.base / "cgroup_v2_view.so"
         subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-o", str(shim),
                         str(SHIM_SOURCE), "-ldl"], check=True)  # fmt: skip

@@ -48,21 +48,23 @@ class TracedCluster(NamedTuple):
     prefix: Path  # the installation every machine shares
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[True, False], ids=["job-cgroups", "no-job-cgroups"])
 def traced_cluster(
-    tmp_path_factory: pytest.TempPathFactory, product: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, product: Path
 ) -> Iterator[TracedCluster]:
     """The cluster with datacrumbs installed in a prefix all machines share, the units linked
     on every machine, the signer running on the login machine, and the shipped hooks in
-    slurm.conf. ``product`` (a host installation) has filled the installer's caches the login
-    machine installs from."""
+    slurm.conf; once with job cgroups (proctrack/cgroup), once without (proctrack/linuxproc:
+    the prolog's fallback follows the step daemons' children). ``product`` (a host
+    installation) has filled the installer's caches the login machine installs from."""
     # not under /tmp or /var/tmp: the units give the daemon and the signer private ones
-    prefix = Path("/opt") / f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}"
+    prefix = Path("/opt") / f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}-{request.param_index}"
     hooks = prefix / "etc/datacrumbs/slurm"
     cluster = SlurmCluster(
         conf=[f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",
               "PrologFlags=Alloc,Contain"],
         shared=[prefix],
+        job_cgroups=request.param,
     )  # fmt: skip
     with machines_allowed("boots a cluster of containers"), _cleaned(cluster, prefix):
         prefix.mkdir(mode=0o755)
@@ -201,7 +203,11 @@ def test_each_node_traces_exactly_its_share_of_the_job(
                                              "close"]  # fmt: skip
         assert outside[node] not in {e["pid"] for e in calls}
         [scope] = [e["args"] for e in events if e["name"] == "job_scope"]
-        assert scope["scope"] == "cgroup" and scope["cgroup"].endswith(f"/job_{job}")
+        if cluster.job_cgroups:
+            assert scope["scope"] == "cgroup" and scope["cgroup"].endswith(f"/job_{job}")
+        else:
+            assert scope == {"scope": "parent_cmdline", "user": "nobody",
+                             "parent_cmdline": f"slurmstepd: [{job}."}  # fmt: skip
 
     # The job's node traces read together by dftracer-analyzer (docs/deploy.md's recipe):
     # the job's totals, per file, as the tasks made them.

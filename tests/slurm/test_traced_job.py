@@ -58,7 +58,8 @@ def traced_cluster(
     the prolog's fallback follows the step daemons' children). ``product`` (a host
     installation) has filled the installer's caches the login machine installs from."""
     # not under /tmp or /var/tmp: the units give the daemon and the signer private ones
-    prefix = Path("/opt") / f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}-{request.param_index}"
+    name = f"datacrumbs-slurm-test-{tmp_path_factory.getbasetemp().name}-{request.param_index}"
+    prefix = Path("/opt") / name
     hooks = prefix / "etc/datacrumbs/slurm"
     cluster = SlurmCluster(
         conf=[f"Prolog={hooks}/prolog.sh", f"Epilog={hooks}/epilog.sh",

@@ -243,8 +243,7 @@ def _trace(
     started = time.monotonic()
     if settings.job_cgroup is not None and settings.job_parent_cmdline is not None:
         raise DatacrumbsError(
-            "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: "
-            "give one"
+            "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: give one"
         )
     bpf_object = settings.bpf_object_file
     if not bpf_object.is_file():

@@ -8,6 +8,14 @@ being written (BUSY bit), copies the committed span out in one slice, and advanc
 ``consumer_pos``. Decoding happens later, on another thread. Records are 8-byte aligned; the
 DISCARD bit marks records the producer gave up (the decoder skips them).
 
+The two positions are read and written as whole aligned 8-byte words (native ``Q`` through a
+memoryview: one load or store), never through ``struct``'s little-endian codes, which move one
+byte at a time. A byte-wise store of ``consumer_pos`` let a producer on another CPU read a
+half-written position, up to 16 MiB behind the real one when the store crossed a 16 MiB
+boundary; it then found the buffer "full" and dropped the record: the few events lost per run
+with the buffer nearly empty. A byte-wise load of ``producer_pos`` could likewise see it ahead
+of where it is.
+
 BPF ring buffers and their mmap interface need kernel 5.8+.
 """
 
@@ -15,7 +23,6 @@ from __future__ import annotations
 
 import mmap
 import select
-import struct
 
 __all__ = ["BUSY_BIT", "DISCARD_BIT", "HEADER_SIZE", "RingBufferReader"]
 
@@ -23,7 +30,6 @@ BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
 _LEN_MASK = ~(BUSY_BIT | DISCARD_BIT) & 0xFFFFFFFF
-_POS = struct.Struct("<Q")
 
 
 class RingBufferReader:
@@ -39,7 +45,9 @@ class RingBufferReader:
         self._producer = mmap.mmap(
             map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
         )
+        self._consumer_pos = memoryview(self._consumer).cast("Q")  # [0]: one aligned word
         self._view = view = memoryview(self._producer)
+        self._producer_pos = view.cast("Q")
         self._data = view[page:]
         self._words = view.cast("I")  # record headers, indexed by (page + pos) / 4
         self._first_word = page // 4
@@ -52,8 +60,8 @@ class RingBufferReader:
 
     def read(self) -> bytes:
         """Take every committed record (headers included); b"" when there is none."""
-        consumer = _POS.unpack_from(self._consumer, 0)[0]
-        producer = _POS.unpack_from(self._producer, 0)[0]
+        consumer = self._consumer_pos[0]
+        producer = self._producer_pos[0]
         if consumer == producer:
             return b""
         words, first, mask = self._words, self._first_word, self._mask
@@ -67,12 +75,14 @@ class RingBufferReader:
             return b""
         start = consumer & mask
         chunk = bytes(self._data[start : start + (pos - consumer)])
-        _POS.pack_into(self._consumer, 0, pos)
+        self._consumer_pos[0] = pos
         return chunk
 
     def close(self) -> None:
         self._epoll.close()
         self._words.release()
+        self._producer_pos.release()
+        self._consumer_pos.release()
         self._data.release()
         self._view.release()
         self._producer.close()

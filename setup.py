@@ -1,4 +1,6 @@
-"""Build hook: the wheel carries a prebuilt, CO-RE ``datacrumbs/ebpf/datacrumbs.bpf.o``.
+"""Build hooks: the wheel carries a prebuilt, CO-RE ``datacrumbs/ebpf/datacrumbs.bpf.o``, and
+the compiled trace formatter ``datacrumbs.trace._format`` (a CPython extension, also built by
+editable installs).
 
 The object is compiled once, where the wheel is built (clang, bpftool and a kernel with BTF),
 so that compute nodes installing the wheel need no compiler: CO-RE relocates it on any kernel
@@ -13,7 +15,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -44,4 +46,11 @@ class BuildPyWithBpfObject(build_py):
         shutil.copyfile(built, target)
 
 
-setup(cmdclass={"build_py": BuildPyWithBpfObject})
+FORMATTER = Extension(
+    "datacrumbs.trace._format",
+    sources=["datacrumbs/trace/_format.c"],
+    depends=["datacrumbs/ebpf/dc_records.h"],
+    extra_compile_args=["-O2", "-Wall", "-Werror"],
+)
+
+setup(cmdclass={"build_py": BuildPyWithBpfObject}, ext_modules=[FORMATTER])

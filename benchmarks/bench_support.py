@@ -129,6 +129,7 @@ def signed_probe_file(
     document: dict[str, Any] = {
         "summary": {
             "hostname": socket.gethostname(),
+            "host": socket.gethostname(),  # the installation's name: its default
             "user": user,
             "install_user": "root",
             "expires_at": expires.isoformat(timespec="seconds"),

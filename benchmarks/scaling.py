@@ -1,0 +1,164 @@
+"""Delivery as threads grow: the real daemon tracing T threads of small write()s (run as root).
+
+    .venv/bin/python benchmarks/scaling.py [--threads 1,2] [--calls 750000] [--size 16]
+                                           [--rate 0] [--rounds 3]
+
+Installs into a temporary prefix and signs a probe file tracing ``write`` for ``nobody``. For
+each thread count, side by side in each round: the workload untraced, then under the daemon
+(started and READY=1 before the workload, SIGTERM right after it). The workload
+(``c/threads_write.c``) is T threads each making ``--calls`` ``write()``s of ``--size`` bytes
+to /dev/null, paced to ``--rate`` per thread per second (0: as fast as they can).
+
+Per thread count (medians over rounds): ns per call untraced and traced (the workload's own
+wall time × threads / calls: the cost as the job sees it), the events in the trace and lost,
+the drain (workload end to daemon exit) and the end-to-end rate: the workload's calls over the
+time from its start to the daemon's exit, which is what a job's epilog waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_support import C_DIR, machine, signed_probe_file, workdir
+
+SCRIPTS = Path(sys.executable).parent
+USER = "nobody"  # the daemon needs an account; nobody runs nothing else on these machines
+_FINISHED = re.compile(r"finished: (\d+) events, (\d+) lost")
+
+
+@dataclass
+class Sample:
+    ns_per_call: float
+    events: int = 0
+    lost: int = 0
+    drain_s: float = 0.0
+    end_to_end_per_s: float = 0.0
+
+
+def _workload(binary: Path, threads: int, calls: int, size: int, rate: float) -> list[str]:
+    argv = [str(binary), str(threads), str(calls), str(size), str(rate)]
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *argv]
+
+
+def _run(argv: list[str]) -> tuple[int, int]:
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+class Daemon:
+    """The installed daemon for one traced run: started and ready, then stopped."""
+
+    def __init__(self, prefix: Path, probes: Path, work: Path) -> None:
+        self.probes = probes
+        self.sock_path = work / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.sock_path))
+        self.notify.settimeout(0.05)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+        self.env = clean | {
+            "DATACRUMBS_INSTALL_PREFIX": str(prefix),
+            "DATACRUMBS_USER": USER,
+            "DATACRUMBS_SERVER_RUN_DIR": str(work / "run"),
+            "DATACRUMBS_SERVER_RUN_ID_FILE": str(work / "run/runid"),
+            "DATACRUMBS_TRACE_DIR_PATTERN": str(work / "traces"),
+            "NOTIFY_SOCKET": str(self.sock_path),
+        }
+        self.runs = 0
+
+    def traced(self, argv: list[str], threads: int) -> Sample:
+        self.runs += 1
+        proc = subprocess.Popen(
+            [str(SCRIPTS / "datacrumbs"), str(self.probes), f"scale{self.runs}"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while True:
+            try:
+                if "READY=1" in self.notify.recv(4096).decode():
+                    break
+            except TimeoutError:
+                if proc.poll() is not None:
+                    raise SystemExit(f"daemon exited: {proc.stderr.read()}") from None  # type: ignore[union-attr]
+        started = time.perf_counter()
+        wall_ns, calls = _run(argv)
+        ended = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=600)
+        exited = time.perf_counter()
+        found = _FINISHED.search(err)
+        if proc.returncode != 0 or found is None:
+            raise SystemExit(f"daemon failed ({proc.returncode}): {err[-2000:]}")
+        return Sample(
+            ns_per_call=wall_ns * threads / calls,
+            events=int(found[1]),
+            lost=int(found[2]),
+            drain_s=exited - ended,
+            end_to_end_per_s=calls / (exited - started),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default=f"1,2,{os.cpu_count()}")
+    parser.add_argument("--calls", type=int, default=750_000, help="write()s per thread")
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0, help="per thread per second, 0: free")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    counts = sorted({int(t) for t in args.threads.split(",")})
+    work = workdir()
+    try:
+        binary = work / "threads_write"
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary),
+                        str(C_DIR / "threads_write.c")], check=True)  # fmt: skip
+        prefix = work / "prefix"
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+        subprocess.run([str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
+                       check=True, capture_output=True, env=clean)  # fmt: skip
+        categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
+        probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
+        daemon = Daemon(prefix, probes, work)
+        print(machine())
+        print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
+              f"{args.rate or 'free'}, {args.rounds} rounds, medians")  # fmt: skip
+        untraced: dict[int, list[float]] = {t: [] for t in counts}
+        traced: dict[int, list[Sample]] = {t: [] for t in counts}
+        for _ in range(args.rounds):
+            for t in counts:
+                argv = _workload(binary, t, args.calls, args.size, args.rate)
+                wall_ns, calls = _run(argv)
+                untraced[t].append(wall_ns * t / calls)
+                traced[t].append(daemon.traced(argv, t))
+        print(
+            "| threads | ns/call untraced | ns/call traced | added | events | lost | drain s "
+            "| end-to-end events/s |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for t in counts:
+            base = statistics.median(untraced[t])
+            samples = traced[t]
+            mid = sorted(samples, key=lambda s: s.end_to_end_per_s)[len(samples) // 2]
+            cost = statistics.median(s.ns_per_call for s in samples)
+            print(
+                f"| {t} | {base:,.0f} | {cost:,.0f} | +{cost - base:,.0f} | {mid.events:,} "
+                f"| {mid.lost:,} | {mid.drain_s:.2f} | {mid.end_to_end_per_s:,.0f} |"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Build hooks: the wheel carries a prebuilt, CO-RE ``datacrumbs/ebpf/datacrumbs.bpf.o``, and
-the compiled trace formatter ``datacrumbs.trace._format`` (a CPython extension, also built by
-editable installs).
+two small CPython extensions, also built by editable installs: the trace formatter
+``datacrumbs.trace._format`` and the ring-buffer walk ``datacrumbs.ebpf._ringwalk``.
 
 The object is compiled once, where the wheel is built (clang, bpftool and a kernel with BTF),
 so that compute nodes installing the wheel need no compiler: CO-RE relocates it on any kernel
@@ -53,4 +53,10 @@ FORMATTER = Extension(
     extra_compile_args=["-O2", "-Wall", "-Werror"],
 )
 
-setup(cmdclass={"build_py": BuildPyWithBpfObject}, ext_modules=[FORMATTER])
+RING_WALK = Extension(
+    "datacrumbs.ebpf._ringwalk",
+    sources=["datacrumbs/ebpf/_ringwalk.c"],
+    extra_compile_args=["-O2", "-Wall", "-Werror"],
+)
+
+setup(cmdclass={"build_py": BuildPyWithBpfObject}, ext_modules=[FORMATTER, RING_WALK])

@@ -10,7 +10,7 @@ each thread count, side by side in each round: the workload untraced, then under
 to /dev/null, paced to ``--rate`` per thread per second (0: as fast as they can).
 
 Per thread count (medians over rounds): ns per call untraced and traced (the workload's own
-wall time × threads / calls: the cost as the job sees it), the events in the trace and lost,
+wall time x threads / calls: the cost as the job sees it), the events in the trace and lost,
 the drain (workload end to daemon exit) and the end-to-end rate: the workload's calls over the
 time from its start to the daemon's exit, which is what a job's epilog waits for.
 """

@@ -3,10 +3,10 @@
 The map is mmapped the way libbpf's ringbuf.c does it: the consumer page read-write at offset
 0, then the producer page and the data area read-only at offset ``pagesize``, with the data
 area mapped twice in a row so that a record wrapping around the end is contiguous. A read walks
-the 8-byte record headers from ``consumer_pos`` up to ``producer_pos`` or the first record still
-being written (BUSY bit), copies the committed span out in one slice, and advances
-``consumer_pos``. Decoding happens later, on another thread. Records are 8-byte aligned; the
-DISCARD bit marks records the producer gave up (the decoder skips them).
+the 8-byte record headers from ``consumer_pos`` up to ``producer_pos`` or the first record
+still being written (BUSY bit), in C (``_ringwalk.c``), copies the committed span out in one
+slice, and advances ``consumer_pos``. Decoding happens later, on another thread. Records are
+8-byte aligned; the DISCARD bit marks records the producer gave up (the decoder skips them).
 
 The two positions are read and written as whole aligned 8-byte words (native ``Q`` through a
 memoryview: one load or store), never through ``struct``'s little-endian codes, which move one
@@ -24,12 +24,13 @@ from __future__ import annotations
 import mmap
 import select
 
+from datacrumbs.ebpf._ringwalk import committed_end
+
 __all__ = ["BUSY_BIT", "DISCARD_BIT", "HEADER_SIZE", "RingBufferReader"]
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
-_LEN_MASK = ~(BUSY_BIT | DISCARD_BIT) & 0xFFFFFFFF
 
 
 class RingBufferReader:
@@ -49,8 +50,6 @@ class RingBufferReader:
         self._view = view = memoryview(self._producer)
         self._producer_pos = view.cast("Q")
         self._data = view[page:]
-        self._words = view.cast("I")  # record headers, indexed by (page + pos) / 4
-        self._first_word = page // 4
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
 
@@ -64,23 +63,16 @@ class RingBufferReader:
         producer = self._producer_pos[0]
         if consumer == producer:
             return b""
-        words, first, mask = self._words, self._first_word, self._mask
-        pos = consumer
-        while pos < producer:
-            header = words[first + ((pos & mask) >> 2)]
-            if header & BUSY_BIT:
-                break
-            pos += ((header & _LEN_MASK) + HEADER_SIZE + 7) & ~7
+        pos = committed_end(self._data, consumer, producer, self._mask)
         if pos == consumer:
             return b""
-        start = consumer & mask
+        start = consumer & self._mask
         chunk = bytes(self._data[start : start + (pos - consumer)])
         self._consumer_pos[0] = pos
         return chunk
 
     def close(self) -> None:
         self._epoll.close()
-        self._words.release()
         self._producer_pos.release()
         self._consumer_pos.release()
         self._data.release()

@@ -1,0 +1,3 @@
+"""Type stub of the compiled ring-buffer walk (``_ringwalk.c``)."""
+
+def committed_end(data: memoryview, consumer: int, producer: int, mask: int) -> int: ...

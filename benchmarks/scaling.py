@@ -11,8 +11,9 @@ to /dev/null, paced to ``--rate`` per thread per second (0: as fast as they can)
 
 Per thread count (medians over rounds): ns per call untraced and traced (the workload's own
 wall time x threads / calls: the cost as the job sees it), the events in the trace and lost,
-the drain (workload end to daemon exit) and the end-to-end rate: the workload's calls over the
-time from its start to the daemon's exit, which is what a job's epilog waits for.
+the drain (workload end to daemon exit), the end-to-end rate: the workload's calls over the
+time from its start to the daemon's exit, which is what a job's epilog waits for, and the
+daemon's CPU time (start-up included) per event.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -44,6 +46,7 @@ class Sample:
     lost: int = 0
     drain_s: float = 0.0
     end_to_end_per_s: float = 0.0
+    daemon_cpu_s: float = 0.0  # the daemon's user + system time, start to exit
 
 
 def _workload(binary: Path, threads: int, calls: int, size: int, rate: float) -> list[str]:
@@ -54,6 +57,11 @@ def _workload(binary: Path, threads: int, calls: int, size: int, rate: float) ->
 def _run(argv: list[str]) -> tuple[int, int]:
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
     return int(out[0]), int(out[1])
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Daemon:
@@ -95,9 +103,11 @@ class Daemon:
         started = time.perf_counter()
         wall_ns, calls = _run(argv)
         ended = time.perf_counter()
+        before = _children_cpu()  # the workload reaped, the daemon not yet
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=600)
         exited = time.perf_counter()
+        daemon_cpu = _children_cpu() - before
         found = _FINISHED.search(err)
         if proc.returncode != 0 or found is None:
             raise SystemExit(f"daemon failed ({proc.returncode}): {err[-2000:]}")
@@ -107,6 +117,7 @@ class Daemon:
             lost=int(found[2]),
             drain_s=exited - ended,
             end_to_end_per_s=calls / (exited - started),
+            daemon_cpu_s=daemon_cpu,
         )
 
 
@@ -144,9 +155,9 @@ def main() -> None:
                 traced[t].append(daemon.traced(argv, t))
         print(
             "| threads | ns/call untraced | ns/call traced | added | events | lost | drain s "
-            "| end-to-end events/s |"
+            "| end-to-end events/s | daemon CPU ns/event |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in counts:
             base = statistics.median(untraced[t])
             samples = traced[t]
@@ -154,7 +165,8 @@ def main() -> None:
             cost = statistics.median(s.ns_per_call for s in samples)
             print(
                 f"| {t} | {base:,.0f} | {cost:,.0f} | +{cost - base:,.0f} | {mid.events:,} "
-                f"| {mid.lost:,} | {mid.drain_s:.2f} | {mid.end_to_end_per_s:,.0f} |"
+                f"| {mid.lost:,} | {mid.drain_s:.2f} | {mid.end_to_end_per_s:,.0f} "
+                f"| {mid.daemon_cpu_s * 1e9 / max(1, mid.events):,.0f} |"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -176,6 +176,16 @@ class Settings(BaseSettings):
             "breakpoint traps in every process of the node, not only the job's (empty: none)."
         ),
     )
+    ring_buffer_mb: int = Field(
+        default=0,
+        ge=0,
+        le=1 << 16,
+        description=(
+            "Memory of the kernel ring buffers together, in MiB: one per CPU (up to 64), each "
+            "a power of two. 0: 1/64 of the node's memory, within 32 MiB and 1 GiB. What they "
+            "hold is how long the daemon may fall behind a burst before events are lost."
+        ),
+    )
     uprobe_hit_limit: int = Field(
         default=UPROBE_HIT_LIMIT,
         ge=0,

@@ -38,6 +38,7 @@ from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
+from datacrumbs.ebpf.ring_sizing import ring_layout
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
 
@@ -248,9 +249,18 @@ def _trace(
     bpf_object = settings.bpf_object_file
     if not bpf_object.is_file():
         raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
+    layout = ring_layout(settings.ring_buffer_mb << 20)
+    log.info(
+        "ring buffers: %d x %d MiB",
+        layout.rings,
+        layout.ring_bytes >> 20,
+        extra={"RINGS": layout.rings, "RING_BYTES": layout.ring_bytes},
+    )
     engine = Engine(
         EngineConfig(
             uid=job_user.pw_uid,
+            rings=layout.rings,
+            ringbuf_bytes=layout.ring_bytes,
             cgroup_later=settings.job_cgroup is not None,
             parent_cmdline=settings.job_parent_cmdline,
             bpf_object=bpf_object,

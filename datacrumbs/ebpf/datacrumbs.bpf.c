@@ -40,10 +40,29 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * mirrored by datacrumbs/ebpf/records.py:Config. */
 const volatile struct dc_config dc_cfg SEC(".rodata.config") = {};
 
-struct {
+/* The ring buffers, one per CPU up to DC_MAX_RINGS (dc_cfg.rings): a thread reserves in the one
+ * of the CPU it first ran on, for its whole life, so that threads on different CPUs do not
+ * contend for one buffer's lock and producer position, and each thread's records stay in order
+ * in one buffer. User space creates them (all of one size: the inner map's) and fills the
+ * array before attaching. */
+struct dc_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 24); /* resized by user space before load */
-} dc_events SEC(".maps");
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, DC_MAX_RINGS);
+	__type(key, __u32);
+	__array(values, struct dc_ring);
+} dc_rings SEC(".maps");
+
+/* When this CPU last woke the consumer (dc_wakeup_flags). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_woke SEC(".maps");
 
 /* Failed deliveries per CPU, indexed by enum dc_lost_slot. */
 struct {
@@ -181,12 +200,57 @@ static __always_inline void dc_count_lost(__u32 slot)
 		*n += 1; /* per-CPU slot: no atomics needed */
 }
 
-/* Wake the consumer only when the buffer is filling up; otherwise it drains on its timer. */
-static __always_inline __u64 dc_wakeup_flags(void)
+/* Wake the consumer only when the buffer is filling up, and then at most once a millisecond
+ * per CPU; otherwise it drains on its timer. A wakeup is an irq_work, a self-IPI: on a VM a
+ * trap to the hypervisor. Waking at every record while the consumer catches up (the buffer
+ * above the mark for tens of thousands of records) cost more than the record itself. */
+#define DC_WAKEUP_GAP_NS 1000000
+static __always_inline __u64 dc_wakeup_flags(void *ring)
 {
-	if (bpf_ringbuf_query(&dc_events, BPF_RB_AVAIL_DATA) >= dc_cfg.wakeup_bytes)
+	__u32 zero = 0;
+	__u64 *woke, now;
+
+	if (bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < dc_cfg.wakeup_bytes)
+		return BPF_RB_NO_WAKEUP;
+	woke = bpf_map_lookup_elem(&dc_woke, &zero);
+	if (!woke)
 		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
+	now = bpf_ktime_get_ns();
+	if (now - *woke < DC_WAKEUP_GAP_NS)
+		return BPF_RB_NO_WAKEUP;
+	*woke = now;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
+/* The ring buffer of this CPU (records of no thread: io_uring completions). */
+static __always_inline void *dc_cpu_ring(void)
+{
+	__u32 idx = bpf_get_smp_processor_id() % dc_cfg.rings;
+
+	return bpf_map_lookup_elem(&dc_rings, &idx);
+}
+
+static __always_inline struct dc_thread *dc_thread(bool create);
+
+/* The thread's ring buffer: the one of the CPU it first produced a record on. */
+static __always_inline void *dc_ring(struct dc_thread *th)
+{
+	__u32 idx;
+
+	if (!th->ring_known) {
+		th->ring = bpf_get_smp_processor_id() % dc_cfg.rings;
+		th->ring_known = 1;
+	}
+	idx = th->ring;
+	return bpf_map_lookup_elem(&dc_rings, &idx);
+}
+
+/* The current thread's ring buffer, without its storage at hand (file names). */
+static __always_inline void *dc_current_ring(void)
+{
+	struct dc_thread *th = dc_thread(false);
+
+	return th ? dc_ring(th) : dc_cpu_ring();
 }
 
 #include "dc_files.h"
@@ -254,9 +318,12 @@ static __always_inline void dc_describe_task(struct dc_thread *th)
 	struct dc_task *t;
 	struct task_struct *task;
 
+	void *ring;
+
 	if (th->described)
 		return;
-	t = bpf_ringbuf_reserve(&dc_events, sizeof(*t), 0);
+	ring = dc_ring(th);
+	t = ring ? bpf_ringbuf_reserve(ring, sizeof(*t), 0) : NULL;
 	if (!t) {
 		dc_count_lost(DC_LOST_TASKS);
 		return;
@@ -268,7 +335,7 @@ static __always_inline void dc_describe_task(struct dc_thread *th)
 	bpf_get_current_comm(t->comm, sizeof(t->comm));
 	task = (struct task_struct *)bpf_get_current_task();
 	BPF_CORE_READ_STR_INTO(&t->process_comm, task, group_leader, comm);
-	bpf_ringbuf_submit(t, dc_wakeup_flags());
+	bpf_ringbuf_submit(t, dc_wakeup_flags(ring));
 	th->described = 1;
 }
 
@@ -331,6 +398,7 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	struct dc_call *e;
 	__u64 id, cookie, fhash, hash1 = 0, hash2;
 	__u32 fd_arg, path1, path2;
+	void *ring;
 
 	if (!th || !th->sys.ts)
 		return 0;
@@ -359,7 +427,8 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 			fhash = hash1;
 	}
 
-	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	ring = dc_ring(th);
+	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
 		dc_count_lost(DC_LOST_CALLS);
 		in->ts = 0;
@@ -384,7 +453,7 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	e->fhash = fhash;
 	in->ts = 0;
 	dc_describe_task(th);
-	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	bpf_ringbuf_submit(e, dc_wakeup_flags(ring));
 	return 0;
 }
 
@@ -584,6 +653,7 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	struct dc_inflight *in = bpf_map_lookup_elem(&dc_func_inflight, &key);
 	struct dc_thread *th;
 	struct dc_call *e;
+	void *ring;
 
 	if (!in)
 		return 0;
@@ -598,7 +668,8 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 		return 0;
 	}
 	dc_ids(th, key.pid_tgid);
-	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	ring = dc_ring(th);
+	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
 		dc_count_lost(DC_LOST_CALLS);
 		bpf_map_delete_elem(&dc_func_inflight, &key);
@@ -618,7 +689,7 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 		e->args[i] = in->args[i];
 	bpf_map_delete_elem(&dc_func_inflight, &key);
 	dc_describe_task(th);
-	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	bpf_ringbuf_submit(e, dc_wakeup_flags(ring));
 	return 0;
 }
 
@@ -710,6 +781,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	__u64 now = bpf_ktime_get_ns(), key;
 	struct dc_uring_req *r;
 	struct dc_call *e;
+	void *ring;
 
 	if (!bpf_core_type_exists(struct trace_event_raw_io_uring_complete) ||
 	    !bpf_core_field_exists(ctx->req))
@@ -718,7 +790,8 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	r = bpf_map_lookup_elem(&dc_uring_inflight, &key);
 	if (!r)
 		return 0; /* not the job's, or a multishot request's later completion */
-	e = bpf_ringbuf_reserve(&dc_events, sizeof(*e), 0);
+	ring = dc_cpu_ring();
+	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
 		dc_count_lost(DC_LOST_CALLS);
 		bpf_map_delete_elem(&dc_uring_inflight, &key);
@@ -737,7 +810,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	e->args[4] = 0;
 	e->args[5] = 0;
 	bpf_map_delete_elem(&dc_uring_inflight, &key);
-	bpf_ringbuf_submit(e, dc_wakeup_flags());
+	bpf_ringbuf_submit(e, dc_wakeup_flags(ring));
 	return 0;
 }
 

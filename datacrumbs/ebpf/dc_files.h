@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * File names, as the kernel knows them: included by datacrumbs.bpf.c (needs its maps dc_events,
+ * File names, as the kernel knows them: included by datacrumbs.bpf.c (needs its maps dc_rings,
  * dc_fd_names, dc_names_sent, dc_scratch (struct dc_path_scratch) and dc_count_lost /
  * dc_wakeup_flags).
  *
@@ -33,6 +33,7 @@ static __noinline __u64 dc_name_emit(struct dc_path_scratch *s, __u64 len, __u32
 {
 	__u64 h = DC_FNV_OFFSET;
 	__u8 one = 1;
+	void *ring;
 
 	if (len > DC_PATH_MASK)
 		len = DC_PATH_MASK;
@@ -52,9 +53,11 @@ static __noinline __u64 dc_name_emit(struct dc_path_scratch *s, __u64 len, __u32
 	s->rec.hash = h;
 	s->rec.pid = pid;
 	s->rec.tid = tid;
-	if (bpf_ringbuf_output(&dc_events, &s->rec,
-			       offsetof(struct dc_name, name) + (len & DC_PATH_MASK) + 1,
-			       dc_wakeup_flags()) == 0)
+	/* the thread's own ring: its name comes before its call that uses it */
+	ring = dc_current_ring();
+	if (ring && bpf_ringbuf_output(ring, &s->rec,
+				       offsetof(struct dc_name, name) + (len & DC_PATH_MASK) + 1,
+				       dc_wakeup_flags(ring)) == 0)
 		bpf_map_update_elem(&dc_names_sent, &h, &one, BPF_ANY);
 	else
 		dc_count_lost(DC_LOST_NAMES);

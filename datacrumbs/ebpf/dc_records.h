@@ -105,6 +105,8 @@ struct dc_task {
 /* The start of the command line of the processes that start a job's tasks (a scheduler's
  * step daemon), NUL compared as a space: DATACRUMBS_JOB_PARENT_CMDLINE. */
 #define DC_PARENT_CMDLINE 64
+/* Ring buffers at most (dc_rings): one per CPU up to this many. */
+#define DC_MAX_RINGS 64
 
 struct dc_config {
 	__u32 uid;
@@ -118,6 +120,8 @@ struct dc_config {
 	__u32 filter_tasks; /* only the processes in dc_job_tasks */
 	__u32 parent_cmdline_len; /* 1..DC_PARENT_CMDLINE - 1 when filter_tasks */
 	char parent_cmdline[DC_PARENT_CMDLINE];
+	__u32 rings; /* ring buffers in dc_rings, 1..DC_MAX_RINGS */
+	__u32 pad;
 };
 
 struct dc_inflight {
@@ -134,6 +138,8 @@ struct dc_thread {
 	__u32 tid;
 	__u32 ids_known;
 	__u32 described; /* user space has this thread's names */
+	__u32 ring;	 /* its ring buffer (index in dc_rings), once ring_known */
+	__u32 ring_known;
 };
 
 struct dc_ukey {
@@ -181,6 +187,6 @@ struct dc_scope {
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
-_Static_assert(sizeof(struct dc_config) == 112, "dc_config is 112 bytes");
+_Static_assert(sizeof(struct dc_config) == 120, "dc_config is 120 bytes");
 
 #endif /* DC_RECORDS_H */

@@ -91,7 +91,7 @@ class Engine:
                 ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXIT))
         except BpfError as exc:
             ctx.links.destroy_all()
-            loaded.obj.close()
+            loaded.close()
             raise EngineError(str(exc)) from exc
         self._loaded, self._ctx = loaded, ctx
         if self.config.cgroup is not None:
@@ -274,8 +274,9 @@ class Engine:
         obj = self._context.obj
         if self._poller is not None:
             raise EngineError("the engine is already streaming")
+        rings = self._loaded.rings if self._loaded is not None else []
         self._poller = Poller(
-            obj.map_fd(loader.RINGBUF_MAP),
+            rings,
             self.config.ringbuf_bytes,
             obj.map_fd(loader.LOST_MAP),
             sink,
@@ -331,7 +332,7 @@ class Engine:
             self._poller.stop()
             self._poller = None
         if self._loaded is not None:
-            self._loaded.obj.close()
+            self._loaded.close()
             self._loaded = None
             self._ctx = None
 

@@ -24,7 +24,9 @@ class EngineConfig:
     ``parent_cmdline``: instead of a cgroup, only the processes forked by a process whose
     command line starts with this (a scheduler's step daemon, NUL between arguments read as a
     space), and their descendants, from the load on: for schedulers that give a job no cgroup.
-    ``ringbuf_bytes``: ring-buffer size, a power of two and a multiple of the page size.
+    ``ringbuf_bytes``: the size of each ring buffer, a power of two and a multiple of the page
+    size. ``rings``: how many (0: one per possible CPU, up to 64); a thread's records go to
+    the ring of the CPU it first ran on.
     ``syscall_mode``: ``raw_tp`` (two raw tracepoint links and a number → cookie map: the
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
     ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
@@ -38,6 +40,7 @@ class EngineConfig:
     cgroup_later: bool = False
     parent_cmdline: str | None = None
     ringbuf_bytes: int = 16 << 20
+    rings: int = 0
     poll_interval: float = 0.05
     wakeup_fraction: float = 0.25
     bpf_object: Path | None = None  # default: build (or reuse) the cached object

@@ -172,6 +172,8 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_program__fd": (c_int, c_void_p),
     "bpf_program__attach_trace": (c_void_p, c_void_p),
     "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
+    "bpf_map__set_inner_map_fd": (c_int, c_void_p, c_int),
+    "bpf_map_create": (c_int, c_int, c_char_p, c_uint32, c_uint32, c_uint32, c_void_p),
     "bpf_map__set_initial_value": (c_int, c_void_p, c_void_p, c_size_t),
     "bpf_map__fd": (c_int, c_void_p),
     "bpf_map_update_elem": (c_int, c_int, c_void_p, c_void_p, c_uint64),
@@ -368,6 +370,14 @@ class BpfObject:
         if err:
             raise _fail(f"cannot resize BPF map {map_name} to {max_entries}", err)
 
+    def set_inner_map_fd(self, map_name: str, fd: int) -> None:
+        """The map every map of map-in-map ``map_name`` must match (type and size), instead of
+        the declared one. (libbpf 1.1 cannot resize the declared one: its inner map has no
+        object, and ``bpf_map__set_max_entries`` dereferences it.)"""
+        err = _lib.bpf_map__set_inner_map_fd(self._map(map_name), fd)
+        if err:
+            raise _fail(f"cannot give BPF map {map_name} its inner map", err)
+
     def set_initial_value(self, map_name: str, data: bytes) -> None:
         buf = ctypes.create_string_buffer(data, len(data))
         err = _lib.bpf_map__set_initial_value(self._map(map_name), buf, len(data))
@@ -475,6 +485,18 @@ class BpfObject:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+BPF_MAP_TYPE_RINGBUF = 27
+
+
+def ringbuf_create(name: str, size: int) -> int:
+    """A new BPF ring buffer of ``size`` bytes (a power of two, page multiple); its fd."""
+    ctypes.set_errno(0)
+    fd = _lib.bpf_map_create(BPF_MAP_TYPE_RINGBUF, name.encode()[:15], 0, 0, size, None)
+    if fd < 0:
+        raise _fail(f"cannot create a {size >> 10} KiB ring buffer", fd)
+    return int(fd)
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:

@@ -17,15 +17,22 @@ from datacrumbs.ebpf.attach_syscalls import (
 from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
-from datacrumbs.ebpf.libbpf import BPF_TRACE_UPROBE_MULTI, BpfError, BpfObject
-from datacrumbs.ebpf.records import PARENT_CMDLINE, Config
+from datacrumbs.ebpf.libbpf import (
+    BPF_TRACE_UPROBE_MULTI,
+    BpfError,
+    BpfObject,
+    map_update,
+    ringbuf_create,
+)
+from datacrumbs.ebpf.poller import possible_cpus
+from datacrumbs.ebpf.records import MAX_RINGS, PARENT_CMDLINE, Config
 
 __all__ = [
     "CGROUP_MKDIR",
     "HITS_MAP",
     "JOB_CGROUPS_MAP",
     "LOST_MAP",
-    "RINGBUF_MAP",
+    "RINGS_MAP",
     "SCOPE_MAP",
     "TASK_EXEC",
     "TASK_EXIT",
@@ -34,9 +41,10 @@ __all__ = [
     "Loaded",
     "check_parent_cmdline",
     "load",
+    "ring_count",
 ]
 
-RINGBUF_MAP = "dc_events"
+RINGS_MAP = "dc_rings"
 LOST_MAP = "dc_lost"
 JOB_CGROUPS_MAP = "dc_job_cgroups"
 SCOPE_MAP = "dc_scope"
@@ -55,6 +63,18 @@ class Loaded:
     obj: BpfObject
     uprobe_multi: bool  # uprobes share uprobe_multi links
     kprobes_unsupported: str | None  # why kprobes cannot attach (None: they can)
+    rings: list[int]  # the ring buffers' fds, in dc_rings order (the caller closes them)
+
+    def close(self) -> None:
+        """Close the ring buffers' fds and the object (once)."""
+        for fd in self.rings:
+            os.close(fd)
+        self.obj.close()
+
+
+def ring_count(cfg: EngineConfig) -> int:
+    """How many ring buffers: ``cfg.rings``, or one per possible CPU up to DC_MAX_RINGS."""
+    return cfg.rings or min(possible_cpus(), MAX_RINGS)
 
 
 def _check_ringbuf_size(size: int) -> None:
@@ -103,8 +123,10 @@ def load(cfg: EngineConfig) -> Loaded:
     pidns = features.own_pid_namespace()
     try:
         obj = BpfObject(path)
+        ring_fds: list[int] = []
         try:
-            obj.set_max_entries(RINGBUF_MAP, cfg.ringbuf_bytes)
+            ring_fds = _make_rings(ring_count(cfg), cfg.ringbuf_bytes)
+            obj.set_inner_map_fd(RINGS_MAP, ring_fds[0])
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             config = Config(
                 uid=cfg.uid,
@@ -114,6 +136,7 @@ def load(cfg: EngineConfig) -> Loaded:
                 pidns_ino=pidns.ino,
                 wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
                 parent_cmdline=(cfg.parent_cmdline or "").encode(),
+                rings=len(ring_fds),
             )
             obj.set_initial_value(".rodata.config", config.pack())
             # only the programs of the variants in use are verified and loaded
@@ -132,9 +155,27 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_autoload(TASK_FORK, cfg.filters_tasks)
             obj.set_autoload(TASK_EXIT, cfg.filters_tasks)
             obj.load()
+            outer = obj.map_fd(RINGS_MAP)
+            for i, fd in enumerate(ring_fds):
+                map_update(outer, i.to_bytes(4, "little"), fd.to_bytes(4, "little"))
         except BaseException:
+            for fd in ring_fds:
+                os.close(fd)
             obj.close()
             raise
     except BpfError as exc:
         raise EngineError(str(exc)) from exc
-    return Loaded(obj, uprobe_multi, kprobes_reason)
+    return Loaded(obj, uprobe_multi, kprobes_reason, ring_fds)
+
+
+def _make_rings(count: int, size: int) -> list[int]:
+    """``count`` new ring buffers of ``size`` bytes; their fds."""
+    fds: list[int] = []
+    try:
+        for i in range(count):
+            fds.append(ringbuf_create(f"dc_ring{i}", size))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds

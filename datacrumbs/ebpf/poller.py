@@ -1,14 +1,17 @@
-"""The poller: one thread that only moves bytes from the ring buffer to a :class:`RecordSink`.
+"""The poller: one thread that only moves bytes from the ring buffers to a :class:`RecordSink`.
 
-It waits on the ring buffer (epoll, ``poll_interval`` timeout, or a kernel wakeup once the
-buffer is ``wakeup_fraction`` full), copies committed records out and hands them to the sink.
-Once per round it also reads the kernel's loss counters and, when they changed, tells the sink.
+It waits on the ring buffers (one epoll over all, ``poll_interval`` timeout, or a kernel wakeup
+once a buffer is ``wakeup_fraction`` full), copies each one's committed records out and hands
+them to the sink, buffer by buffer: a thread's records are all in one buffer, so they reach the
+sink in order. Once per round it also reads the kernel's loss counters and, when they changed,
+tells the sink.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import select
 import struct
 import threading
 from pathlib import Path
@@ -50,12 +53,20 @@ def read_loss(lost_map_fd: int) -> LossCounts:
 
 
 class Poller:
-    """Drains ``ringbuf_fd`` into ``sink`` on its own thread until :meth:`stop`."""
+    """Drains the ring buffers ``ring_fds`` into ``sink`` on its own thread until :meth:`stop`."""
 
     def __init__(
-        self, ringbuf_fd: int, ringbuf_bytes: int, lost_fd: int, sink: RecordSink, interval: float
+        self,
+        ring_fds: list[int],
+        ringbuf_bytes: int,
+        lost_fd: int,
+        sink: RecordSink,
+        interval: float,
     ) -> None:
-        self._reader = RingBufferReader(ringbuf_fd, ringbuf_bytes)
+        self._readers = [RingBufferReader(fd, ringbuf_bytes) for fd in ring_fds]
+        self._epoll = select.epoll()
+        for reader in self._readers:
+            self._epoll.register(reader.fd, select.EPOLLIN)
         self._lost_fd = lost_fd
         self._sink = sink
         self._interval = interval
@@ -70,14 +81,15 @@ class Poller:
         try:
             while not self._stopping.is_set():
                 self._drain_once()
-                self._reader.wait(self._interval)
+                self._epoll.poll(self._interval)
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
     def _drain_once(self) -> None:
-        while chunk := self._reader.read():
-            self.ring_bytes += len(chunk)
-            self._sink.submit(chunk)
+        for reader in self._readers:
+            while chunk := reader.read():
+                self.ring_bytes += len(chunk)
+                self._sink.submit(chunk)
         loss = read_loss(self._lost_fd)
         if loss != self.last_loss:
             self.last_loss = loss
@@ -91,4 +103,6 @@ class Poller:
             if self.error is None:
                 self._drain_once()
         finally:
-            self._reader.close()
+            for reader in self._readers:
+                reader.close()
+            self._epoll.close()

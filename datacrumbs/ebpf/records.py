@@ -137,8 +137,10 @@ TASK = struct.Struct(f"<IIII{COMM_LEN}s{COMM_LEN}s")
 TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
 #: DC_PARENT_CMDLINE: room for a step daemon's command-line start, its NUL included.
 PARENT_CMDLINE = 64
-#: struct dc_config (112 bytes).
-CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}s")
+#: DC_MAX_RINGS: ring buffers at most (one per CPU up to this many).
+MAX_RINGS = 64
+#: struct dc_config (120 bytes).
+CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sII")
 CONFIG_FIELDS = (
     "uid",
     "filter_uid",
@@ -150,6 +152,8 @@ CONFIG_FIELDS = (
     "filter_tasks",
     "parent_cmdline_len",
     "parent_cmdline",
+    "rings",
+    "pad",
 )
 #: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
 #: DC_SCOPE_NAME bytes below the cgroup ``parent``).
@@ -198,6 +202,7 @@ class Config:
     pidns_ino: int
     wakeup_bytes: int
     parent_cmdline: bytes = b""  # b"": no process-tree filter
+    rings: int = 1
 
     def pack(self) -> bytes:
         if len(self.parent_cmdline) >= PARENT_CMDLINE:
@@ -213,6 +218,8 @@ class Config:
             int(bool(self.parent_cmdline)),
             len(self.parent_cmdline),
             self.parent_cmdline,
+            self.rings,
+            0,
         )
 
 

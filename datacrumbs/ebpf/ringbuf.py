@@ -22,7 +22,6 @@ BPF ring buffers and their mmap interface need kernel 5.8+.
 from __future__ import annotations
 
 import mmap
-import select
 
 from datacrumbs.ebpf._ringwalk import committed_end
 
@@ -50,12 +49,7 @@ class RingBufferReader:
         self._view = view = memoryview(self._producer)
         self._producer_pos = view.cast("Q")
         self._data = view[page:]
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until the kernel forces a wakeup or ``timeout`` seconds pass."""
-        self._epoll.poll(timeout)
+        self.fd = map_fd  # readable (epoll) when the kernel forces a wakeup
 
     def read(self) -> bytes:
         """Take every committed record (headers included); b"" when there is none."""
@@ -72,7 +66,6 @@ class RingBufferReader:
         return chunk
 
     def close(self) -> None:
-        self._epoll.close()
         self._producer_pos.release()
         self._consumer_pos.release()
         self._data.release()

@@ -31,6 +31,7 @@ CONSTANTS = {
     "DC_PATH_MAX": records.PATH_MAX,
     "DC_COMM_LEN": records.COMM_LEN,
     "DC_PARENT_CMDLINE": records.PARENT_CMDLINE,
+    "DC_MAX_RINGS": records.MAX_RINGS,
     "DC_MAX_SYSCALL_NR": records.MAX_SYSCALL_NR,
     "DC_FNV_OFFSET": records.FNV_OFFSET,
     "DC_FNV_PRIME": records.FNV_PRIME,

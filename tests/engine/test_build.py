@@ -29,5 +29,5 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     # header's _Static_asserts pin them to the sizes checked here.
     assert records.CALL.size == 96
     assert records.TASK.size == 48
-    assert sizes["dc_config"] == records.CONFIG.size == 112
+    assert sizes["dc_config"] == records.CONFIG.size == 120
     assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 536

@@ -73,14 +73,16 @@ def uprobe_multi_support() -> str | None:
     A kernel that knows the attach type gets as far as opening the path and fails with EBADF
     (not a regular file); an older one refuses the attach type (EINVAL) before that. Cached:
     one probe per process (~1 ms)."""
-    from datacrumbs.ebpf import libbpf
+    from datacrumbs.ebpf import bpf_syscall
 
     try:
-        prog = libbpf.prog_load_trivial(libbpf.BPF_PROG_TYPE_KPROBE, libbpf.BPF_TRACE_UPROBE_MULTI)
+        prog = bpf_syscall.prog_load_trivial(
+            bpf_syscall.BPF_PROG_TYPE_KPROBE, bpf_syscall.BPF_TRACE_UPROBE_MULTI
+        )
     except OSError as exc:
         return f"{UPROBE_MULTI_UNSUPPORTED}: loading a probe program failed ({exc.strerror})"
     try:
-        link = libbpf.link_create_uprobe_multi(prog, "/", [0], [0], retprobe=False)
+        link = bpf_syscall.link_create_uprobe_multi(prog, "/", [0], [0], retprobe=False)
     except OSError as exc:
         if exc.errno == errno.EBADF:
             return None

@@ -15,10 +15,10 @@ from datacrumbs.ebpf.attach_syscalls import (
     SYSCALL_MODES,
 )
 from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
+from datacrumbs.ebpf.bpf_syscall import BPF_TRACE_UPROBE_MULTI
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.libbpf import (
-    BPF_TRACE_UPROBE_MULTI,
     BpfError,
     BpfObject,
     map_update,

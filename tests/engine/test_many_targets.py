@@ -13,7 +13,7 @@ import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import build, features, libbpf, uprobes
+from datacrumbs.ebpf import bpf_syscall, build, features, uprobes
 from datacrumbs.ebpf.arch import syscall_numbers
 from datacrumbs.ebpf.features import TRACEFS
 from datacrumbs.ebpf.syscalls import syscall_number
@@ -177,7 +177,7 @@ def test_link_create_attr_matches_the_kernel_bpf_attr(tmp_path):
     """The ctypes layout of BPF_LINK_CREATE's uprobe_multi, checked by the compiler against
     the running kernel's union bpf_attr (from its BTF)."""
     header = build._vmlinux_header(build.default_cache_dir())
-    attr = libbpf.UprobeMultiAttr
+    attr = bpf_syscall.UprobeMultiAttr
     fields = {
         "link_create.prog_fd": "prog_fd",
         "link_create.target_fd": "target_fd",
@@ -195,13 +195,14 @@ def test_link_create_attr_matches_the_kernel_bpf_attr(tmp_path):
         f'_Static_assert(__builtin_offsetof(union bpf_attr, {c}) == {getattr(attr, py).offset}, "{c}");\n'  # noqa: E501
         for c, py in fields.items()
     )
+    sc = bpf_syscall
     asserts += (
-        f'_Static_assert(BPF_TRACE_UPROBE_MULTI == {libbpf.BPF_TRACE_UPROBE_MULTI}, "type");\n'
-        f'_Static_assert(BPF_F_UPROBE_MULTI_RETURN == {libbpf.BPF_F_UPROBE_MULTI_RETURN}, "f");\n'
-        f'_Static_assert(BPF_LINK_CREATE == {libbpf.BPF_LINK_CREATE}, "cmd");\n'
-        f'_Static_assert(BPF_PROG_LOAD == {libbpf.BPF_PROG_LOAD}, "cmd");\n'
+        f'_Static_assert(BPF_TRACE_UPROBE_MULTI == {sc.BPF_TRACE_UPROBE_MULTI}, "type");\n'
+        f'_Static_assert(BPF_F_UPROBE_MULTI_RETURN == {sc.BPF_F_UPROBE_MULTI_RETURN}, "f");\n'
+        f'_Static_assert(BPF_LINK_CREATE == {sc.BPF_LINK_CREATE}, "cmd");\n'
+        f'_Static_assert(BPF_PROG_LOAD == {sc.BPF_PROG_LOAD}, "cmd");\n'
         f"_Static_assert(__builtin_offsetof(union bpf_attr, expected_attach_type) == "
-        f'{libbpf._ProgLoadAttr.expected_attach_type.offset}, "load");\n'
+        f'{bpf_syscall._ProgLoadAttr.expected_attach_type.offset}, "load");\n'
     )
     source = tmp_path / "attr.c"
     source.write_text(f'#include "vmlinux.h"\n{asserts}')

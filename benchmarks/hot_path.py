@@ -1,7 +1,7 @@
 """The user-space hot path alone: decode → format → compress, on synthetic records.
 
 Builds ring-buffer chunks exactly as the kernel lays them out (8-byte header + struct dc_call)
-for a write()-like function, then times EventFormatter.format and zlib (level 1, as the
+for a write()-like function, then times EventFormatter.format and ISA-L deflate (level 1, as the
 writer uses) separately and together. No kernel, no threads: the ceiling of one core.
 Run: ``.venv/bin/python benchmarks/hot_path.py [--events N]``.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import struct
 import time
-import zlib
 
 from bench_support import machine
+from isal import isal_zlib as zlib
 
 from datacrumbs.ebpf.functions import FunctionTable
 from datacrumbs.ebpf.records import CALL, RecordType

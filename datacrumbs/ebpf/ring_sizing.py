@@ -13,7 +13,6 @@ job's tracer from taking a node's memory.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 from datacrumbs.ebpf.poller import possible_cpus
@@ -34,10 +33,9 @@ class RingLayout(NamedTuple):
 
 
 def _mem_total() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return MIN_TOTAL * MEMORY_SHARE
+    """The node's memory, from sysinfo(2): the daemon's unit hides /proc/meminfo
+    (``ProcSubset=pid``)."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def ring_layout(total_bytes: int = 0, cpus: int = 0, mem_total: int = 0) -> RingLayout:

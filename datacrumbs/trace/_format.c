@@ -234,9 +234,12 @@ static void init_tables(void)
 	}
 }
 
+/* The decimal digits of v, right-aligned in a 20-byte field, then copied with one fixed-size
+ * move (no memcpy call): the 20 - n bytes past the number are overwritten by what follows
+ * (each value's room in max_len is 20 bytes). */
 static inline char *put_u64(char *out, uint64_t v)
 {
-	char digits[20];
+	char digits[40];
 	int n = 20;
 
 	while (v >= 100) {
@@ -252,7 +255,7 @@ static inline char *put_u64(char *out, uint64_t v)
 	} else {
 		digits[--n] = (char)('0' + v);
 	}
-	memcpy(out, digits + n, 20 - n);
+	memcpy(out, digits + n, 20);
 	return out + 20 - n;
 }
 

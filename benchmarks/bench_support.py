@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -140,3 +141,35 @@ def signed_probe_file(
     key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
     write_probe_file(path, {**document, "checksum": sign(key, document)})
     return path
+
+
+SCRIPTS = Path(sys.executable).parent
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
+
+
+def install_prefix(work: Path) -> Path:
+    """A fresh installation in ``work/prefix`` (the real installer, this tree's code)."""
+    prefix = work / "prefix"
+    subprocess.run(
+        [str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+        env=_clean_env(),
+    )
+    return prefix
+
+
+def daemon_env(prefix: Path, work: Path, user: str, notify_socket: Path) -> dict[str, str]:
+    """The environment of a daemon of the installation at ``prefix`` run by hand (not by
+    systemd): its run files and traces under ``work``, READY=1 sent to ``notify_socket``."""
+    return _clean_env() | {
+        "DATACRUMBS_INSTALL_PREFIX": str(prefix),
+        "DATACRUMBS_USER": user,
+        "DATACRUMBS_SERVER_RUN_DIR": str(work / "run"),
+        "DATACRUMBS_SERVER_RUN_ID_FILE": str(work / "run/runid"),
+        "DATACRUMBS_TRACE_DIR_PATTERN": str(work / "traces"),
+        "NOTIFY_SOCKET": str(notify_socket),
+    }

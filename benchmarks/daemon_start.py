@@ -18,16 +18,14 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench_support import signed_probe_file, workdir
+from bench_support import SCRIPTS, daemon_env, install_prefix, signed_probe_file, workdir
 
 from datacrumbs.common.settings import load_settings
 from datacrumbs.ebpf.syscalls import SYSCALLS
 
-SCRIPTS = Path(sys.executable).parent
 LIBC_FUNCTIONS = [
     "fopen",
     "fclose",
@@ -99,27 +97,13 @@ def main() -> None:
     args = parser.parse_args()
     work = workdir()  # 0755: the installation is refused where other users cannot reach it
     try:
-        prefix = work / "prefix"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-        subprocess.run(
-            [str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
-            check=True,
-            capture_output=True,
-            env=clean,
-        )
+        prefix = install_prefix(work)
         probes, functions = _probe_file(prefix, work)
         sock_path = work / "notify.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(sock_path))
         notify.settimeout(0.05)
-        env = clean | {
-            "DATACRUMBS_INSTALL_PREFIX": str(prefix),
-            "DATACRUMBS_USER": "nobody",
-            "DATACRUMBS_SERVER_RUN_DIR": str(work / "run"),
-            "DATACRUMBS_SERVER_RUN_ID_FILE": str(work / "run/runid"),
-            "DATACRUMBS_TRACE_DIR_PATTERN": str(work / "traces"),
-            "NOTIFY_SOCKET": str(sock_path),
-        }
+        env = daemon_env(prefix, work, "nobody", sock_path)
         _one_run(probes, env, notify, "warmup")  # BPF object cache, page cache
         ready, stop = [], []
         for i in range(args.runs):

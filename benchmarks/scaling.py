@@ -27,14 +27,20 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_support import C_DIR, machine, signed_probe_file, workdir
+from bench_support import (
+    C_DIR,
+    SCRIPTS,
+    daemon_env,
+    install_prefix,
+    machine,
+    signed_probe_file,
+    workdir,
+)
 
-SCRIPTS = Path(sys.executable).parent
 USER = "nobody"  # the daemon needs an account; nobody runs nothing else on these machines
 _FINISHED = re.compile(r"finished: (\d+) events, (\d+) lost")
 
@@ -73,15 +79,7 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.sock_path))
         self.notify.settimeout(0.05)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-        self.env = clean | {
-            "DATACRUMBS_INSTALL_PREFIX": str(prefix),
-            "DATACRUMBS_USER": USER,
-            "DATACRUMBS_SERVER_RUN_DIR": str(work / "run"),
-            "DATACRUMBS_SERVER_RUN_ID_FILE": str(work / "run/runid"),
-            "DATACRUMBS_TRACE_DIR_PATTERN": str(work / "traces"),
-            "NOTIFY_SOCKET": str(self.sock_path),
-        }
+        self.env = daemon_env(prefix, work, USER, self.sock_path)
         self.runs = 0
 
     def traced(self, argv: list[str], threads: int) -> Sample:
@@ -135,10 +133,7 @@ def main() -> None:
         binary = work / "threads_write"
         subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary),
                         str(C_DIR / "threads_write.c")], check=True)  # fmt: skip
-        prefix = work / "prefix"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-        subprocess.run([str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
-                       check=True, capture_output=True, env=clean)  # fmt: skip
+        prefix = install_prefix(work)
         categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
         probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
         daemon = Daemon(prefix, probes, work)

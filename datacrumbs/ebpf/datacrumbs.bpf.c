@@ -317,7 +317,6 @@ static __always_inline void dc_describe_task(struct dc_thread *th)
 {
 	struct dc_task *t;
 	struct task_struct *task;
-
 	void *ring;
 
 	if (th->described)

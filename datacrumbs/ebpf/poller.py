@@ -86,10 +86,16 @@ class Poller:
             self.error = exc
 
     def _drain_once(self) -> None:
-        for reader in self._readers:
-            while chunk := reader.read():
-                self.ring_bytes += len(chunk)
-                self._sink.submit(chunk)
+        # one read per ring per pass, until a pass finds nothing: a ring that keeps filling
+        # must not starve the others
+        busy = True
+        while busy:
+            busy = False
+            for reader in self._readers:
+                if chunk := reader.read():
+                    busy = True
+                    self.ring_bytes += len(chunk)
+                    self._sink.submit(chunk)
         loss = read_loss(self._lost_fd)
         if loss != self.last_loss:
             self.last_loss = loss

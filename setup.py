@@ -51,12 +51,20 @@ FORMATTER = Extension(
     sources=["datacrumbs/trace/_format.c"],
     depends=["datacrumbs/ebpf/dc_records.h"],
     extra_compile_args=["-O2", "-Wall", "-Werror"],
+    py_limited_api=True,
 )
 
 RING_WALK = Extension(
     "datacrumbs.ebpf._ringwalk",
     sources=["datacrumbs/ebpf/_ringwalk.c"],
     extra_compile_args=["-O2", "-Wall", "-Werror"],
+    py_limited_api=True,
 )
 
-setup(cmdclass={"build_py": BuildPyWithBpfObject}, ext_modules=[FORMATTER, RING_WALK])
+# Both use the stable ABI (Py_LIMITED_API 3.11): the wheel is tagged abi3 and its extensions
+# load in any CPython from 3.11 on (a compute node's newer interpreter included).
+setup(
+    cmdclass={"build_py": BuildPyWithBpfObject},
+    ext_modules=[FORMATTER, RING_WALK],
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
+)

@@ -9,6 +9,7 @@
  * clears BUSY with one store (xchg) too.
  */
 #define PY_SSIZE_T_CLEAN
+#define Py_LIMITED_API 0x030B0000 /* the stable ABI: one build for Python 3.11 and later */
 #include <Python.h>
 #include <stdint.h>
 

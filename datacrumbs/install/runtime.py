@@ -94,7 +94,9 @@ def _tree_digest(root: Path) -> str:
             else sorted(
                 p
                 for p in top.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".o")
+                if p.is_file()
+                and "__pycache__" not in p.parts
+                and p.suffix not in (".pyc", ".o", ".so")
             )
         )
         for path in files:
@@ -105,7 +107,8 @@ def _tree_digest(root: Path) -> str:
 
 def _build_wheel(root: Path, cache_dir: Path) -> Path:
     """A wheel of the source tree at ``root``, built once per content from a clean copy (a
-    checkout's stale ``build/`` must never leak old modules into the wheel)."""
+    checkout's stale ``build/`` must never leak old modules into the wheel, nor an extension
+    built in place: the wheel compiles its own)."""
     out = cache_dir / "wheels" / _tree_digest(root)
     built = sorted(out.glob("datacrumbs-*.whl")) if out.is_dir() else []
     if built:
@@ -119,7 +122,7 @@ def _build_wheel(root: Path, cache_dir: Path) -> Path:
                 shutil.copytree(
                     source,
                     copy / part,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.o", "*.so"),
                 )
             else:
                 shutil.copy2(source, copy / part)

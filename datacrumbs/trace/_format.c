@@ -13,9 +13,11 @@
  * of another type (file names and thread names, rare and formatted in Python) or at the end.
  */
 #define PY_SSIZE_T_CLEAN
+#define Py_LIMITED_API 0x030B0000 /* the stable ABI: one build for Python 3.11 and later */
 #include <Python.h>
 #include <linux/types.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../ebpf/dc_records.h"
@@ -75,6 +77,8 @@ typedef struct {
 	Py_ssize_t nfns;
 	Py_ssize_t max_line; /* the longest line any template can make */
 	int64_t offset;	     /* wall clock minus CLOCK_MONOTONIC, ns */
+	char *out;	     /* the lines being made, kept from call to call (no page faults) */
+	Py_ssize_t out_cap;
 } Formatter;
 
 static void tpl_free(struct tpl *t)
@@ -111,7 +115,7 @@ static int tpl_parse(PyObject *obj, struct tpl *t)
 	memset(t, 0, sizeof(*t));
 	if (!PyArg_ParseTuple(obj, "O!O!", &PyTuple_Type, &parts, &PyBytes_Type, &tail))
 		return -1;
-	t->nparts = (int)PyTuple_GET_SIZE(parts);
+	t->nparts = (int)PyTuple_Size(parts);
 	t->parts = PyMem_Calloc(t->nparts ? t->nparts : 1, sizeof(*t->parts));
 	if (!t->parts) {
 		t->nparts = 0;
@@ -122,7 +126,7 @@ static int tpl_parse(PyObject *obj, struct tpl *t)
 		PyObject *lit;
 		struct part *p = &t->parts[i];
 
-		if (!PyArg_ParseTuple(PyTuple_GET_ITEM(parts, i), "O!ii", &PyBytes_Type, &lit, &p->src,
+		if (!PyArg_ParseTuple(PyTuple_GetItem(parts, i), "O!ii", &PyBytes_Type, &lit, &p->src,
 				      &p->conv))
 			goto fail;
 		if (p->src < 0 || p->src >= SRC_COUNT || p->conv < 0 || p->conv >= CONV_COUNT) {
@@ -153,7 +157,14 @@ static void Formatter_dealloc(Formatter *self)
 		tpl_free(&self->fns[i].with_file);
 	}
 	PyMem_Free(self->fns);
-	Py_TYPE(self)->tp_free((PyObject *)self);
+	free(self->out);
+	{
+		PyTypeObject *type = Py_TYPE((PyObject *)self);
+		freefunc tp_free = (freefunc)PyType_GetSlot(type, Py_tp_free);
+
+		tp_free(self);
+		Py_DECREF(type); /* a heap type: its instances hold a reference */
+	}
 }
 
 /* Formatter({fid: (template, template_with_file or None)}, offset_ns) */
@@ -362,16 +373,15 @@ static void walk_calls(const Formatter *self, const char *chunk, Py_ssize_t end,
 	}
 }
 
-/* format_calls(chunk, pos, eid) -> (text, pos, eid, events, records). The text is made in a
- * bytes object sized for the most lines the chunk could hold, then shrunk (realloc: in place,
- * no copy). */
+/* format_calls(chunk, pos, eid) -> (text, pos, eid, events, records). The lines are made in
+ * the formatter's own buffer, grown to the most lines the chunk could hold and kept, then
+ * copied into the bytes returned. */
 static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 {
 	Py_buffer chunk;
 	Py_ssize_t pos, most;
 	unsigned long long eid;
 	struct walk w = {0};
-	PyObject *text;
 
 	if (!PyArg_ParseTuple(args, "y*nK", &chunk, &pos, &eid))
 		return NULL;
@@ -381,21 +391,25 @@ static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 		return NULL;
 	}
 	most = (chunk.len - pos) / (HEADER_SIZE + (Py_ssize_t)sizeof(struct dc_call));
-	text = PyBytes_FromStringAndSize(NULL, most * self->max_line + 1);
-	if (!text) {
-		PyBuffer_Release(&chunk);
-		return NULL;
+	if (most * self->max_line + 1 > self->out_cap) {
+		Py_ssize_t cap = most * self->max_line + 1;
+		char *grown = realloc(self->out, cap);
+
+		if (!grown) {
+			PyBuffer_Release(&chunk);
+			return PyErr_NoMemory();
+		}
+		self->out = grown;
+		self->out_cap = cap;
 	}
 	w.pos = pos;
 	w.eid = eid;
-	w.out = PyBytes_AS_STRING(text);
+	w.out = self->out;
 	Py_BEGIN_ALLOW_THREADS
 	walk_calls(self, chunk.buf, chunk.len, &w);
 	Py_END_ALLOW_THREADS
 	PyBuffer_Release(&chunk);
-	if (_PyBytes_Resize(&text, w.used) < 0)
-		return NULL;
-	return Py_BuildValue("NnKKn", text, w.pos, (unsigned long long)w.eid,
+	return Py_BuildValue("y#nKKn", w.out, w.used, w.pos, (unsigned long long)w.eid,
 			     (unsigned long long)w.events, w.records);
 }
 
@@ -406,15 +420,20 @@ static PyMethodDef Formatter_methods[] = {
 	{NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject FormatterType = {
-	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "datacrumbs.trace._format.Formatter",
-	.tp_basicsize = sizeof(Formatter),
-	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Fills the functions' line templates in from call records.",
-	.tp_new = PyType_GenericNew,
-	.tp_init = (initproc)Formatter_init,
-	.tp_dealloc = (destructor)Formatter_dealloc,
-	.tp_methods = Formatter_methods,
+static PyType_Slot Formatter_slots[] = {
+	{Py_tp_doc, "Fills the functions' line templates in from call records."},
+	{Py_tp_new, PyType_GenericNew},
+	{Py_tp_init, (initproc)Formatter_init},
+	{Py_tp_dealloc, (destructor)Formatter_dealloc},
+	{Py_tp_methods, Formatter_methods},
+	{0, NULL},
+};
+
+static PyType_Spec Formatter_spec = {
+	.name = "datacrumbs.trace._format.Formatter",
+	.basicsize = sizeof(Formatter),
+	.flags = Py_TPFLAGS_DEFAULT,
+	.slots = Formatter_slots,
 };
 
 static struct PyModuleDef module = {
@@ -426,16 +445,14 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__format(void)
 {
-	PyObject *m;
+	PyObject *m, *type;
 
 	init_tables();
-	if (PyType_Ready(&FormatterType) < 0)
-		return NULL;
 	m = PyModule_Create(&module);
 	if (!m)
 		return NULL;
-	Py_INCREF(&FormatterType);
-	if (PyModule_AddObject(m, "Formatter", (PyObject *)&FormatterType) < 0 ||
+	type = PyType_FromSpec(&Formatter_spec);
+	if (!type || PyModule_AddObject(m, "Formatter", type) < 0 ||
 	    PyModule_AddIntConstant(m, "SRC_ID", SRC_ID) < 0 ||
 	    PyModule_AddIntConstant(m, "SRC_PID", SRC_PID) < 0 ||
 	    PyModule_AddIntConstant(m, "SRC_TID", SRC_TID) < 0 ||
@@ -447,7 +464,7 @@ PyMODINIT_FUNC PyInit__format(void)
 	    PyModule_AddIntConstant(m, "CONV_INT", CONV_INT) < 0 ||
 	    PyModule_AddIntConstant(m, "CONV_HEX", CONV_HEX) < 0 ||
 	    PyModule_AddIntConstant(m, "CONV_NARROW", CONV_NARROW) < 0) {
-		Py_DECREF(&FormatterType);
+		Py_XDECREF(type);
 		Py_DECREF(m);
 		return NULL;
 	}

@@ -2,10 +2,14 @@
 
     .venv/bin/python benchmarks/scaling.py [--threads 1,2] [--calls 750000] [--size 16]
                                            [--rate 0] [--rounds 3]
+                                           [--engine [--bpf-object PATH]]
 
 Installs into a temporary prefix and signs a probe file tracing ``write`` for ``nobody``. For
 each thread count, side by side in each round: the workload untraced, then under the daemon
-(started and READY=1 before the workload, SIGTERM right after it). The workload
+(started and READY=1 before the workload, SIGTERM right after it). With ``--engine``, the
+engine and trace writer the daemon runs, in this process, without an installation (a machine
+with only the package, libbpf and a prebuilt BPF object: the 16-core device); "daemon CPU"
+is then this process's. The workload
 (``c/threads_write.c``) is T threads each making ``--calls`` ``write()``s of ``--size`` bytes
 to /dev/null, paced to ``--rate`` per thread per second (0: as fast as they can).
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import re
 import resource
 import shutil
@@ -119,6 +124,58 @@ class Daemon:
         )
 
 
+class InProcess:
+    """The daemon's engine and trace writer, in this process, for one traced run."""
+
+    def __init__(self, work: Path, bpf_object: Path | None) -> None:
+        from datacrumbs.ebpf.ring_sizing import ring_layout
+
+        self.work = work
+        self.bpf_object = bpf_object
+        self.layout = ring_layout()
+        self.runs = 0
+
+    def traced(self, argv: list[str], threads: int) -> Sample:
+        from bench_support import WRITE_PROBE
+
+        from datacrumbs.ebpf.engine import Engine, EngineConfig
+        from datacrumbs.trace.recording import Recording
+        from datacrumbs.trace.writer import TraceWriter
+
+        self.runs += 1
+        config = EngineConfig(
+            uid=pwd.getpwnam(USER).pw_uid,
+            rings=self.layout.rings,
+            ringbuf_bytes=self.layout.ring_bytes,
+            bpf_object=self.bpf_object,
+        )
+        with Engine(config) as engine:
+            engine.load()
+            assert all(o.attached for o in engine.attach(WRITE_PROBE))
+            recording = Recording(engine, TraceWriter(self.work / f"scale{self.runs}.pfw.gz"))
+            cpu0 = _own_cpu()
+            recording.start()
+            started = time.perf_counter()
+            wall_ns, calls = _run(argv)
+            ended = time.perf_counter()
+            stats = recording.stop()
+            exited = time.perf_counter()
+            cpu = _own_cpu() - cpu0
+        return Sample(
+            ns_per_call=wall_ns * threads / calls,
+            events=stats.events,
+            lost=stats.lost,
+            drain_s=exited - ended,
+            end_to_end_per_s=calls / (exited - started),
+            daemon_cpu_s=cpu,
+        )
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default=f"1,2,{os.cpu_count()}")
@@ -126,6 +183,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0, help="per thread per second, 0: free")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engine", action="store_true", help="in this process, no daemon")
+    parser.add_argument("--bpf-object", type=Path, help="with --engine: a prebuilt object")
     args = parser.parse_args()
     counts = sorted({int(t) for t in args.threads.split(",")})
     work = workdir()
@@ -133,10 +192,14 @@ def main() -> None:
         binary = work / "threads_write"
         subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary),
                         str(C_DIR / "threads_write.c")], check=True)  # fmt: skip
-        prefix = install_prefix(work)
-        categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
-        probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
-        daemon = Daemon(prefix, probes, work)
+        tracer: Daemon | InProcess
+        if args.engine:
+            tracer = InProcess(work, args.bpf_object)
+        else:
+            prefix = install_prefix(work)
+            categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
+            probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
+            tracer = Daemon(prefix, probes, work)
         print(machine())
         print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
               f"{args.rate or 'free'}, {args.rounds} rounds, medians")  # fmt: skip
@@ -147,7 +210,7 @@ def main() -> None:
                 argv = _workload(binary, t, args.calls, args.size, args.rate)
                 wall_ns, calls = _run(argv)
                 untraced[t].append(wall_ns * t / calls)
-                traced[t].append(daemon.traced(argv, t))
+                traced[t].append(tracer.traced(argv, t))
         print(
             "| threads | ns/call untraced | ns/call traced | added | events | lost | drain s "
             "| end-to-end events/s | daemon CPU ns/event |"

@@ -362,10 +362,6 @@ def _trace(
 
 def _job_scope(settings: Settings, engine: Engine, log: logging.Logger) -> JobScope | None:
     """The job's cgroup to trace alone, checked now (None: no cgroup scopes the run)."""
-    if settings.job_cgroup is not None and settings.job_parent_cmdline is not None:
-        raise DatacrumbsError(
-            "DATACRUMBS_JOB_CGROUP and DATACRUMBS_JOB_PARENT_CMDLINE both scope the job: give one"
-        )
     if settings.job_cgroup is None:
         return None
     scope = JobScope(engine, settings.job_cgroup, log, lambda fields: None)

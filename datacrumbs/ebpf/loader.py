@@ -88,6 +88,8 @@ def _check_ringbuf_size(size: int) -> None:
 def check_config(cfg: EngineConfig) -> None:
     """Refuse a configuration no load could honour, before anything is loaded."""
     _check_ringbuf_size(cfg.ringbuf_bytes)
+    if not 0 <= cfg.rings <= MAX_RINGS:
+        raise EngineError(f"rings must be 0 (one per CPU) to {MAX_RINGS}, not {cfg.rings}")
     if cfg.parent_cmdline is not None:
         check_parent_cmdline(cfg.parent_cmdline)
     if cfg.filters_tasks and cfg.filters_cgroup:

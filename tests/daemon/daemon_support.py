@@ -91,7 +91,8 @@ class Daemon:
         self.run_dir = Path(env["DATACRUMBS_SERVER_RUN_DIR"])
         self.proc = subprocess.Popen(
             [command("datacrumbs"), str(probe_file), *args],
-            env=env,
+            # a hang is diagnosed by SIGABRT: every thread's Python stack to stderr
+            env=env | {"PYTHONFAULTHANDLER": "1"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -130,7 +131,14 @@ class Daemon:
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
-        self.proc.wait(timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler dumps every thread's stack
+            self.proc.wait(timeout=30)
+            self._reader.join(timeout=30)
+            log = "".join(self._lines)[-8000:]
+            raise AssertionError(f"the daemon did not stop within {timeout} s:\n{log}") from None
         self._reader.join(timeout=timeout)
         self.stderr = "".join(self._lines)
         return self.proc.returncode

@@ -41,6 +41,7 @@ __all__ = [
     "Settings",
     "expand_trace_dir",
     "load_settings",
+    "parent_cmdline_problem",
 ]
 
 ENV_PREFIX = "DATACRUMBS_"
@@ -61,6 +62,20 @@ TRACE_DIR_PLACEHOLDERS = {
 PER_RUN_FIELDS = frozenset({"user", "hostname", "job_cgroup", "job_parent_cmdline"})
 #: Room the kernel keeps for DATACRUMBS_JOB_PARENT_CMDLINE (DC_PARENT_CMDLINE, its NUL too).
 PARENT_CMDLINE_BYTES = 63
+
+
+def parent_cmdline_problem(cmdline: str) -> str | None:
+    """Why the kernel cannot compare ``cmdline`` with step daemons' command lines (None: it
+    can): the one rule of the setting and of the engine's ``parent_cmdline``."""
+    if (
+        not cmdline.strip()
+        or not cmdline.isprintable()
+        or len(cmdline.encode()) > PARENT_CMDLINE_BYTES
+    ):
+        return f"1 to {PARENT_CMDLINE_BYTES} printable bytes, not {cmdline!r}"
+    return None
+
+
 #: Fields that are the signer's policy: kept in the system configuration only.
 POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
@@ -251,12 +266,8 @@ class Settings(BaseSettings):
     @field_validator("job_parent_cmdline")
     @classmethod
     def _parent_cmdline(cls, cmdline: str | None) -> str | None:
-        if cmdline is not None and (
-            not cmdline.strip()
-            or not cmdline.isprintable()
-            or len(cmdline.encode()) > PARENT_CMDLINE_BYTES
-        ):
-            raise ValueError(f"1 to {PARENT_CMDLINE_BYTES} printable bytes, not {cmdline!r}")
+        if cmdline is not None and (problem := parent_cmdline_problem(cmdline)):
+            raise ValueError(problem)
         return cmdline
 
     @field_validator("hot_functions")

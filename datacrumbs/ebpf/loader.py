@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from datacrumbs.common.settings import parent_cmdline_problem
 from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import (
     RAW_SYS_ENTER,
@@ -25,7 +26,7 @@ from datacrumbs.ebpf.libbpf import (
     ringbuf_create,
 )
 from datacrumbs.ebpf.poller import possible_cpus
-from datacrumbs.ebpf.records import MAX_RINGS, PARENT_CMDLINE, Config
+from datacrumbs.ebpf.records import MAX_RINGS, Config
 
 __all__ = [
     "CGROUP_MKDIR",
@@ -39,7 +40,6 @@ __all__ = [
     "TASK_FORK",
     "UPROBE_MODES",
     "Loaded",
-    "check_parent_cmdline",
     "load",
     "ring_count",
 ]
@@ -90,19 +90,10 @@ def check_config(cfg: EngineConfig) -> None:
     _check_ringbuf_size(cfg.ringbuf_bytes)
     if not 0 <= cfg.rings <= MAX_RINGS:
         raise EngineError(f"rings must be 0 (one per CPU) to {MAX_RINGS}, not {cfg.rings}")
-    if cfg.parent_cmdline is not None:
-        check_parent_cmdline(cfg.parent_cmdline)
+    if cfg.parent_cmdline is not None and (problem := parent_cmdline_problem(cfg.parent_cmdline)):
+        raise EngineError(f"parent command line: {problem}")
     if cfg.filters_tasks and cfg.filters_cgroup:
         raise EngineError("a cgroup and a parent command line cannot both scope one session")
-
-
-def check_parent_cmdline(cmdline: str) -> None:
-    """Refuse a step daemon's command-line start the kernel cannot compare."""
-    raw = cmdline.encode(errors="replace")
-    if not cmdline.strip() or len(raw) >= PARENT_CMDLINE or not cmdline.isprintable():
-        raise EngineError(
-            f"a parent command line is 1 to {PARENT_CMDLINE - 1} printable bytes, not {cmdline!r}"
-        )
 
 
 def load(cfg: EngineConfig) -> Loaded:

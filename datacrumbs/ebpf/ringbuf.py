@@ -25,9 +25,8 @@ import mmap
 
 from datacrumbs.ebpf._ringwalk import committed_end
 
-__all__ = ["BUSY_BIT", "DISCARD_BIT", "HEADER_SIZE", "RingBufferReader"]
+__all__ = ["DISCARD_BIT", "HEADER_SIZE", "RingBufferReader"]
 
-BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HEADER_SIZE = 8
 

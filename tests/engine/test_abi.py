@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from datacrumbs.common.probes import FunctionArgument
+from datacrumbs.common.settings import PARENT_CMDLINE_BYTES
 from datacrumbs.ebpf import records, syscalls, uprobes
 
 HEADER = Path(records.__file__).with_name("dc_records.h")
@@ -301,3 +302,8 @@ def test_function_cookies_decode_to_their_arguments(abi):
         assert d["is_ptr"] == [int(i in pointers) for i in range(n)], args
         for i, size in pointers.items():
             assert d["ptr_size"][i] == size, args
+
+
+def test_the_setting_fits_the_kernels_parent_cmdline() -> None:
+    """DATACRUMBS_JOB_PARENT_CMDLINE's limit leaves DC_PARENT_CMDLINE room for its NUL."""
+    assert PARENT_CMDLINE_BYTES == records.PARENT_CMDLINE - 1

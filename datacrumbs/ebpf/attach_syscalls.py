@@ -21,6 +21,7 @@ __all__ = [
     "SYSCALL_MODES",
     "SYS_ENTER",
     "SYS_EXIT",
+    "URING_OPS",
     "SyscallAttacher",
 ]
 
@@ -35,8 +36,9 @@ URING_SYSCALL = "io_uring_enter"
 #: Opcodes the kernel side reads a size and offset of (struct io_rw), by their uapi names.
 _URING_RW = {"READV": "iovcnt", "WRITEV": "iovcnt", "READ_FIXED": "size",
              "WRITE_FIXED": "size", "READ": "size", "WRITE": "size"}  # fmt: skip
-#: Opcode slots the kernel side maps into function ids (DC_URING_OPS).
-_URING_OPS = 256
+#: Opcode slots the kernel side maps into function ids (DC_URING_OPS): asking for io_uring_enter
+#: takes up to this many function ids more than the probe file names.
+URING_OPS = 256
 
 
 class SyscallAttacher:
@@ -67,7 +69,7 @@ class SyscallAttacher:
         ops = kernel_btf.vmlinux().enum_values("io_uring_op")
         by_value = {v: n.removeprefix("IORING_OP_") for n, v in ops.items()}
         by_value = {v: n for v, n in by_value.items() if n != "LAST"}
-        if not by_value or max(by_value) >= _URING_OPS:
+        if not by_value or max(by_value) >= URING_OPS:
             return ctx.failed(probe, target, "this kernel's BTF has no usable enum io_uring_op")
         specs = []
         for value in range(max(by_value) + 1):

@@ -192,12 +192,146 @@ struct {
 	__type(value, __u64);
 } dc_func_hits SEC(".maps");
 
+/* Profile mode (dc_cfg.profile): the calls of each (process, thread, function, file, interval),
+ * aggregated, instead of one ring-buffer record per call. User space harvests and deletes the
+ * intervals that are over; a call that finds the map full is counted lost (DC_LOST_PROFILE).
+ * Preallocated (resized by user space): an update never allocates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* resized by user space before load */
+	__type(key, struct dc_agg_key);
+	__type(value, struct dc_agg);
+} dc_profile SEC(".maps");
+
+/* Profile mode: which argument of a function is its file offset (index + 1, 0 = none), by
+ * function id; sized and filled by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} dc_offset_args SEC(".maps");
+
+/* Profile mode: a new aggregate being built (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dc_agg);
+} dc_agg_scratch SEC(".maps");
+
 static __always_inline void dc_count_lost(__u32 slot)
 {
 	__u64 *n = bpf_map_lookup_elem(&dc_lost, &slot);
 
 	if (n)
 		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* The bucket of dc_agg.ret_log2 a return value falls in: 0 for ret <= 0, else 1 + its log2. */
+static __always_inline __u32 dc_log2_bucket(__s64 ret)
+{
+	__u64 x = ret;
+	__u32 k = 1;
+
+	if (ret <= 0)
+		return 0;
+	if (x >> 32) {
+		x >>= 32;
+		k += 32;
+	}
+	if (x >> 16) {
+		x >>= 16;
+		k += 16;
+	}
+	if (x >> 8) {
+		x >>= 8;
+		k += 8;
+	}
+	if (x >> 4) {
+		x >>= 4;
+		k += 4;
+	}
+	if (x >> 2) {
+		x >>= 2;
+		k += 2;
+	}
+	if (x >> 1)
+		k += 1;
+	return k < DC_HIST_BUCKETS ? k : DC_HIST_BUCKETS - 1;
+}
+
+/* Profile mode: add one completed call to its aggregate (interval by its exit time ``now``).
+ * A thread's own calls only ever update its own keys, on the CPU it runs on, so plain stores
+ * suffice; io_uring completions (``shared``) may complete one thread's requests on several
+ * CPUs at once, so their counts and sums are added atomically (their min and max may then
+ * miss a value completed at the very same moment). */
+static __always_inline void dc_profile_add(__u32 fid, __u32 pid, __u32 tid, __u64 fhash, __u64 now,
+					   __u64 dur, __s64 ret, const __u64 *args, bool shared)
+{
+	struct dc_agg_key key = {
+		.pid = pid,
+		.tid = tid,
+		.fid = fid,
+		.interval = now / dc_cfg.interval_ns,
+		.fhash = fhash,
+	};
+	__u32 bucket = dc_log2_bucket(ret) & (DC_HIST_BUCKETS - 1);
+	__u32 *offset_arg = bpf_map_lookup_elem(&dc_offset_args, &fid);
+	__s64 offset = 0;
+	struct dc_agg *a;
+	__u32 zero = 0;
+
+	if (offset_arg && *offset_arg) {
+		__u32 i = *offset_arg - 1;
+
+		if (i < DC_MAX_ARGS)
+			offset = args[i];
+	}
+	a = bpf_map_lookup_elem(&dc_profile, &key);
+	if (!a) {
+		struct dc_agg *init = bpf_map_lookup_elem(&dc_agg_scratch, &zero);
+
+		if (!init)
+			return;
+		__builtin_memset(init->ret_log2, 0, sizeof(init->ret_log2));
+		init->count = 1;
+		init->dur_sum = init->dur_min = init->dur_max = dur;
+		init->ret_sum = init->ret_min = init->ret_max = ret;
+		init->offset_min = init->offset_max = offset;
+		init->ret_log2[bucket] = 1;
+		if (!bpf_map_update_elem(&dc_profile, &key, init, BPF_NOEXIST))
+			return;
+		/* full, or made meanwhile on another CPU (an io_uring completion) */
+		a = bpf_map_lookup_elem(&dc_profile, &key);
+		if (!a) {
+			dc_count_lost(DC_LOST_PROFILE);
+			return;
+		}
+	}
+	if (shared) {
+		__sync_fetch_and_add(&a->count, 1);
+		__sync_fetch_and_add(&a->dur_sum, dur);
+		__sync_fetch_and_add(&a->ret_sum, ret);
+		__sync_fetch_and_add(&a->ret_log2[bucket], 1);
+	} else {
+		a->count += 1;
+		a->dur_sum += dur;
+		a->ret_sum += ret;
+		a->ret_log2[bucket] += 1;
+	}
+	if (dur < a->dur_min)
+		a->dur_min = dur;
+	if (dur > a->dur_max)
+		a->dur_max = dur;
+	if (ret < a->ret_min)
+		a->ret_min = ret;
+	if (ret > a->ret_max)
+		a->ret_max = ret;
+	if (offset < a->offset_min)
+		a->offset_min = offset;
+	if (offset > a->offset_max)
+		a->offset_max = offset;
 }
 
 /* Wake the consumer only when the buffer is filling up, and then at most once a millisecond
@@ -426,6 +560,13 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 			fhash = hash1;
 	}
 
+	if (dc_cfg.profile) {
+		dc_profile_add(DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, now, now - in->ts, ret,
+			       in->args, false);
+		in->ts = 0;
+		dc_describe_task(th);
+		return 0;
+	}
 	ring = dc_ring(th);
 	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
@@ -652,6 +793,8 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	struct dc_inflight *in = bpf_map_lookup_elem(&dc_func_inflight, &key);
 	struct dc_thread *th;
 	struct dc_call *e;
+	__u64 fhash;
+	__s64 ret;
 	void *ring;
 
 	if (!in)
@@ -667,6 +810,17 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 		return 0;
 	}
 	dc_ids(th, key.pid_tgid);
+	ret = key.cookie & DC_FUNC_NO_RET ? 0 : PT_REGS_RC(ctx);
+	if (key.cookie & DC_FUNC_RET_ITEMS)
+		ret *= (__s64)in->args[1];
+	fhash = dc_func_file(in, PT_REGS_RC(ctx), th->pid, th->tid, key.pid_tgid >> 32);
+	if (dc_cfg.profile) {
+		dc_profile_add(DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, now, now - in->ts,
+			       ret, in->args, false);
+		bpf_map_delete_elem(&dc_func_inflight, &key);
+		dc_describe_task(th);
+		return 0;
+	}
 	ring = dc_ring(th);
 	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
@@ -680,10 +834,8 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 	e->tid = th->tid;
 	e->ts = in->ts;
 	e->dur = now - in->ts;
-	e->ret = key.cookie & DC_FUNC_NO_RET ? 0 : PT_REGS_RC(ctx);
-	if (key.cookie & DC_FUNC_RET_ITEMS)
-		e->ret *= (__s64)in->args[1];
-	e->fhash = dc_func_file(in, PT_REGS_RC(ctx), th->pid, th->tid, key.pid_tgid >> 32);
+	e->ret = ret;
+	e->fhash = fhash;
 	for (int i = 0; i < DC_MAX_ARGS; i++)
 		e->args[i] = in->args[i];
 	bpf_map_delete_elem(&dc_func_inflight, &key);
@@ -779,6 +931,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 {
 	__u64 now = bpf_ktime_get_ns(), key;
 	struct dc_uring_req *r;
+	__u32 fid;
 	struct dc_call *e;
 	void *ring;
 
@@ -789,6 +942,15 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	r = bpf_map_lookup_elem(&dc_uring_inflight, &key);
 	if (!r)
 		return 0; /* not the job's, or a multishot request's later completion */
+	fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
+	if (dc_cfg.profile) {
+		__u64 args[DC_MAX_ARGS] = {r->args[0], r->args[1], r->args[2], r->args[3], 0, 0};
+
+		dc_profile_add(fid, r->pid, r->tid, r->fhash, now, now - r->ts,
+			       BPF_CORE_READ(ctx, res), args, true);
+		bpf_map_delete_elem(&dc_uring_inflight, &key);
+		return 0;
+	}
 	ring = dc_cpu_ring();
 	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
@@ -797,7 +959,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 		return 0;
 	}
 	e->type = DC_REC_CALL;
-	e->fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
+	e->fid = fid;
 	e->pid = r->pid;
 	e->tid = r->tid;
 	e->ts = r->ts;

@@ -32,7 +32,8 @@ enum dc_lost_slot {
 	DC_LOST_INFLIGHT = 3, /* entries dropped because the in-flight map was full */
 	DC_LOST_NESTED = 4,   /* calls of a function inside a call of it on the same thread */
 	DC_LOST_COMPAT = 5,   /* 32-bit syscalls asked for whose arguments are not read */
-	DC_LOST_SLOTS = 6,
+	DC_LOST_PROFILE = 6,  /* profile mode: calls that found the profile map full */
+	DC_LOST_SLOTS = 7,
 };
 
 /* Cookie, 64 bits:
@@ -121,7 +122,8 @@ struct dc_config {
 	__u32 parent_cmdline_len; /* 1..DC_PARENT_CMDLINE - 1 when filter_tasks */
 	char parent_cmdline[DC_PARENT_CMDLINE];
 	__u32 rings; /* ring buffers in dc_rings, 1..DC_MAX_RINGS */
-	__u32 pad;
+	__u32 profile; /* profile mode: calls are aggregated in dc_profile, not sent */
+	__u64 interval_ns; /* profile mode: the length of an interval */
 };
 
 struct dc_inflight {
@@ -171,6 +173,33 @@ struct dc_uring_req {
 	__u32 pad;
 };
 
+/* Profile mode: one aggregate per (process, thread, function, file, interval). An interval is
+ * the call's exit time (CLOCK_MONOTONIC) divided by dc_cfg.interval_ns. */
+#define DC_HIST_BUCKETS 32
+struct dc_agg_key {
+	__u32 pid; /* ids in the daemon's pid namespace */
+	__u32 tid;
+	__u32 fid;
+	__u32 pad;
+	__u64 interval;
+	__u64 fhash; /* the call's file, 0 = none or unknown */
+};
+
+struct dc_agg {
+	__u64 count;
+	__u64 dur_sum; /* ns */
+	__u64 dur_min;
+	__u64 dur_max;
+	__s64 ret_sum;
+	__s64 ret_min;
+	__s64 ret_max;
+	__s64 offset_min; /* functions with an offset argument (dc_offset_args); else 0 */
+	__s64 offset_max;
+	/* calls by their return value (bytes, for reads and writes): bucket 0 holds ret <= 0,
+	 * bucket k the values from 2^(k-1) to 2^k - 1, the last one everything above */
+	__u64 ret_log2[DC_HIST_BUCKETS];
+};
+
 /* The job's cgroup before it exists (dc_scope): ``depth`` names below the cgroup ``parent``
  * (user space's), matched in order as they are made; ``found`` is the job's cgroup id. */
 #define DC_SCOPE_DEPTH 4
@@ -187,6 +216,8 @@ struct dc_scope {
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
-_Static_assert(sizeof(struct dc_config) == 120, "dc_config is 120 bytes");
+_Static_assert(sizeof(struct dc_config) == 128, "dc_config is 128 bytes");
+_Static_assert(sizeof(struct dc_agg_key) == 32, "dc_agg_key is 32 bytes");
+_Static_assert(sizeof(struct dc_agg) == 72 + 8 * DC_HIST_BUCKETS, "dc_agg is 328 bytes");
 
 #endif /* DC_RECORDS_H */

@@ -39,6 +39,7 @@ from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
 from datacrumbs.ebpf.libbpf import BpfError, map_lookup, map_update
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
+from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import SCOPE, pack_scope
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
 
@@ -148,6 +149,8 @@ class Engine:
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(outcomes)
         final += implied
+        if self.config.profiles:
+            self._set_offset_args()
         for outcome in final:
             if not outcome.attached:
                 _log.warning(
@@ -158,6 +161,15 @@ class Engine:
                     extra={"CATEGORY": outcome.category, "FUNCTION": outcome.function},
                 )
         return final
+
+    def _set_offset_args(self) -> None:
+        """Profile mode: tell the kernel which argument of each function is its file offset
+        (the one the trace would write as ``offset``), for the aggregates' offset range."""
+        fd = self._context.obj.map_fd(loader.OFFSET_ARGS_MAP)
+        for fid, spec in self.functions.specs.items():
+            index = next((f.index for f in spec.fields if f.key == "offset"), None)
+            if index is not None and fid < self.config.function_slots:
+                map_update(fd, fid.to_bytes(4, "little"), (index + 1).to_bytes(4, "little"))
 
     @property
     def link_count(self) -> int:
@@ -275,12 +287,16 @@ class Engine:
         if self._poller is not None:
             raise EngineError("the engine is already streaming")
         rings = self._loaded.rings if self._loaded is not None else []
+        profile = None
+        if self.config.profiles:
+            profile = ProfileMap(obj.map_fd(loader.PROFILE_MAP), self.config.profile_interval_ns)
         self._poller = Poller(
             rings,
             self.config.ringbuf_bytes,
             obj.map_fd(loader.LOST_MAP),
             sink,
             self.config.poll_interval,
+            profile,
         )
 
     def read_loss(self) -> LossCounts:

@@ -31,8 +31,12 @@ class EngineConfig:
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
     ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
     load fails without them) or ``single`` (one perf-event uprobe per function and direction).
-    ``function_slots``: how many function ids have a hit counter (``Engine.function_hits``);
-    the daemon sizes it to its probe file.
+    ``function_slots``: how many function ids have a hit counter (``Engine.function_hits``)
+    and, in profile mode, an offset slot; the daemon sizes it to its probe file.
+    ``profile_interval_ns``: profile mode (0: trace mode): calls are aggregated in the kernel
+    per (process, thread, function, file, interval of this length) instead of sent one by one.
+    ``profile_keys``: profile mode: aggregates the kernel holds at most (the intervals not
+    harvested yet); a call that finds no room is counted lost.
     """
 
     uid: int | None
@@ -47,6 +51,13 @@ class EngineConfig:
     syscall_mode: str = "raw_tp"
     uprobe_mode: str = "auto"
     function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
+    profile_interval_ns: int = 0
+    profile_keys: int = 32768
+
+    @property
+    def profiles(self) -> bool:
+        """Whether calls are aggregated in the kernel (profile mode) rather than sent."""
+        return self.profile_interval_ns > 0
 
     @property
     def filters_cgroup(self) -> bool:

@@ -38,7 +38,9 @@ __all__ = [
     "BpfError",
     "BpfLink",
     "BpfObject",
+    "map_delete_batch",
     "map_lookup",
+    "map_lookup_batch",
     "map_update",
     "ringbuf_create",
 ]
@@ -124,6 +126,17 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_map__fd": (c_int, c_void_p),
     "bpf_map_update_elem": (c_int, c_int, c_void_p, c_void_p, c_uint64),
     "bpf_map_lookup_elem": (c_int, c_int, c_void_p, c_void_p),
+    "bpf_map_lookup_batch": (
+        c_int,
+        c_int,
+        c_void_p,
+        c_void_p,
+        c_void_p,
+        c_void_p,
+        POINTER(c_uint32),
+        c_void_p,
+    ),
+    "bpf_map_delete_batch": (c_int, c_int, c_void_p, POINTER(c_uint32), c_void_p),
     "bpf_program__attach_tracepoint_opts": (
         c_void_p,
         c_void_p,
@@ -391,3 +404,40 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:
     if err:
         raise _fail(f"cannot look up BPF map fd {fd}", err)
     return buf.raw
+
+
+def map_lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[bytes, int]:
+    """Every entry of a hash map, ``chunk`` at a time (``BPF_MAP_LOOKUP_BATCH``, kernel 5.6+,
+    one call per chunk instead of three per entry): the keys and values side by side, as
+    ``key | value`` rows, and how many. Entries added meanwhile may or may not be seen."""
+    keys = ctypes.create_string_buffer(key_size * chunk)
+    values = ctypes.create_string_buffer(value_size * chunk)
+    token_in = ctypes.create_string_buffer(8)  # a hash map's batch token is a bucket index
+    token_out = ctypes.create_string_buffer(8)
+    rows: list[bytes] = []
+    first = True
+    while True:
+        count = c_uint32(chunk)
+        err = _lib.bpf_map_lookup_batch(
+            fd, None if first else token_in, token_out, keys, values, ctypes.byref(count), None
+        )
+        if err and abs(err) != errno.ENOENT:
+            raise _fail(f"cannot read BPF map fd {fd}", err)
+        kraw, vraw = keys.raw, values.raw
+        for i in range(count.value):
+            rows.append(kraw[i * key_size : (i + 1) * key_size])
+            rows.append(vraw[i * value_size : (i + 1) * value_size])
+        if err:  # ENOENT: that was the last bucket
+            return b"".join(rows), len(rows) // 2
+        ctypes.memmove(token_in, token_out, 8)
+        first = False
+
+
+def map_delete_batch(fd: int, keys: bytes, count: int) -> None:
+    """Delete ``count`` keys (packed one after another) from a hash map in one call."""
+    if not count:
+        return
+    done = c_uint32(count)
+    err = _lib.bpf_map_delete_batch(fd, keys, ctypes.byref(done), None)
+    if err:
+        raise _fail(f"cannot delete from BPF map fd {fd}", err)

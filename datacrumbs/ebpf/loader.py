@@ -33,6 +33,8 @@ __all__ = [
     "HITS_MAP",
     "JOB_CGROUPS_MAP",
     "LOST_MAP",
+    "OFFSET_ARGS_MAP",
+    "PROFILE_MAP",
     "RINGS_MAP",
     "SCOPE_MAP",
     "TASK_EXEC",
@@ -50,6 +52,10 @@ JOB_CGROUPS_MAP = "dc_job_cgroups"
 SCOPE_MAP = "dc_scope"
 CGROUP_MKDIR = "dc_cgroup_mkdir"
 HITS_MAP = "dc_func_hits"
+PROFILE_MAP = "dc_profile"
+OFFSET_ARGS_MAP = "dc_offset_args"
+#: Profile mode's shortest interval: shorter ones would take more harvesting than tracing.
+MIN_PROFILE_INTERVAL_NS = 1_000_000
 TASK_EXEC = "dc_task_exec"
 TASK_FORK = "dc_task_fork"
 TASK_EXIT = "dc_task_exit"
@@ -94,6 +100,13 @@ def check_config(cfg: EngineConfig) -> None:
         raise EngineError(f"parent command line: {problem}")
     if cfg.filters_tasks and cfg.filters_cgroup:
         raise EngineError("a cgroup and a parent command line cannot both scope one session")
+    if cfg.profiles and cfg.profile_interval_ns < MIN_PROFILE_INTERVAL_NS:
+        raise EngineError(
+            f"a profile interval of at least {MIN_PROFILE_INTERVAL_NS // 1_000_000} ms, "
+            f"not {cfg.profile_interval_ns} ns"
+        )
+    if cfg.profile_keys < 1:
+        raise EngineError(f"profile_keys must be at least 1, not {cfg.profile_keys}")
 
 
 def load(cfg: EngineConfig) -> Loaded:
@@ -121,6 +134,8 @@ def load(cfg: EngineConfig) -> Loaded:
             ring_fds = _make_rings(ring_count(cfg), cfg.ringbuf_bytes)
             obj.set_inner_map_fd(RINGS_MAP, ring_fds[0])
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
+            obj.set_max_entries(OFFSET_ARGS_MAP, max(1, cfg.function_slots))
+            obj.set_max_entries(PROFILE_MAP, cfg.profile_keys if cfg.profiles else 1)
             config = Config(
                 uid=cfg.uid,
                 filter_cgroup=cfg.filters_cgroup,
@@ -130,6 +145,7 @@ def load(cfg: EngineConfig) -> Loaded:
                 wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
                 parent_cmdline=(cfg.parent_cmdline or "").encode(),
                 rings=len(ring_fds),
+                interval_ns=cfg.profile_interval_ns,
             )
             obj.set_initial_value(".rodata.config", config.pack())
             # only the programs of the variants in use are verified and loaded

@@ -4,7 +4,8 @@ It waits on the ring buffers (one epoll over all, ``poll_interval`` timeout, or 
 once a buffer is ``wakeup_fraction`` full), copies each one's committed records out and hands
 them to the sink, buffer by buffer: a thread's records are all in one buffer, so they reach the
 sink in order. Once per round it also reads the kernel's loss counters and, when they changed,
-tells the sink.
+tells the sink. In profile mode it also harvests the aggregates of the intervals that are over
+(:mod:`profile_map`), after the ring buffers, so that the names they use reach the sink first.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import os
 import select
 import struct
 import threading
+import time
 from pathlib import Path
 
 from datacrumbs.ebpf.libbpf import map_lookup
+from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import LOST_SLOTS
 from datacrumbs.ebpf.ringbuf import RingBufferReader
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
@@ -62,6 +65,7 @@ class Poller:
         lost_fd: int,
         sink: RecordSink,
         interval: float,
+        profile: ProfileMap | None = None,
     ) -> None:
         self._readers = [RingBufferReader(fd, ringbuf_bytes) for fd in ring_fds]
         self._epoll = select.epoll()
@@ -70,6 +74,12 @@ class Poller:
         self._lost_fd = lost_fd
         self._sink = sink
         self._interval = interval
+        self._profile = profile
+        # harvest twice an interval, at most every 50 ms and at least every second
+        self._harvest_every = (
+            min(max(profile.interval_ns // 2, 50_000_000), 1_000_000_000) if profile else 0
+        )
+        self._next_harvest = 0
         self._stopping = threading.Event()
         self.ring_bytes = 0
         self.last_loss = LossCounts()
@@ -85,7 +95,7 @@ class Poller:
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
-    def _drain_once(self) -> None:
+    def _drain_once(self, final: bool = False) -> None:
         # one read per ring per pass, until a pass finds nothing: a ring that keeps filling
         # must not starve the others
         busy = True
@@ -96,6 +106,12 @@ class Poller:
                     busy = True
                     self.ring_bytes += len(chunk)
                     self._sink.submit(chunk)
+        if self._profile is not None:
+            now = time.monotonic_ns()
+            if final or now >= self._next_harvest:
+                self._next_harvest = now + self._harvest_every
+                if rows := self._profile.harvest(None if final else now):
+                    self._sink.submit_profile(rows)
         loss = read_loss(self._lost_fd)
         if loss != self.last_loss:
             self.last_loss = loss
@@ -107,7 +123,7 @@ class Poller:
         self._thread.join()
         try:
             if self.error is None:
-                self._drain_once()
+                self._drain_once(final=True)
         finally:
             for reader in self._readers:
                 reader.close()

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
+    "AGG",
+    "AGG_FIELDS",
+    "AGG_KEY",
+    "AGG_KEY_FIELDS",
     "CALL",
     "CALL_FIELDS",
     "CALL_SIZE",
@@ -33,6 +37,7 @@ __all__ = [
     "FUNC_RET_FD",
     "FUNC_RET_FILE",
     "FUNC_RET_ITEMS",
+    "HIST_BUCKETS",
     "LAYOUTS",
     "LOST_SLOTS",
     "MAX_ARGS",
@@ -119,6 +124,7 @@ class LostSlot(IntEnum):
     INFLIGHT = 3
     NESTED = 4
     COMPAT = 5
+    PROFILE = 6
 
 
 LOST_SLOTS = len(LostSlot)  # DC_LOST_SLOTS
@@ -139,8 +145,8 @@ TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
 PARENT_CMDLINE = 64
 #: DC_MAX_RINGS: ring buffers at most (one per CPU up to this many).
 MAX_RINGS = 64
-#: struct dc_config (120 bytes).
-CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sII")
+#: struct dc_config (128 bytes).
+CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sIIQ")
 CONFIG_FIELDS = (
     "uid",
     "filter_uid",
@@ -153,7 +159,8 @@ CONFIG_FIELDS = (
     "parent_cmdline_len",
     "parent_cmdline",
     "rings",
-    "pad",
+    "profile",
+    "interval_ns",
 )
 #: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
 #: DC_SCOPE_NAME bytes below the cgroup ``parent``).
@@ -162,6 +169,25 @@ SCOPE_NAME = 64
 SCOPE = struct.Struct(f"<QQII{SCOPE_DEPTH * SCOPE_NAME}s")
 SCOPE_FIELDS = ("parent", "found", "next", "depth", "names")
 
+#: Profile mode: struct dc_agg_key (32 bytes) and struct dc_agg (328 bytes), with
+#: DC_HIST_BUCKETS buckets of return values by their log2.
+HIST_BUCKETS = 32
+AGG_KEY = struct.Struct("<IIIIQQ")
+AGG_KEY_FIELDS = ("pid", "tid", "fid", "pad", "interval", "fhash")
+AGG = struct.Struct(f"<QQQQqqqqq{HIST_BUCKETS}Q")
+AGG_FIELDS = (
+    "count",
+    "dur_sum",
+    "dur_min",
+    "dur_max",
+    "ret_sum",
+    "ret_min",
+    "ret_max",
+    "offset_min",
+    "offset_max",
+    "ret_log2",
+)
+
 #: C struct name → (its format, its field names): what the ABI test compares with the header.
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "dc_call": (CALL, CALL_FIELDS),
@@ -169,6 +195,8 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "dc_task": (TASK, TASK_FIELDS),
     "dc_config": (CONFIG, CONFIG_FIELDS),
     "dc_scope": (SCOPE, SCOPE_FIELDS),
+    "dc_agg_key": (AGG_KEY, AGG_KEY_FIELDS),
+    "dc_agg": (AGG, AGG_FIELDS),
 }
 
 _FORMAT_ITEM = re.compile(r"(\d*)([xcbB?hHiIlLqQnNefdspP])")
@@ -203,6 +231,7 @@ class Config:
     wakeup_bytes: int
     parent_cmdline: bytes = b""  # b"": no process-tree filter
     rings: int = 1
+    interval_ns: int = 0  # profile mode's interval; 0: trace mode
 
     def pack(self) -> bytes:
         if len(self.parent_cmdline) >= PARENT_CMDLINE:
@@ -219,7 +248,8 @@ class Config:
             len(self.parent_cmdline),
             self.parent_cmdline,
             self.rings,
-            0,
+            int(self.interval_ns > 0),
+            self.interval_ns,
         )
 
 

@@ -25,11 +25,12 @@ class LossCounts:
     inflight: int = 0  # calls whose entry could not be stored
     nested: int = 0  # recursive calls: only the outermost call of a function is recorded
     compat: int = 0  # 32-bit syscalls asked for whose ia32 arguments are not read
+    profile: int = 0  # profile mode: calls that found the profile map full
 
     @property
     def total_events(self) -> int:
         """Calls that happened but are not in the trace."""
-        return self.events + self.inflight + self.nested + self.compat
+        return self.events + self.inflight + self.nested + self.compat + self.profile
 
 
 class RecordSink(Protocol):
@@ -40,3 +41,7 @@ class RecordSink(Protocol):
 
     def write_loss(self, loss: LossCounts) -> None:
         """The loss counters changed: ``loss`` holds the new cumulative totals."""
+
+    def submit_profile(self, rows: bytes) -> None:
+        """Profile mode: harvested aggregates, each a ``dc_agg_key`` then its ``dc_agg``, of
+        intervals that are over (all of them at the end)."""

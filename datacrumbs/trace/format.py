@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from datacrumbs.ebpf.functions import ArgField, ArgKind, FunctionSpec
-from datacrumbs.ebpf.records import NAME_HEADER, TASK, RecordType, fnv1a64
+from datacrumbs.ebpf.profile_map import ROW_SIZE
+from datacrumbs.ebpf.records import AGG, AGG_KEY, NAME_HEADER, TASK, RecordType, fnv1a64
 from datacrumbs.ebpf.ringbuf import DISCARD_BIT, HEADER_SIZE
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace import _format as _fast
@@ -120,6 +121,7 @@ class EventFormatter:
         pid: int,
         tid: int,
         process_info: Callable[[int], Mapping[str, str]] | None = None,
+        profile_interval_ns: int = 0,
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -127,10 +129,13 @@ class EventFormatter:
             {fid: _templates(spec, self.hhash) for fid, spec in functions.items()}, clock_offset
         )
         self._offset = clock_offset
+        self._specs = dict(functions)
+        self._interval_ns = profile_interval_ns
+        self.aggregates = 0  # profile mode: aggregated records written
         self._pid = pid
         self._tid = tid
         self.next_id = 1
-        self.events = 0  # call events written
+        self.events = 0  # calls written (one per event; in profile mode, each aggregate's)
         self.records = 0  # ring-buffer records decoded
         self._names: set[int] = set()
         self._process_names: dict[int, str] = {}
@@ -243,3 +248,43 @@ class EventFormatter:
             elif rtype == _TASK:
                 out.append(self._task_lines(chunk, rec).encode())
         return b"".join(out)
+
+    # -- profile mode --------------------------------------------------------------------
+    def profile_lines(self, rows: bytes) -> bytes:
+        """DFTracer's aggregated records (numeric ``ph`` and ``type`` 3), one per harvested
+        aggregate (``key | value`` rows, :mod:`datacrumbs.ebpf.profile_map`): the calls of
+        one function, thread and file in one interval, stamped with the interval's start.
+        Times are microseconds, as everywhere in the trace."""
+        out: list[str] = []
+        for at in range(0, len(rows), ROW_SIZE):
+            pid, tid, fid, _, interval, fhash = AGG_KEY.unpack_from(rows, at)
+            spec = self._specs.get(fid)
+            if spec is None:  # a function detached and forgotten: not in the trace
+                continue
+            count, dur_sum, dur_min, dur_max, ret_sum, ret_min, ret_max, off_min, off_max, *log2 = (
+                AGG.unpack_from(rows, at + AGG_KEY.size)
+            )
+            ts = (interval * self._interval_ns + self._offset) // 1000
+            args = f'"hhash":"{self.hhash}"'
+            if fhash and spec.has_file:
+                args += f',"fhash":"{fhash:016x}"'
+            args += (
+                f',"dft_cnt":{count},"dur_sum":{dur_sum // 1000},"dur_min":{dur_min // 1000},'
+                f'"dur_max":{dur_max // 1000}'
+            )
+            if spec.has_return:
+                args += f',"ret_sum":{ret_sum},"ret_min":{ret_min},"ret_max":{ret_max}'
+                if ret_max > 0:
+                    args += f',"ret_log2":[{",".join(map(str, log2))}]'
+            if any(f.key == "offset" for f in spec.fields):
+                args += f',"offset_min":{off_min},"offset_max":{off_max}'
+            for key, value in spec.labels:
+                args += f",{_json(key)}:{_json(value)}"
+            out.append(
+                f'{{"id":{self.next_id},"name":{_json(spec.name)},"cat":{_json(spec.category)},'
+                f'"pid":{pid},"tid":{tid},"ts":{ts},"ph":3,"type":3,"args":{{{args}}}}}\n'
+            )
+            self.next_id += 1
+            self.events += count
+            self.aggregates += 1
+        return "".join(out).encode()

@@ -64,6 +64,7 @@ class Recording:
             pid=os.getpid(),
             tid=threading.get_native_id(),
             process_info=read_process_info,
+            profile_interval_ns=self.engine.config.profile_interval_ns,
         )
         self.writer.start(formatter)
         self.engine.start(self.writer)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TraceWriter"]
 
-_RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE = range(5)
+_RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE, _PROFILE = range(6)
 
 
 class TraceWriter:
@@ -93,6 +93,10 @@ class TraceWriter:
         """Raw ring-buffer records, formatted on the formatting thread."""
         self._raw.put((_RECORDS, chunk))
 
+    def submit_profile(self, rows: bytes) -> None:
+        """Profile mode: harvested aggregates, formatted on the formatting thread."""
+        self._raw.put((_PROFILE, rows))
+
     def write_text(self, text: str) -> None:
         """Complete lines (each ending in a newline), written as they are."""
         self._raw.put((_TEXT, text))
@@ -139,6 +143,8 @@ class TraceWriter:
             try:
                 if kind == _RECORDS and fmt is not None:
                     data = fmt.format(payload)  # type: ignore[arg-type]
+                elif kind == _PROFILE and fmt is not None:
+                    data = fmt.profile_lines(payload)  # type: ignore[arg-type]
                 elif kind == _LOSS and fmt is not None:
                     data = fmt.loss_line(payload).encode()  # type: ignore[arg-type]
                 elif kind == _NOTICE and fmt is not None:

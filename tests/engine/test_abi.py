@@ -45,6 +45,7 @@ CONSTANTS = {
     "DC_FUNC_NO_RET": records.FUNC_NO_RET,
     "DC_SCOPE_DEPTH": records.SCOPE_DEPTH,
     "DC_SCOPE_NAME": records.SCOPE_NAME,
+    "DC_HIST_BUCKETS": records.HIST_BUCKETS,
 }
 #: Cookie macros: the program applies them to each cookie on its command line.
 COOKIE_MACROS = {

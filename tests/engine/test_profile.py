@@ -1,0 +1,123 @@
+"""Profile mode: calls aggregated in the kernel per (process, thread, function, file,
+interval), harvested interval by interval, written as DFTracer's aggregated records; the sums
+of ``dft_cnt`` and ``ret_sum`` are exactly the calls and bytes the workload made."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from engine_support import Trace, as_user, user_dir
+
+from datacrumbs.common.probes import Probe, ProbeType
+
+K, S = 1000, 4096
+POSIX = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["openat", "write", "pread64",
+                                                                  "fsync", "close"])  # fmt: skip
+
+
+def _aggregates(trace: Trace, pid: int) -> list[dict]:
+    return [e for e in trace.objects if e.get("ph") == 3 and e["pid"] == pid]
+
+
+def _by_function_and_file(trace: Trace, pid: int) -> dict[tuple[str, str], dict[str, int]]:
+    """Per (function, file name): the sums over the process's aggregates."""
+    names = trace.file_names()
+    totals: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for e in _aggregates(trace, pid):
+        a = e["args"]
+        t = totals[(e["name"], names.get(a.get("fhash", ""), ""))]
+        t["calls"] += a["dft_cnt"]
+        t["bytes"] += a["ret_sum"]
+        t["aggregates"] += 1
+    return {k: dict(v) for k, v in totals.items()}
+
+
+def test_a_known_workload_sums_to_its_calls_and_bytes(
+    session, compile_c, traced_user, public_dir: Path
+) -> None:
+    binary = compile_c("file_io.c", "file_io")
+    data = user_dir(public_dir, traced_user, "profile-file-io") / "data.bin"
+    with session([POSIX], uid=traced_user.uid, profile_interval_ns=20_000_000) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(data), str(K), str(S)]),
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+    trace = s.trace
+    assert trace is not None
+    pid = int(out.stdout.split()[0])
+    assert trace.stats.lost == 0
+    assert not trace.events  # no per-call events in profile mode
+    totals = _by_function_and_file(trace, pid)
+    file = str(data)
+    assert totals[("write", file)]["calls"] == K
+    assert totals[("write", file)]["bytes"] == K * S
+    assert totals[("pread", file)]["calls"] == K
+    assert totals[("pread", file)]["bytes"] == K * S
+    assert totals[("fsync", file)]["calls"] == 1
+    assert totals[("close", file)]["calls"] == 1
+    assert totals[("open", file)]["calls"] == 1
+    # the one write of "<pid> <fd>\n" to the pipe, apart from the file's
+    stdout_writes = [(k, v) for k, v in totals.items() if k[0] == "write" and k[1] != file]
+    assert [v["calls"] for _, v in stdout_writes] == [1]
+    assert [v["bytes"] for _, v in stdout_writes] == [len(out.stdout)]
+
+    [fhash] = [h for h, name in trace.file_names().items() if name == file]
+    preads = [e["args"] for e in _aggregates(trace, pid)
+              if e["name"] == "pread" and e["args"]["fhash"] == fhash]  # fmt: skip
+    assert min(a["offset_min"] for a in preads) == 0
+    assert max(a["offset_max"] for a in preads) == (K - 1) * S
+    for a in preads:  # every pread read S bytes: 2^12, the 13th bucket
+        assert a["ret_log2"][13] == a["dft_cnt"] == sum(a["ret_log2"])
+        assert a["ret_min"] == a["ret_max"] == S
+        assert a["dur_min"] <= a["dur_max"] and a["dur_sum"] >= a["dur_max"]
+    # the trace's own count of calls is the sum of the aggregates'
+    assert trace.stats.events == sum(e["args"]["dft_cnt"] for e in trace.objects
+                                     if e.get("ph") == 3)  # fmt: skip
+
+
+def test_intervals_are_harvested_while_the_job_runs(session, compile_c, traced_user) -> None:
+    """100,000 writes over 2 s in 100 ms intervals: aggregates reach the trace while the
+    workload still runs (never the open interval), one per interval, and add up exactly."""
+    binary = compile_c("flood.c", "flood")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    n, rate, interval_ns = 100_000, 50_000, 100_000_000
+    with session(probes, uid=traced_user.uid, profile_interval_ns=interval_ns) as s:
+        proc = subprocess.Popen(as_user(traced_user, [str(binary), str(n), str(rate)]))
+        time.sleep(1.0)
+        harvested_while_running = s.recording.stats().events
+        assert proc.wait(timeout=60) == 0
+    trace = s.trace
+    assert trace is not None
+    aggregates = _aggregates(trace, proc.pid)
+    assert sum(e["args"]["dft_cnt"] for e in aggregates) == n
+    assert (trace.stats.events, trace.stats.lost) == (n, 0)
+    assert 0 < harvested_while_running < n
+    starts = [e["ts"] for e in aggregates]
+    assert len(set(starts)) == len(starts) >= 15  # one aggregate per interval
+    assert all(t % (interval_ns // 1000) == starts[0] % (interval_ns // 1000) for t in starts)
+    for e in aggregates:
+        assert e["args"]["ret_sum"] == e["args"]["dft_cnt"]  # one byte each
+        assert e["args"]["ret_log2"][1] == e["args"]["dft_cnt"]
+
+
+def test_a_full_map_is_counted_lost(session, compile_c, traced_user, public_dir: Path) -> None:
+    """Room for 2 aggregates, 3 threads writing each to its own file: the third thread's calls
+    find no room and are counted lost, call by call; the trace holds the rest exactly."""
+    binary = compile_c("threaded_writer.c", "threaded_writer")
+    out = user_dir(public_dir, traced_user, "profile-full")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    writes = 500
+    with session(
+        probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000, profile_keys=2
+    ) as s:
+        subprocess.run(as_user(traced_user, [str(binary), str(out), "3", str(writes)]), check=True)
+    trace = s.trace
+    assert trace is not None
+    calls = sum(e["args"]["dft_cnt"] for e in trace.objects if e.get("ph") == 3)
+    assert trace.stats.loss.profile > 0
+    assert calls + trace.stats.loss.profile == 3 * writes
+    assert trace.stats.lost == trace.stats.loss.profile
+    assert len([e for e in trace.objects if e.get("ph") == 3]) == 2

@@ -17,7 +17,7 @@ import re
 import socket
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -199,6 +199,30 @@ class Settings(BaseSettings):
             "Memory of the kernel ring buffers together, in MiB: one per CPU (up to 64), each "
             "a power of two. 0: 1/64 of the node's memory, within 32 MiB and 1 GiB. What they "
             "hold is how long the daemon may fall behind a burst before events are lost."
+        ),
+    )
+    mode: Literal["trace", "profile"] = Field(
+        default="trace",
+        description=(
+            "trace: every call is an event of the trace. profile: calls are aggregated in the "
+            "kernel per process, thread, function, file and interval, and the trace holds one "
+            "DFTracer aggregated record per aggregate."
+        ),
+    )
+    profile_interval_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=3_600_000,
+        description="Profile mode: the length of an interval, in milliseconds.",
+    )
+    profile_max_keys: int = Field(
+        default=32768,
+        ge=16,
+        le=1 << 22,
+        description=(
+            "Profile mode: aggregates the kernel holds at most (about 400 bytes each, "
+            "allocated at start), those of the intervals not yet written; a call that finds "
+            "no room is counted lost."
         ),
     )
     uprobe_hit_limit: int = Field(

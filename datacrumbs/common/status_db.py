@@ -1,4 +1,5 @@
-"""The runtime probe status database: which targets attached on this node, and which failed.
+"""The runtime probe status database: which targets attached on this node, and which failed,
+and in which mode each run traced (``runtime_runs``).
 
 ``<data-dir>/probes-runtime-status-<install-user>-<user>-<config-name>.sqlite``, where user is
 the job user and config-name the probe file's name without ``.json.gz`` (or ``.json``). One
@@ -43,6 +44,15 @@ CREATE TABLE IF NOT EXISTS runtime_probe_status (
     fingerprint TEXT NOT NULL DEFAULT '',
     updated_at TEXT NOT NULL,
     PRIMARY KEY (probe_group, scope_key, function_name, status)
+);
+CREATE TABLE IF NOT EXISTS runtime_runs (
+    run_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('trace', 'profile')),
+    profile_interval_ms INTEGER,
+    trace_file TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, host)
 );
 """
 
@@ -201,6 +211,25 @@ class StatusDB:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def record_run(
+        self, run_id: str, host: str, mode: str, interval_ms: int | None, trace_file: str
+    ) -> None:
+        """Which mode a run traced in (and profile mode's interval), and its trace: a later
+        run with the same run-id on this host replaces it."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO runtime_runs VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, host, mode, interval_ms, trace_file, now),
+            )
+
+    def runs(self) -> list[dict[str, str | int | None]]:
+        """Every run recorded, oldest first."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            cursor = db.execute("SELECT * FROM runtime_runs ORDER BY started_at, run_id")
+            return [dict(row) for row in cursor]
 
     def rows(self, status: str) -> list[dict[str, str]]:
         """Every row of one status, as dicts (for ``datacrumbs_sqlite_extract``)."""

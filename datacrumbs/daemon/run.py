@@ -37,8 +37,9 @@ from datacrumbs.daemon.job_scope import JobScope
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
+from datacrumbs.ebpf.attach_syscalls import URING_OPS
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
-from datacrumbs.ebpf.ring_sizing import ring_layout
+from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, ring_layout
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
 
@@ -139,11 +140,13 @@ def _trace_location(
     return location
 
 
-def _status_line(stats: RecordingStats) -> str:
-    return (
-        f"tracing: {stats.events} events, {stats.lost} lost, "
-        f"trace {stats.trace_bytes / 1048576:.1f} MiB"
-    )
+def _status_line(stats: RecordingStats, profiles: bool) -> str:
+    size = f"trace {stats.trace_bytes / 1048576:.1f} MiB"
+    if profiles:
+        return f"profiling: {stats.events} calls in {stats.aggregates} aggregates, " + (
+            f"{stats.lost} lost, {size}"
+        )
+    return f"tracing: {stats.events} events, {stats.lost} lost, {size}"
 
 
 class _StopSignal:
@@ -249,7 +252,9 @@ def _trace(
     bpf_object = settings.bpf_object_file
     if not bpf_object.is_file():
         raise DatacrumbsError(f"BPF object {bpf_object} is missing: run datacrumbs_install")
-    layout = ring_layout(settings.ring_buffer_mb << 20)
+    profiles = settings.mode == "profile"
+    # profile mode: the rings carry file names and thread names only
+    layout = ring_layout(settings.ring_buffer_mb << 20 or (PROFILE_TOTAL if profiles else 0))
     log.info(
         "ring buffers: %d x %d MiB",
         layout.rings,
@@ -264,9 +269,18 @@ def _trace(
             cgroup_later=settings.job_cgroup is not None,
             parent_cmdline=settings.job_parent_cmdline,
             bpf_object=bpf_object,
-            function_slots=len(requested) + 1,
+            # io_uring_enter brings up to URING_OPS functions more
+            function_slots=len(requested) + 1 + URING_OPS,
+            profile_interval_ns=settings.profile_interval_ms * 1_000_000 if profiles else 0,
+            profile_keys=settings.profile_max_keys,
         )
     )
+    if profiles:
+        log.info(
+            "profile mode: %d ms intervals, at most %d aggregates held",
+            settings.profile_interval_ms,
+            settings.profile_max_keys,
+        )
     scope = _job_scope(settings, engine, log)
     # The checked binaries stay open for the whole run: a uprobe group attached again after a
     # runaway neighbour was detached must reach the very file that was checked.
@@ -304,6 +318,13 @@ def _trace(
         # 0600, the job user's alone, whatever group they share with others.
         writer = TraceWriter(trace_path, dir_fd=location.dir_fd, mode=0o600)
         os.fchown(writer.fileno(), job_user.pw_uid, job_user.pw_gid)
+        status_db.record_run(
+            run_id,
+            settings.hostname,
+            settings.mode,
+            settings.profile_interval_ms if profiles else None,
+            str(trace_path),
+        )
         recording = Recording(engine, writer, settings.hostname)
         recording.start()
         if settings.job_parent_cmdline is not None:
@@ -322,7 +343,8 @@ def _trace(
             scope.begin()
         files.mark_ready(trace_path)
         ready_status = (
-            f"tracing {job_user.pw_name} (run {run_id}): {attached} probes "
+            f"{'profiling' if profiles else 'tracing'} {job_user.pw_name} (run {run_id}): "
+            f"{attached} probes "
             f"attached, {len(failed)} failed -> {trace_path}"
         )
         notifier.ready(ready_status)
@@ -331,7 +353,7 @@ def _trace(
         runaways = _Runaways(
             engine, HitLimit(settings.uprobe_hit_limit), writer, status_db, by_category, log
         )
-        _wait_for_stop(recording, notifier, stop, runaways.check)
+        _wait_for_stop(recording, notifier, stop, runaways.check, profiles)
         notifier.stopping("stopping: draining the ring buffer and finishing the trace")
         final = recording.stop(
             summary={
@@ -423,7 +445,11 @@ class _Runaways:
 
 
 def _wait_for_stop(
-    recording: Recording, notifier: Notifier, stop: _StopSignal, tick: Callable[[], None]
+    recording: Recording,
+    notifier: Notifier,
+    stop: _StopSignal,
+    tick: Callable[[], None],
+    profiles: bool,
 ) -> None:
     interval = TICK_SECONDS
     if notifier.watchdog_interval is not None:
@@ -432,5 +458,5 @@ def _wait_for_stop(
         if recording.engine.failure is not None:
             return  # stop() reports it; the ready file goes on exit
         tick()
-        notifier.status(_status_line(recording.stats()))
+        notifier.status(_status_line(recording.stats(), profiles))
         notifier.watchdog()

@@ -297,7 +297,9 @@ static __always_inline void dc_profile_add(__u32 fid, __u32 pid, __u32 tid, __u6
 		__builtin_memset(init->ret_log2, 0, sizeof(init->ret_log2));
 		init->count = 1;
 		init->dur_sum = init->dur_min = init->dur_max = dur;
-		init->ret_sum = init->ret_min = init->ret_max = ret;
+		init->ret_sum = ret >= 0 ? ret : 0;
+		init->errors = ret < 0;
+		init->ret_min = init->ret_max = ret;
 		init->offset_min = init->offset_max = offset;
 		init->ret_log2[bucket] = 1;
 		if (!bpf_map_update_elem(&dc_profile, &key, init, BPF_NOEXIST))
@@ -312,12 +314,18 @@ static __always_inline void dc_profile_add(__u32 fid, __u32 pid, __u32 tid, __u6
 	if (shared) {
 		__sync_fetch_and_add(&a->count, 1);
 		__sync_fetch_and_add(&a->dur_sum, dur);
-		__sync_fetch_and_add(&a->ret_sum, ret);
+		if (ret >= 0)
+			__sync_fetch_and_add(&a->ret_sum, ret);
+		else
+			__sync_fetch_and_add(&a->errors, 1);
 		__sync_fetch_and_add(&a->ret_log2[bucket], 1);
 	} else {
 		a->count += 1;
 		a->dur_sum += dur;
-		a->ret_sum += ret;
+		if (ret >= 0)
+			a->ret_sum += ret;
+		else
+			a->errors += 1;
 		a->ret_log2[bucket] += 1;
 	}
 	if (dur < a->dur_min)

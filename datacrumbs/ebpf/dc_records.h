@@ -190,7 +190,8 @@ struct dc_agg {
 	__u64 dur_sum; /* ns */
 	__u64 dur_min;
 	__u64 dur_max;
-	__s64 ret_sum;
+	__s64 ret_sum; /* of the calls that did not fail (ret >= 0): the bytes of reads and writes */
+	__u64 errors;  /* calls that failed (ret < 0) */
 	__s64 ret_min;
 	__s64 ret_max;
 	__s64 offset_min; /* functions with an offset argument (dc_offset_args); else 0 */
@@ -218,6 +219,6 @@ _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
 _Static_assert(sizeof(struct dc_config) == 128, "dc_config is 128 bytes");
 _Static_assert(sizeof(struct dc_agg_key) == 32, "dc_agg_key is 32 bytes");
-_Static_assert(sizeof(struct dc_agg) == 72 + 8 * DC_HIST_BUCKETS, "dc_agg is 328 bytes");
+_Static_assert(sizeof(struct dc_agg) == 80 + 8 * DC_HIST_BUCKETS, "dc_agg is 336 bytes");
 
 #endif /* DC_RECORDS_H */

@@ -169,18 +169,19 @@ SCOPE_NAME = 64
 SCOPE = struct.Struct(f"<QQII{SCOPE_DEPTH * SCOPE_NAME}s")
 SCOPE_FIELDS = ("parent", "found", "next", "depth", "names")
 
-#: Profile mode: struct dc_agg_key (32 bytes) and struct dc_agg (328 bytes), with
+#: Profile mode: struct dc_agg_key (32 bytes) and struct dc_agg (336 bytes), with
 #: DC_HIST_BUCKETS buckets of return values by their log2.
 HIST_BUCKETS = 32
 AGG_KEY = struct.Struct("<IIIIQQ")
 AGG_KEY_FIELDS = ("pid", "tid", "fid", "pad", "interval", "fhash")
-AGG = struct.Struct(f"<QQQQqqqqq{HIST_BUCKETS}Q")
+AGG = struct.Struct(f"<QQQQqQqqqq{HIST_BUCKETS}Q")
 AGG_FIELDS = (
     "count",
     "dur_sum",
     "dur_min",
     "dur_max",
     "ret_sum",
+    "errors",
     "ret_min",
     "ret_max",
     "offset_min",

@@ -18,13 +18,15 @@ from typing import NamedTuple
 from datacrumbs.ebpf.poller import possible_cpus
 from datacrumbs.ebpf.records import MAX_RINGS
 
-__all__ = ["MAX_TOTAL", "MIN_RING", "MIN_TOTAL", "RingLayout", "ring_layout"]
+__all__ = ["MAX_TOTAL", "MIN_RING", "MIN_TOTAL", "PROFILE_TOTAL", "RingLayout", "ring_layout"]
 
 MIN_TOTAL = 32 << 20
 MAX_TOTAL = 1 << 30
 MEMORY_SHARE = 64  # 1/64 of the node's memory by default
 MIN_RING = 1 << 20  # a ring smaller than this wakes the consumer too often
 MAX_RING = 256 << 20
+#: Profile mode's default: the rings carry only file and thread names, each once.
+PROFILE_TOTAL = 16 << 20
 
 
 class RingLayout(NamedTuple):

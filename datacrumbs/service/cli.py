@@ -51,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
         "with TEXT (the job's step daemons, e.g. 'slurmstepd: [JOBID.') fork from now on, "
         "and their descendants",
     )
+    start.add_argument(
+        "--mode",
+        choices=("trace", "profile"),
+        help="trace: every call is an event; profile: calls aggregated per process, thread, "
+        "function, file and interval (default: the installation's DATACRUMBS_MODE)",
+    )
+    start.add_argument(
+        "--profile-interval-ms",
+        metavar="MS",
+        type=int,
+        help="profile mode's interval (default: the installation's "
+        "DATACRUMBS_PROFILE_INTERVAL_MS, 1000)",
+    )
     stop = commands.add_parser(
         "stop", help="systemctl stop datacrumbs@RUN_ID, wait, remove the environment file"
     )
@@ -68,7 +81,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "start":
         print(
             start_tracing(
-                args.run_id, args.user, args.probe_file, args.job_cgroup, args.job_parent_cmdline
+                args.run_id,
+                args.user,
+                args.probe_file,
+                args.job_cgroup,
+                args.job_parent_cmdline,
+                mode=args.mode,
+                profile_interval_ms=args.profile_interval_ms,
             )
         )
     else:

@@ -29,7 +29,12 @@ ENV_FILE_KEYS = (
     "DATACRUMBS_INSTALL_PREFIX",
 )
 #: Written after those when the job has them.
-OPTIONAL_ENV_FILE_KEYS = ("DATACRUMBS_JOB_CGROUP", "DATACRUMBS_JOB_PARENT_CMDLINE")
+OPTIONAL_ENV_FILE_KEYS = (
+    "DATACRUMBS_JOB_CGROUP",
+    "DATACRUMBS_JOB_PARENT_CMDLINE",
+    "DATACRUMBS_MODE",
+    "DATACRUMBS_PROFILE_INTERVAL_MS",
+)
 
 # Characters systemd's EnvironmentFile= parser needs escaped inside double quotes.
 _ESCAPED = ("\\", '"', "$", "`")

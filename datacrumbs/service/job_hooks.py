@@ -184,13 +184,22 @@ def start_tracing(
     probe_file: Path,
     job_cgroup: Path | None = None,
     job_parent_cmdline: str | None = None,
+    *,
+    mode: str | None = None,
+    profile_interval_ms: int | None = None,
 ) -> str:
     """Start ``datacrumbs@<run-id>`` for ``user_name`` (only the processes in ``job_cgroup``
     and below, when given: it may not exist yet; or only what processes whose command line
-    starts with ``job_parent_cmdline`` fork, and their descendants); return the line to
-    print."""
+    starts with ``job_parent_cmdline`` fork, and their descendants), in ``mode`` (None: the
+    installation's); return the line to print."""
     if job_cgroup is not None and job_parent_cmdline is not None:
         raise DatacrumbsError("--job-cgroup and --job-parent-cmdline both scope the job: give one")
+    if mode not in (None, "trace", "profile"):
+        raise DatacrumbsError(f"--mode: trace or profile, not {mode!r}")
+    if profile_interval_ms is not None and not 1 <= profile_interval_ms <= 3_600_000:
+        raise DatacrumbsError(
+            f"--profile-interval-ms: 1 to 3600000 milliseconds, not {profile_interval_ms}"
+        )
     run_id = validate_run_id(run_id, "the command line")
     try:
         user = pwd.getpwnam(user_name)
@@ -221,6 +230,10 @@ def start_tracing(
         values["DATACRUMBS_JOB_CGROUP"] = str(job_cgroup)
     if job_parent_cmdline is not None:
         values["DATACRUMBS_JOB_PARENT_CMDLINE"] = job_parent_cmdline
+    if mode is not None:
+        values["DATACRUMBS_MODE"] = mode
+    if profile_interval_ms is not None:
+        values["DATACRUMBS_PROFILE_INTERVAL_MS"] = str(profile_interval_ms)
     text = render_env_file(values)
     run_dir = unit.env_file.parent
     if not run_dir.is_dir():
@@ -233,7 +246,8 @@ def start_tracing(
         scope = f" in {job_cgroup}" if job_cgroup is not None else ""
         if job_parent_cmdline is not None:
             scope = f" below processes {job_parent_cmdline!r}"
-        return f"{unit.name} started: tracing {user.pw_name}{scope} with {probe_file}"
+        doing = "profiling" if (mode or settings.mode) == "profile" else "tracing"
+        return f"{unit.name} started: {doing} {user.pw_name}{scope} with {probe_file}"
     unit.env_file.unlink(missing_ok=True)
     status = unit.state()
     log_file = log_file_path(settings.log_dir, user.pw_name, run_id, socket.gethostname())

@@ -153,9 +153,15 @@ class EventFormatter:
         return line
 
     def header(self) -> str:
-        """The host-hash metadata that opens a trace (after the writer's ``[`` line)."""
+        """The host-hash metadata that opens a trace (after the writer's ``[`` line), and the
+        mode the trace was made in (``trace``, or ``profile`` and its interval)."""
         args = f'{{"hhash":"{self.hhash}","name":{_json(self.hostname)},"value":"{self.hhash}"}}'
-        return self._meta("HH", self._pid, self._tid, args)
+        mode = '{"mode":"trace"}'
+        if self._interval_ns:
+            mode = f'{{"mode":"profile","interval_ms":{self._interval_ns / 1e6:g}}}'
+        return self._meta("HH", self._pid, self._tid, args) + self._meta(
+            "datacrumbs_mode", self._pid, self._tid, mode, cat="datacrumbs"
+        )
 
     def _tracer_event(self, name: str, args: Mapping[str, int | str]) -> str:
         """A record of the tracer itself, stamped now: metadata (``ph`` ``M``, ``cat``
@@ -184,6 +190,8 @@ class EventFormatter:
         formatter's count of call events); not DFTracer's process metadata (``PR``), which the
         tools read as a process name."""
         fields: dict[str, int | float | str] = {"events": self.events}
+        if self._interval_ns:
+            fields["aggregates"] = self.aggregates
         fields.update((k, v) for k, v in summary.items() if k != "events")
         value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
@@ -261,9 +269,10 @@ class EventFormatter:
             spec = self._specs.get(fid)
             if spec is None:  # a function detached and forgotten: not in the trace
                 continue
-            count, dur_sum, dur_min, dur_max, ret_sum, ret_min, ret_max, off_min, off_max, *log2 = (
+            count, dur_sum, dur_min, dur_max, ret_sum, errors, ret_min, ret_max, *rest = (
                 AGG.unpack_from(rows, at + AGG_KEY.size)
             )
+            off_min, off_max, *log2 = rest
             ts = (interval * self._interval_ns + self._offset) // 1000
             args = f'"hhash":"{self.hhash}"'
             if fhash and spec.has_file:
@@ -273,7 +282,10 @@ class EventFormatter:
                 f'"dur_max":{dur_max // 1000}'
             )
             if spec.has_return:
-                args += f',"ret_sum":{ret_sum},"ret_min":{ret_min},"ret_max":{ret_max}'
+                args += (
+                    f',"ret_sum":{ret_sum},"ret_min":{ret_min},"ret_max":{ret_max},'
+                    f'"errors":{errors}'
+                )
                 if ret_max > 0:
                     args += f',"ret_log2":[{",".join(map(str, log2))}]'
             if any(f.key == "offset" for f in spec.fields):

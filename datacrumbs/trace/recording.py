@@ -37,6 +37,7 @@ class RecordingStats:
     ring_bytes: int
     trace_bytes: int
     loss: LossCounts
+    aggregates: int = 0  # profile mode: aggregated records written (``events``: their calls)
 
     @property
     def lost(self) -> int:
@@ -78,6 +79,7 @@ class Recording:
             ring_bytes=engine.ring_bytes,
             trace_bytes=self.writer.bytes_out,
             loss=engine.loss,
+            aggregates=fmt.aggregates if fmt is not None else 0,
         )
 
     def stop(self, summary: Mapping[str, int | float | str] | None = None) -> RecordingStats:
@@ -98,6 +100,7 @@ class Recording:
                 "lost_names": engine.loss.names,
                 "lost_tasks": engine.loss.tasks,
                 "ring_bytes": engine.ring_bytes,
+                "mode": "profile" if self.engine.config.profiles else "trace",
             }
         )
         if failure is not None:

@@ -18,6 +18,11 @@ ones included) and for other calls that ask for a size (``args.size``, e.g. read
 ``ret`` is within it. A return value that is not a byte count (``mmap``'s address,
 ``ftruncate``'s 0) adds nothing. Each layer counts its own calls: an fwrite and the write(2)
 that flushes it are both counted, in their own rows (and both in their file's row).
+
+Profile traces (``DATACRUMBS_MODE=profile``) are read the same way: each aggregated record
+(``"ph": 3``) adds its ``dft_cnt`` calls, its ``dur_sum`` and, for the data calls, its
+``ret_sum`` (the bytes of the calls that did not fail; calls that ask for a size are not told
+apart in an aggregate, so only the data calls' bytes count there).
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ class TraceSummary:
 
     path: Path
     complete: bool = False  # the closing "]" line was read
-    events: int = 0  # complete ("X") events counted
+    mode: str = "trace"  # or "profile": the trace holds aggregates (datacrumbs_mode)
+    events: int = 0  # calls counted: complete ("X") events, or the aggregates' dft_cnt
     other_events: int = 0  # "X" events of processes left out by the pid filter
     lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_LOSS_KEYS, 0))
     functions: dict[tuple[str, str], FunctionTotals] = field(default_factory=dict)
@@ -105,6 +111,7 @@ class TraceSummary:
         return {
             "trace": str(self.path),
             "complete": self.complete,
+            "mode": self.mode,
             "host": self.host,
             "pids": sorted(self.pids) if self.pids is not None else None,
             "events": self.events,
@@ -134,12 +141,18 @@ _X_LINE = re.compile(
     rb'\{"id":\d+,"name":"([^"\\]*)","cat":"([^"\\]*)","pid":(\d+),"tid":\d+,"ts":\d+,'
     rb'"dur":(\d+),"ph":"X","args":\{"hhash":"[0-9a-f]*","ret":(-?\d+)(.*)\}\}'
 )
-_Call = tuple[bytes, bytes, int, int, int, "int | None", "bytes | None"]
+#: (name, category, pid, calls, total duration, bytes, fhash) of an event or an aggregate.
+_Call = tuple[bytes, bytes, int, int, int, int, "bytes | None"]
+
+
+def _done(name: bytes, ret: int, size: int | None) -> int:
+    """The bytes one call moved (see the module's docstring)."""
+    return ret if ret > 0 and (name in _DATA_CALLS or (size is not None and ret <= size)) else 0
 
 
 def _fast_call(line: bytes) -> _Call | None:
-    """(name, category, pid, dur, ret, size, fhash) of a daemon-written "X" line, else None;
-    the category is the probe file's (``args.category``), else the layer (``cat``)."""
+    """The :data:`_Call` of a daemon-written "X" line, else None; the category is the probe
+    file's (``args.category``), else the layer (``cat``)."""
     m = _X_LINE.fullmatch(line)
     if m is None:
         return None
@@ -155,19 +168,27 @@ def _fast_call(line: bytes) -> _Call | None:
             fhash = rest[j + 10 : rest.index(b'"', j + 10)]
     except ValueError:
         return None
-    return name, cat, int(pid), int(dur), int(ret), size, fhash
+    return name, cat, int(pid), 1, int(dur), _done(name, int(ret), size), fhash
 
 
 def _json_call(event: dict[str, Any]) -> _Call:
+    """The :data:`_Call` of a complete event or (``"ph": 3``) an aggregate."""
     args = event.get("args") or {}
     fhash = args.get("fhash")
+    name = str(event["name"]).encode()
+    if event["ph"] == 3:
+        count, dur = args.get("dft_cnt", 0), args.get("dur_sum", 0)
+        done = max(args.get("ret_sum", 0), 0) if name in _DATA_CALLS else 0
+    else:
+        count, dur = 1, event.get("dur", 0)
+        done = _done(name, args.get("ret", 0), args.get("size"))
     return (
-        str(event["name"]).encode(),
+        name,
         str(args.get("category") or event.get("cat", "")).encode(),
         event.get("pid", 0),
-        event.get("dur", 0),
-        args.get("ret", 0),
-        args.get("size"),
+        count,
+        dur,
+        done,
         fhash.encode() if isinstance(fhash, str) else None,
     )
 
@@ -206,27 +227,26 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
                 if event["args"].get("name") == "datacrumbs_summary":
                     daemon_summary = event["args"].get("value")
                 continue
-            if ph != "X":
+            if ph != "X" and ph != 3:
                 continue
             call = _json_call(event)
-        name, cat, pid, dur, ret, size, fhash = call
+        name, cat, pid, count, dur, done, fhash = call
         if wanted is not None and pid not in wanted:
-            summary.other_events += 1
+            summary.other_events += count
             continue
-        done = ret if ret > 0 and (name in _DATA_CALLS or (size is not None and ret <= size)) else 0
         totals = by_key.get((name, cat))
         if totals is None:
-            by_key[(name, cat)] = [1, done, dur]
+            by_key[(name, cat)] = [count, done, dur]
         else:
-            totals[0] += 1
+            totals[0] += count
             totals[1] += done
             totals[2] += dur
         if fhash is not None:
             seen = per_hash.get(fhash)
             if seen is None:
-                per_hash[fhash] = [1, done]
+                per_hash[fhash] = [count, done]
             else:
-                seen[0] += 1
+                seen[0] += count
                 seen[1] += done
     if number == 0:
         raise DatacrumbsError(f"{summary.path}: empty trace (no complete line)")
@@ -259,6 +279,8 @@ def _metadata(event: dict[str, Any], summary: TraceSummary, file_names: dict[str
         summary.processes[event["pid"]] = args["name"]
     elif name == "HH":
         summary.host = args["name"]
+    elif name == "datacrumbs_mode":
+        summary.mode = str(args.get("mode", "trace"))
 
 
 # -- text output ----------------------------------------------------------------------------
@@ -312,7 +334,8 @@ def render_tables(summary: TraceSummary, max_files: int = 15) -> Any:
         else " of "
         + ", ".join(f"{summary.processes.get(p, '?')} (pid {p})" for p in sorted(summary.pids))
     )
-    functions = Table(title=f"{summary.events:,} calls{who}", title_justify="left")
+    profiled = " (profile: aggregated per interval)" if summary.mode == "profile" else ""
+    functions = Table(title=f"{summary.events:,} calls{who}{profiled}", title_justify="left")
     for column in ("function", "category"):
         functions.add_column(column)
     for column in ("calls", "bytes", "total time", "mean time"):

@@ -12,6 +12,7 @@ from pathlib import Path
 from engine_support import Trace, as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.trace.summary import summarize
 
 K, S = 1000, 4096
 POSIX = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["openat", "write", "pread64",
@@ -121,3 +122,29 @@ def test_a_full_map_is_counted_lost(session, compile_c, traced_user, public_dir:
     assert calls + trace.stats.loss.profile == 3 * writes
     assert trace.stats.lost == trace.stats.loss.profile
     assert len([e for e in trace.objects if e.get("ph") == 3]) == 2
+
+
+def test_the_summary_reads_a_profile_as_it_reads_a_trace(
+    session, compile_c, traced_user, public_dir: Path
+) -> None:
+    """The same workload traced and profiled: datacrumbs_summary's calls and bytes per function
+    and for the workload's file are the same from both traces."""
+    binary = compile_c("file_io.c", "file_io")
+    data = user_dir(public_dir, traced_user, "profile-summary") / "data.bin"
+    results = {}
+    for mode, interval in (("trace", 0), ("profile", 50_000_000)):
+        with session([POSIX], uid=traced_user.uid, profile_interval_ns=interval) as s:
+            out = subprocess.run(
+                as_user(traced_user, [str(binary), str(data), str(K), str(S)]),
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        assert s.trace is not None
+        summary = summarize(s.trace.path, [int(out.stdout.split()[0])])
+        assert summary.mode == mode
+        functions = {(f.name, f.count, f.bytes) for f in summary.functions.values()}
+        files = {(f.path, f.count, f.bytes) for f in summary.files if f.path == str(data)}
+        results[mode] = (functions, files)
+    assert results["trace"] == results["profile"]
+    functions, files = results["profile"]
+    assert ("write", K + 1, K * S + len(out.stdout)) in functions
+    assert files == {(str(data), 2 * K + 3, 2 * K * S)}  # open, writes, preads, fsync, close

@@ -404,11 +404,10 @@ static __always_inline void *dc_current_ring(void)
  * uid already matched pay for the two extra reads. */
 static __always_inline bool dc_acts_as_user(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	const struct cred *cred = BPF_CORE_READ(task, cred);
+	/* through the task's BTF pointer: a load each, where BPF_CORE_READ costs a helper call */
+	const struct cred *cred = bpf_get_current_task_btf()->cred;
 
-	return BPF_CORE_READ(cred, euid.val) == dc_cfg.uid &&
-	       BPF_CORE_READ(cred, fsuid.val) == dc_cfg.uid;
+	return cred->euid.val == dc_cfg.uid && cred->fsuid.val == dc_cfg.uid;
 }
 
 /* Filter at entry: unrelated processes cost the uid check and nothing else. */
@@ -503,6 +502,40 @@ static __always_inline struct dc_thread *dc_sys_begin(__u64 cookie)
 	return th;
 }
 
+/* The name hash of the current thread's fd: the one it had when the thread last used the fd
+ * and it held the same dentry (a loop of reads or writes on one file, a copy's two fds), else
+ * from dc_fd_name, remembered in the thread's oldest slot. The check costs the two reads that
+ * find the fd's dentry; the (process, fd) map's lookup is skipped. */
+static __always_inline __u64 dc_thread_fd_name(struct dc_thread *th, __u32 tgid, __s64 fd)
+{
+	struct file *f = dc_fd_file(fd);
+	struct dentry *d;
+	__u32 slot;
+	__u64 hash;
+
+	if (!f)
+		return 0;
+	d = BPF_CORE_READ(f, f_path.dentry);
+	if (!th->fds_known) {
+		for (int i = 0; i < DC_FDS_SEEN; i++)
+			th->fds[i].fd = -1;
+		th->fds_known = 1;
+	}
+	for (int i = 0; i < DC_FDS_SEEN; i++) {
+		if (th->fds[i].fd == fd && th->fds[i].dentry == (__u64)d)
+			return th->fds[i].hash;
+	}
+	hash = dc_fd_name(tgid, fd, th->pid, th->tid);
+	if (hash) {
+		slot = th->fds_next % DC_FDS_SEEN;
+		th->fds[slot].fd = fd;
+		th->fds[slot].dentry = (__u64)d;
+		th->fds[slot].hash = hash;
+		th->fds_next = slot + 1;
+	}
+	return hash;
+}
+
 /* Syscall entry, once the arguments are in: name the fd argument now, while it still holds
  * its file (close and dup2 release it by the exit). */
 static __always_inline void dc_sys_fd(struct dc_thread *th)
@@ -515,7 +548,7 @@ static __always_inline void dc_sys_fd(struct dc_thread *th)
 		return;
 	id = bpf_get_current_pid_tgid();
 	dc_ids(th, id);
-	th->sys.fhash = dc_fd_name(id >> 32, (__s32)th->sys.args[fd_arg - 1], th->pid, th->tid);
+	th->sys.fhash = dc_thread_fd_name(th, id >> 32, (__s32)th->sys.args[fd_arg - 1]);
 }
 
 /* The name hash of path argument path (index + 1) of a syscall: relative to the directory fd

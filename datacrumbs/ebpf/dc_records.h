@@ -134,6 +134,14 @@ struct dc_inflight {
 	__u64 fhash; /* the name of the call's fd (0: none), resolved at entry: close frees it */
 };
 
+/* A file the thread used lately, by fd: its name holds while the fd holds that dentry. */
+struct dc_fd_seen {
+	__s64 fd; /* -1: none */
+	__u64 dentry;
+	__u64 hash;
+};
+#define DC_FDS_SEEN 2
+
 struct dc_thread {
 	struct dc_inflight sys; /* the syscall in flight; ts == 0: none */
 	__u32 pid;		/* ids in the daemon's pid namespace, once ids_known */
@@ -142,6 +150,10 @@ struct dc_thread {
 	__u32 described; /* user space has this thread's names */
 	__u32 ring;	 /* its ring buffer (index in dc_rings), once ring_known */
 	__u32 ring_known;
+	/* the fds of its last calls (a read loop's, a copy's two): named without dc_fd_names */
+	struct dc_fd_seen fds[DC_FDS_SEEN];
+	__u32 fds_next; /* the slot to replace next */
+	__u32 fds_known; /* fds[] initialised (task storage starts zeroed: fd 0 would match) */
 };
 
 struct dc_ukey {

@@ -259,10 +259,16 @@ class EventFormatter:
 
     # -- profile mode --------------------------------------------------------------------
     def profile_lines(self, rows: bytes) -> bytes:
-        """DFTracer's aggregated records (numeric ``ph`` and ``type`` 3), one per harvested
-        aggregate (``key | value`` rows, :mod:`datacrumbs.ebpf.profile_map`): the calls of
-        one function, thread and file in one interval, stamped with the interval's start.
-        Times are microseconds, as everywhere in the trace."""
+        """Aggregated records, one per harvested aggregate (``key | value`` rows,
+        :mod:`datacrumbs.ebpf.profile_map`): the calls of one function, thread and file in one
+        interval, stamped with the interval's start; times in microseconds, as everywhere in
+        the trace.
+
+        ``"ph":"C"``, not the numeric ``"ph":3`` DFTracer 2.2 writes: dftracer-utils takes a
+        record for a profile only when its ``ph`` is the string ``"C"`` (and its ``cat`` not
+        ``sys``, the system metrics); given ``3``, dftracer-analyzer counts each record as one
+        call with no bytes and dftracer_view does not see it (docs/trace-format.md). ``dur``
+        repeats ``dur_sum`` for the tools that total ``dur``."""
         out: list[str] = []
         for at in range(0, len(rows), ROW_SIZE):
             pid, tid, fid, _, interval, fhash = AGG_KEY.unpack_from(rows, at)
@@ -294,7 +300,8 @@ class EventFormatter:
                 args += f",{_json(key)}:{_json(value)}"
             out.append(
                 f'{{"id":{self.next_id},"name":{_json(spec.name)},"cat":{_json(spec.category)},'
-                f'"pid":{pid},"tid":{tid},"ts":{ts},"ph":3,"type":3,"args":{{{args}}}}}\n'
+                f'"pid":{pid},"tid":{tid},"ts":{ts},"dur":{dur_sum // 1000},"ph":"C","type":3,'
+                f'"args":{{{args}}}}}\n'
             )
             self.next_id += 1
             self.events += count

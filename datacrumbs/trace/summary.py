@@ -20,7 +20,8 @@ ones included) and for other calls that ask for a size (``args.size``, e.g. read
 that flushes it are both counted, in their own rows (and both in their file's row).
 
 Profile traces (``DATACRUMBS_MODE=profile``) are read the same way: each aggregated record
-(``"ph": 3``) adds its ``dft_cnt`` calls, its ``dur_sum`` and, for the data calls, its
+(``"ph": "C"`` with ``dft_cnt``; DFTracer 2.2's own, ``"ph": 3``, too) adds its ``dft_cnt``
+calls, its ``dur_sum`` and, for the data calls, its
 ``ret_sum`` (the bytes of the calls that did not fail; calls that ask for a size are not told
 apart in an aggregate, so only the data calls' bytes count there).
 """
@@ -172,11 +173,11 @@ def _fast_call(line: bytes) -> _Call | None:
 
 
 def _json_call(event: dict[str, Any]) -> _Call:
-    """The :data:`_Call` of a complete event or (``"ph": 3``) an aggregate."""
+    """The :data:`_Call` of a complete event or an aggregate (with ``dft_cnt``)."""
     args = event.get("args") or {}
     fhash = args.get("fhash")
     name = str(event["name"]).encode()
-    if event["ph"] == 3:
+    if "dft_cnt" in args:
         count, dur = args.get("dft_cnt", 0), args.get("dur_sum", 0)
         done = max(args.get("ret_sum", 0), 0) if name in _DATA_CALLS else 0
     else:
@@ -227,8 +228,8 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
                 if event["args"].get("name") == "datacrumbs_summary":
                     daemon_summary = event["args"].get("value")
                 continue
-            if ph != "X" and ph != 3:
-                continue
+            if ph != "X" and not (ph in ("C", 3) and "dft_cnt" in (event.get("args") or {})):
+                continue  # counters of the system, instants
             call = _json_call(event)
         name, cat, pid, count, dur, done, fhash = call
         if wanted is not None and pid not in wanted:

@@ -60,7 +60,7 @@ COOKIE_MACROS = {
     "DC_FUNC_FD_ARG",
 }
 #: Header macros and structs that user space does not mirror (BPF side only).
-KERNEL_ONLY_MACROS = {"DC_RECORDS_H"}
+KERNEL_ONLY_MACROS = {"DC_RECORDS_H", "DC_FDS_SEEN"}
 KERNEL_ONLY_STRUCTS = {
     "dc_inflight",
     "dc_thread",
@@ -68,6 +68,7 @@ KERNEL_ONLY_STRUCTS = {
     "dc_fdkey",
     "dc_fdname",
     "dc_uring_req",
+    "dc_fd_seen",
 }
 
 U64 = (1 << 64) - 1

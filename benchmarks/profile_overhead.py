@@ -1,0 +1,171 @@
+"""Profile mode's cost beside trace mode, the floor and DFTracer's aggregation, side by side.
+
+Workloads (benchmarks/c/peers_io.c, run as a bare uid; only the loop is timed, inside the
+program):
+  write   1,000,000 16-byte write()s to a file
+  ior     2 GiB in 1 MiB write()s through the page cache (IOR-like)
+Configurations, each with openat/write/pread64/close asked for:
+  untraced    no tracer
+  floor       datacrumbs' probes attached for another uid: what they cost a call they filter out
+  trace       datacrumbs, trace mode (an event per call, compressed DFTracer trace)
+  profile     datacrumbs, profile mode (1 s intervals, aggregated in the kernel)
+  dftracer    DFTracer 2.2.0's aggregation (LD_PRELOAD, DFTRACER_ENABLE_AGGREGATION=1)
+Configurations alternate within each round (a different one first each round, after an
+untimed warm-up run); medians, ratios to the untraced run, the added time per call, the calls
+each tracer accounted for (a profile's dft_cnt summed) and its trace bytes. Run as root:
+  .venv/bin/python benchmarks/profile_overhead.py [--rounds 5] [--only write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench_support import OTHER_USER, USER, machine, workdir
+from peers_overhead import (
+    C_SOURCE,
+    PROBES,
+    Results,
+    Sample,
+    run_workload,
+    traced_by_dftracer,
+)
+
+from datacrumbs.ebpf.engine import Engine, EngineConfig
+from datacrumbs.trace.recording import Recording
+from datacrumbs.trace.writer import TraceWriter
+
+CONFIGS = ["untraced", "floor", "trace", "profile", "dftracer"]
+INTERVAL_NS = 1_000_000_000
+
+
+@contextmanager
+def traced_by_datacrumbs(
+    trace: Path, uid: int, interval_ns: int
+) -> Iterator[Callable[[Sample], None]]:
+    engine = Engine(EngineConfig(uid=uid, profile_interval_ns=interval_ns))
+    engine.load()
+    outcomes = engine.attach(PROBES)
+    assert all(o.attached for o in outcomes), outcomes
+    trace.unlink(missing_ok=True)
+    recording = Recording(engine, TraceWriter(trace))
+    recording.start()
+    samples: list[Sample] = []
+    try:
+        yield samples.append
+    finally:
+        stats = recording.stop()
+        engine.close()
+    for sample in samples:
+        sample.events, sample.lost = stats.events, stats.lost
+        sample.trace_bytes = trace.stat().st_size
+
+
+def dftracer_calls(where: Path) -> tuple[int, int]:
+    """(calls, bytes) of the DFTracer traces the last run wrote: the POSIX calls its
+    aggregated records count (``dft_cnt``), and the files' size."""
+    calls = size = 0
+    for path in glob.glob(str(where / "dftracer" / "run*.pfw.gz")):
+        data = Path(path).read_bytes()
+        size += len(data)
+        for line in gzip.decompress(data).splitlines():  # several gzip members
+            if b'"cat":"POSIX"' in line:
+                calls += json.loads(line.rstrip(b",")).get("args", {}).get("dft_cnt", 1)
+    return calls, size
+
+
+def run_config(config: str, argv: list[str], where: Path) -> Sample:
+    if config == "untraced":
+        return run_workload(argv)
+    if config == "dftracer":
+        with traced_by_dftracer(where) as prefix:
+            sample = run_workload(argv, [*prefix, "DFTRACER_ENABLE_AGGREGATION=1"])
+        sample.events, sample.trace_bytes = dftracer_calls(where)
+        return sample
+    uid = OTHER_USER.pw_uid if config == "floor" else USER.pw_uid
+    interval = INTERVAL_NS if config == "profile" else 0
+    with traced_by_datacrumbs(where / "datacrumbs.pfw.gz", uid, interval) as record:
+        sample = run_workload(argv)
+        record(sample)
+    return sample
+
+
+def report(results: Results, workloads: dict[str, list[str]], rounds: int) -> None:
+    print(machine())
+    print(
+        f"{rounds} rounds, configurations interleaved; medians (range); ratio to untraced; "
+        "added time per call over untraced; its ratio to the floor's"
+    )
+    for name in workloads:
+        base = statistics.median(s.ns_per_call for s in results.samples[(name, "untraced")])
+        floor = statistics.median(s.ns_per_call for s in results.samples[(name, "floor")])
+        calls = results.samples[(name, "untraced")][0].calls
+        print(f"\n{name}: {calls:,} calls per run")
+        print(
+            f"  {'config':9s} {'ns/call':>10s} {'range':>15s} {'ratio':>6s} {'+ns/call':>9s} "
+            f"{'/floor':>7s} {'calls seen':>11s} {'lost':>6s} {'trace B':>10s}"
+        )
+        for config in CONFIGS:
+            samples = results.samples[(name, config)]
+            values = [s.ns_per_call for s in samples]
+            med = statistics.median(values)
+            added = med - base
+            of_floor = added / (floor - base) if floor > base else float("nan")
+            span = f"{min(values):.0f}-{max(values):.0f}"
+            print(
+                f"  {config:9s} {med:10.1f} {span:>15s} {med / base:6.3f} {added:9.1f} "
+                f"{of_floor:7.2f} {statistics.median(s.events for s in samples):11,.0f} "
+                f"{statistics.median(s.lost for s in samples):6,.0f} "
+                f"{statistics.median(s.trace_bytes for s in samples):10,.0f}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--ior-bytes", type=int, default=2 << 30)
+    parser.add_argument("--only", choices=["write", "ior"], action="append")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("profile_overhead: run as root")
+    where = workdir()
+    data = where / "data"
+    data.mkdir()
+    os.chown(data, USER.pw_uid, USER.pw_gid)
+    binary = where / "peers_io"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(C_SOURCE)], check=True)
+    workloads = {
+        "write": [str(binary), "write", str(data / "w.bin"), str(args.calls), "16"],
+        "ior": [str(binary), "ior", str(data / "ior.bin"), str(args.ior_bytes), str(1 << 20)],
+    }
+    workloads = {k: v for k, v in workloads.items() if not args.only or k in args.only}
+    results = Results()
+    try:
+        for number in range(args.rounds):
+            print(
+                f"round {number + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", file=sys.stderr
+            )
+            order = CONFIGS[number % len(CONFIGS) :] + CONFIGS[: number % len(CONFIGS)]
+            for name, argv in workloads.items():
+                run_workload(argv)  # untimed warm-up
+                for config in order:
+                    results.add(name, config, run_config(config, argv, where))
+        report(results, workloads, args.rounds)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

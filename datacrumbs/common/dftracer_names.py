@@ -148,6 +148,10 @@ LIBC_POINTER_RETURNS = frozenset(
 #: C-library functions whose return value counts items of their second argument's size: the
 #: trace's ret is their bytes.
 LIBC_ITEM_RETURNS = frozenset({"fread", "fread_unlocked", "fwrite", "fwrite_unlocked"})
+#: Every name whose return value, when not negative, is the bytes the call moved: the data
+#: calls, fread and fwrite (the trace gives their ret in bytes) and io_uring's fixed-buffer
+#: requests (its other reads and writes share the data calls' names).
+BYTE_RETURNS = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
 
 
 def syscall_call_name(syscall: str) -> str:

@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 
+from datacrumbs.common.dftracer_names import BYTE_RETURNS
 from datacrumbs.ebpf.functions import ArgField, ArgKind, FunctionSpec
 from datacrumbs.ebpf.profile_map import ROW_SIZE
 from datacrumbs.ebpf.records import AGG, AGG_KEY, NAME_HEADER, TASK, RecordType, fnv1a64
@@ -264,6 +265,12 @@ class EventFormatter:
         interval, stamped with the interval's start; times in microseconds, as everywhere in
         the trace.
 
+        ``ret_sum``, ``ret_min``, ``ret_max`` and ``ret_log2`` (calls by the log2 of their
+        return value) are written for the calls whose return value is a byte count
+        (:data:`~datacrumbs.common.dftracer_names.BYTE_RETURNS`): the tools add every
+        aggregate's ``ret_sum`` to the bytes moved, an open's fd too. ``errors`` counts the
+        calls that failed (ret < 0), which ``ret_sum`` leaves out.
+
         ``"ph":"C"``, not the numeric ``"ph":3`` DFTracer 2.2 writes: dftracer-utils takes a
         record for a profile only when its ``ph`` is the string ``"C"`` (and its ``cat`` not
         ``sys``, the system metrics); given ``3``, dftracer-analyzer counts each record as one
@@ -287,13 +294,11 @@ class EventFormatter:
                 f',"dft_cnt":{count},"dur_sum":{dur_sum // 1000},"dur_min":{dur_min // 1000},'
                 f'"dur_max":{dur_max // 1000}'
             )
+            if spec.name in BYTE_RETURNS:  # the tools total every aggregate's ret_sum
+                args += f',"ret_sum":{ret_sum},"ret_min":{ret_min},"ret_max":{ret_max}'
+                args += f',"ret_log2":[{",".join(map(str, log2))}]'
             if spec.has_return:
-                args += (
-                    f',"ret_sum":{ret_sum},"ret_min":{ret_min},"ret_max":{ret_max},'
-                    f'"errors":{errors}'
-                )
-                if ret_max > 0:
-                    args += f',"ret_log2":[{",".join(map(str, log2))}]'
+                args += f',"errors":{errors}'
             if any(f.key == "offset" for f in spec.fields):
                 args += f',"offset_min":{off_min},"offset_max":{off_max}'
             for key, value in spec.labels:

@@ -11,11 +11,11 @@ line is parsed once (``json.loads`` is ~1 µs a line, the same order as the rest
 bookkeeping); nothing but the per-function and per-file totals is kept.
 
 What "bytes" means: the bytes a call moved, i.e. its positive return value, for the data calls
-(read, pread, readv, preadv, write, pwrite, writev, pwritev, sendfile, copy_file_range, splice:
-``common.dftracer_names.DATA_CALLS``, by the libc-level name the trace gives them; fread and
-fwrite, whose ``ret`` the trace gives in bytes; io_uring's read/write requests, fixed-buffer
-ones included) and for other calls that ask for a size (``args.size``, e.g. readdir) when
-``ret`` is within it. A return value that is not a byte count (``mmap``'s address,
+(read, pread, readv, preadv, write, pwrite, writev, pwritev, sendfile, copy_file_range, splice,
+by the libc-level name the trace gives them; fread and fwrite, whose ``ret`` the trace gives in
+bytes; io_uring's read/write requests, fixed-buffer ones included:
+``common.dftracer_names.BYTE_RETURNS``) and for other calls that ask for a size
+(``args.size``, e.g. readdir) when ``ret`` is within it. A return value that is not a byte count (``mmap``'s address,
 ``ftruncate``'s 0) adds nothing. Each layer counts its own calls: an fwrite and the write(2)
 that flushes it are both counted, in their own rows (and both in their file's row).
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datacrumbs.common.dftracer_names import DATA_CALLS, LIBC_ITEM_RETURNS
+from datacrumbs.common.dftracer_names import BYTE_RETURNS
 from datacrumbs.common.errors import DatacrumbsError, run_cli
 from datacrumbs.trace.reading import iter_trace_lines
 
@@ -59,9 +59,7 @@ __all__ = [
 PROG = "datacrumbs_summary"
 _CHUNK = 1 << 20
 _LOSS_KEYS = ("lost_events", "lost_names", "lost_tasks")
-#: With fread/fwrite (the trace's ret is their bytes) and io_uring's fixed-buffer requests.
-_BYTE_CALLS = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
-_DATA_CALLS = frozenset(name.encode() for name in _BYTE_CALLS)
+_DATA_CALLS = frozenset(name.encode() for name in BYTE_RETURNS)
 
 
 @dataclass

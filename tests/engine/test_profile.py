@@ -31,7 +31,7 @@ def _by_function_and_file(trace: Trace, pid: int) -> dict[tuple[str, str], dict[
         a = e["args"]
         t = totals[(e["name"], names.get(a.get("fhash", ""), ""))]
         t["calls"] += a["dft_cnt"]
-        t["bytes"] += a["ret_sum"]
+        t["bytes"] += a.get("ret_sum", 0)
         t["aggregates"] += 1
     return {k: dict(v) for k, v in totals.items()}
 

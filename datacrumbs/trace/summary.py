@@ -16,8 +16,9 @@ by the libc-level name the trace gives them; fread and fwrite, whose ``ret`` the
 bytes; io_uring's read/write requests, fixed-buffer ones included:
 ``common.dftracer_names.BYTE_RETURNS``) and for other calls that ask for a size
 (``args.size``, e.g. readdir) when ``ret`` is within it. A return value that is not a byte
-count (``mmap``'s address, ``ftruncate``'s 0) adds nothing. Each layer counts its own calls: an fwrite and the write(2)
-that flushes it are both counted, in their own rows (and both in their file's row).
+count (``mmap``'s address, ``ftruncate``'s 0) adds nothing. Each layer counts its own calls:
+an fwrite and the write(2) that flushes it are both counted, in their own rows (and both in
+their file's row).
 
 Profile traces (``DATACRUMBS_MODE=profile``) are read the same way: each aggregated record
 (``"ph": "C"`` with ``dft_cnt``; DFTracer 2.2's own, ``"ph": 3``, too) adds its ``dft_cnt``

@@ -3,7 +3,8 @@
 For admins and scripts that want to see what an installation or a run decided without writing
 SQL. Sections of the system configuration: ``system-configuration`` and ``summary`` (objects of
 key → value); of a runtime status database: ``valid-probes`` and ``invalid-probes`` (lists of
-targets, with the failure reason and when it was recorded).
+targets, with the failure reason and when it was recorded) and ``runs`` (each run's mode,
+profile interval and trace).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SECTIONS: dict[str, Callable[[Path], Any]] = {
     "summary": lambda path: read_table(path, "summary"),
     "valid-probes": lambda path: StatusDB(path).rows("successful"),
     "invalid-probes": lambda path: StatusDB(path).rows("invalid"),
+    "runs": lambda path: StatusDB(path).runs(),
 }
 
 

@@ -26,6 +26,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probe_file import config_name
@@ -224,26 +225,33 @@ class StatusDB:
                 (run_id, host, mode, interval_ms, trace_file, now),
             )
 
-    def runs(self) -> list[dict[str, str | int | None]]:
-        """Every run recorded, oldest first."""
-        with self._connect() as db:
-            db.row_factory = sqlite3.Row
-            cursor = db.execute("SELECT * FROM runtime_runs ORDER BY started_at, run_id")
-            return [dict(row) for row in cursor]
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run recorded, oldest first (for ``datacrumbs_sqlite_extract``); none in a
+        database of an older version, which has no such table."""
+        try:
+            return self._read("runtime_runs", "SELECT * FROM runtime_runs ORDER BY started_at")
+        except DatacrumbsError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
-    def rows(self, status: str) -> list[dict[str, str]]:
+    def rows(self, status: str) -> list[dict[str, Any]]:
         """Every row of one status, as dicts (for ``datacrumbs_sqlite_extract``)."""
+        return self._read(
+            "runtime_probe_status",
+            "SELECT probe_group, scope_key, function_name, reason, fingerprint, updated_at "
+            "FROM runtime_probe_status WHERE status = ? "
+            "ORDER BY probe_group, scope_key, function_name",
+            (status,),
+        )
+
+    def _read(self, table: str, query: str, args: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """A query's rows, the database opened read-only (a reader never creates it)."""
         if not self.path.is_file():
             raise DatacrumbsError(f"{self.path}: no such file")
         try:
             with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
                 db.row_factory = sqlite3.Row
-                cursor = db.execute(
-                    "SELECT probe_group, scope_key, function_name, reason, fingerprint, "
-                    "updated_at FROM runtime_probe_status WHERE status = ? "
-                    "ORDER BY probe_group, scope_key, function_name",
-                    (status,),
-                )
-                return [dict(row) for row in cursor]
+                return [dict(row) for row in db.execute(query, args)]
         except sqlite3.DatabaseError as exc:
-            raise DatacrumbsError(f"{self.path}: cannot read runtime_probe_status: {exc}") from None
+            raise DatacrumbsError(f"{self.path}: cannot read {table}: {exc}") from None

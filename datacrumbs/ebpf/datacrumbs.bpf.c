@@ -261,21 +261,40 @@ static __always_inline __u32 dc_log2_bucket(__s64 ret)
 	return k < DC_HIST_BUCKETS ? k : DC_HIST_BUCKETS - 1;
 }
 
+/* Profile mode: the interval a call that ended at ``now`` belongs to. A thread keeps its last
+ * one and when it ends: most calls fall in the same interval as the one before, and skip the
+ * 64-bit division (tens of cycles). */
+static __always_inline __u64 dc_interval(struct dc_thread *th, __u64 now)
+{
+	__u64 interval;
+
+	if (th && now < th->interval_end && now + dc_cfg.interval_ns >= th->interval_end)
+		return th->interval;
+	interval = now / dc_cfg.interval_ns;
+	if (th) {
+		th->interval = interval;
+		th->interval_end = (interval + 1) * dc_cfg.interval_ns;
+	}
+	return interval;
+}
+
 /* Profile mode: add one completed call to its aggregate (interval by its exit time ``now``).
- * A thread's own calls only ever update its own keys, on the CPU it runs on, so plain stores
- * suffice; io_uring completions (``shared``) may complete one thread's requests on several
- * CPUs at once, so their counts and sums are added atomically (their min and max may then
- * miss a value completed at the very same moment). */
-static __always_inline void dc_profile_add(__u32 fid, __u32 pid, __u32 tid, __u64 fhash, __u64 now,
-					   __u64 dur, __s64 ret, const __u64 *args, bool shared)
+ * A thread's own calls (``th``) only ever update its own keys, on the CPU it runs on, so plain
+ * stores suffice; io_uring completions (no ``th``) may complete one thread's requests on
+ * several CPUs at once, so their counts and sums are added atomically (their min and max may
+ * then miss a value completed at the very same moment). */
+static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u32 pid, __u32 tid,
+					   __u64 fhash, __u64 now, __u64 dur, __s64 ret,
+					   const __u64 *args)
 {
 	struct dc_agg_key key = {
 		.pid = pid,
 		.tid = tid,
 		.fid = fid,
-		.interval = now / dc_cfg.interval_ns,
+		.interval = dc_interval(th, now),
 		.fhash = fhash,
 	};
+	bool shared = !th; /* io_uring completions: no thread of their own */
 	__u32 bucket = dc_log2_bucket(ret) & (DC_HIST_BUCKETS - 1);
 	__u32 *offset_arg = bpf_map_lookup_elem(&dc_offset_args, &fid);
 	__s64 offset = 0;
@@ -602,8 +621,8 @@ static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
 	}
 
 	if (dc_cfg.profile) {
-		dc_profile_add(DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, now, now - in->ts, ret,
-			       in->args, false);
+		dc_profile_add(th, DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, now, now - in->ts,
+			       ret, in->args);
 		in->ts = 0;
 		dc_describe_task(th);
 		return 0;
@@ -856,8 +875,8 @@ static __always_inline int dc_func_end(struct pt_regs *ctx)
 		ret *= (__s64)in->args[1];
 	fhash = dc_func_file(in, PT_REGS_RC(ctx), th->pid, th->tid, key.pid_tgid >> 32);
 	if (dc_cfg.profile) {
-		dc_profile_add(DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, now, now - in->ts,
-			       ret, in->args, false);
+		dc_profile_add(th, DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, now,
+			       now - in->ts, ret, in->args);
 		bpf_map_delete_elem(&dc_func_inflight, &key);
 		dc_describe_task(th);
 		return 0;
@@ -987,8 +1006,8 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	if (dc_cfg.profile) {
 		__u64 args[DC_MAX_ARGS] = {r->args[0], r->args[1], r->args[2], r->args[3], 0, 0};
 
-		dc_profile_add(fid, r->pid, r->tid, r->fhash, now, now - r->ts,
-			       BPF_CORE_READ(ctx, res), args, true);
+		dc_profile_add(NULL, fid, r->pid, r->tid, r->fhash, now, now - r->ts,
+			       BPF_CORE_READ(ctx, res), args);
 		bpf_map_delete_elem(&dc_uring_inflight, &key);
 		return 0;
 	}

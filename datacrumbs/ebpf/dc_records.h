@@ -154,6 +154,8 @@ struct dc_thread {
 	struct dc_fd_seen fds[DC_FDS_SEEN];
 	__u32 fds_next; /* the slot to replace next */
 	__u32 fds_known; /* fds[] initialised (task storage starts zeroed: fd 0 would match) */
+	__u64 interval;	    /* profile mode: the interval of its last call, */
+	__u64 interval_end; /* and when it ends (ns, CLOCK_MONOTONIC; 0: none yet) */
 };
 
 struct dc_ukey {

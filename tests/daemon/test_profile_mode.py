@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon_support import JOB_USER, Daemon, NotifySocket, as_job_user, run_daemon
+from support import command
 
-from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.reading import read_trace_lines
 
 HOST = socket.gethostname()
@@ -82,12 +82,16 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     assert value["mode"] == "profile" and value["lost_events"] == 0
     assert value["events"] == sum(e["args"]["dft_cnt"] for e in events if e.get("ph") == "C")
 
-    db = StatusDB(
+    db = (
         installed / "share/datacrumbs/data" / f"probes-runtime-status-root-{JOB_USER}-probes.sqlite"
     )
-    [run] = [r for r in db.runs() if r["run_id"] == "prof1"]
+    extracted = subprocess.run(
+        [command("datacrumbs_sqlite_extract"), str(db), "--section", "runs"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    [run] = [r for r in json.loads(extracted.stdout) if r["run_id"] == "prof1"]
     assert (run["host"], run["mode"], run["profile_interval_ms"]) == (HOST, "profile", 100)
-    assert str(run["trace_file"]).endswith(f"trace-{JOB_USER}-prof1-{HOST}-probes.pfw.gz")
+    assert run["trace_file"].endswith(f"trace-{JOB_USER}-prof1-{HOST}-probes.pfw.gz")
 
 
 def test_a_bad_mode_is_one_line_and_nothing_starts(

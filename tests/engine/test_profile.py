@@ -148,3 +148,37 @@ def test_the_summary_reads_a_profile_as_it_reads_a_trace(
     functions, files = results["profile"]
     assert ("write", K + 1, K * S + len(out.stdout)) in functions
     assert files == {(str(data), 2 * K + 3, 2 * K * S)}  # open, writes, preads, fsync, close
+
+
+def test_io_uring_requests_are_aggregated_too(session, compile_c, public_dir, traced_user):
+    """io_uring completions (added atomically: they may land on any CPU) sum to the requests
+    made: N writes and N reads of S bytes at offsets 0 .. (N-1)*S, a readv of 2*S, a write to
+    a registered file (no name)."""
+    binary = compile_c("uring_io.c", "uring_io", "-luring")
+    path = user_dir(public_dir, traced_user, "profile-uring") / "ring.bin"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]
+    n = 50
+    with session(probes, uid=traced_user.uid, profile_interval_ns=10_000_000) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(path), str(n), str(S)]),
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    trace = s.trace
+    assert trace is not None and trace.stats.lost == 0
+    names = trace.file_names()
+    totals: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0, 1 << 62, -1])
+    for e in _aggregates(trace, int(out.stdout)):
+        if e["cat"] != "IO_URING":
+            continue
+        a = e["args"]
+        t = totals[(e["name"], names.get(a.get("fhash", "")))]
+        t[0] += a["dft_cnt"]
+        t[1] += a.get("ret_sum", 0)
+        if "offset_min" in a:
+            t[2], t[3] = min(t[2], a["offset_min"]), max(t[3], a["offset_max"])
+    f = str(path)
+    assert totals[("write", f)] == [n, n * S, 0, (n - 1) * S]
+    assert totals[("read", f)] == [n, n * S, 0, (n - 1) * S]
+    assert totals[("readv", f)] == [1, 2 * S, 0, 0]
+    assert totals[("write", None)] == [1, S, n * S, n * S]  # the registered file's
+    assert totals[("fsync", f)][0] == 1

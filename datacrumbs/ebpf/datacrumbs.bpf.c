@@ -212,10 +212,11 @@ struct {
 	__type(value, __u32);
 } dc_offset_args SEC(".maps");
 
-/* Profile mode: a new aggregate being built (too big for the BPF stack). */
+/* Profile mode: a new aggregate being built (too big for the BPF stack); slot 1 for io_uring
+ * completions, which may interrupt a syscall's program on the same CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct dc_agg);
 } dc_agg_scratch SEC(".maps");
@@ -299,7 +300,7 @@ static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u3
 	__u32 *offset_arg = bpf_map_lookup_elem(&dc_offset_args, &fid);
 	__s64 offset = 0;
 	struct dc_agg *a;
-	__u32 zero = 0;
+	__u32 slot = shared;
 
 	if (offset_arg && *offset_arg) {
 		__u32 i = *offset_arg - 1;
@@ -309,7 +310,7 @@ static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u3
 	}
 	a = bpf_map_lookup_elem(&dc_profile, &key);
 	if (!a) {
-		struct dc_agg *init = bpf_map_lookup_elem(&dc_agg_scratch, &zero);
+		struct dc_agg *init = bpf_map_lookup_elem(&dc_agg_scratch, &slot);
 
 		if (!init)
 			return;

@@ -86,6 +86,7 @@ class Sample:
     events: int = 0  # calls the tracer recorded (all four syscalls)
     lost: int = 0
     trace_bytes: int = 0
+    base: float = 0.0  # ns/call of an untraced run paired with this one (profile_overhead.py)
 
 
 @dataclass

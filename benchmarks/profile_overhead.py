@@ -11,8 +11,11 @@ Configurations, each with openat/write/pread64/close asked for:
   profile     datacrumbs, profile mode (1 s intervals, aggregated in the kernel)
   dftracer    DFTracer 2.2.0's aggregation (LD_PRELOAD, DFTRACER_ENABLE_AGGREGATION=1)
 Configurations alternate within each round (a different one first each round, after an
-untimed warm-up run); medians, ratios to the untraced run, the added time per call, the calls
-each tracer accounted for (a profile's dft_cnt summed) and its trace bytes. Run as root:
+untimed warm-up run), and each traced run is paired with an untraced run just before it: the
+added time per call is the median of the pairs' differences (this VM's speed drifts by a third
+between minutes, more than the differences measured). Printed: the medians, the added time per
+call, its ratio to the floor's, the calls each tracer accounted for (a profile's dft_cnt
+summed) and its trace bytes. Run as root:
   .venv/bin/python benchmarks/profile_overhead.py [--rounds 5] [--only write]
 """
 
@@ -85,6 +88,15 @@ def dftracer_calls(where: Path) -> tuple[int, int]:
 
 
 def run_config(config: str, argv: list[str], where: Path) -> Sample:
+    """One run of ``argv`` under ``config``, paired with an untraced run just before it (its
+    ns/call in ``sample.base``)."""
+    base = run_workload(argv).ns_per_call
+    sample = _run_config(config, argv, where)
+    sample.base = base
+    return sample
+
+
+def _run_config(config: str, argv: list[str], where: Path) -> Sample:
     if config == "untraced":
         return run_workload(argv)
     if config == "dftracer":
@@ -100,15 +112,20 @@ def run_config(config: str, argv: list[str], where: Path) -> Sample:
     return sample
 
 
-def report(results: Results, workloads: dict[str, list[str]], rounds: int) -> None:
-    print(machine())
+def added_ns(samples: list[Sample]) -> float:
+    """The median over runs of the time per call added over the paired untraced run."""
+    return statistics.median(s.ns_per_call - s.base for s in samples)
+
+
+def report(results: Results, workloads: dict[str, list[str]], rounds: int, where: str) -> None:
+    print(where)
     print(
         f"{rounds} rounds, configurations interleaved; medians (range); ratio to untraced; "
         "added time per call over untraced; its ratio to the floor's"
     )
     for name in workloads:
         base = statistics.median(s.ns_per_call for s in results.samples[(name, "untraced")])
-        floor = statistics.median(s.ns_per_call for s in results.samples[(name, "floor")])
+        floor = added_ns(results.samples[(name, "floor")])
         calls = results.samples[(name, "untraced")][0].calls
         print(f"\n{name}: {calls:,} calls per run")
         print(
@@ -119,11 +136,11 @@ def report(results: Results, workloads: dict[str, list[str]], rounds: int) -> No
             samples = results.samples[(name, config)]
             values = [s.ns_per_call for s in samples]
             med = statistics.median(values)
-            added = med - base
-            of_floor = added / (floor - base) if floor > base else float("nan")
+            added = added_ns(samples)
+            of_floor = added / floor if floor > 0 else float("nan")
             span = f"{min(values):.0f}-{max(values):.0f}"
             print(
-                f"  {config:9s} {med:10.1f} {span:>15s} {med / base:6.3f} {added:9.1f} "
+                f"  {config:9s} {med:10.1f} {span:>15s} {1 + added / base:6.3f} {added:9.1f} "
                 f"{of_floor:7.2f} {statistics.median(s.events for s in samples):11,.0f} "
                 f"{statistics.median(s.lost for s in samples):6,.0f} "
                 f"{statistics.median(s.trace_bytes for s in samples):10,.0f}"
@@ -151,6 +168,7 @@ def main() -> int:
     }
     workloads = {k: v for k, v in workloads.items() if not args.only or k in args.only}
     results = Results()
+    here = machine()  # before any engine: one closing at the end is not another's
     try:
         for number in range(args.rounds):
             print(
@@ -161,7 +179,7 @@ def main() -> int:
                 run_workload(argv)  # untimed warm-up
                 for config in order:
                     results.add(name, config, run_config(config, argv, where))
-        report(results, workloads, args.rounds)
+        report(results, workloads, args.rounds, here)
     finally:
         shutil.rmtree(where, ignore_errors=True)
     return 0

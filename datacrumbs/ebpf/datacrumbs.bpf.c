@@ -203,6 +203,25 @@ struct {
 	__type(value, struct dc_agg);
 } dc_profile SEC(".maps");
 
+/* Profile mode: aggregates threads handed over (their interval over, the thread gone, or the
+ * harvest's task iterator took them): only ever inserted, never updated, so user space may read
+ * and delete them at any time; a key comes here once (a thread leaves an interval once). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); /* resized by user space before load */
+	__type(key, struct dc_agg_key);
+	__type(value, struct dc_agg);
+} dc_profile_done SEC(".maps");
+
+/* Profile mode: the first interval still open, for the task iterator (dc_profile_flush): the
+ * threads' aggregates of earlier intervals are handed over. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_flush_before SEC(".maps");
+
 /* Profile mode: which argument of a function is its file offset (index + 1, 0 = none), by
  * function id; sized and filled by user space. */
 struct {
@@ -221,12 +240,17 @@ struct {
 	__type(value, struct dc_agg);
 } dc_agg_scratch SEC(".maps");
 
-static __always_inline void dc_count_lost(__u32 slot)
+static __always_inline void dc_count_lost_n(__u32 slot, __u64 calls)
 {
 	__u64 *n = bpf_map_lookup_elem(&dc_lost, &slot);
 
 	if (n)
-		*n += 1; /* per-CPU slot: no atomics needed */
+		*n += calls; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline void dc_count_lost(__u32 slot)
+{
+	dc_count_lost_n(slot, 1);
 }
 
 /* The bucket of dc_agg.ret_log2 a return value falls in: 0 for ret <= 0, else 1 + its log2. */
@@ -279,11 +303,150 @@ static __always_inline __u64 dc_interval(struct dc_thread *th, __u64 now)
 	return interval;
 }
 
+/* One call, as profile mode adds it to an aggregate. */
+struct dc_agg_call {
+	__u64 dur;
+	__s64 ret;
+	__s64 offset;
+	__u32 bucket;
+};
+
+static __always_inline void dc_agg_first(struct dc_agg *a, const struct dc_agg_call *c)
+{
+	__builtin_memset(a->ret_log2, 0, sizeof(a->ret_log2));
+	a->count = 1;
+	a->dur_sum = a->dur_min = a->dur_max = c->dur;
+	a->ret_sum = c->ret >= 0 ? c->ret : 0;
+	a->errors = c->ret < 0;
+	a->ret_min = a->ret_max = c->ret;
+	a->offset_min = a->offset_max = c->offset;
+	a->ret_log2[c->bucket & (DC_HIST_BUCKETS - 1)] = 1;
+}
+
+static __always_inline void dc_agg_minmax(struct dc_agg *a, __u64 dur_min, __u64 dur_max,
+					  __s64 ret_min, __s64 ret_max, __s64 off_min,
+					  __s64 off_max)
+{
+	if (dur_min < a->dur_min)
+		a->dur_min = dur_min;
+	if (dur_max > a->dur_max)
+		a->dur_max = dur_max;
+	if (ret_min < a->ret_min)
+		a->ret_min = ret_min;
+	if (ret_max > a->ret_max)
+		a->ret_max = ret_max;
+	if (off_min < a->offset_min)
+		a->offset_min = off_min;
+	if (off_max > a->offset_max)
+		a->offset_max = off_max;
+}
+
+/* Add a call to an aggregate only this CPU updates (plain stores), or, ``shared``, one that
+ * io_uring completions on other CPUs may update at once (counts and sums atomic; min and max
+ * may then miss a value completed at the very same moment). */
+static __always_inline void dc_agg_add(struct dc_agg *a, const struct dc_agg_call *c, bool shared)
+{
+	__u32 bucket = c->bucket & (DC_HIST_BUCKETS - 1);
+
+	if (shared) {
+		__sync_fetch_and_add(&a->count, 1);
+		__sync_fetch_and_add(&a->dur_sum, c->dur);
+		if (c->ret >= 0)
+			__sync_fetch_and_add(&a->ret_sum, c->ret);
+		else
+			__sync_fetch_and_add(&a->errors, 1);
+		__sync_fetch_and_add(&a->ret_log2[bucket], 1);
+	} else {
+		a->count += 1;
+		a->dur_sum += c->dur;
+		if (c->ret >= 0)
+			a->ret_sum += c->ret;
+		else
+			a->errors += 1;
+		a->ret_log2[bucket] += 1;
+	}
+	dc_agg_minmax(a, c->dur, c->dur, c->ret, c->ret, c->offset, c->offset);
+}
+
+/* Add a call to its aggregate in dc_profile (made when missing). */
+static __always_inline void dc_profile_map_add(struct dc_agg_key *key, const struct dc_agg_call *c,
+					       bool shared)
+{
+	__u32 slot = shared;
+	struct dc_agg *a = bpf_map_lookup_elem(&dc_profile, key);
+
+	if (!a) {
+		struct dc_agg *init = bpf_map_lookup_elem(&dc_agg_scratch, &slot);
+
+		if (!init)
+			return;
+		dc_agg_first(init, c);
+		if (!bpf_map_update_elem(&dc_profile, key, init, BPF_NOEXIST))
+			return;
+		/* full, or made meanwhile on another CPU (an io_uring completion) */
+		a = bpf_map_lookup_elem(&dc_profile, key);
+		if (!a) {
+			dc_count_lost(DC_LOST_PROFILE);
+			return;
+		}
+	}
+	dc_agg_add(a, c, shared);
+}
+
+/* Add a thread's aggregate of the open interval to dc_profile (the thread moves on to another
+ * function or file: it may come back to this one within the interval). */
+static __noinline void dc_profile_map_merge(struct dc_agg_key *key, struct dc_agg *src)
+{
+	struct dc_agg *a = bpf_map_lookup_elem(&dc_profile, key);
+
+	if (!a) {
+		if (!bpf_map_update_elem(&dc_profile, key, src, BPF_NOEXIST))
+			return;
+		a = bpf_map_lookup_elem(&dc_profile, key);
+		if (!a) {
+			dc_count_lost_n(DC_LOST_PROFILE, src->count);
+			return;
+		}
+	}
+	a->count += src->count;
+	a->dur_sum += src->dur_sum;
+	a->ret_sum += src->ret_sum;
+	a->errors += src->errors;
+	for (int i = 0; i < DC_HIST_BUCKETS; i++)
+		a->ret_log2[i] += src->ret_log2[i];
+	dc_agg_minmax(a, src->dur_min, src->dur_max, src->ret_min, src->ret_max, src->offset_min,
+		      src->offset_max);
+}
+
+/* Hand a thread's aggregate over to user space (dc_profile_done). */
+static __always_inline void dc_agg_hand_over(struct dc_agg_key *key, struct dc_agg *a)
+{
+	if (bpf_map_update_elem(&dc_profile_done, key, a, BPF_NOEXIST))
+		dc_count_lost_n(DC_LOST_PROFILE, a->count);
+}
+
+/* The thread's held aggregate, handed over if it still holds one (its exit; the iterator). */
+static __always_inline void dc_agg_release(struct dc_thread *th)
+{
+	if (th->agg_state != DC_AGG_HELD ||
+	    __sync_val_compare_and_swap(&th->agg_state, DC_AGG_HELD, DC_AGG_HANDING) != DC_AGG_HELD)
+		return;
+	dc_agg_hand_over(&th->agg_key, &th->agg);
+	__sync_lock_test_and_set(&th->agg_state, DC_AGG_EMPTY);
+}
+
 /* Profile mode: add one completed call to its aggregate (interval by its exit time ``now``).
- * A thread's own calls (``th``) only ever update its own keys, on the CPU it runs on, so plain
- * stores suffice; io_uring completions (no ``th``) may complete one thread's requests on
- * several CPUs at once, so their counts and sums are added atomically (their min and max may
- * then miss a value completed at the very same moment). */
+ *
+ * A thread's calls (``th``) go to the aggregate it holds in its own storage while they keep one
+ * function, file and interval: a compare and a few adds, no map lookup. When a call leaves it,
+ * the held aggregate goes to dc_profile (same interval: the thread may come back to it) or is
+ * handed over to dc_profile_done (its interval is over). So that no aggregate is left behind
+ * in a thread that stops calling, the harvest's task iterator (dc_profile_flush) and the
+ * thread's exit (dc_task_exit) hand over what a thread still holds; ``agg_state`` is swapped
+ * atomically so that one of them only does it. The thread adds to its held aggregate only in
+ * the open interval, which the iterator never takes.
+ *
+ * io_uring completions (no ``th``) go to dc_profile directly, atomically (``shared``). */
 static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u32 pid, __u32 tid,
 					   __u64 fhash, __u64 now, __u64 dur, __s64 ret,
 					   const __u64 *args)
@@ -295,71 +458,42 @@ static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u3
 		.interval = dc_interval(th, now),
 		.fhash = fhash,
 	};
-	bool shared = !th; /* io_uring completions: no thread of their own */
-	__u32 bucket = dc_log2_bucket(ret) & (DC_HIST_BUCKETS - 1);
+	struct dc_agg_call c = {.dur = dur, .ret = ret, .bucket = dc_log2_bucket(ret)};
 	__u32 *offset_arg = bpf_map_lookup_elem(&dc_offset_args, &fid);
-	__s64 offset = 0;
-	struct dc_agg *a;
-	__u32 slot = shared;
 
 	if (offset_arg && *offset_arg) {
 		__u32 i = *offset_arg - 1;
 
 		if (i < DC_MAX_ARGS)
-			offset = args[i];
+			c.offset = args[i];
 	}
-	a = bpf_map_lookup_elem(&dc_profile, &key);
-	if (!a) {
-		struct dc_agg *init = bpf_map_lookup_elem(&dc_agg_scratch, &slot);
-
-		if (!init)
-			return;
-		__builtin_memset(init->ret_log2, 0, sizeof(init->ret_log2));
-		init->count = 1;
-		init->dur_sum = init->dur_min = init->dur_max = dur;
-		init->ret_sum = ret >= 0 ? ret : 0;
-		init->errors = ret < 0;
-		init->ret_min = init->ret_max = ret;
-		init->offset_min = init->offset_max = offset;
-		init->ret_log2[bucket] = 1;
-		if (!bpf_map_update_elem(&dc_profile, &key, init, BPF_NOEXIST))
-			return;
-		/* full, or made meanwhile on another CPU (an io_uring completion) */
-		a = bpf_map_lookup_elem(&dc_profile, &key);
-		if (!a) {
-			dc_count_lost(DC_LOST_PROFILE);
+	if (!th) {
+		dc_profile_map_add(&key, &c, true);
+		return;
+	}
+	if (th->agg_state == DC_AGG_HELD && th->agg_key.fid == fid &&
+	    th->agg_key.fhash == fhash && th->agg_key.interval == key.interval &&
+	    th->agg_key.tid == tid && th->agg_key.pid == pid) {
+		dc_agg_add(&th->agg, &c, false);
+		return;
+	}
+	if (th->agg_state == DC_AGG_HELD) {
+		if (__sync_val_compare_and_swap(&th->agg_state, DC_AGG_HELD, DC_AGG_HANDING) !=
+		    DC_AGG_HELD) {
+			dc_profile_map_add(&key, &c, false); /* the iterator is handing it over */
 			return;
 		}
-	}
-	if (shared) {
-		__sync_fetch_and_add(&a->count, 1);
-		__sync_fetch_and_add(&a->dur_sum, dur);
-		if (ret >= 0)
-			__sync_fetch_and_add(&a->ret_sum, ret);
+		if (th->agg_key.interval == key.interval)
+			dc_profile_map_merge(&th->agg_key, &th->agg);
 		else
-			__sync_fetch_and_add(&a->errors, 1);
-		__sync_fetch_and_add(&a->ret_log2[bucket], 1);
-	} else {
-		a->count += 1;
-		a->dur_sum += dur;
-		if (ret >= 0)
-			a->ret_sum += ret;
-		else
-			a->errors += 1;
-		a->ret_log2[bucket] += 1;
+			dc_agg_hand_over(&th->agg_key, &th->agg);
+	} else if (th->agg_state != DC_AGG_EMPTY) {
+		dc_profile_map_add(&key, &c, false); /* the iterator is handing it over */
+		return;
 	}
-	if (dur < a->dur_min)
-		a->dur_min = dur;
-	if (dur > a->dur_max)
-		a->dur_max = dur;
-	if (ret < a->ret_min)
-		a->ret_min = ret;
-	if (ret > a->ret_max)
-		a->ret_max = ret;
-	if (offset < a->offset_min)
-		a->offset_min = offset;
-	if (offset > a->offset_max)
-		a->offset_max = offset;
+	th->agg_key = key;
+	dc_agg_first(&th->agg, &c);
+	__sync_lock_test_and_set(&th->agg_state, DC_AGG_HELD);
 }
 
 /* Wake the consumer only when the buffer is filling up, and then at most once a millisecond
@@ -585,17 +719,20 @@ static __always_inline __u64 dc_sys_path(struct dc_thread *th, __u32 path)
 }
 
 /* Syscall exit: pair with the entry, name the files, emit the call record. */
-static __always_inline int dc_sys_end(__u64 now, __u64 exit_cookie, long ret)
+static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 {
 	struct dc_thread *th = dc_thread(false);
 	struct dc_inflight *in;
 	struct dc_call *e;
-	__u64 id, cookie, fhash, hash1 = 0, hash2;
+	__u64 now, id, cookie, fhash, hash1 = 0, hash2;
 	__u32 fd_arg, path1, path2;
 	void *ring;
 
 	if (!th || !th->sys.ts)
 		return 0;
+	/* Read after the check: a process the filter left out pays no clock read (one costs
+	 * ~50-80 ns on these VMs) on its every traced syscall. */
+	now = bpf_ktime_get_ns();
 	in = &th->sys;
 	cookie = in->cookie;
 	if (DC_COOKIE_FID(cookie) != DC_COOKIE_FID(exit_cookie)) {
@@ -720,8 +857,8 @@ int BPF_PROG(dc_raw_sys_exit, struct pt_regs *regs, long ret)
 	__u64 cookie = dc_syscall_cookie(DC_SYSCALL_NR(regs), dc_compat_syscall());
 
 	if (!cookie)
-		return 0; /* before the clock read: untraced syscalls pay only the lookup */
-	return dc_sys_end(bpf_ktime_get_ns(), cookie, ret);
+		return 0; /* untraced syscalls pay only the lookup */
+	return dc_sys_end(cookie, ret);
 }
 
 SEC("tracepoint")
@@ -744,9 +881,7 @@ int dc_sys_enter(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint")
 int dc_sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 now = bpf_ktime_get_ns();
-
-	return dc_sys_end(now, bpf_get_attach_cookie(ctx), ctx->ret);
+	return dc_sys_end(bpf_get_attach_cookie(ctx), ctx->ret);
 }
 
 /* The fd of a C-library call's FILE * (its _fileno) or fd argument, read at entry (fclose frees
@@ -848,18 +983,18 @@ static __always_inline int dc_func_begin(struct pt_regs *ctx)
 
 static __always_inline int dc_func_end(struct pt_regs *ctx)
 {
-	__u64 now = bpf_ktime_get_ns();
 	struct dc_ukey key = {.pid_tgid = bpf_get_current_pid_tgid(),
 			      .cookie = bpf_get_attach_cookie(ctx)};
 	struct dc_inflight *in = bpf_map_lookup_elem(&dc_func_inflight, &key);
 	struct dc_thread *th;
 	struct dc_call *e;
-	__u64 fhash;
+	__u64 now, fhash;
 	__s64 ret;
 	void *ring;
 
 	if (!in)
 		return 0;
+	now = bpf_ktime_get_ns(); /* after the check, as in dc_sys_end */
 	if (in->depth) { /* the return of a nested call: the outer one is still running */
 		in->depth -= 1;
 		return 0;
@@ -990,7 +1125,7 @@ int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 SEC("tracepoint")
 int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 {
-	__u64 now = bpf_ktime_get_ns(), key;
+	__u64 now, key;
 	struct dc_uring_req *r;
 	__u32 fid;
 	struct dc_call *e;
@@ -1003,6 +1138,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	r = bpf_map_lookup_elem(&dc_uring_inflight, &key);
 	if (!r)
 		return 0; /* not the job's, or a multishot request's later completion */
+	now = bpf_ktime_get_ns();
 	fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
 	if (dc_cfg.profile) {
 		__u64 args[DC_MAX_ARGS] = {r->args[0], r->args[1], r->args[2], r->args[3], 0, 0};
@@ -1145,14 +1281,41 @@ int BPF_PROG(dc_task_fork, struct task_struct *parent, struct task_struct *child
 	return 0;
 }
 
-/* A process whose last thread exits leaves the job's set (its pid may be reused). */
+/* Every thread's exit (one link while dc_cfg.filter_tasks or dc_cfg.profile, in the exiting
+ * thread): in profile mode its held aggregate is handed over (its storage goes with it); a
+ * process whose last thread exits leaves the job's set (its pid may be reused). */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(dc_task_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 
-	if (p->signal->live.counter == 0)
+	if (dc_cfg.profile) {
+		struct dc_thread *th = dc_thread(false);
+
+		if (th)
+			dc_agg_release(th);
+	}
+	if (dc_cfg.filter_tasks && p->signal->live.counter == 0)
 		bpf_map_delete_elem(&dc_job_tasks, &tgid);
+	return 0;
+}
+
+/* Profile mode: run by user space before each harvest, over every task: hand over what a thread
+ * still holds of an interval before dc_flush_before (all of them, at the end), so that a thread
+ * that stopped calling does not keep its last aggregate from the trace. */
+SEC("iter/task")
+int dc_profile_flush(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct dc_thread *th;
+	__u32 zero = 0;
+	__u64 *before = bpf_map_lookup_elem(&dc_flush_before, &zero);
+
+	if (!task || !before)
+		return 0;
+	th = bpf_task_storage_get(&dc_threads, task, 0, 0);
+	if (th && th->agg_key.interval < *before)
+		dc_agg_release(th);
 	return 0;
 }
 

@@ -134,6 +134,34 @@ struct dc_inflight {
 	__u64 fhash; /* the name of the call's fd (0: none), resolved at entry: close frees it */
 };
 
+/* Profile mode: one aggregate per (process, thread, function, file, interval). An interval is
+ * the call's exit time (CLOCK_MONOTONIC) divided by dc_cfg.interval_ns. */
+#define DC_HIST_BUCKETS 32
+struct dc_agg_key {
+	__u32 pid; /* ids in the daemon's pid namespace */
+	__u32 tid;
+	__u32 fid;
+	__u32 pad;
+	__u64 interval;
+	__u64 fhash; /* the call's file, 0 = none or unknown */
+};
+
+struct dc_agg {
+	__u64 count;
+	__u64 dur_sum; /* ns */
+	__u64 dur_min;
+	__u64 dur_max;
+	__s64 ret_sum; /* of the calls that did not fail (ret >= 0): the bytes of reads and writes */
+	__u64 errors;  /* calls that failed (ret < 0) */
+	__s64 ret_min;
+	__s64 ret_max;
+	__s64 offset_min; /* functions with an offset argument (dc_offset_args); else 0 */
+	__s64 offset_max;
+	/* calls by their return value (bytes, for reads and writes): bucket 0 holds ret <= 0,
+	 * bucket k the values from 2^(k-1) to 2^k - 1, the last one everything above */
+	__u64 ret_log2[DC_HIST_BUCKETS];
+};
+
 /* A file the thread used lately, by fd: its name holds while the fd holds that dentry. */
 struct dc_fd_seen {
 	__s64 fd; /* -1: none */
@@ -156,7 +184,18 @@ struct dc_thread {
 	__u32 fds_known; /* fds[] initialised (task storage starts zeroed: fd 0 would match) */
 	__u64 interval;	    /* profile mode: the interval of its last call, */
 	__u64 interval_end; /* and when it ends (ns, CLOCK_MONOTONIC; 0: none yet) */
+	/* profile mode: the aggregate its calls go to while they keep the same function, file
+	 * and interval, added to without a map lookup; agg_state says who holds it */
+	__u64 agg_state; /* 64 bits: the atomic swaps of BPF's default instruction set */
+	struct dc_agg_key agg_key;
+	struct dc_agg agg;
 };
+
+/* dc_thread.agg_state: nothing held; the thread's aggregate; being handed over to user space
+ * (by the thread, its exit, or the harvest's task iterator: whoever swapped HELD for it). */
+#define DC_AGG_EMPTY 0
+#define DC_AGG_HELD 1
+#define DC_AGG_HANDING 2
 
 struct dc_ukey {
 	__u64 pid_tgid;
@@ -185,34 +224,6 @@ struct dc_uring_req {
 	__u32 tid;
 	__u32 opcode;
 	__u32 pad;
-};
-
-/* Profile mode: one aggregate per (process, thread, function, file, interval). An interval is
- * the call's exit time (CLOCK_MONOTONIC) divided by dc_cfg.interval_ns. */
-#define DC_HIST_BUCKETS 32
-struct dc_agg_key {
-	__u32 pid; /* ids in the daemon's pid namespace */
-	__u32 tid;
-	__u32 fid;
-	__u32 pad;
-	__u64 interval;
-	__u64 fhash; /* the call's file, 0 = none or unknown */
-};
-
-struct dc_agg {
-	__u64 count;
-	__u64 dur_sum; /* ns */
-	__u64 dur_min;
-	__u64 dur_max;
-	__s64 ret_sum; /* of the calls that did not fail (ret >= 0): the bytes of reads and writes */
-	__u64 errors;  /* calls that failed (ret < 0) */
-	__s64 ret_min;
-	__s64 ret_max;
-	__s64 offset_min; /* functions with an offset argument (dc_offset_args); else 0 */
-	__s64 offset_max;
-	/* calls by their return value (bytes, for reads and writes): bucket 0 holds ret <= 0,
-	 * bucket k the values from 2^(k-1) to 2^k - 1, the last one everything above */
-	__u64 ret_log2[DC_HIST_BUCKETS];
 };
 
 /* The job's cgroup before it exists (dc_scope): ``depth`` names below the cgroup ``parent``

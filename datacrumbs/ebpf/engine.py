@@ -89,6 +89,7 @@ class Engine:
                 ctx.links.add(loaded.obj.attach_trace(loader.CGROUP_MKDIR))
             if self.config.filters_tasks:
                 ctx.links.add(loaded.obj.attach_trace(loader.TASK_FORK))
+            if self.config.filters_tasks or self.config.profiles:
                 ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXIT))
         except BpfError as exc:
             ctx.links.destroy_all()
@@ -289,7 +290,17 @@ class Engine:
         rings = self._loaded.rings if self._loaded is not None else []
         profile = None
         if self.config.profiles:
-            profile = ProfileMap(obj.map_fd(loader.PROFILE_MAP), self.config.profile_interval_ns)
+            try:
+                flush = obj.attach_iter(loader.PROFILE_FLUSH)
+            except BpfError as exc:
+                raise EngineError(str(exc)) from exc
+            profile = ProfileMap(
+                obj.map_fd(loader.PROFILE_MAP),
+                obj.map_fd(loader.PROFILE_DONE_MAP),
+                obj.map_fd(loader.FLUSH_BEFORE_MAP),
+                flush,
+                self.config.profile_interval_ns,
+            )
         self._poller = Poller(
             rings,
             self.config.ringbuf_bytes,

@@ -154,6 +154,9 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     ),
     "bpf_program__attach_kprobe_opts": (c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts)),
     "bpf_link__destroy": (c_int, c_void_p),
+    "bpf_link__fd": (c_int, c_void_p),
+    "bpf_program__attach_iter": (c_void_p, c_void_p, c_void_p),
+    "bpf_iter_create": (c_int, c_int),
     "libbpf_set_print": (c_void_p, _PRINT_FN),
 }
 
@@ -213,6 +216,20 @@ class BpfLink:
         if self._ptr:
             _lib.bpf_link__destroy(self._ptr)
             self._ptr = None
+
+    def run_iter(self) -> None:
+        """Run an iterator link's program over everything it iterates (``bpf_iter_create``,
+        then read to the end); what the program prints is dropped."""
+        if not self._ptr:
+            raise BpfError(9, "the iterator link is destroyed")
+        fd = _lib.bpf_iter_create(_lib.bpf_link__fd(self._ptr))
+        if fd < 0:
+            raise _fail("cannot create a BPF iterator", fd)
+        try:
+            while os.read(fd, 4096):
+                pass
+        finally:
+            os.close(fd)
 
 
 class BpfObject:
@@ -300,6 +317,14 @@ class BpfObject:
         link = _lib.bpf_program__attach_trace(self._program(program))
         if not link:
             raise _fail(f"cannot attach BPF program {program}")
+        return BpfLink(link)
+
+    def attach_iter(self, program: str) -> BpfLink:
+        """Attach an iterator program (``iter/...``); :meth:`BpfLink.run_iter` runs it."""
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_iter(self._program(program), None)
+        if not link:
+            raise _fail(f"cannot attach BPF iterator {program}")
         return BpfLink(link)
 
     def attach_uprobe_multi(

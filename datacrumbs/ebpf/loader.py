@@ -30,10 +30,13 @@ from datacrumbs.ebpf.records import MAX_RINGS, Config
 
 __all__ = [
     "CGROUP_MKDIR",
+    "FLUSH_BEFORE_MAP",
     "HITS_MAP",
     "JOB_CGROUPS_MAP",
     "LOST_MAP",
     "OFFSET_ARGS_MAP",
+    "PROFILE_DONE_MAP",
+    "PROFILE_FLUSH",
     "PROFILE_MAP",
     "RINGS_MAP",
     "SCOPE_MAP",
@@ -53,6 +56,9 @@ SCOPE_MAP = "dc_scope"
 CGROUP_MKDIR = "dc_cgroup_mkdir"
 HITS_MAP = "dc_func_hits"
 PROFILE_MAP = "dc_profile"
+PROFILE_DONE_MAP = "dc_profile_done"
+FLUSH_BEFORE_MAP = "dc_flush_before"
+PROFILE_FLUSH = "dc_profile_flush"
 OFFSET_ARGS_MAP = "dc_offset_args"
 #: Profile mode's shortest interval: shorter ones would take more harvesting than tracing.
 MIN_PROFILE_INTERVAL_NS = 1_000_000
@@ -136,6 +142,7 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             obj.set_max_entries(OFFSET_ARGS_MAP, max(1, cfg.function_slots))
             obj.set_max_entries(PROFILE_MAP, cfg.profile_keys if cfg.profiles else 1)
+            obj.set_max_entries(PROFILE_DONE_MAP, cfg.profile_keys if cfg.profiles else 1)
             config = Config(
                 uid=cfg.uid,
                 filter_cgroup=cfg.filters_cgroup,
@@ -162,7 +169,8 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_autoload(FUNC_EXIT, per_function)
             obj.set_autoload(CGROUP_MKDIR, cfg.filters_cgroup)
             obj.set_autoload(TASK_FORK, cfg.filters_tasks)
-            obj.set_autoload(TASK_EXIT, cfg.filters_tasks)
+            obj.set_autoload(TASK_EXIT, cfg.filters_tasks or cfg.profiles)
+            obj.set_autoload(PROFILE_FLUSH, cfg.profiles)
             obj.load()
             outer = obj.map_fd(RINGS_MAP)
             for i, fd in enumerate(ring_fds):

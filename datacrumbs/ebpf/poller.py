@@ -128,3 +128,5 @@ class Poller:
             for reader in self._readers:
                 reader.close()
             self._epoll.close()
+            if self._profile is not None:
+                self._profile.close()

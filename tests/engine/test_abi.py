@@ -60,7 +60,13 @@ COOKIE_MACROS = {
     "DC_FUNC_FD_ARG",
 }
 #: Header macros and structs that user space does not mirror (BPF side only).
-KERNEL_ONLY_MACROS = {"DC_RECORDS_H", "DC_FDS_SEEN"}
+KERNEL_ONLY_MACROS = {
+    "DC_RECORDS_H",
+    "DC_FDS_SEEN",
+    "DC_AGG_EMPTY",
+    "DC_AGG_HELD",
+    "DC_AGG_HANDING",
+}
 KERNEL_ONLY_STRUCTS = {
     "dc_inflight",
     "dc_thread",

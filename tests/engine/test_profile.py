@@ -182,3 +182,32 @@ def test_io_uring_requests_are_aggregated_too(session, compile_c, public_dir, tr
     assert totals[("readv", f)] == [1, 2 * S, 0, 0]
     assert totals[("write", None)] == [1, S, n * S, n * S]  # the registered file's
     assert totals[("fsync", f)][0] == 1
+
+
+def test_an_idle_thread_s_last_aggregate_is_not_held_back(session, compile_c, traced_user):
+    """A thread adds to the aggregate it holds while its calls keep one function, file and
+    interval; one that then goes idle (compute, a barrier) still has its aggregate written
+    once the interval is over (the harvest's task iterator takes it), not at its exit."""
+    binary = compile_c("write_then_wait.c", "write_then_wait")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    n = 1000
+    with session(probes, uid=traced_user.uid, profile_interval_ns=100_000_000) as s:
+        proc = subprocess.Popen(
+            as_user(traced_user, [str(binary), str(n)]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 10
+        while s.recording.stats().events < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        written_while_idle = s.recording.stats().events
+        assert proc.poll() is None  # still alive, idle
+        proc.communicate("go\n", timeout=30)
+    assert written_while_idle == n + 1  # and the "ready" line to the pipe
+    trace = s.trace
+    assert trace is not None and (trace.stats.events, trace.stats.lost) == (n + 1, 0)
+    names = trace.file_names()
+    on_null = [e for e in _aggregates(trace, proc.pid)
+               if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
+    assert sum(e["args"]["dft_cnt"] for e in on_null) == n
+    assert len(on_null) <= 2  # one interval, or two if the loop crossed into the next

@@ -138,8 +138,12 @@ def run_workload(argv: list[str], env_prefix: list[str] | None = None) -> Sample
 
 
 @contextmanager
-def traced_by_datacrumbs(trace: Path) -> Iterator[Callable[[Sample], None]]:
-    engine = Engine(EngineConfig(uid=USER.pw_uid))
+def traced_by_datacrumbs(
+    trace: Path, uid: int = USER.pw_uid, interval_ns: int = 0
+) -> Iterator[Callable[[Sample], None]]:
+    """The engine tracing :data:`PROBES` of ``uid`` into ``trace`` (profile mode with
+    ``interval_ns``); the samples recorded get its counts."""
+    engine = Engine(EngineConfig(uid=uid, profile_interval_ns=interval_ns))
     engine.load()
     outcomes = engine.attach(PROBES)
     assert all(o.attached for o in outcomes), outcomes

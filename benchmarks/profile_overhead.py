@@ -30,48 +30,20 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench_support import OTHER_USER, USER, machine, workdir
 from peers_overhead import (
     C_SOURCE,
-    PROBES,
     Results,
     Sample,
     run_workload,
+    traced_by_datacrumbs,
     traced_by_dftracer,
 )
 
-from datacrumbs.ebpf.engine import Engine, EngineConfig
-from datacrumbs.trace.recording import Recording
-from datacrumbs.trace.writer import TraceWriter
-
 CONFIGS = ["untraced", "floor", "trace", "profile", "dftracer"]
 INTERVAL_NS = 1_000_000_000
-
-
-@contextmanager
-def traced_by_datacrumbs(
-    trace: Path, uid: int, interval_ns: int
-) -> Iterator[Callable[[Sample], None]]:
-    engine = Engine(EngineConfig(uid=uid, profile_interval_ns=interval_ns))
-    engine.load()
-    outcomes = engine.attach(PROBES)
-    assert all(o.attached for o in outcomes), outcomes
-    trace.unlink(missing_ok=True)
-    recording = Recording(engine, TraceWriter(trace))
-    recording.start()
-    samples: list[Sample] = []
-    try:
-        yield samples.append
-    finally:
-        stats = recording.stop()
-        engine.close()
-    for sample in samples:
-        sample.events, sample.lost = stats.events, stats.lost
-        sample.trace_bytes = trace.stat().st_size
 
 
 def dftracer_calls(where: Path) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
 from datacrumbs.ebpf.attach_uprobes import UprobeAttacher
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
-from datacrumbs.ebpf.libbpf import BpfError, map_lookup, map_update
+from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_lookup, map_update
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
 from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import SCOPE, pack_scope
@@ -74,6 +74,9 @@ class Engine:
         self._uprobes: UprobeAttacher | None = None
         self._kprobes: KprobeAttacher | None = None
         self._poller: Poller | None = None
+        # the exit program outlives the call probes: a thread that exits while the last
+        # harvest runs still hands its profile aggregate over (see stop())
+        self._exit_link: BpfLink | None = None
         self._last = EngineStats(0, LossCounts())
 
     # -- load ----------------------------------------------------------------------------
@@ -90,9 +93,10 @@ class Engine:
             if self.config.filters_tasks:
                 ctx.links.add(loaded.obj.attach_trace(loader.TASK_FORK))
             if self.config.filters_tasks or self.config.profiles:
-                ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXIT))
+                self._exit_link = loaded.obj.attach_trace(loader.TASK_EXIT)
         except BpfError as exc:
             ctx.links.destroy_all()
+            self._destroy_exit_link()
             loaded.close()
             raise EngineError(str(exc)) from exc
         self._loaded, self._ctx = loaded, ctx
@@ -328,13 +332,17 @@ class Engine:
         return str(self._poller.error)
 
     def stop(self) -> EngineStats:
-        """Detach every probe, then drain the ring buffer into the sink. Returns the final
-        counts; raises :class:`EngineError` if the poller had failed."""
+        """Detach every probe, then drain the ring buffer into the sink (in profile mode, take
+        every aggregate, those threads still hold included), then detach the exit program.
+        Returns the final counts; raises :class:`EngineError` if the poller had failed."""
         self.detach()
         poller = self._poller
         if poller is None:
             raise EngineError("the engine is not streaming (call start() first)")
-        poller.stop()
+        try:
+            poller.stop()
+        finally:
+            self._destroy_exit_link()
         self._poller = None
         self._last = EngineStats(poller.ring_bytes, poller.last_loss)
         if poller.error is not None:
@@ -352,12 +360,18 @@ class Engine:
         self._ctx.claims.clear()
         self._ctx.function_outcomes.clear()
 
+    def _destroy_exit_link(self) -> None:
+        if self._exit_link is not None:
+            self._exit_link.destroy()
+            self._exit_link = None
+
     def close(self) -> None:
         """Detach and unload; the engine cannot be used afterwards."""
         self.detach()
         if self._poller is not None:
             self._poller.stop()
             self._poller = None
+        self._destroy_exit_link()
         if self._loaded is not None:
             self._loaded.close()
             self._loaded = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pwd
 import signal
 import socket
@@ -9,12 +10,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from support import command
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.run_files import wait_ready
+from datacrumbs.trace.reading import read_trace_lines
 
 #: The job user of the daemon tests.
 JOB_USER = "nobody"
@@ -142,3 +146,18 @@ class Daemon:
         self._reader.join(timeout=timeout)
         self.stderr = "".join(self._lines)
         return self.proc.returncode
+
+
+def trace_file(env: dict[str, str], run_id: str, config: str = "probes") -> Path:
+    """Where the daemon run with ``env`` writes the trace of ``run_id`` (this year, this host)."""
+    year = datetime.now().strftime("%Y")
+    base = env["DATACRUMBS_TRACE_DIR_PATTERN"].replace("%USER%", JOB_USER).replace("%YY%", year)
+    host = socket.gethostname()
+    return Path(base) / f"trace-{JOB_USER}-{run_id}-{host}-{config}.pfw.gz"
+
+
+def trace_events(path: Path) -> list[dict[str, Any]]:
+    """The objects of a finished trace (it must open with ``[`` and close with ``]``)."""
+    lines = read_trace_lines(path)
+    assert lines[0] == "[" and lines[-1] == "]"
+    return [json.loads(line) for line in lines[1:-1]]

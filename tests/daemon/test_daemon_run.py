@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pwd
 import shutil
@@ -14,7 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from daemon_support import JOB_USER, Daemon, NotifySocket, as_job_user, run_daemon
+from daemon_support import (
+    JOB_USER,
+    Daemon,
+    NotifySocket,
+    as_job_user,
+    run_daemon,
+    trace_events,
+    trace_file,
+)
 
 from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.reading import read_trace_lines
@@ -24,18 +31,6 @@ K, S = 25, 4096
 SYSCALLS = [
     {"type": 0, "name": "posix", "functions": ["openat", "write", "pread64", "fsync", "close"]}
 ]
-
-
-def _trace_file(env: dict[str, str], run_id: str, config: str = "probes") -> Path:
-    year = datetime.now().strftime("%Y")
-    base = env["DATACRUMBS_TRACE_DIR_PATTERN"].replace("%USER%", JOB_USER).replace("%YY%", year)
-    return Path(base) / f"trace-{JOB_USER}-{run_id}-{HOST}-{config}.pfw.gz"
-
-
-def _events(path: Path) -> list[dict]:
-    lines = read_trace_lines(path)
-    assert lines[0] == "[" and lines[-1] == "]"
-    return [json.loads(line) for line in lines[1:-1]]
 
 
 def _status_db(installed: Path, config: str = "probes") -> StatusDB:
@@ -78,9 +73,9 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     assert any(m.get("STOPPING") == "1" for m in notify.messages())
     notify.close()
 
-    trace = _trace_file(env, "job42")
+    trace = trace_file(env, "job42")
     assert trace.stat().st_uid == pwd.getpwnam(JOB_USER).pw_uid
-    events = _events(trace)
+    events = trace_events(trace)
     names = {
         e["args"]["value"]: e["args"]["name"]
         for e in events
@@ -133,7 +128,7 @@ def test_second_daemon_with_the_same_run_id_is_refused(
     )
     assert ready.exists()  # the first is unharmed
     assert first.stop() == 0
-    assert _events(_trace_file(run_env, "job7"))
+    assert trace_events(trace_file(run_env, "job7"))
 
 
 def test_failing_target_is_skipped_next_time_and_cleared_once_it_attaches(
@@ -284,7 +279,7 @@ def test_probe_file_name_too_long_for_file_names_is_cut_in_them(
     assert daemon.stop() == 0, daemon.stderr
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
     assert trace.name == f"trace-{JOB_USER}-long-{HOST}-{'p' * 51}~{digest}.pfw.gz"
-    assert _events(trace) is not None  # complete and readable
+    assert trace_events(trace) is not None  # complete and readable
 
 
 def test_status_and_watchdog_keep_coming_while_tracing(
@@ -320,7 +315,7 @@ def test_second_signal_while_stopping_leaves_a_valid_trace(
     daemon.proc.send_signal(signal.SIGTERM)
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.stop(signal.SIGINT) == 0
-    events = _events(_trace_file(run_env, "twice"))  # parses, with the closing ]
+    events = trace_events(trace_file(run_env, "twice"))  # parses, with the closing ]
     assert sum(e.get("name") == "write" and e["args"].get("size") == 512 for e in events) == 200
 
 
@@ -333,7 +328,7 @@ def test_killed_daemon_leaves_a_stale_ready_file_the_next_start_removes(
     ready = daemon.wait_ready("k9")
     assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
     assert ready.exists()
-    killed_trace = _trace_file(run_env, "k9")
+    killed_trace = trace_file(run_env, "k9")
     assert read_trace_lines(killed_trace)[0] == "["  # readable up to its last complete line
 
     daemon = Daemon(probes, "k9", env=run_env)
@@ -344,4 +339,4 @@ def test_killed_daemon_leaves_a_stale_ready_file_the_next_start_removes(
     # The killed run's trace was kept beside the new one, not overwritten.
     kept = list(killed_trace.parent.glob("trace-nobody-k9-*.*.pfw.gz"))
     assert len(kept) == 1 and read_trace_lines(kept[0])[0] == "["
-    assert _events(killed_trace)
+    assert trace_events(killed_trace)

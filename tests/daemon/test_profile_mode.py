@@ -7,27 +7,24 @@ import json
 import socket
 import subprocess
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
-from daemon_support import JOB_USER, Daemon, NotifySocket, as_job_user, run_daemon
+from daemon_support import (
+    JOB_USER,
+    Daemon,
+    NotifySocket,
+    as_job_user,
+    run_daemon,
+    trace_events,
+    trace_file,
+)
 from support import command
-
-from datacrumbs.trace.reading import read_trace_lines
 
 HOST = socket.gethostname()
 K, S = 25, 4096
 SYSCALLS = [
     {"type": 0, "name": "posix", "functions": ["openat", "write", "pread64", "fsync", "close"]}
 ]
-
-
-def _trace(env: dict[str, str], run_id: str) -> list[dict]:
-    year = datetime.now().strftime("%Y")
-    base = env["DATACRUMBS_TRACE_DIR_PATTERN"].replace("%USER%", JOB_USER).replace("%YY%", year)
-    lines = read_trace_lines(Path(base) / f"trace-{JOB_USER}-{run_id}-{HOST}-probes.pfw.gz")
-    assert lines[0] == "[" and lines[-1] == "]"
-    return [json.loads(line) for line in lines[1:-1]]
 
 
 def test_a_profiled_job_sums_to_its_calls_and_bytes(
@@ -62,7 +59,7 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     assert statuses and all(s.startswith("profiling: ") for s in statuses)
     assert "profile mode: 100 ms intervals" in daemon.stderr
 
-    events = _trace(env, "prof1")
+    events = trace_events(trace_file(env, "prof1"))
     [mode] = [e for e in events if e["name"] == "datacrumbs_mode"]
     assert mode["args"] == {"mode": "profile", "interval_ms": 100}
     assert not [e for e in events if e.get("ph") == "X"]

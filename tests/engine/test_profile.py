@@ -211,3 +211,32 @@ def test_an_idle_thread_s_last_aggregate_is_not_held_back(session, compile_c, tr
                if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
     assert sum(e["args"]["dft_cnt"] for e in on_null) == n
     assert len(on_null) <= 2  # one interval, or two if the loop crossed into the next
+
+
+def test_what_a_live_thread_holds_is_taken_at_the_end(session, compile_c, traced_user):
+    """An interval of an hour: nothing is over while the job runs, so the thread still holds
+    its aggregate when tracing stops; the last harvest takes it (the probes detached first, the
+    task iterator over every thread), and it is exact."""
+    binary = compile_c("write_then_wait.c", "write_then_wait")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
+    n = 1000
+    proc = None
+    try:
+        with session(probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000) as s:
+            proc = subprocess.Popen(
+                as_user(traced_user, [str(binary), str(n)]),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            time.sleep(0.3)  # several harvests: none may take the open interval
+            assert s.recording.stats().events == 0
+        assert proc.poll() is None  # tracing stopped while the thread lives
+    finally:
+        if proc is not None:
+            proc.communicate("go\n", timeout=30)
+    trace = s.trace
+    assert trace is not None and (trace.stats.events, trace.stats.lost) == (n + 1, 0)
+    names = trace.file_names()
+    [on_null] = [e for e in _aggregates(trace, proc.pid)
+                 if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
+    assert on_null["args"]["dft_cnt"] == n

@@ -4,6 +4,7 @@ of ``dft_cnt`` and ``ret_sum`` are exactly the calls and bytes the workload made
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ from pathlib import Path
 from engine_support import Trace, as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.common.settings import load_settings
 from datacrumbs.trace.summary import summarize
 
 K, S = 1000, 4096
@@ -240,3 +242,42 @@ def test_what_a_live_thread_holds_is_taken_at_the_end(session, compile_c, traced
     [on_null] = [e for e in _aggregates(trace, proc.pid)
                  if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
     assert on_null["args"]["dft_cnt"] == n
+
+
+def test_uprobes_and_syscalls_of_one_thread_aggregate_together(
+    session, compile_c, public_dir, traced_user
+) -> None:
+    """The C library's stdio functions (uprobes) and write(2) of one thread, in one interval:
+    each (function, file) is one aggregate of exactly the calls made; fwrite's bytes are its
+    items' bytes, and the write(2) that flushes them carries the same bytes."""
+    binary = compile_c("stdio_files.c", "stdio_files")
+    path = user_dir(public_dir, traced_user, "profile-stdio") / "notes.txt"
+    libc = os.path.realpath(load_settings().libc_so)
+    probes = [
+        Probe(type=ProbeType.UPROBE, name="stdio", binary_path=libc,
+              functions=["fopen", "fwrite", "fflush", "fclose", "fgets", "fread"]),
+        Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"]),
+    ]  # fmt: skip
+    with session(probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(path)]),
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    trace = s.trace
+    assert trace is not None and trace.stats.lost == 0
+    assert all(o.attached for o in trace.outcomes), trace.outcomes
+    names = trace.file_names()
+    got = {
+        (e["name"], e["cat"]): (e["args"]["dft_cnt"], e["args"].get("ret_sum"))
+        for e in _aggregates(trace, int(out.stdout))
+        if names.get(e["args"].get("fhash")) == str(path)
+    }
+    assert got == {
+        ("fopen", "STDIO"): (2, None),
+        ("fwrite", "STDIO"): (3, 33),
+        ("fflush", "STDIO"): (1, None),
+        ("fclose", "STDIO"): (2, None),
+        ("fgets", "STDIO"): (4, None),  # three lines, then the end
+        ("fread", "STDIO"): (1, 0),
+        ("write", "POSIX"): (1, 33),  # the flush of the three lines
+    }

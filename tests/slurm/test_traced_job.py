@@ -119,6 +119,22 @@ def _trace(path: Path) -> list[dict]:
     return [json.loads(line) for line in lines[1:-1]]
 
 
+def _job_files(cluster: SlurmCluster, prefix: Path) -> Path:
+    """The workload and the user's probe file, made on the login node by the configurator and
+    signed by the signer (once per cluster); the probe file's path."""
+    shared = cluster.shared
+    probes = shared / "probes.json.gz"
+    if probes.exists():
+        return probes
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(shared / "file_io"), str(FILE_IO)],
+                   check=True)  # fmt: skip
+    (shared / "probes.yaml").write_text(CONFIG)
+    said = _nobody(cluster, "login", str(prefix / "bin/datacrumbs_probe_configurator"),
+                   str(shared / "probes.yaml"), str(probes))  # fmt: skip
+    assert "signed for nobody on login" in said
+    return probes
+
+
 def _diagnosis(cluster: SlurmCluster, prefix: Path, job: str) -> str:
     """What the nodes say about the job's tracing (for a failure's message)."""
     parts = [f"traces: {sorted(str(p) for p in (prefix / 'var').rglob('*.pfw.gz'))}"]
@@ -139,14 +155,7 @@ def test_each_node_traces_exactly_its_share_of_the_job(
 ) -> None:
     cluster, prefix = traced_cluster
     shared = cluster.shared
-    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(shared / "file_io"), str(FILE_IO)],
-                   check=True)  # fmt: skip
-    # The user makes the probe file on the login node: the configurator, signed by the signer.
-    (shared / "probes.yaml").write_text(CONFIG)
-    probes = shared / "probes.json.gz"
-    said = _nobody(cluster, "login", str(prefix / "bin/datacrumbs_probe_configurator"),
-                   str(shared / "probes.yaml"), str(probes))  # fmt: skip
-    assert "signed for nobody on login" in said
+    probes = _job_files(cluster, prefix)
 
     # The job: one task per node writes its own file, then waits until the test has run the
     # user's processes outside the job on both nodes.
@@ -218,3 +227,53 @@ def test_each_node_traces_exactly_its_share_of_the_job(
         assert (found["posix_write_count_sum"], found["posix_write_size_sum"]) == (K, K * S)
         assert (found["posix_read_count_sum"], found["posix_read_size_sum"]) == (K, K * S)
     assert not any(name.endswith(("out-node1.bin", "out-node2.bin")) for name in by_file)
+
+
+def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedCluster) -> None:
+    """``--comment=datacrumbs:profile=PATH``: the prolog starts each node's daemon in profile
+    mode; each node's trace holds aggregates of exactly its own task's calls, no events."""
+    cluster, prefix = traced_cluster
+    shared = cluster.shared
+    probes = _job_files(cluster, prefix)
+    script = shared / "profile-job.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
+        f"$({shared}/file_io {shared}/prof-$(hostname).bin {K} {S})'\n"
+    )
+    script.chmod(0o755)
+    job = _nobody(
+        cluster, "login", "sbatch", "--parsable", "-N2", f"--chdir={shared}",
+        f"--output={shared}/profile-job.out", f"--comment=datacrumbs:profile={probes}",
+        str(script),
+    ).strip()  # fmt: skip
+    ends = [_trace_path(prefix, job, node) for node in cluster.nodes]
+    try:
+        _wait(
+            lambda: all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends),
+            90, "both nodes' profiles finished by the epilog",
+        )  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnosis(cluster, prefix, job)}") from None
+    tasks = dict(line.split()[:2] for line in (shared / "profile-job.out").read_text().split("\n")
+                 if line.strip())  # fmt: skip
+    for node in cluster.nodes:
+        events = _trace(_trace_path(prefix, job, node))
+        assert [e["args"]["mode"] for e in events if e["name"] == "datacrumbs_mode"] == ["profile"]
+        assert not [e for e in events if e.get("ph") == "X"]
+        names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
+        totals: dict[tuple[str, str], list[int]] = {}
+        for e in events:
+            if e.get("ph") == "C" and e["pid"] == int(tasks[node]):
+                name = Path(names.get(e["args"].get("fhash"), "?")).name
+                t = totals.setdefault((e["name"], name), [0, 0])
+                t[0] += e["args"]["dft_cnt"]
+                t[1] += e["args"].get("ret_sum", 0)
+        mine = {k: v for k, v in totals.items() if k[1].startswith("prof-")}
+        assert mine == {
+            ("open", f"prof-{node}.bin"): [1, 0],
+            ("write", f"prof-{node}.bin"): [K, K * S],
+            ("pread", f"prof-{node}.bin"): [K, K * S],
+            ("fsync", f"prof-{node}.bin"): [1, 0],
+            ("close", f"prof-{node}.bin"): [1, 0],
+        }, (node, totals)

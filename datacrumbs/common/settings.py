@@ -37,6 +37,7 @@ __all__ = [
     "ENV_PREFIX",
     "PER_RUN_FIELDS",
     "POLICY_FIELDS",
+    "PROFILE_INTERVAL_MS_MAX",
     "TRACE_DIR_PLACEHOLDERS",
     "Settings",
     "expand_trace_dir",
@@ -60,6 +61,8 @@ TRACE_DIR_PLACEHOLDERS = {
 }
 #: Fields that belong to one job or one node, never to the installation.
 PER_RUN_FIELDS = frozenset({"user", "hostname", "job_cgroup", "job_parent_cmdline"})
+#: DATACRUMBS_PROFILE_INTERVAL_MS's longest interval (an hour).
+PROFILE_INTERVAL_MS_MAX = 3_600_000
 #: Room the kernel keeps for DATACRUMBS_JOB_PARENT_CMDLINE (DC_PARENT_CMDLINE, its NUL too).
 PARENT_CMDLINE_BYTES = 63
 
@@ -212,7 +215,7 @@ class Settings(BaseSettings):
     profile_interval_ms: int = Field(
         default=1000,
         ge=1,
-        le=3_600_000,
+        le=PROFILE_INTERVAL_MS_MAX,
         description="Profile mode: the length of an interval, in milliseconds.",
     )
     profile_max_keys: int = Field(

@@ -29,7 +29,7 @@ from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.run_files import RunFiles
 from datacrumbs.common.run_id import validate_run_id
-from datacrumbs.common.settings import Settings, load_settings
+from datacrumbs.common.settings import PROFILE_INTERVAL_MS_MAX, Settings, load_settings
 from datacrumbs.service.instance_files import (
     log_file_path,
     render_env_file,
@@ -196,9 +196,10 @@ def start_tracing(
         raise DatacrumbsError("--job-cgroup and --job-parent-cmdline both scope the job: give one")
     if mode not in (None, "trace", "profile"):
         raise DatacrumbsError(f"--mode: trace or profile, not {mode!r}")
-    if profile_interval_ms is not None and not 1 <= profile_interval_ms <= 3_600_000:
+    if profile_interval_ms is not None and not 1 <= profile_interval_ms <= PROFILE_INTERVAL_MS_MAX:
         raise DatacrumbsError(
-            f"--profile-interval-ms: 1 to 3600000 milliseconds, not {profile_interval_ms}"
+            f"--profile-interval-ms: 1 to {PROFILE_INTERVAL_MS_MAX} milliseconds, "
+            f"not {profile_interval_ms}"
         )
     run_id = validate_run_id(run_id, "the command line")
     try:

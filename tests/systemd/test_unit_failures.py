@@ -164,6 +164,19 @@ def test_stop_of_a_run_that_never_started_says_so(node: Node) -> None:
             "probe file {dir} is not readable as nobody: not a regular file",
         ),
         (
+            (
+                "start",
+                "job-i",
+                JOB_USER,
+                "{probe}",
+                "--mode",
+                "profile",
+                "--profile-interval-ms",
+                "0",
+            ),
+            "--profile-interval-ms: 1 to 3600000 milliseconds, not 0",
+        ),
+        (
             ("stop", "job 42"),
             "run-id 'job 42' from the command line is not safe in file names: use 1-128 letters, "
             "digits, '.', '_' or '-', starting with a letter or digit",

@@ -221,11 +221,12 @@ class Settings(BaseSettings):
     profile_max_keys: int = Field(
         default=32768,
         ge=16,
-        le=1 << 22,
+        le=1 << 20,  # 900 MiB of kernel memory
         description=(
-            "Profile mode: aggregates the kernel holds at most (about 400 bytes each, "
-            "allocated at start), those of the intervals not yet written; a call that finds "
-            "no room is counted lost."
+            "Profile mode: aggregates the kernel holds at most, in each of its two tables "
+            "(the open intervals' and the handed-over ones: about 430 bytes an entry, "
+            "allocated at start, 28 MiB in all for 32768); a call that finds no room is "
+            "counted lost."
         ),
     )
     uprobe_hit_limit: int = Field(

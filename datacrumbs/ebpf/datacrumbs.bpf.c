@@ -286,16 +286,16 @@ static __always_inline __u32 dc_log2_bucket(__s64 ret)
 	return k < DC_HIST_BUCKETS ? k : DC_HIST_BUCKETS - 1;
 }
 
-/* Profile mode: the interval a call that ended at ``now`` belongs to. A thread keeps its last
- * one and when it ends: most calls fall in the same interval as the one before, and skip the
- * 64-bit division (tens of cycles). */
+/* Profile mode: the interval a call that ended at ``now`` belongs to (see dc_cfg.interval_shift).
+ * A thread keeps its last one and when it ends: most calls fall in the same interval as the one
+ * before, and skip the 64-bit division (tens of cycles). */
 static __always_inline __u64 dc_interval(struct dc_thread *th, __u64 now)
 {
-	__u64 interval;
+	__u64 t = now + dc_cfg.interval_shift, interval;
 
-	if (th && now < th->interval_end && now + dc_cfg.interval_ns >= th->interval_end)
+	if (th && t < th->interval_end && t + dc_cfg.interval_ns >= th->interval_end)
 		return th->interval;
-	interval = now / dc_cfg.interval_ns;
+	interval = t / dc_cfg.interval_ns;
 	if (th) {
 		th->interval = interval;
 		th->interval_end = (interval + 1) * dc_cfg.interval_ns;

@@ -124,6 +124,10 @@ struct dc_config {
 	__u32 rings; /* ring buffers in dc_rings, 1..DC_MAX_RINGS */
 	__u32 profile; /* profile mode: calls are aggregated in dc_profile, not sent */
 	__u64 interval_ns; /* profile mode: the length of an interval */
+	/* profile mode: added to CLOCK_MONOTONIC before dividing, so that intervals start on
+	 * whole multiples of their length in wall-clock time (on every node alike): the wall
+	 * clock's offset from CLOCK_MONOTONIC modulo interval_ns, at load */
+	__u64 interval_shift;
 };
 
 struct dc_inflight {
@@ -135,7 +139,8 @@ struct dc_inflight {
 };
 
 /* Profile mode: one aggregate per (process, thread, function, file, interval). An interval is
- * the call's exit time (CLOCK_MONOTONIC) divided by dc_cfg.interval_ns. */
+ * the call's exit time (CLOCK_MONOTONIC) plus dc_cfg.interval_shift, divided by
+ * dc_cfg.interval_ns. */
 #define DC_HIST_BUCKETS 32
 struct dc_agg_key {
 	__u32 pid; /* ids in the daemon's pid namespace */
@@ -242,7 +247,7 @@ struct dc_scope {
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
-_Static_assert(sizeof(struct dc_config) == 128, "dc_config is 128 bytes");
+_Static_assert(sizeof(struct dc_config) == 136, "dc_config is 136 bytes");
 _Static_assert(sizeof(struct dc_agg_key) == 32, "dc_agg_key is 32 bytes");
 _Static_assert(sizeof(struct dc_agg) == 80 + 8 * DC_HIST_BUCKETS, "dc_agg is 336 bytes");
 

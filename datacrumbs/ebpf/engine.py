@@ -304,6 +304,7 @@ class Engine:
                 obj.map_fd(loader.FLUSH_BEFORE_MAP),
                 flush,
                 self.config.profile_interval_ns,
+                self.profile_interval_shift,
             )
         self._poller = Poller(
             rings,
@@ -313,6 +314,12 @@ class Engine:
             self.config.poll_interval,
             profile,
         )
+
+    @property
+    def profile_interval_shift(self) -> int:
+        """Profile mode: what the kernel adds to CLOCK_MONOTONIC before dividing by the
+        interval (intervals start on wall-clock multiples of their length); 0 otherwise."""
+        return self._loaded.interval_shift if self._loaded is not None else 0
 
     def read_loss(self) -> LossCounts:
         """The kernel's loss counters, summed over CPUs."""

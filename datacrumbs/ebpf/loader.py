@@ -4,6 +4,7 @@ and only the programs of the variants in use verified and loaded."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from datacrumbs.common.settings import parent_cmdline_problem
@@ -76,6 +77,7 @@ class Loaded:
     uprobe_multi: bool  # uprobes share uprobe_multi links
     kprobes_unsupported: str | None  # why kprobes cannot attach (None: they can)
     rings: list[int]  # the ring buffers' fds, in dc_rings order (the caller closes them)
+    interval_shift: int = 0  # profile mode: dc_config.interval_shift
 
     def close(self) -> None:
         """Close the ring buffers' fds and the object (once)."""
@@ -133,6 +135,7 @@ def load(cfg: EngineConfig) -> Loaded:
     raw_syscalls = cfg.syscall_mode == "raw_tp"
     path = cfg.bpf_object or build_bpf_object()
     pidns = features.own_pid_namespace()
+    shift = interval_shift(cfg.profile_interval_ns)
     try:
         obj = BpfObject(path)
         ring_fds: list[int] = []
@@ -153,6 +156,7 @@ def load(cfg: EngineConfig) -> Loaded:
                 parent_cmdline=(cfg.parent_cmdline or "").encode(),
                 rings=len(ring_fds),
                 interval_ns=cfg.profile_interval_ns,
+                interval_shift=shift,
             )
             obj.set_initial_value(".rodata.config", config.pack())
             # only the programs of the variants in use are verified and loaded
@@ -182,7 +186,16 @@ def load(cfg: EngineConfig) -> Loaded:
             raise
     except BpfError as exc:
         raise EngineError(str(exc)) from exc
-    return Loaded(obj, uprobe_multi, kprobes_reason, ring_fds)
+    return Loaded(obj, uprobe_multi, kprobes_reason, ring_fds, shift)
+
+
+def interval_shift(interval_ns: int) -> int:
+    """What the kernel adds to CLOCK_MONOTONIC so that profile intervals start on whole
+    multiples of ``interval_ns`` in wall-clock time: the wall clock's offset from it, modulo
+    the interval (read now; the trace's timestamps round to the intervals' starts)."""
+    if not interval_ns:
+        return 0
+    return (time.time_ns() - time.monotonic_ns()) % interval_ns
 
 
 def _make_rings(count: int, size: int) -> list[int]:

@@ -86,23 +86,34 @@ def _take(fd: int, first_open: int) -> list[bytes]:
 
 class ProfileMap:
     """The profile maps of one session (``dc_profile``, ``dc_profile_done``, the iterator's
-    ``dc_flush_before`` and its link) whose intervals last ``interval_ns``."""
+    ``dc_flush_before`` and its link) whose intervals last ``interval_ns``, shifted by
+    ``interval_shift`` (the kernel's ``dc_config.interval_shift``)."""
 
     def __init__(
-        self, fd: int, done_fd: int, flush_before_fd: int, flush: BpfLink, interval_ns: int
+        self,
+        fd: int,
+        done_fd: int,
+        flush_before_fd: int,
+        flush: BpfLink,
+        interval_ns: int,
+        interval_shift: int = 0,
     ) -> None:
         self._fd = fd
         self._done_fd = done_fd
         self._flush_before_fd = flush_before_fd
         self._flush = flush
         self.interval_ns = interval_ns
+        self._shift = interval_shift  # dc_config.interval_shift
         self.harvested = 0  # aggregates taken so far
 
     def harvest(self, now_ns: int | None) -> bytes:
         """Take the aggregates of the intervals over by ``now_ns`` (CLOCK_MONOTONIC) less the
         grace, or all of them (None: nothing adds to the maps any more); ``key | value`` rows,
         one per aggregate."""
-        first_open = _ALL if now_ns is None else (now_ns - GRACE_NS) // self.interval_ns
+        if now_ns is None:
+            first_open = _ALL
+        else:
+            first_open = (now_ns + self._shift - GRACE_NS) // self.interval_ns
         # the interval holding now - grace is not over at that time; those before it are
         map_update(self._flush_before_fd, bytes(4), first_open.to_bytes(8, "little"))
         self._flush.run_iter()

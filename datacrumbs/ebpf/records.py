@@ -145,8 +145,8 @@ TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
 PARENT_CMDLINE = 64
 #: DC_MAX_RINGS: ring buffers at most (one per CPU up to this many).
 MAX_RINGS = 64
-#: struct dc_config (128 bytes).
-CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sIIQ")
+#: struct dc_config (136 bytes).
+CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sIIQQ")
 CONFIG_FIELDS = (
     "uid",
     "filter_uid",
@@ -161,6 +161,7 @@ CONFIG_FIELDS = (
     "rings",
     "profile",
     "interval_ns",
+    "interval_shift",
 )
 #: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
 #: DC_SCOPE_NAME bytes below the cgroup ``parent``).
@@ -233,6 +234,7 @@ class Config:
     parent_cmdline: bytes = b""  # b"": no process-tree filter
     rings: int = 1
     interval_ns: int = 0  # profile mode's interval; 0: trace mode
+    interval_shift: int = 0  # added to CLOCK_MONOTONIC: intervals start on wall-clock multiples
 
     def pack(self) -> bytes:
         if len(self.parent_cmdline) >= PARENT_CMDLINE:
@@ -251,6 +253,7 @@ class Config:
             self.rings,
             int(self.interval_ns > 0),
             self.interval_ns,
+            self.interval_shift,
         )
 
 

@@ -123,6 +123,7 @@ class EventFormatter:
         tid: int,
         process_info: Callable[[int], Mapping[str, str]] | None = None,
         profile_interval_ns: int = 0,
+        profile_interval_shift: int = 0,
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -132,6 +133,7 @@ class EventFormatter:
         self._offset = clock_offset
         self._specs = dict(functions)
         self._interval_ns = profile_interval_ns
+        self._interval_shift = profile_interval_shift
         self.aggregates = 0  # profile mode: aggregated records written
         self._pid = pid
         self._tid = tid
@@ -286,7 +288,10 @@ class EventFormatter:
                 AGG.unpack_from(rows, at + AGG_KEY.size)
             )
             off_min, off_max, *log2 = rest
-            ts = (interval * self._interval_ns + self._offset) // 1000
+            # the interval's start on the wall clock: a whole multiple of the interval (the
+            # kernel shifted CLOCK_MONOTONIC by the wall clock's offset, read at load)
+            start = interval * self._interval_ns - self._interval_shift + self._offset
+            ts = (start + self._interval_ns // 2) // self._interval_ns * self._interval_ns // 1000
             args = f'"hhash":"{self.hhash}"'
             if fhash and spec.has_file:
                 args += f',"fhash":"{fhash:016x}"'

@@ -66,6 +66,7 @@ class Recording:
             tid=threading.get_native_id(),
             process_info=read_process_info,
             profile_interval_ns=self.engine.config.profile_interval_ns,
+            profile_interval_shift=self.engine.profile_interval_shift,
         )
         self.writer.start(formatter)
         self.engine.start(self.writer)

@@ -29,7 +29,7 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     # header's _Static_asserts pin them to the sizes checked here.
     assert records.CALL.size == 96
     assert records.TASK.size == 48
-    assert sizes["dc_config"] == records.CONFIG.size == 128
+    assert sizes["dc_config"] == records.CONFIG.size == 136
     assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 536
     # profile mode's map key and value (dc_profile)
     assert sizes["dc_agg_key"] == records.AGG_KEY.size == 32

@@ -100,7 +100,10 @@ def test_intervals_are_harvested_while_the_job_runs(session, compile_c, traced_u
     assert 0 < harvested_while_running < n
     starts = [e["ts"] for e in aggregates]
     assert len(set(starts)) == len(starts) >= 15  # one aggregate per interval
-    assert all(t % (interval_ns // 1000) == starts[0] % (interval_ns // 1000) for t in starts)
+    # on the wall clock's whole tenths of a second, as on every node: the nodes' intervals
+    # line up
+    assert all(t % (interval_ns // 1000) == 0 for t in starts), starts
+    assert all(time.time() - 60 < t / 1e6 < time.time() for t in starts)
     for e in aggregates:
         assert e["args"]["ret_sum"] == e["args"]["dft_cnt"]  # one byte each
         assert e["args"]["ret_log2"][1] == e["args"]["dft_cnt"]

@@ -104,7 +104,6 @@ class ProfileMap:
         self._flush = flush
         self.interval_ns = interval_ns
         self._shift = interval_shift  # dc_config.interval_shift
-        self.harvested = 0  # aggregates taken so far
 
     def harvest(self, now_ns: int | None) -> bytes:
         """Take the aggregates of the intervals over by ``now_ns`` (CLOCK_MONOTONIC) less the
@@ -120,9 +119,7 @@ class ProfileMap:
         rows = _take(self._fd, first_open) + _take(self._done_fd, _ALL)
         if not rows:
             return b""
-        merged = merge_rows(rows)
-        self.harvested += len(merged) // ROW_SIZE
-        return merged
+        return merge_rows(rows)
 
     def close(self) -> None:
         """Detach the iterator (after the last harvest)."""

@@ -4,13 +4,15 @@ of ``dft_cnt`` and ``ret_sum`` are exactly the calls and bytes the workload made
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
-from engine_support import Trace, as_user, user_dir
+from engine_support import Trace, User, as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.common.settings import load_settings
@@ -189,6 +191,27 @@ def test_io_uring_requests_are_aggregated_too(session, compile_c, public_dir, tr
     assert totals[("fsync", f)][0] == 1
 
 
+@contextlib.contextmanager
+def _idle_writer(binary: Path, user: User, n: int) -> Iterator[subprocess.Popen[str]]:
+    """write_then_wait as ``user``: its ``n`` writes to /dev/null made (and its "ready" line
+    to the pipe), it stays alive and idle until the block ends."""
+    proc = subprocess.Popen(
+        as_user(user, [str(binary), str(n)]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        yield proc
+    finally:
+        proc.communicate("go\n", timeout=30)
+
+
+def _on_file(trace: Trace, pid: int, path: str) -> list[dict]:
+    """The process's aggregates of the file ``path``."""
+    names = trace.file_names()
+    return [e for e in _aggregates(trace, pid) if names.get(e["args"].get("fhash")) == path]
+
+
 def test_an_idle_thread_s_last_aggregate_is_not_held_back(session, compile_c, traced_user):
     """A thread adds to the aggregate it holds while its calls keep one function, file and
     interval; one that then goes idle (compute, a barrier) still has its aggregate written
@@ -196,24 +219,19 @@ def test_an_idle_thread_s_last_aggregate_is_not_held_back(session, compile_c, tr
     binary = compile_c("write_then_wait.c", "write_then_wait")
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
     n = 1000
-    with session(probes, uid=traced_user.uid, profile_interval_ns=100_000_000) as s:
-        proc = subprocess.Popen(
-            as_user(traced_user, [str(binary), str(n)]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    with (
+        session(probes, uid=traced_user.uid, profile_interval_ns=100_000_000) as s,
+        _idle_writer(binary, traced_user, n) as proc,
+    ):
         deadline = time.monotonic() + 10
         while s.recording.stats().events < n + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         written_while_idle = s.recording.stats().events
         assert proc.poll() is None  # still alive, idle
-        proc.communicate("go\n", timeout=30)
     assert written_while_idle == n + 1  # and the "ready" line to the pipe
     trace = s.trace
     assert trace is not None and (trace.stats.events, trace.stats.lost) == (n + 1, 0)
-    names = trace.file_names()
-    on_null = [e for e in _aggregates(trace, proc.pid)
-               if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
+    on_null = _on_file(trace, proc.pid, "/dev/null")
     assert sum(e["args"]["dft_cnt"] for e in on_null) == n
     assert len(on_null) <= 2  # one interval, or two if the loop crossed into the next
 
@@ -225,25 +243,15 @@ def test_what_a_live_thread_holds_is_taken_at_the_end(session, compile_c, traced
     binary = compile_c("write_then_wait.c", "write_then_wait")
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
     n = 1000
-    proc = None
-    try:
+    with contextlib.ExitStack() as outlives_tracing:
         with session(probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000) as s:
-            proc = subprocess.Popen(
-                as_user(traced_user, [str(binary), str(n)]),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            proc = outlives_tracing.enter_context(_idle_writer(binary, traced_user, n))
             time.sleep(0.3)  # several harvests: none may take the open interval
             assert s.recording.stats().events == 0
         assert proc.poll() is None  # tracing stopped while the thread lives
-    finally:
-        if proc is not None:
-            proc.communicate("go\n", timeout=30)
     trace = s.trace
     assert trace is not None and (trace.stats.events, trace.stats.lost) == (n + 1, 0)
-    names = trace.file_names()
-    [on_null] = [e for e in _aggregates(trace, proc.pid)
-                 if names.get(e["args"].get("fhash")) == "/dev/null"]  # fmt: skip
+    [on_null] = _on_file(trace, proc.pid, "/dev/null")
     assert on_null["args"]["dft_cnt"] == n
 
 

@@ -135,6 +135,51 @@ def _job_files(cluster: SlurmCluster, prefix: Path) -> Path:
     return probes
 
 
+def _submit(cluster: SlurmCluster, name: str, body: str, comment: str) -> str:
+    """Submit ``body`` (shell lines) as the user's two-node job ``name`` with ``comment``,
+    from the login node; its job id. Its output goes to ``<shared>/<name>.out``."""
+    shared = cluster.shared
+    script = shared / f"{name}.sh"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return _nobody(
+        cluster, "login", "sbatch", "--parsable", "-N2", f"--chdir={shared}",
+        f"--output={shared}/{name}.out", f"--comment={comment}", str(script),
+    ).strip()  # fmt: skip
+
+
+def _task_line(shared: Path, prefix: str) -> str:
+    """A job line: one task per node runs file_io on its own ``<prefix>-<node>.bin`` and
+    prints ``<node> <pid> <fd>``."""
+    return (
+        f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
+        f"$({shared}/file_io {shared}/{prefix}-$(hostname).bin {K} {S})'\n"
+    )
+
+
+def _finished_traces(cluster: SlurmCluster, prefix: Path, job: str) -> list[Path]:
+    """Each node's trace of ``job``, once the epilogs have finished them all."""
+    ends = [_trace_path(prefix, job, node) for node in cluster.nodes]
+    try:
+        _wait(
+            lambda: all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends),
+            90, "both nodes' traces finished by the epilog",
+        )  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnosis(cluster, prefix, job)}") from None
+    return ends
+
+
+def _tasks(output: Path) -> dict[str, int]:
+    """Node → pid of its task, from the job's output (``_task_line``)."""
+    tasks = {}
+    for line in output.read_text().split("\n"):
+        if line.strip():
+            host, pid, _fd = line.split()
+            tasks[host] = int(pid)
+    return tasks
+
+
 def _diagnosis(cluster: SlurmCluster, prefix: Path, job: str) -> str:
     """What the nodes say about the job's tracing (for a failure's message)."""
     parts = [f"traces: {sorted(str(p) for p in (prefix / 'var').rglob('*.pfw.gz'))}"]
@@ -159,20 +204,13 @@ def test_each_node_traces_exactly_its_share_of_the_job(
 
     # The job: one task per node writes its own file, then waits until the test has run the
     # user's processes outside the job on both nodes.
-    script = shared / "job.sh"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
-        f"$({shared}/file_io {shared}/job-$(hostname).bin {K} {S})'\n"
-        f"touch {shared}/ran\n"
-        f"for i in $(seq 300); do [ -e {shared}/go ] && exit 0; sleep 0.1; done\n"
-    )
-    script.chmod(0o755)
-    submitted = _nobody(
-        cluster, "login", "sbatch", "--parsable", "-N2", f"--chdir={shared}",
-        f"--output={shared}/job.out", f"--comment=datacrumbs={probes}", str(script),
+    job = _submit(
+        cluster, "job",
+        _task_line(shared, "job")
+        + f"touch {shared}/ran\n"
+        + f"for i in $(seq 300); do [ -e {shared}/go ] && exit 0; sleep 0.1; done\n",
+        f"datacrumbs={probes}",
     )  # fmt: skip
-    job = submitted.strip()
     _wait(lambda: (shared / "ran").exists(), 60, "the job's tasks")
     outside = {}
     for node in cluster.nodes:  # the same user, on the same nodes, not in the job
@@ -180,21 +218,8 @@ def test_each_node_traces_exactly_its_share_of_the_job(
                       str(K), str(S))  # fmt: skip
         outside[node] = int(out.split()[0])
     (shared / "go").touch()
-    ends = [_trace_path(prefix, job, node) for node in cluster.nodes]
-
-    def finished() -> bool:
-        return all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends)
-
-    try:
-        _wait(finished, 90, "both nodes' traces finished by the epilog")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_diagnosis(cluster, prefix, job)}") from None
-
-    tasks = {}
-    for line in (shared / "job.out").read_text().split("\n"):
-        if line.strip():
-            host, pid, _fd = line.split()
-            tasks[host] = int(pid)
+    ends = _finished_traces(cluster, prefix, job)
+    tasks = _tasks(shared / "job.out")
     assert sorted(tasks) == cluster.nodes
     for node in cluster.nodes:
         events = _trace(_trace_path(prefix, job, node))
@@ -235,28 +260,10 @@ def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedClus
     cluster, prefix = traced_cluster
     shared = cluster.shared
     probes = _job_files(cluster, prefix)
-    script = shared / "profile-job.sh"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
-        f"$({shared}/file_io {shared}/prof-$(hostname).bin {K} {S})'\n"
-    )
-    script.chmod(0o755)
-    job = _nobody(
-        cluster, "login", "sbatch", "--parsable", "-N2", f"--chdir={shared}",
-        f"--output={shared}/profile-job.out", f"--comment=datacrumbs:profile={probes}",
-        str(script),
-    ).strip()  # fmt: skip
-    ends = [_trace_path(prefix, job, node) for node in cluster.nodes]
-    try:
-        _wait(
-            lambda: all(p.exists() and read_trace_lines(p)[-1:] == ["]"] for p in ends),
-            90, "both nodes' profiles finished by the epilog",
-        )  # fmt: skip
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_diagnosis(cluster, prefix, job)}") from None
-    tasks = dict(line.split()[:2] for line in (shared / "profile-job.out").read_text().split("\n")
-                 if line.strip())  # fmt: skip
+    job = _submit(cluster, "profile-job", _task_line(shared, "prof"),
+                  f"datacrumbs:profile={probes}")  # fmt: skip
+    _finished_traces(cluster, prefix, job)
+    tasks = _tasks(shared / "profile-job.out")
     for node in cluster.nodes:
         events = _trace(_trace_path(prefix, job, node))
         assert [e["args"]["mode"] for e in events if e["name"] == "datacrumbs_mode"] == ["profile"]
@@ -264,7 +271,7 @@ def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedClus
         names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
         totals: dict[tuple[str, str], list[int]] = {}
         for e in events:
-            if e.get("ph") == "C" and e["pid"] == int(tasks[node]):
+            if e.get("ph") == "C" and e["pid"] == tasks[node]:
                 name = Path(names.get(e["args"].get("fhash"), "?")).name
                 t = totals.setdefault((e["name"], name), [0, 0])
                 t[0] += e["args"]["dft_cnt"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,34 @@ class _Fingerprints(dict[tuple[str, str], str]):
         return self[scope]
 
 
+#: How long the set-up waits for other daemons that open the database at the same time.
+_SET_UP_SECONDS = 5.0
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL mode and the tables. The daemons of one job start at the same moment on every node
+    of a shared installation, and the first ones create the file together: switching a new
+    file to WAL fails at once with "database is locked" while another connection holds it (no
+    busy handler waits for that), so it is tried again for a while; the tables are made in a
+    write transaction taken at once (``BEGIN IMMEDIATE``, which the busy timeout does wait for)."""
+    deadline = time.monotonic() + _SET_UP_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("COMMIT")
+            return
+        except sqlite3.OperationalError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class StatusDB:
     """One status database, opened for the length of a ``with`` block."""
 
@@ -165,8 +194,7 @@ class StatusDB:
         with closing(db):
             try:
                 db.execute("PRAGMA busy_timeout = 5000")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.executescript(_SCHEMA)
+                _set_up(db)
                 yield db
             except sqlite3.Error as exc:  # a corrupt file ("file is not a database"), a full disk
                 raise DatacrumbsError(f"status database {self.path}: {exc}") from None
@@ -220,10 +248,12 @@ class StatusDB:
         run with the same run-id on this host replaces it."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: the busy timeout applies
             db.execute(
                 "INSERT OR REPLACE INTO runtime_runs VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, host, mode, interval_ms, trace_file, now),
             )
+            db.execute("COMMIT")
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run recorded, oldest first (for ``datacrumbs_sqlite_extract``); none in a

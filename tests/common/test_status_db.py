@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import sqlite3
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from support import command
 
+from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 
 OPENAT = Target("syscalls", "", "openat")
@@ -70,3 +73,33 @@ def test_extract_lists_valid_and_invalid_probes(tmp_path: Path) -> None:
         assert [(r["probe_group"], r["function_name"], r["reason"]) for r in rows] == [
             ("syscalls", name, reason)
         ]
+
+
+def _open_at(path: Path, start: float, host: str) -> str | None:
+    """In its own process: wait for ``start``, then what a starting daemon does to the status
+    database; the error, if any."""
+    while time.time() < start:
+        pass
+    try:
+        db = StatusDB(path)
+        db.known_invalid([OPENAT])
+        db.record([Outcome(OPENAT, True)])
+        db.record_run("job1", host, "trace", None, "trace.pfw.gz")
+    except DatacrumbsError as exc:
+        return str(exc)
+    return None
+
+
+def test_daemons_that_open_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    """A job's daemons start at the same moment on every node of a shared installation and
+    create its status database together: switching a new file to WAL used to fail at once with
+    "database is locked" (13 of 40 rounds of 12 failed one daemon or more)."""
+    errors = []
+    with multiprocessing.get_context("spawn").Pool(12) as pool:
+        for round_ in range(10):
+            path = tmp_path / f"status-{round_}.sqlite"
+            start = time.time() + 1.0
+            results = pool.starmap(_open_at, [(path, start, f"node{i}") for i in range(12)])
+            errors += [r for r in results if r]
+            assert len(StatusDB(path).runs()) == 12
+    assert errors == []

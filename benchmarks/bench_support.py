@@ -96,6 +96,15 @@ class Traced:
             self.engine.close()
 
 
+def program_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of the BPF program behind ``fd``: counted while
+    ``kernel.bpf_stats_enabled`` is 1."""
+    info = dict(
+        line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    )
+    return int(info.get("run_time_ns", "0")), int(info.get("run_cnt", "0"))
+
+
 def foreign_programs() -> int:
     """BPF programs named like ours but not ours (another engine running): they run on every
     traced syscall too and make the numbers meaningless."""

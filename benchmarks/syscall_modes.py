@@ -23,7 +23,15 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench_support import OTHER_USER, USER, compile_workload, machine, run_as_user, workdir
+from bench_support import (
+    OTHER_USER,
+    USER,
+    compile_workload,
+    machine,
+    program_stats,
+    run_as_user,
+    workdir,
+)
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import Engine, EngineConfig
@@ -43,13 +51,6 @@ PROGRAMS = {"raw_tp": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
-def _prog_stats(fd: int) -> tuple[int, int]:
-    info = dict(
-        line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
-    )
-    return int(info.get("run_time_ns", "0")), int(info.get("run_cnt", "0"))
-
-
 def measure(
     argv: list[str], trace: Path, mode: str, uid: int, calls: list[str]
 ) -> tuple[float, dict[str, float]]:
@@ -63,10 +64,10 @@ def measure(
         recording = Recording(engine, TraceWriter(trace))
         recording.start()
         fds = {p: engine._context.obj.program_fd(p) for p in PROGRAMS[mode]}
-        before = {p: _prog_stats(fd) for p, fd in fds.items()}
+        before = {p: program_stats(fd) for p, fd in fds.items()}
         try:
             ns = float(run_as_user(argv))
-            after = {p: _prog_stats(fd) for p, fd in fds.items()}
+            after = {p: program_stats(fd) for p, fd in fds.items()}
         finally:
             recording.stop()
     finally:

@@ -23,7 +23,7 @@ from pathlib import Path
 # No datacrumbs imports here: setup.py loads this file by path, before the package exists.
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
-__all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir"]
+__all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir", "vmlinux_header"]
 
 #: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -86,7 +86,8 @@ def _run(argv: list[str], what: str) -> bytes:
     return proc.stdout
 
 
-def _vmlinux_header(cache_dir: Path) -> Path:
+def vmlinux_header(cache_dir: Path) -> Path:
+    """``vmlinux.h`` of the running kernel (from its BTF), cached in ``cache_dir`` by content."""
     try:
         btf = VMLINUX_BTF.read_bytes()
     except OSError as exc:
@@ -113,7 +114,7 @@ def build_bpf_object(cache_dir: Path | None = None, source_dir: Path = SOURCE_DI
     sources in ``source_dir`` if needed. Raises :class:`BuildError` with a one-line reason."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    header = _vmlinux_header(cache_dir)
+    header = vmlinux_header(cache_dir)
     digest = hashlib.sha256()
     digest.update(str(header).encode())
     digest.update(" ".join(CFLAGS).encode())

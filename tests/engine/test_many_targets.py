@@ -176,7 +176,7 @@ def test_syscall_numbers_match_the_system_headers_and_cover_every_tracepoint():
 def test_link_create_attr_matches_the_kernel_bpf_attr(tmp_path):
     """The ctypes layout of BPF_LINK_CREATE's uprobe_multi, checked by the compiler against
     the running kernel's union bpf_attr (from its BTF)."""
-    header = build._vmlinux_header(build.default_cache_dir())
+    header = build.vmlinux_header(build.default_cache_dir())
     attr = bpf_syscall.UprobeMultiAttr
     fields = {
         "link_create.prog_fd": "prog_fd",

@@ -19,6 +19,9 @@ from datacrumbs.common.settings import load_settings
 from datacrumbs.trace.summary import summarize
 
 K, S = 1000, 4096
+# Intervals of about 11.6 days, aligned to the wall clock: none ends during a test (an hour's
+# would, once in a few thousand runs, in the half second a test takes)
+NEVER_OVER_NS = 10**15
 POSIX = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["openat", "write", "pread64",
                                                                   "fsync", "close"])  # fmt: skip
 
@@ -91,8 +94,14 @@ def test_intervals_are_harvested_while_the_job_runs(session, compile_c, traced_u
     n, rate, interval_ns = 100_000, 50_000, 100_000_000
     with session(probes, uid=traced_user.uid, profile_interval_ns=interval_ns) as s:
         proc = subprocess.Popen(as_user(traced_user, [str(binary), str(n), str(rate)]))
-        time.sleep(1.0)
-        harvested_while_running = s.recording.stats().events
+        harvested_while_running = 0
+        deadline = time.monotonic() + 30  # not a fixed sleep: a loaded machine starts it late
+        while not harvested_while_running and time.monotonic() < deadline:
+            time.sleep(0.02)
+            events = s.recording.stats().events
+            if proc.poll() is not None:
+                break  # read before the workload was seen to run still: not counted
+            harvested_while_running = events
         assert proc.wait(timeout=60) == 0
     trace = s.trace
     assert trace is not None
@@ -119,7 +128,7 @@ def test_a_full_map_is_counted_lost(session, compile_c, traced_user, public_dir:
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
     writes = 500
     with session(
-        probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000, profile_keys=2
+        probes, uid=traced_user.uid, profile_interval_ns=NEVER_OVER_NS, profile_keys=2
     ) as s:
         subprocess.run(as_user(traced_user, [str(binary), str(out), "3", str(writes)]), check=True)
     trace = s.trace
@@ -237,14 +246,14 @@ def test_an_idle_thread_s_last_aggregate_is_not_held_back(session, compile_c, tr
 
 
 def test_what_a_live_thread_holds_is_taken_at_the_end(session, compile_c, traced_user):
-    """An interval of an hour: nothing is over while the job runs, so the thread still holds
+    """Intervals of days: nothing is over while the job runs, so the thread still holds
     its aggregate when tracing stops; the last harvest takes it (the probes detached first, the
     task iterator over every thread), and it is exact."""
     binary = compile_c("write_then_wait.c", "write_then_wait")
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
     n = 1000
     with contextlib.ExitStack() as outlives_tracing:
-        with session(probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000) as s:
+        with session(probes, uid=traced_user.uid, profile_interval_ns=NEVER_OVER_NS) as s:
             proc = outlives_tracing.enter_context(_idle_writer(binary, traced_user, n))
             time.sleep(0.3)  # several harvests: none may take the open interval
             assert s.recording.stats().events == 0
@@ -269,7 +278,7 @@ def test_uprobes_and_syscalls_of_one_thread_aggregate_together(
               functions=["fopen", "fwrite", "fflush", "fclose", "fgets", "fread"]),
         Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"]),
     ]  # fmt: skip
-    with session(probes, uid=traced_user.uid, profile_interval_ns=3_600_000_000_000) as s:
+    with session(probes, uid=traced_user.uid, profile_interval_ns=NEVER_OVER_NS) as s:
         out = subprocess.run(
             as_user(traced_user, [str(binary), str(path)]),
             capture_output=True, text=True, check=True,

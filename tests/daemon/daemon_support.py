@@ -77,9 +77,15 @@ class NotifySocket:
             lines = data.decode().splitlines()
             self._received.append(dict(line.split("=", 1) for line in lines if line))
 
-    def messages(self) -> list[dict[str, str]]:
-        """Every datagram received so far, each as a dict of its KEY=value lines."""
-        time.sleep(0.1)  # let the collector take what is already queued
+    def messages(self, until: str, timeout: float = 30) -> list[dict[str, str]]:
+        """Every datagram received so far, each as a dict of its KEY=value lines, once one
+        holding ``until`` (``READY``, ``STOPPING``) has come: sent is not yet collected (the
+        ready file is written just before READY=1, and a loaded machine runs the collector
+        late). Fails after ``timeout`` seconds without it."""
+        deadline = time.monotonic() + timeout
+        while not any(until in m for m in self._received):
+            assert time.monotonic() < deadline, f"no {until}= in {self._received}"
+            time.sleep(0.01)
         return list(self._received)
 
     def close(self) -> None:

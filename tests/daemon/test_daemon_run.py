@@ -55,7 +55,7 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     ready = daemon.wait_ready("job42")
     run_dir = Path(env["DATACRUMBS_SERVER_RUN_DIR"])
     assert (run_dir / "datacrumbs.runid").read_text() == "job42\n"
-    ready_message = notify.messages()[0]
+    ready_message = notify.messages(until="READY")[0]
     assert ready_message["READY"] == "1"
     assert ready_message["STATUS"].startswith("tracing nobody (run job42): 5 probes attached")
 
@@ -70,7 +70,7 @@ def test_daemon_traces_a_job_and_stops_cleanly(
 
     assert daemon.stop() == 0, daemon.stderr
     assert not ready.exists()
-    assert any(m.get("STOPPING") == "1" for m in notify.messages())
+    assert any(m.get("STOPPING") == "1" for m in notify.messages(until="STOPPING"))
     notify.close()
 
     trace = trace_file(env, "job42")
@@ -293,7 +293,7 @@ def test_status_and_watchdog_keep_coming_while_tracing(
     daemon.wait_ready("wd")
     subprocess.run(["sleep", "0.6"], check=True)
     assert daemon.stop() == 0
-    messages = notify.messages()
+    messages = notify.messages(until="STOPPING")
     notify.close()
     # Half the watchdog period: a keep-alive every 0.1 s, each with a current status.
     assert sum(m.get("WATCHDOG") == "1" for m in messages) >= 3

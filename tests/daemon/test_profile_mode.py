@@ -52,7 +52,7 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     pid, _fd = map(int, out.split())
     subprocess.run(["sleep", "0.5"], check=True)
     assert daemon.stop() == 0, daemon.stderr
-    messages = notify.messages()
+    messages = notify.messages(until="STOPPING")
     notify.close()
     assert messages[0]["STATUS"].startswith("profiling nobody (run prof1): 5 probes attached")
     statuses = [m["STATUS"] for m in messages[1:] if "STATUS" in m and "STOPPING" not in m]

@@ -18,6 +18,7 @@ from datacrumbs.trace.writer import TraceWriter
 WRITER = textwrap.dedent(
     """
     import sys, time
+    from datacrumbs.trace.reading import read_trace_lines
     from datacrumbs.trace.writer import TraceWriter
 
     writer = TraceWriter(sys.argv[1], flush_interval=0.05)
@@ -27,7 +28,11 @@ WRITER = textwrap.dedent(
         i += 1
         writer.write_text('{"id":%d,"name":"line","ph":"X","ts":%d,"dur":1}\\n' % (i, i))
         if i == 2000:
-            time.sleep(0.5)  # several flush intervals: lines 1..2000 are in the file
+            # the writer's own timer flushes lines 1..2000 (no fixed wait: a loaded machine
+            # runs it late)
+            deadline = time.monotonic() + 30
+            while len(read_trace_lines(sys.argv[1])) < 2001 and time.monotonic() < deadline:
+                time.sleep(0.05)
             print("flushed", flush=True)
         if i % 100 == 0:
             time.sleep(0.001)

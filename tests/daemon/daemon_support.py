@@ -79,9 +79,9 @@ class NotifySocket:
 
     def messages(self, until: str, timeout: float = 30) -> list[dict[str, str]]:
         """Every datagram received so far, each as a dict of its KEY=value lines, once one
-        holding ``until`` (``READY``, ``STOPPING``) has come: sent is not yet collected (the
-        ready file is written just before READY=1, and a loaded machine runs the collector
-        late). Fails after ``timeout`` seconds without it."""
+        holding ``until`` (``READY``, ``STOPPING``) is among them. A datagram sent is not yet
+        collected: the ready file is written just before READY=1, and a loaded machine runs
+        the collector late. Fails after ``timeout`` seconds without it."""
         deadline = time.monotonic() + timeout
         while not any(until in m for m in self._received):
             assert time.monotonic() < deadline, f"no {until}= in {self._received}"

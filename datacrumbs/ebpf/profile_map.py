@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 
 from datacrumbs.ebpf.libbpf import BpfLink, map_delete_batch, map_lookup_batch, map_update
-from datacrumbs.ebpf.records import AGG, AGG_KEY, HIST_BUCKETS
+from datacrumbs.ebpf.records import AGG, AGG_KEY
 
 __all__ = ["CHUNK", "GRACE_NS", "ROW_SIZE", "ProfileMap", "merge_rows"]
 
@@ -43,7 +43,7 @@ _ALL = (1 << 64) - 1
 
 def merge_rows(rows: list[bytes]) -> bytes:
     """``key | value`` rows with the same key merged into one (sums added, the smaller min and
-    the larger max kept)."""
+    the larger max kept). ``AGG.pack`` checks the field count."""
     merged: dict[bytes, bytes] = {}
     for row in rows:
         key = row[: AGG_KEY.size]
@@ -66,7 +66,6 @@ def merge_rows(rows: list[bytes]) -> bytes:
             max(a[9], b[9]),
             *(x + y for x, y in zip(a[10:], b[10:], strict=True)),  # ret_log2
         )
-        assert len(both) == 10 + HIST_BUCKETS
         merged[key] = key + AGG.pack(*both)
     return b"".join(merged.values())
 

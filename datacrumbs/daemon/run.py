@@ -37,6 +37,7 @@ from datacrumbs.daemon.job_scope import JobScope
 from datacrumbs.daemon.limits import raise_soft_limits
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
+from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import URING_OPS
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
 from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, ring_layout
@@ -190,6 +191,9 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
     log.info(
         "run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name, probe_path
     )
+    # before anything is written: a node whose kernel is too old gets one line, no empty trace
+    if (refusal := features.kernel_refusal()) is not None:
+        raise DatacrumbsError(refusal)
     probe_file = accept_probe_file(probe_path, settings, job_user.pw_name)
 
     files = RunFiles(settings.server_run_dir, run_id, settings.server_run_id_file)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from datacrumbs.common.dftracer_names import IO_URING, POSIX, syscall_call_name
 from datacrumbs.common.probes import Probe
-from datacrumbs.ebpf import arch, kernel_btf, syscalls
+from datacrumbs.ebpf import arch, features, kernel_btf, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import ArgField, FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
@@ -90,7 +90,8 @@ class SyscallAttacher:
         except BpfError as exc:
             return self._uring_failed(probe, target, specs, str(exc))
         try:
-            submit = obj.attach_tracepoint(URING_SUBMIT, "io_uring", "io_uring_submit_req", base)
+            event = features.uring_submit_event()
+            submit = obj.attach_tracepoint(URING_SUBMIT, "io_uring", event, base)
         except BpfError as exc:
             complete.destroy()
             return self._uring_failed(probe, target, specs, str(exc))

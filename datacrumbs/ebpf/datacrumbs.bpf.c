@@ -240,6 +240,19 @@ struct {
 	__type(value, struct dc_agg);
 } dc_agg_scratch SEC(".maps");
 
+/* Argument n (1-based; the caller has checked 1 <= n <= DC_MAX_ARGS) as an index into an args
+ * array. The bound is set again in assembly, on the very register the access then uses:
+ * verifiers before 6.8 lose a bound checked on a 32-bit subregister once the compiler
+ * zero-extends the value into another register, and refuse the access as unbounded (Debian
+ * 12's 6.1 did). */
+static __always_inline __u64 dc_arg_index(__u32 n)
+{
+	__u64 i = (__u64)n - 1;
+
+	asm volatile("if %[i] < %[max] goto +1\n\t%[i] = 0" : [i] "+r"(i) : [max] "i"(DC_MAX_ARGS));
+	return i;
+}
+
 static __always_inline void dc_count_lost_n(__u32 slot, __u64 calls)
 {
 	__u64 *n = bpf_map_lookup_elem(&dc_lost, &slot);
@@ -702,7 +715,7 @@ static __always_inline void dc_sys_fd(struct dc_thread *th)
 		return;
 	id = bpf_get_current_pid_tgid();
 	dc_ids(th, id);
-	th->sys.fhash = dc_thread_fd_name(th, id >> 32, (__s32)th->sys.args[fd_arg - 1]);
+	th->sys.fhash = dc_thread_fd_name(th, id >> 32, (__s32)th->sys.args[dc_arg_index(fd_arg)]);
 }
 
 /* The name hash of path argument path (index + 1) of a syscall: relative to the directory fd
@@ -714,8 +727,8 @@ static __always_inline __u64 dc_sys_path(struct dc_thread *th, __u32 path)
 	if (!path || path > DC_MAX_ARGS)
 		return 0;
 	if ((th->sys.cookie & DC_SYS_AT) && path >= 2)
-		dirfd = (__s32)th->sys.args[path - 2];
-	return dc_path_name(th->sys.args[path - 1], dirfd, th->pid, th->tid);
+		dirfd = (__s32)th->sys.args[dc_arg_index(path - 1)];
+	return dc_path_name(th->sys.args[dc_arg_index(path)], dirfd, th->pid, th->tid);
 }
 
 /* Syscall exit: pair with the entry, name the files, emit the call record. */
@@ -783,11 +796,11 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 		e->args[i] = in->args[i];
 	/* the fd as the int it is; raw path pointers replaced by the names' hashes */
 	if (fd_arg && fd_arg <= DC_MAX_ARGS)
-		e->args[fd_arg - 1] = (__s64)(__s32)in->args[fd_arg - 1];
+		e->args[dc_arg_index(fd_arg)] = (__s64)(__s32)in->args[dc_arg_index(fd_arg)];
 	if (path2 && path2 <= DC_MAX_ARGS)
-		e->args[path2 - 1] = hash2;
+		e->args[dc_arg_index(path2)] = hash2;
 	if (path1 && path1 <= DC_MAX_ARGS)
-		e->args[path1 - 1] = hash1;
+		e->args[dc_arg_index(path1)] = hash1;
 	e->fhash = fhash;
 	in->ts = 0;
 	dc_describe_task(th);
@@ -893,10 +906,10 @@ static __always_inline __s64 dc_func_fd(__u64 cookie, __u64 *args)
 
 	if (file_arg && file_arg <= DC_MAX_ARGS) {
 		if (bpf_probe_read_user(&fd, sizeof(fd),
-					(const void *)(args[file_arg - 1] + DC_GLIBC_FILENO_OFFSET)))
+					(const void *)(args[dc_arg_index(file_arg)] + DC_GLIBC_FILENO_OFFSET)))
 			fd = -1;
 	} else if (fd_arg && fd_arg <= DC_MAX_ARGS) {
-		fd = (int)args[fd_arg - 1];
+		fd = (int)args[dc_arg_index(fd_arg)];
 	}
 	return fd;
 }
@@ -918,7 +931,7 @@ static __always_inline __u64 dc_func_file(struct dc_inflight *in, long ret, __u3
 	if (fd >= 0)
 		return dc_fd_name(tgid, fd, pid, tid);
 	if (path_arg && path_arg <= DC_MAX_ARGS)
-		return dc_path_name(in->args[path_arg - 1], DC_AT_FDCWD, pid, tid);
+		return dc_path_name(in->args[dc_arg_index(path_arg)], DC_AT_FDCWD, pid, tid);
 	return in->fhash;
 }
 
@@ -1067,11 +1080,33 @@ int dc_umulti_exit(struct pt_regs *ctx)
 	return dc_func_end(ctx);
 }
 
-/* io_uring requests (6.0+ tracepoints io_uring:io_uring_submit_req and io_uring_complete, one
- * perf-event link each): the request's opcode, fd and file, size and offset (reads and writes),
- * result and latency from submission to completion. The event's function id is the attach
- * cookie (the first of the opcodes' ids, in opcode order) plus the opcode. On kernels without
- * these tracepoints the programs are never attached; the CO-RE guards keep them loadable. */
+/* io_uring requests (6.0+ tracepoints io_uring:io_uring_submit_req, named io_uring_submit_sqe
+ * before 6.4, and io_uring_complete, one perf-event link each): the request's opcode, fd and
+ * file, size and offset (reads and writes), result and latency from submission to completion.
+ * The event's function id is the attach cookie (the first of the opcodes' ids, in opcode order)
+ * plus the opcode. On kernels without these tracepoints the programs are never attached; the
+ * CO-RE guards keep them loadable. */
+
+/* The submit tracepoint's record under each of its names, as local CO-RE flavors (libbpf
+ * matches "x___dc" with the kernel's "x"), so the object builds against either kernel's BTF
+ * and one program reads both: the fields it uses are the same, but flags is 32 bits before
+ * 6.4 and 64 after (only its low bit is read, little-endian). */
+struct trace_event_raw_io_uring_submit_req___dc {
+	void *req;
+	__u8 opcode;
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_io_uring_submit_sqe___dc {
+	void *req;
+	__u8 opcode;
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+#define DC_URING_SUBMIT_READ(ctx, field)                                                  \
+	(bpf_core_type_exists(struct trace_event_raw_io_uring_submit_req___dc)             \
+		 ? BPF_CORE_READ((struct trace_event_raw_io_uring_submit_req___dc *)(ctx), field) \
+		 : BPF_CORE_READ((struct trace_event_raw_io_uring_submit_sqe___dc *)(ctx), field))
 #define DC_URING_OPS 256
 static __always_inline bool dc_uring_rw(__u32 op)
 {
@@ -1080,7 +1115,7 @@ static __always_inline bool dc_uring_rw(__u32 op)
 }
 
 SEC("tracepoint")
-int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
+int dc_uring_submit(void *ctx)
 {
 	struct dc_uring_req r = {};
 	struct io_kiocb *req;
@@ -1089,7 +1124,8 @@ int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 	__u64 id, key;
 	int fd;
 
-	if (!bpf_core_type_exists(struct trace_event_raw_io_uring_submit_req) ||
+	if ((!bpf_core_type_exists(struct trace_event_raw_io_uring_submit_req___dc) &&
+	     !bpf_core_type_exists(struct trace_event_raw_io_uring_submit_sqe___dc)) ||
 	    !bpf_core_type_exists(struct io_rw) || !dc_wanted())
 		return 0;
 	th = dc_thread(true);
@@ -1099,8 +1135,8 @@ int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 	}
 	id = bpf_get_current_pid_tgid();
 	dc_ids(th, id);
-	req = BPF_CORE_READ(ctx, req);
-	r.opcode = BPF_CORE_READ(ctx, opcode);
+	req = DC_URING_SUBMIT_READ(ctx, req);
+	r.opcode = DC_URING_SUBMIT_READ(ctx, opcode);
 	fd = BPF_CORE_READ(req, cqe.fd);
 	r.args[0] = fd;
 	if (dc_uring_rw(r.opcode)) { /* prepared: struct io_rw overlays the request's command */
@@ -1108,7 +1144,7 @@ int dc_uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 		r.args[1] = BPF_CORE_READ(rw, len);
 		r.args[2] = BPF_CORE_READ(rw, kiocb.ki_pos);
 	}
-	if (BPF_CORE_READ(ctx, flags) & 1) /* REQ_F_FIXED_FILE: an index into registered files */
+	if (DC_URING_SUBMIT_READ(ctx, flags) & 1) /* REQ_F_FIXED_FILE: an index into registered files */
 		r.args[3] = 1;
 	else
 		r.fhash = dc_fd_name(id >> 32, fd, th->pid, th->tid);

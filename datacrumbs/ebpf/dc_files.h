@@ -20,6 +20,11 @@
 #ifndef DC_FILES_H
 #define DC_FILES_H
 
+/* dc_name_emit, dc_fd_name and dc_path_name are global functions (not static): the verifier
+ * checks each once, on its own, instead of again at every call in every program (which
+ * took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction limit on 6.1). The price
+ * of that: only scalars cross their boundary, so each finds its scratch space itself. */
+
 
 /* Path components walked at most (mount crossings included). */
 #define DC_WALK_DEPTH 48
@@ -28,19 +33,29 @@
 #define DC_SOCKFS_MAGIC 0x534F434B
 #define DC_ANON_INODE_FS_MAGIC 0x09041934
 
-/* Hash the name in s->rec (FNV-1a 64, 0 maps to 1) and deliver it once. Returns the hash. */
-static __noinline __u64 dc_name_emit(struct dc_path_scratch *s, __u64 len, __u32 pid, __u32 tid)
+/* Hash the name in the CPU's scratch record (FNV-1a 64, 0 maps to 1) and deliver it once.
+ * Returns the hash (0 without scratch). */
+__noinline __u64 dc_name_emit(__u64 len, __u32 pid, __u32 tid)
 {
 	__u64 h = DC_FNV_OFFSET;
+	struct dc_path_scratch *s;
+	__u32 zero = 0;
 	__u8 one = 1;
 	void *ring;
 
+	s = bpf_map_lookup_elem(&dc_scratch, &zero);
+	if (!s)
+		return 0;
 	if (len > DC_PATH_MASK)
 		len = DC_PATH_MASK;
-	for (int i = 0; i < DC_PATH_MAX; i++) {
+	/* Counted up from 0 on a register the compiler may not rewrite (barrier_var): as a count
+	 * down from len, which clang makes of it otherwise, verifiers before 6.8 cannot see the
+	 * loop end and refuse it. Each step is then a known index, at most DC_PATH_MAX of them. */
+	for (__u64 i = 0; i < DC_PATH_MAX; i++) {
+		barrier_var(i);
 		if (i >= len)
 			break;
-		h ^= (__u8)s->rec.name[i];
+		h ^= (__u8)s->rec.name[i & DC_PATH_MASK];
 		h *= DC_FNV_PRIME;
 	}
 	if (h == 0)
@@ -175,7 +190,7 @@ static __always_inline struct file *dc_fd_file(__s64 fd)
 
 /* The name hash of the current task's fd (0 when it holds no file): remembered per (tgid, fd)
  * while the fd holds the same dentry, walked and delivered otherwise. */
-static __noinline __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid)
+__noinline __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid)
 {
 	struct dc_fdkey key = {.tgid = tgid, .fd = (__u32)fd};
 	struct file *f = dc_fd_file(fd);
@@ -198,14 +213,14 @@ static __noinline __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid)
 	if (!len)
 		return 0;
 	v.dentry = (__u64)d;
-	v.hash = dc_name_emit(s, len, pid, tid);
+	v.hash = dc_name_emit(len, pid, tid);
 	bpf_map_update_elem(&dc_fd_names, &key, &v, BPF_ANY);
 	return v.hash;
 }
 
 /* The name hash of a user path argument (0 when unreadable or ""), resolved against the
  * directory fd dirfd (DC_AT_FDCWD: the working directory) when relative. */
-static __noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid)
+__noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct dc_path_scratch *s;
@@ -223,7 +238,7 @@ static __noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 
 	if (len <= 1)
 		return 0; /* unreadable, or "" (AT_EMPTY_PATH: the call is on its fd) */
 	if (s->rec.name[0] == '/')
-		return dc_name_emit(s, len - 1, pid, tid);
+		return dc_name_emit(len - 1, pid, tid);
 	if (s->rec.name[0] == '.' && (s->rec.name[1] == '/' || s->rec.name[1] == 0))
 		upath += len == 2 ? 1 : 2; /* "./x" is x, "." the directory itself */
 	if (dirfd == DC_AT_FDCWD) {
@@ -247,7 +262,7 @@ static __noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 
 		return 0;
 	if (len == 1 && pos > 1) /* "." : the directory, without the separator */
 		pos -= 1;
-	return dc_name_emit(s, pos + len - 1, pid, tid);
+	return dc_name_emit(pos + len - 1, pid, tid);
 }
 
 #endif /* DC_FILES_H */

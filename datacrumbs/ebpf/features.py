@@ -15,12 +15,15 @@ from pathlib import Path
 
 __all__ = [
     "KPROBES_UNSUPPORTED",
+    "MINIMUM_KERNEL",
     "UPROBE_MULTI_UNSUPPORTED",
     "PidNamespace",
     "ensure_tracefs",
+    "kernel_refusal",
     "kprobe_support",
     "own_pid_namespace",
     "uprobe_multi_support",
+    "uring_submit_event",
 ]
 
 TRACEFS = Path("/sys/kernel/tracing")
@@ -28,6 +31,40 @@ KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
 
 KPROBES_UNSUPPORTED = "kprobes are not supported by this kernel (CONFIG_KPROBES off)"
 UPROBE_MULTI_UNSUPPORTED = "this kernel has no uprobe_multi links (6.6+)"
+
+
+#: The oldest kernel series the engine runs on: what every traced call needs arrived by then.
+MINIMUM_KERNEL = "5.15"
+BPF_PROG_TYPE_KPROBE = 2
+#: (map type, what it is and since when): the engine's maps that cannot be replaced.
+_REQUIRED_MAPS = ((27, "BPF ring buffers (5.8)"), (29, "task storage (5.11)"))
+#: (helper number, what it is and since when), probed for a kprobe program.
+_REQUIRED_HELPERS = (
+    (158, "bpf_get_current_task_btf (5.11)"),
+    (165, "bpf_snprintf (5.13)"),
+    (174, "BPF cookies (bpf_get_attach_cookie, 5.15)"),
+)
+
+
+@functools.cache
+def kernel_refusal() -> str | None:
+    """None when this kernel has what the engine cannot do without, else one line naming what
+    it lacks. Probed, not read off the version: distributions backport (RHEL 9's 5.14 has
+    most of 6.x's BPF). Cached: one probe per process (a few ms)."""
+    from datacrumbs.ebpf import libbpf
+
+    lacks = [what for kind, what in _REQUIRED_MAPS if not libbpf.kernel_has_map_type(kind)]
+    lacks += [
+        what
+        for helper, what in _REQUIRED_HELPERS
+        if not libbpf.kernel_has_helper(BPF_PROG_TYPE_KPROBE, helper)
+    ]
+    if not lacks:
+        return None
+    return (
+        f"this kernel ({os.uname().release}) cannot run datacrumbs (it needs {MINIMUM_KERNEL} "
+        f"or newer): it lacks {', '.join(lacks)}"
+    )
 
 
 def ensure_tracefs(path: Path = TRACEFS) -> None:
@@ -50,6 +87,15 @@ def kprobe_support(tracefs: Path = TRACEFS) -> str | None:
     if KPROBE_PMU.is_dir() or (tracefs / "kprobe_events").exists():
         return None
     return KPROBES_UNSUPPORTED
+
+
+def uring_submit_event(tracefs: Path = TRACEFS) -> str:
+    """The io_uring tracepoint that fires when a request is submitted: ``io_uring_submit_req``
+    since 6.4, ``io_uring_submit_sqe`` before (the same fields; the program reads either)."""
+    events = tracefs / "events" / "io_uring"
+    if (events / "io_uring_submit_req").is_dir() or not (events / "io_uring_submit_sqe").is_dir():
+        return "io_uring_submit_req"
+    return "io_uring_submit_sqe"
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_program__attach_iter": (c_void_p, c_void_p, c_void_p),
     "bpf_iter_create": (c_int, c_int),
     "libbpf_set_print": (c_void_p, _PRINT_FN),
+    "libbpf_probe_bpf_map_type": (c_int, c_int, c_void_p),
+    "libbpf_probe_bpf_helper": (c_int, c_int, c_int, c_void_p),
 }
 
 
@@ -412,6 +414,17 @@ def ringbuf_create(name: str, size: int) -> int:
     if fd < 0:
         raise _fail(f"cannot create a {size >> 10} KiB ring buffer", fd)
     return int(fd)
+
+
+def kernel_has_map_type(map_type: int) -> bool:
+    """Whether this kernel creates maps of ``map_type`` (libbpf creates a small one)."""
+    return int(_lib.libbpf_probe_bpf_map_type(map_type, None)) == 1
+
+
+def kernel_has_helper(prog_type: int, helper: int) -> bool:
+    """Whether this kernel lets programs of ``prog_type`` call helper number ``helper``
+    (libbpf loads a program that calls it and reads the verifier's answer)."""
+    return int(_lib.libbpf_probe_bpf_helper(prog_type, helper, None)) == 1
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:

@@ -127,6 +127,8 @@ def load(cfg: EngineConfig) -> Loaded:
         features.ensure_tracefs()
     except OSError as exc:
         raise EngineError(str(exc)) from exc
+    if (refusal := features.kernel_refusal()) is not None:
+        raise EngineError(refusal)
     kprobes_reason = features.kprobe_support()
     multi_reason = features.uprobe_multi_support() if cfg.uprobe_mode != "single" else ""
     if cfg.uprobe_mode == "multi" and multi_reason:

@@ -24,6 +24,7 @@ from daemon_support import (
 )
 
 from datacrumbs.common.status_db import StatusDB
+from datacrumbs.ebpf.features import kernel_refusal
 from datacrumbs.trace.reading import read_trace_lines
 
 HOST = socket.gethostname()
@@ -111,6 +112,27 @@ def test_daemon_traces_a_job_and_stops_cleanly(
     valid = {r["function_name"] for r in _status_db(installed).rows("successful")}
     assert valid == {"openat", "write", "pread64", "fsync", "close"}
     assert "finished:" in daemon.stderr
+
+
+def test_the_kernel_is_checked_first_and_one_too_old_refused_in_one_line(
+    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
+    """Never skipped: on a kernel with what the engine needs (every one CI's host and matrix
+    run but 5.10) the daemon gets to tracing; on 5.10 (the matrix boots it) it stops at once,
+    before writing anything, with one line naming what the kernel lacks."""
+    refusal = kernel_refusal()
+    if refusal is None:
+        daemon = Daemon(make_probe_file(SYSCALLS), "kernel", env=run_env)
+        daemon.wait_ready("kernel")
+        assert daemon.stop() == 0, daemon.stderr
+        return
+    result = run_daemon(make_probe_file(SYSCALLS), "kernel", env=run_env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"datacrumbs: error: {refusal}"
+    assert "Traceback" not in result.stderr
+    assert "lacks task storage (5.11)" in refusal and "5.15 or newer" in refusal
+    assert not Path(run_env["DATACRUMBS_SERVER_RUN_DIR"]).exists()
+    assert not Path(run_env["DATACRUMBS_TRACE_DIR_PATTERN"]).parent.parent.exists()
 
 
 def test_second_daemon_with_the_same_run_id_is_refused(

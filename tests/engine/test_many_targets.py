@@ -13,7 +13,7 @@ import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import bpf_syscall, build, features, uprobes
+from datacrumbs.ebpf import bpf_syscall, build, features, kernel_btf, uprobes
 from datacrumbs.ebpf.arch import syscall_numbers
 from datacrumbs.ebpf.features import TRACEFS
 from datacrumbs.ebpf.syscalls import syscall_number
@@ -59,8 +59,18 @@ def _run(user, main: Path) -> int:
     return int(out.stdout.split()[0])
 
 
-def test_uprobe_multi_is_detected_on_this_kernel():
-    assert features.uprobe_multi_support() is None
+def _kernel_has_uprobe_multi() -> bool:
+    """What the kernel's own BTF says (6.6+): its attach types include uprobe_multi."""
+    return "BPF_TRACE_UPROBE_MULTI" in kernel_btf.vmlinux().enum_values("bpf_attach_type")
+
+
+def test_uprobe_multi_is_detected_as_this_kernel_has_it():
+    if _kernel_has_uprobe_multi():
+        assert features.uprobe_multi_support() is None
+    else:  # 6.1: one perf-event uprobe per function and direction instead
+        assert features.uprobe_multi_support() == (
+            f"{features.UPROBE_MULTI_UNSUPPORTED} (Invalid argument)"
+        )
 
 
 def test_200_functions_share_one_link_per_direction_and_a_missing_one_fails_alone(
@@ -71,8 +81,10 @@ def test_200_functions_share_one_link_per_direction_and_a_missing_one_fails_alon
     functions.insert(77, "dcm_missing")
     probes = [Probe(type=ProbeType.UPROBE, name="MANY", binary_path=str(lib), functions=functions)]
     with session(probes, uid=traced_user.uid) as s:
-        # the exec tracepoint, and one uprobe_multi link per direction for all 200 functions
-        assert s.engine.link_count == 3
+        # the exec tracepoint, and one uprobe_multi link per direction for all 200 functions;
+        # without uprobe_multi, a uprobe and a uretprobe per function
+        per_direction = 1 if _kernel_has_uprobe_multi() else N_FUNCTIONS
+        assert s.engine.link_count == 1 + 2 * per_direction
         pid = _run(traced_user, main)
     trace = s.trace
     failed = {o.function: o.reason for o in trace.outcomes if not o.attached}
@@ -175,7 +187,8 @@ def test_syscall_numbers_match_the_system_headers_and_cover_every_tracepoint():
 
 def test_link_create_attr_matches_the_kernel_bpf_attr(tmp_path):
     """The ctypes layout of BPF_LINK_CREATE's uprobe_multi, checked by the compiler against
-    the running kernel's union bpf_attr (from its BTF)."""
+    the running kernel's union bpf_attr (from its BTF); on a kernel without uprobe_multi
+    (6.1), the fields it shares with every link and program load."""
     header = build.vmlinux_header(build.default_cache_dir())
     attr = bpf_syscall.UprobeMultiAttr
     fields = {
@@ -183,22 +196,28 @@ def test_link_create_attr_matches_the_kernel_bpf_attr(tmp_path):
         "link_create.target_fd": "target_fd",
         "link_create.attach_type": "attach_type",
         "link_create.flags": "flags",
-        "link_create.uprobe_multi.path": "path",
-        "link_create.uprobe_multi.offsets": "offsets",
-        "link_create.uprobe_multi.ref_ctr_offsets": "ref_ctr_offsets",
-        "link_create.uprobe_multi.cookies": "cookies",
-        "link_create.uprobe_multi.cnt": "cnt",
-        "link_create.uprobe_multi.flags": "multi_flags",
-        "link_create.uprobe_multi.pid": "pid",
     }
+    if _kernel_has_uprobe_multi():
+        fields |= {
+            "link_create.uprobe_multi.path": "path",
+            "link_create.uprobe_multi.offsets": "offsets",
+            "link_create.uprobe_multi.ref_ctr_offsets": "ref_ctr_offsets",
+            "link_create.uprobe_multi.cookies": "cookies",
+            "link_create.uprobe_multi.cnt": "cnt",
+            "link_create.uprobe_multi.flags": "multi_flags",
+            "link_create.uprobe_multi.pid": "pid",
+        }
     asserts = "".join(
         f'_Static_assert(__builtin_offsetof(union bpf_attr, {c}) == {getattr(attr, py).offset}, "{c}");\n'  # noqa: E501
         for c, py in fields.items()
     )
     sc = bpf_syscall
+    if _kernel_has_uprobe_multi():
+        asserts += (
+            f'_Static_assert(BPF_TRACE_UPROBE_MULTI == {sc.BPF_TRACE_UPROBE_MULTI}, "type");\n'
+            f'_Static_assert(BPF_F_UPROBE_MULTI_RETURN == {sc.BPF_F_UPROBE_MULTI_RETURN}, "f");\n'
+        )
     asserts += (
-        f'_Static_assert(BPF_TRACE_UPROBE_MULTI == {sc.BPF_TRACE_UPROBE_MULTI}, "type");\n'
-        f'_Static_assert(BPF_F_UPROBE_MULTI_RETURN == {sc.BPF_F_UPROBE_MULTI_RETURN}, "f");\n'
         f'_Static_assert(BPF_LINK_CREATE == {sc.BPF_LINK_CREATE}, "cmd");\n'
         f'_Static_assert(BPF_PROG_LOAD == {sc.BPF_PROG_LOAD}, "cmd");\n'
         f"_Static_assert(__builtin_offsetof(union bpf_attr, expected_attach_type) == "

@@ -15,7 +15,7 @@ from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf import kernel_btf, uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
-from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT
+from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT
 
 __all__ = ["KprobeAttacher"]
 

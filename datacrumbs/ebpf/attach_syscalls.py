@@ -12,25 +12,20 @@ from datacrumbs.ebpf import arch, features, kernel_btf, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import ArgField, FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
+from datacrumbs.ebpf.object_names import (
+    COMPAT_COOKIES_MAP,
+    RAW_SYS_ENTER,
+    RAW_SYS_EXIT,
+    SYS_ENTER,
+    SYS_EXIT,
+    SYSCALL_COOKIES_MAP,
+    URING_COMPLETE,
+    URING_SUBMIT,
+)
 from datacrumbs.ebpf.records import SYS_COMPAT_UNTRACED
 
-__all__ = [
-    "RAW_SYS_ENTER",
-    "RAW_SYS_EXIT",
-    "SYSCALL_COOKIES_MAP",
-    "SYSCALL_MODES",
-    "SYS_ENTER",
-    "SYS_EXIT",
-    "URING_OPS",
-    "SyscallAttacher",
-]
+__all__ = ["URING_OPS", "SyscallAttacher"]
 
-SYSCALL_MODES = ("raw_tp", "tracepoint")
-SYSCALL_COOKIES_MAP = "dc_syscall_cookies"
-COMPAT_COOKIES_MAP = "dc_compat_cookies"
-SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"
-RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"
-URING_SUBMIT, URING_COMPLETE = "dc_uring_submit", "dc_uring_complete"
 #: Asking for this syscall traces the io_uring requests it submits too, one event each.
 URING_SYSCALL = "io_uring_enter"
 #: Opcodes the kernel side reads a size and offset of (struct io_rw), by their uapi names.

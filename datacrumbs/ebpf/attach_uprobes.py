@@ -27,12 +27,11 @@ from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.link_set import FunctionLinks
+from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
 from datacrumbs.ebpf.records import FUNC_RET_ITEMS
 
-__all__ = ["FUNC_ENTER", "FUNC_EXIT", "UMULTI_ENTER", "UMULTI_EXIT", "UprobeAttacher"]
+__all__ = ["UprobeAttacher"]
 
-FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"
-UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"
 #: Errors of a uprobe_multi link that concern the whole binary, not one offset: not bisected.
 _WHOLE_BINARY_ERRORS = frozenset(
     {errno.EBADF, errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ELOOP}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.ebpf import cgroups, loader
+from datacrumbs.ebpf import cgroups, loader, object_names
 from datacrumbs.ebpf.attach import AttachContext, Attacher, Target, TargetOutcome
 from datacrumbs.ebpf.attach_kprobes import KprobeAttacher
 from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
@@ -87,13 +87,13 @@ class Engine:
         loaded = loader.load(self.config)
         ctx = AttachContext(loaded.obj, self.functions)
         try:
-            ctx.links.add(loaded.obj.attach_trace(loader.TASK_EXEC))
+            ctx.links.add(loaded.obj.attach_trace(object_names.TASK_EXEC))
             if self.config.filters_cgroup:
-                ctx.links.add(loaded.obj.attach_trace(loader.CGROUP_MKDIR))
+                ctx.links.add(loaded.obj.attach_trace(object_names.CGROUP_MKDIR))
             if self.config.filters_tasks:
-                ctx.links.add(loaded.obj.attach_trace(loader.TASK_FORK))
+                ctx.links.add(loaded.obj.attach_trace(object_names.TASK_FORK))
             if self.config.filters_tasks or self.config.profiles:
-                self._exit_link = loaded.obj.attach_trace(loader.TASK_EXIT)
+                self._exit_link = loaded.obj.attach_trace(object_names.TASK_EXIT)
         except BpfError as exc:
             ctx.links.destroy_all()
             self._destroy_exit_link()
@@ -170,7 +170,7 @@ class Engine:
     def _set_offset_args(self) -> None:
         """Profile mode: tell the kernel which argument of each function is its file offset
         (the one the trace would write as ``offset``), for the aggregates' offset range."""
-        fd = self._context.obj.map_fd(loader.OFFSET_ARGS_MAP)
+        fd = self._context.obj.map_fd(object_names.OFFSET_ARGS_MAP)
         for fid, spec in self.functions.specs.items():
             index = next((f.index for f in spec.fields if f.key == "offset"), None)
             if index is not None and fid < self.config.function_slots:
@@ -224,13 +224,13 @@ class Engine:
             scope = pack_scope(parent, path.relative_to(ancestor).parts)
         except ValueError as exc:
             raise EngineError(f"cannot wait for cgroup {path}: {exc}") from None
-        map_update(self._context.obj.map_fd(loader.SCOPE_MAP), bytes(4), scope)
+        map_update(self._context.obj.map_fd(object_names.SCOPE_MAP), bytes(4), scope)
         return ancestor
 
     def awaited_cgroup(self) -> int:
         """The id of the cgroup :meth:`await_cgroup` waits for, once the kernel saw it made;
         0 before."""
-        raw = map_lookup(self._context.obj.map_fd(loader.SCOPE_MAP), bytes(4), SCOPE.size)
+        raw = map_lookup(self._context.obj.map_fd(object_names.SCOPE_MAP), bytes(4), SCOPE.size)
         return int(SCOPE.unpack(raw)[1])
 
     def _cgroup_filter(self) -> None:
@@ -239,7 +239,7 @@ class Engine:
 
     def _add_job_cgroup(self, cgroup_id: int) -> None:
         map_update(
-            self._context.obj.map_fd(loader.JOB_CGROUPS_MAP),
+            self._context.obj.map_fd(object_names.JOB_CGROUPS_MAP),
             cgroup_id.to_bytes(8, "little"),
             b"\x01",
         )
@@ -249,7 +249,7 @@ class Engine:
         """Hits so far of each attached uprobe and kprobe, by function id, in every process of
         the node (a breakpoint costs whoever runs the code, traced or not)."""
         ctx = self._context
-        fd = ctx.obj.map_fd(loader.HITS_MAP)
+        fd = ctx.obj.map_fd(object_names.HITS_MAP)
         ncpu = possible_cpus()
         return {
             fid: sum_per_cpu(fd, fid, ncpu)
@@ -295,13 +295,13 @@ class Engine:
         profile = None
         if self.config.profiles:
             try:
-                flush = obj.attach_iter(loader.PROFILE_FLUSH)
+                flush = obj.attach_iter(object_names.PROFILE_FLUSH)
             except BpfError as exc:
                 raise EngineError(str(exc)) from exc
             profile = ProfileMap(
-                obj.map_fd(loader.PROFILE_MAP),
-                obj.map_fd(loader.PROFILE_DONE_MAP),
-                obj.map_fd(loader.FLUSH_BEFORE_MAP),
+                obj.map_fd(object_names.PROFILE_MAP),
+                obj.map_fd(object_names.PROFILE_DONE_MAP),
+                obj.map_fd(object_names.FLUSH_BEFORE_MAP),
                 flush,
                 self.config.profile_interval_ns,
                 self.profile_interval_shift,
@@ -309,7 +309,7 @@ class Engine:
         self._poller = Poller(
             rings,
             self.config.ringbuf_bytes,
-            obj.map_fd(loader.LOST_MAP),
+            obj.map_fd(object_names.LOST_MAP),
             sink,
             self.config.poll_interval,
             profile,
@@ -323,7 +323,7 @@ class Engine:
 
     def read_loss(self) -> LossCounts:
         """The kernel's loss counters, summed over CPUs."""
-        return read_loss(self._context.obj.map_fd(loader.LOST_MAP))
+        return read_loss(self._context.obj.map_fd(object_names.LOST_MAP))
 
     def stats(self) -> EngineStats:
         poller = self._poller

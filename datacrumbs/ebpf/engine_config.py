@@ -6,7 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EngineConfig", "EngineError"]
+__all__ = ["SYSCALL_MODES", "UPROBE_MODES", "EngineConfig", "EngineError"]
+
+#: The choices of :attr:`EngineConfig.syscall_mode` and :attr:`EngineConfig.uprobe_mode`.
+SYSCALL_MODES = ("raw_tp", "tracepoint")
+UPROBE_MODES = ("auto", "multi", "single")
 
 
 class EngineError(RuntimeError):

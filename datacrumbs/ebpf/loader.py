@@ -9,64 +9,41 @@ from dataclasses import dataclass
 
 from datacrumbs.common.settings import parent_cmdline_problem
 from datacrumbs.ebpf import features
-from datacrumbs.ebpf.attach_syscalls import (
-    RAW_SYS_ENTER,
-    RAW_SYS_EXIT,
-    SYS_ENTER,
-    SYS_EXIT,
-    SYSCALL_MODES,
-)
-from datacrumbs.ebpf.attach_uprobes import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
 from datacrumbs.ebpf.bpf_syscall import BPF_TRACE_UPROBE_MULTI
 from datacrumbs.ebpf.build import build_bpf_object
-from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
+from datacrumbs.ebpf.engine_config import SYSCALL_MODES, UPROBE_MODES, EngineConfig, EngineError
 from datacrumbs.ebpf.libbpf import (
     BpfError,
     BpfObject,
     map_update,
     ringbuf_create,
 )
+from datacrumbs.ebpf.object_names import (
+    CGROUP_MKDIR,
+    FUNC_ENTER,
+    FUNC_EXIT,
+    HITS_MAP,
+    OFFSET_ARGS_MAP,
+    PROFILE_DONE_MAP,
+    PROFILE_FLUSH,
+    PROFILE_MAP,
+    RAW_SYS_ENTER,
+    RAW_SYS_EXIT,
+    RINGS_MAP,
+    SYS_ENTER,
+    SYS_EXIT,
+    TASK_EXIT,
+    TASK_FORK,
+    UMULTI_ENTER,
+    UMULTI_EXIT,
+)
 from datacrumbs.ebpf.poller import possible_cpus
 from datacrumbs.ebpf.records import MAX_RINGS, Config
 
-__all__ = [
-    "CGROUP_MKDIR",
-    "FLUSH_BEFORE_MAP",
-    "HITS_MAP",
-    "JOB_CGROUPS_MAP",
-    "LOST_MAP",
-    "OFFSET_ARGS_MAP",
-    "PROFILE_DONE_MAP",
-    "PROFILE_FLUSH",
-    "PROFILE_MAP",
-    "RINGS_MAP",
-    "SCOPE_MAP",
-    "TASK_EXEC",
-    "TASK_EXIT",
-    "TASK_FORK",
-    "UPROBE_MODES",
-    "Loaded",
-    "load",
-    "ring_count",
-]
+__all__ = ["MIN_PROFILE_INTERVAL_NS", "Loaded", "check_config", "load", "ring_count"]
 
-RINGS_MAP = "dc_rings"
-LOST_MAP = "dc_lost"
-JOB_CGROUPS_MAP = "dc_job_cgroups"
-SCOPE_MAP = "dc_scope"
-CGROUP_MKDIR = "dc_cgroup_mkdir"
-HITS_MAP = "dc_func_hits"
-PROFILE_MAP = "dc_profile"
-PROFILE_DONE_MAP = "dc_profile_done"
-FLUSH_BEFORE_MAP = "dc_flush_before"
-PROFILE_FLUSH = "dc_profile_flush"
-OFFSET_ARGS_MAP = "dc_offset_args"
 #: Profile mode's shortest interval: shorter ones would take more harvesting than tracing.
 MIN_PROFILE_INTERVAL_NS = 1_000_000
-TASK_EXEC = "dc_task_exec"
-TASK_FORK = "dc_task_fork"
-TASK_EXIT = "dc_task_exit"
-UPROBE_MODES = ("auto", "multi", "single")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from datacrumbs.ebpf import records
+from datacrumbs.ebpf import object_names, records
 from datacrumbs.ebpf.build import build_bpf_object
 
 
@@ -34,3 +34,28 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     # profile mode's map key and value (dc_profile)
     assert sizes["dc_agg_key"] == records.AGG_KEY.size == 32
     assert sizes["dc_agg"] == records.AGG.size == 336
+
+
+def test_python_names_every_program_and_the_maps_it_uses_as_the_object_does(bpf_object):
+    """object_names is the one place Python names the object's programs and maps: each name
+    there is in the compiled object, and each program of the object is named there."""
+    from elftools.elf.elffile import ELFFile
+
+    with bpf_object.open("rb") as f:
+        elf = ELFFile(f)
+        sections = [s.name for s in elf.iter_sections()]
+        symbols = [  # those defined in a section of the object (not SHN_ABS, not undefined)
+            s
+            for s in elf.get_section_by_name(".symtab").iter_symbols()
+            if isinstance(s["st_shndx"], int)
+        ]
+        programs = {
+            s.name
+            for s in symbols
+            if s["st_info"]["type"] == "STT_FUNC"
+            and s["st_info"]["bind"] == "STB_GLOBAL"
+            and sections[s["st_shndx"]] != ".text"  # the global functions programs call
+        }
+        maps = {s.name for s in symbols if sections[s["st_shndx"]] == ".maps"}
+    assert programs == set(object_names.PROGRAMS)
+    assert set(object_names.MAPS) <= maps

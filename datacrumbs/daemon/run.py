@@ -40,6 +40,7 @@ from datacrumbs.daemon.probe_acceptance import accept_probe_file
 from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import URING_OPS
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
+from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, ring_layout
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
@@ -151,21 +152,35 @@ def _status_line(stats: RecordingStats, profiles: bool) -> str:
 
 
 class _StopSignal:
-    """SIGTERM/SIGINT set an event; a second signal while stopping is logged, not obeyed."""
+    """SIGTERM/SIGINT set an event; a second signal while stopping is logged, not obeyed.
+
+    The handler only records the signal and sets the event; the main thread logs it
+    (:meth:`report`). A handler runs between two bytecodes of the main thread, which may be in
+    the middle of a write to stderr: a log line written from the handler is a reentrant write
+    that Python refuses with RuntimeError, which then escaped into the interrupted code before
+    the event was set, and the daemon never stopped (seen under a slow, emulated CPU)."""
 
     def __init__(self, log: logging.Logger) -> None:
         self.event = threading.Event()
         self._log = log
+        self._received: list[str] = []  # appended by the handler; list.append is atomic
+        self._reported = 0
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.event.is_set():
-            self._log.info("%s while stopping: already finishing the trace", name)
-        else:
-            self._log.info("%s: stopping", name)
+        self._received.append(signal.Signals(signum).name)
         self.event.set()
+
+    def report(self) -> None:
+        """Log the signals received since the last report (from the main thread)."""
+        while self._reported < len(self._received):
+            name = self._received[self._reported]
+            if self._reported == 0:
+                self._log.info("%s: stopping", name)
+            else:
+                self._log.info("%s while stopping: already finishing the trace", name)
+            self._reported += 1
 
 
 def run_daemon(probe_path: Path, run_id_argument: str | None) -> int:
@@ -192,7 +207,11 @@ def _run(probe_path: Path, run_id_argument: str | None, stop: _StopSignal) -> in
         "run-id %s (from %s), user %s, probe file %s", run_id, source, job_user.pw_name, probe_path
     )
     # before anything is written: a node whose kernel is too old gets one line, no empty trace
-    if (refusal := features.kernel_refusal()) is not None:
+    try:
+        refusal = features.kernel_refusal()
+    except BpfError as exc:  # libbpf itself is missing or broken: one line too
+        raise DatacrumbsError(str(exc)) from None
+    if refusal is not None:
         raise DatacrumbsError(refusal)
     probe_file = accept_probe_file(probe_path, settings, job_user.pw_name)
 
@@ -373,6 +392,7 @@ def _trace(
             scope.close()
         engine.close()
         pinned.close()
+    stop.report()  # signals that came while stopping
     duration = time.monotonic() - started
     log.info(
         "finished: %d events, %d lost, %.1f s, trace %s (%d bytes)",
@@ -464,3 +484,4 @@ def _wait_for_stop(
         tick()
         notifier.status(_status_line(recording.stats(), profiles))
         notifier.watchdog()
+    stop.report()

@@ -49,7 +49,7 @@ class BuildPyWithBpfObject(build_py):
 FORMATTER = Extension(
     "datacrumbs.trace._format",
     sources=["datacrumbs/trace/_format.c"],
-    depends=["datacrumbs/ebpf/dc_records.h"],
+    depends=["datacrumbs/ebpf/bpf/dc_records.h"],
     extra_compile_args=["-O2", "-Wall", "-Werror"],
     py_limited_api=True,
 )

@@ -1,5 +1,12 @@
 """Build the BPF object for the running kernel: ``vmlinux.h`` from its BTF, then the ``.bpf.o``.
 
+The kernel side lives in ``ebpf/bpf/``: one entry file per probe kind (``syscalls.bpf.c``,
+``functions.bpf.c``, ``io_uring.bpf.c``, ``scope.bpf.c``, ``profile.bpf.c``), the file names'
+functions (``files.bpf.c``) and the maps' one definition (``maps.bpf.c``), over shared headers
+(``dc_maps.h``, ``dc_task.h``, ``dc_files.h``, ``dc_profile.h``, the ABI ``dc_records.h``,
+``dc_arch.h``). Each entry file is compiled on its own and ``bpftool gen object`` (libbpf's
+static linker) joins them into the one object the loader opens and the wheel ships.
+
 Why here and at run time: the object is CO-RE, but ``vmlinux.h`` must come from a kernel with
 BTF, and this machine kind has no kernel headers at all (the reason BCC fails). Building is
 cheap (about 0.2 s for the header, 0.5 s for clang) and cached by content: the cache key is
@@ -25,9 +32,10 @@ VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 
 __all__ = ["BuildError", "build_bpf_object", "cache_home", "default_cache_dir", "vmlinux_header"]
 
-#: The kernel's BTF (needs CONFIG_DEBUG_INFO_BTF, kernel 5.4+).
-SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ("datacrumbs.bpf.c", "dc_records.h", "dc_arch.h", "dc_files.h")
+#: The kernel side's sources: the entry files (``*.bpf.c``) and their headers (``*.h``).
+SOURCE_DIR = Path(__file__).resolve().parent / "bpf"
+#: The entry file that defines the maps and global data the others declare extern.
+_DEFINITIONS = "maps.bpf.c"
 LIBBPF_INCLUDE = Path("/usr/include")
 #: libbpf's name of each machine (bpf_tracing.h); dc_arch.h says which are implemented.
 _TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv", "s390x": "s390"}
@@ -115,37 +123,48 @@ def build_bpf_object(cache_dir: Path | None = None, source_dir: Path = SOURCE_DI
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     header = vmlinux_header(cache_dir)
+    # maps.bpf.c first: libbpf 1.1's linker lays out .maps right only when the definitions
+    # come before the files that declare them extern (else it leaves those at offset 0)
+    units = sorted(source_dir.glob("*.bpf.c"), key=lambda p: (p.name != _DEFINITIONS, p.name))
+    if not units or units[0].name != _DEFINITIONS:
+        raise BuildError(f"cannot build the BPF object: no {_DEFINITIONS} in {source_dir}")
     digest = hashlib.sha256()
     digest.update(str(header).encode())
     digest.update(" ".join(CFLAGS).encode())
-    for name in SOURCES:
-        digest.update((source_dir / name).read_bytes())
+    digest.update(" ".join(u.name for u in units).encode())  # the link order
+    for path in sorted([*units, *source_dir.glob("*.h")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     obj = cache_dir / f"datacrumbs-{digest.hexdigest()[:16]}.bpf.o"
     if obj.is_file():
         return obj
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".datacrumbs.", suffix=".o")
-    os.close(fd)
+    work = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".datacrumbs."))
     try:
-        _run(
-            [
-                _tool("clang"),
-                *CFLAGS,
-                "-I",
-                str(header.parent),
-                "-I",
-                str(source_dir),
-                "-I",
-                str(LIBBPF_INCLUDE),
-                "-c",
-                str(source_dir / "datacrumbs.bpf.c"),
-                "-o",
-                tmp,
-            ],
-            "clang",
-        )
-        os.replace(tmp, obj)
+        parts = []
+        for unit in units:
+            part = work / unit.name.replace(".c", ".o")
+            _run(
+                [
+                    _tool("clang"),
+                    *CFLAGS,
+                    "-I",
+                    str(header.parent),
+                    "-I",
+                    str(source_dir),
+                    "-I",
+                    str(LIBBPF_INCLUDE),
+                    "-c",
+                    str(unit),
+                    "-o",
+                    str(part),
+                ],
+                f"clang {unit.name}",
+            )
+            parts.append(str(part))
+        linked = work / "datacrumbs.bpf.o"
+        _run([_tool("bpftool"), "gen", "object", str(linked), *parts], "bpftool gen object")
+        os.replace(linked, obj)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     return obj
 
 

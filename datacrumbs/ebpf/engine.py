@@ -17,7 +17,8 @@ link, and teardown) and :mod:`poller` (the thread that moves ring-buffer bytes t
 It knows nothing of the trace format: :mod:`datacrumbs.trace.recording` wires it to the
 formatter and writer.
 
-Kernel requirements: 5.15+ (BPF cookies on tracepoints and uprobes); see datacrumbs.bpf.c.
+Kernel requirements: 5.15+ (BPF cookies on tracepoints and uprobes); the kernel side is in
+ebpf/bpf/, and features.kernel_refusal says what an older kernel lacks.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ class Engine:
                 raise EngineError(str(exc)) from None
         self._syscalls = SyscallAttacher(ctx, self.config.syscall_mode)
         self._uprobes = UprobeAttacher(ctx, loaded.uprobe_multi)
-        self._kprobes = KprobeAttacher(ctx, loaded.kprobes_unsupported)
+        self._kprobes = KprobeAttacher(
+            ctx, loaded.kprobes_unsupported, self.config.kfunc_mode, loaded.path, loaded.config
+        )
 
     @property
     def _context(self) -> AttachContext:
@@ -175,6 +178,11 @@ class Engine:
             index = next((f.index for f in spec.fields if f.key == "offset"), None)
             if index is not None and fid < self.config.function_slots:
                 map_update(fd, fid.to_bytes(4, "little"), (index + 1).to_bytes(4, "little"))
+
+    @property
+    def kernel_functions_via(self) -> dict[str, str]:
+        """How each attached kernel function is traced: ``fentry`` or ``kprobe``."""
+        return dict(self._kprobes.via) if self._kprobes is not None else {}
 
     @property
     def link_count(self) -> int:

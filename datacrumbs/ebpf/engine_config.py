@@ -6,11 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SYSCALL_MODES", "UPROBE_MODES", "EngineConfig", "EngineError"]
+__all__ = ["KFUNC_MODES", "SYSCALL_MODES", "UPROBE_MODES", "EngineConfig", "EngineError"]
 
 #: The choices of :attr:`EngineConfig.syscall_mode` and :attr:`EngineConfig.uprobe_mode`.
 SYSCALL_MODES = ("raw_tp", "tracepoint")
 UPROBE_MODES = ("auto", "multi", "single")
+#: The choices of :attr:`EngineConfig.kfunc_mode`.
+KFUNC_MODES = ("auto", "fentry", "kprobe")
 
 
 class EngineError(RuntimeError):
@@ -35,6 +37,8 @@ class EngineConfig:
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
     ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
     load fails without them) or ``single`` (one perf-event uprobe per function and direction).
+    ``kfunc_mode``: how kernel functions (kprobe targets) are traced: ``auto`` (fentry/fexit
+    where the kernel loads them, else kprobes), ``fentry`` (only) or ``kprobe`` (only).
     ``function_slots``: how many function ids have a hit counter (``Engine.function_hits``)
     and, in profile mode, an offset slot; the daemon sizes it to its probe file.
     ``profile_interval_ns``: profile mode (0: trace mode): calls are aggregated in the kernel
@@ -54,6 +58,7 @@ class EngineConfig:
     bpf_object: Path | None = None  # default: build (or reuse) the cached object
     syscall_mode: str = "raw_tp"
     uprobe_mode: str = "auto"
+    kfunc_mode: str = "auto"
     function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
     profile_interval_ns: int = 0
     profile_keys: int = 32768

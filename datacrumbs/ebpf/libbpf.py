@@ -73,6 +73,10 @@ class _UprobeOpts(Structure):
     ]
 
 
+class _TraceOpts(Structure):
+    _fields_ = [("sz", c_size_t), ("cookie", c_uint64)]
+
+
 class _KprobeOpts(Structure):
     _fields_ = [
         ("sz", c_size_t),
@@ -119,6 +123,9 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_program__set_expected_attach_type": (c_int, c_void_p, c_uint32),
     "bpf_program__fd": (c_int, c_void_p),
     "bpf_program__attach_trace": (c_void_p, c_void_p),
+    "bpf_program__attach_trace_opts": (c_void_p, c_void_p, POINTER(_TraceOpts)),
+    "bpf_program__set_attach_target": (c_int, c_void_p, c_int, c_char_p),
+    "bpf_map__reuse_fd": (c_int, c_void_p, c_int),
     "bpf_map__set_max_entries": (c_int, c_void_p, c_uint32),
     "bpf_map__set_inner_map_fd": (c_int, c_void_p, c_int),
     "bpf_map_create": (c_int, c_int, c_char_p, c_uint32, c_uint32, c_uint32, c_void_p),
@@ -274,6 +281,18 @@ class BpfObject:
         if err:
             raise _fail(f"cannot set the expected attach type of BPF program {program}", err)
 
+    def set_attach_target(self, program: str, function: str) -> None:
+        """The kernel function a BTF-typed program (``fentry``, ``fexit``) is bound to."""
+        err = _lib.bpf_program__set_attach_target(self._program(program), 0, function.encode())
+        if err:
+            raise _fail(f"cannot bind BPF program {program} to {function}", err)
+
+    def reuse_map_fd(self, map_name: str, fd: int) -> None:
+        """Use the existing map ``fd`` (another object's) for ``map_name``: nothing is made."""
+        err = _lib.bpf_map__reuse_fd(self._map(map_name), fd)
+        if err:
+            raise _fail(f"cannot share BPF map {map_name}", err)
+
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         err = _lib.bpf_map__set_max_entries(self._map(map_name), max_entries)
         if err:
@@ -312,11 +331,15 @@ class BpfObject:
             raise _fail(f"BPF program {program} has no fd (object not loaded?)", fd)
         return int(fd)
 
-    def attach_trace(self, program: str) -> BpfLink:
-        """Attach a BTF-typed program (``tp_btf/NAME``: raw tracepoint, kernel 5.5+) to the
-        target its section names."""
+    def attach_trace(self, program: str, cookie: int | None = None) -> BpfLink:
+        """Attach a BTF-typed program (``tp_btf/NAME``: raw tracepoint, kernel 5.5+; ``fentry``,
+        ``fexit``) to its target, with a BPF cookie when given (fentry/fexit: 6.0+)."""
         ctypes.set_errno(0)
-        link = _lib.bpf_program__attach_trace(self._program(program))
+        if cookie is None:
+            link = _lib.bpf_program__attach_trace(self._program(program))
+        else:
+            opts = _TraceOpts(ctypes.sizeof(_TraceOpts), cookie)
+            link = _lib.bpf_program__attach_trace_opts(self._program(program), ctypes.byref(opts))
         if not link:
             raise _fail(f"cannot attach BPF program {program}")
         return BpfLink(link)

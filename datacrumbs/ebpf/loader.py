@@ -6,12 +6,19 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from datacrumbs.common.settings import parent_cmdline_problem
 from datacrumbs.ebpf import features
 from datacrumbs.ebpf.bpf_syscall import BPF_TRACE_UPROBE_MULTI
 from datacrumbs.ebpf.build import build_bpf_object
-from datacrumbs.ebpf.engine_config import SYSCALL_MODES, UPROBE_MODES, EngineConfig, EngineError
+from datacrumbs.ebpf.engine_config import (
+    KFUNC_MODES,
+    SYSCALL_MODES,
+    UPROBE_MODES,
+    EngineConfig,
+    EngineError,
+)
 from datacrumbs.ebpf.libbpf import (
     BpfError,
     BpfObject,
@@ -23,6 +30,8 @@ from datacrumbs.ebpf.object_names import (
     FUNC_ENTER,
     FUNC_EXIT,
     HITS_MAP,
+    KFUNC_ENTER,
+    KFUNC_EXIT,
     OFFSET_ARGS_MAP,
     PROFILE_DONE_MAP,
     PROFILE_FLUSH,
@@ -51,6 +60,8 @@ class Loaded:
     """A loaded object and what the kernel turned out to support."""
 
     obj: BpfObject
+    path: Path  # the object file (a per-function fentry object is opened from it again)
+    config: bytes  # .rodata.config as loaded (the fentry objects get the same)
     uprobe_multi: bool  # uprobes share uprobe_multi links
     kprobes_unsupported: str | None  # why kprobes cannot attach (None: they can)
     rings: list[int]  # the ring buffers' fds, in dc_rings order (the caller closes them)
@@ -100,11 +111,17 @@ def load(cfg: EngineConfig) -> Loaded:
         raise EngineError(f"syscall_mode must be one of {', '.join(SYSCALL_MODES)}")
     if cfg.uprobe_mode not in UPROBE_MODES:
         raise EngineError(f"uprobe_mode must be one of {', '.join(UPROBE_MODES)}")
+    if cfg.kfunc_mode not in KFUNC_MODES:
+        raise EngineError(f"kfunc_mode must be one of {', '.join(KFUNC_MODES)}")
     try:
         features.ensure_tracefs()
     except OSError as exc:
         raise EngineError(str(exc)) from exc
-    if (refusal := features.kernel_refusal()) is not None:
+    try:
+        refusal = features.kernel_refusal()
+    except BpfError as exc:
+        raise EngineError(str(exc)) from exc
+    if refusal is not None:
         raise EngineError(refusal)
     kprobes_reason = features.kprobe_support()
     multi_reason = features.uprobe_multi_support() if cfg.uprobe_mode != "single" else ""
@@ -137,7 +154,8 @@ def load(cfg: EngineConfig) -> Loaded:
                 interval_ns=cfg.profile_interval_ns,
                 interval_shift=shift,
             )
-            obj.set_initial_value(".rodata.config", config.pack())
+            packed = config.pack()
+            obj.set_initial_value(".rodata.config", packed)
             # only the programs of the variants in use are verified and loaded
             obj.set_autoload(RAW_SYS_ENTER, raw_syscalls)
             obj.set_autoload(RAW_SYS_EXIT, raw_syscalls)
@@ -150,6 +168,8 @@ def load(cfg: EngineConfig) -> Loaded:
             per_function = not uprobe_multi or kprobes_reason is None
             obj.set_autoload(FUNC_ENTER, per_function)
             obj.set_autoload(FUNC_EXIT, per_function)
+            obj.set_autoload(KFUNC_ENTER, False)  # loaded per kernel function (attach_kprobes)
+            obj.set_autoload(KFUNC_EXIT, False)
             obj.set_autoload(CGROUP_MKDIR, cfg.filters_cgroup)
             obj.set_autoload(TASK_FORK, cfg.filters_tasks)
             obj.set_autoload(TASK_EXIT, cfg.filters_tasks or cfg.profiles)
@@ -165,7 +185,7 @@ def load(cfg: EngineConfig) -> Loaded:
             raise
     except BpfError as exc:
         raise EngineError(str(exc)) from exc
-    return Loaded(obj, uprobe_multi, kprobes_reason, ring_fds, shift)
+    return Loaded(obj, Path(path), packed, uprobe_multi, kprobes_reason, ring_fds, shift)
 
 
 def interval_shift(interval_ns: int) -> int:

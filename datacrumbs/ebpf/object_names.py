@@ -1,5 +1,5 @@
-"""The BPF object's maps and programs, by the names ``datacrumbs.bpf.c`` gives them: the one
-place Python names them. The loader, the attachers and the engine all take their names from
+"""The BPF object's maps and programs, by the names the kernel side (``ebpf/bpf/``) gives them:
+the one place Python names them. The loader, the attachers and the engine all take their names from
 here, so none imports another for a name, and renaming one in the C is one change here
 (``tests/engine/test_build.py`` checks every name against the compiled object)."""
 
@@ -13,6 +13,8 @@ __all__ = [
     "FUNC_EXIT",
     "HITS_MAP",
     "JOB_CGROUPS_MAP",
+    "KFUNC_ENTER",
+    "KFUNC_EXIT",
     "LOST_MAP",
     "MAPS",
     "OFFSET_ARGS_MAP",
@@ -36,7 +38,8 @@ __all__ = [
     "URING_SUBMIT",
 ]
 
-# Maps user space reads or writes.
+# Every map of the object (a per-function fentry object shares them all). First those user
+# space reads or writes.
 RINGS_MAP = "dc_rings"  # array of the per-CPU ring buffers
 LOST_MAP = "dc_lost"  # per-CPU loss counters
 JOB_CGROUPS_MAP = "dc_job_cgroups"  # the job's cgroup ids
@@ -49,6 +52,15 @@ OFFSET_ARGS_MAP = "dc_offset_args"  # profile mode: which argument is a function
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"  # syscall number -> cookie (raw_tp mode)
 COMPAT_COOKIES_MAP = "dc_compat_cookies"  # ia32 syscall number -> cookie
 MAPS = (
+    "dc_woke",
+    "dc_job_tasks",
+    "dc_threads",
+    "dc_func_inflight",
+    "dc_fd_names",
+    "dc_names_sent",
+    "dc_scratch",
+    "dc_uring_inflight",
+    "dc_agg_scratch",
     RINGS_MAP,
     LOST_MAP,
     JOB_CGROUPS_MAP,
@@ -68,6 +80,7 @@ SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"  # syscalls, tracepoint mode
 URING_SUBMIT, URING_COMPLETE = "dc_uring_submit", "dc_uring_complete"  # io_uring requests
 FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"  # a uprobe or kprobe per function
 UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"  # uprobe_multi links
+KFUNC_ENTER, KFUNC_EXIT = "dc_kfunc_enter", "dc_kfunc_exit"  # fentry/fexit, loaded per function
 TASK_EXEC, TASK_FORK, TASK_EXIT = "dc_task_exec", "dc_task_fork", "dc_task_exit"  # lifecycle
 CGROUP_MKDIR = "dc_cgroup_mkdir"  # the job's cgroups as they are made
 PROFILE_FLUSH = "dc_profile_flush"  # profile mode: the task iterator run before each harvest
@@ -82,6 +95,8 @@ PROGRAMS = (
     FUNC_EXIT,
     UMULTI_ENTER,
     UMULTI_EXIT,
+    KFUNC_ENTER,
+    KFUNC_EXIT,
     TASK_EXEC,
     TASK_FORK,
     TASK_EXIT,

@@ -1,7 +1,8 @@
 """Profile mode's kernel maps, read from user space: the aggregates of intervals that are over.
 
 In profile mode the BPF programs aggregate each call per (process, thread, function, file,
-interval) and nothing per call crosses to user space (``datacrumbs.bpf.c``: ``dc_profile_add``).
+interval) and nothing per call crosses to user space (``dc_profile_add`` in
+``ebpf/bpf/dc_profile.h``).
 A thread adds to an aggregate it holds in its own storage while its calls keep one function,
 file and interval; what it leaves goes to ``dc_profile`` (the interval still open) or is handed
 over to ``dc_profile_done`` (the interval over, or the thread gone).

@@ -36,8 +36,8 @@ def load_error(path: Path) -> str | None:
 
 def install_bpf_object(layout: InstallLayout, base: Interpreter, rebuild: bool) -> str:
     """Put the object at ``layout.bpf_object``; the report word says where it came from."""
-    sources = runtime_package(layout, base) / "ebpf"
-    shipped = sources / _OBJECT
+    package = runtime_package(layout, base) / "ebpf"
+    shipped = package / _OBJECT
     if rebuild:
         why: str | None = "asked by --rebuild-bpf"
     elif not shipped.is_file():
@@ -47,7 +47,7 @@ def install_bpf_object(layout: InstallLayout, base: Interpreter, rebuild: bool) 
         why = None if reason is None else f"the shipped one does not load: {reason}"
     chosen, origin = shipped, "shipped"
     if why is not None:
-        chosen, origin = _rebuild(sources, why), "rebuilt"
+        chosen, origin = _rebuild(package / "bpf", why), "rebuilt"
         if (reason := load_error(chosen)) is not None:
             raise DatacrumbsError(f"the BPF object built for this kernel does not load: {reason}")
     ensure_dir(layout.bpf_object.parent)

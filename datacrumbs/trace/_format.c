@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ebpf/dc_records.h"
+#include "../ebpf/bpf/dc_records.h"
 
 #define HEADER_SIZE 8
 #define LEN_MASK 0x3fffffffU

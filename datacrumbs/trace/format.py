@@ -5,7 +5,7 @@ function id gets a line template with its ``name``, ``cat``, host hash and argum
 in place, and the compiled formatter (``_format.c``) fills the templates in from the call
 records: ~100 ns per event here, without the GIL (the same in Python took ~1.9 us, holding
 it). No logging and no validation per event (the kernel's records are trusted; their layout is
-fixed by ``datacrumbs/ebpf/dc_records.h``, which the C code includes). The exact format is
+fixed by ``datacrumbs/ebpf/bpf/dc_records.h``, which the C code includes). The exact format is
 documented in ``docs/trace-format.md``.
 
 Times: the kernel stamps events with CLOCK_MONOTONIC; ``clock_offset_ns`` (wall clock minus

@@ -24,7 +24,7 @@ from datacrumbs.common.probes import FunctionArgument
 from datacrumbs.common.settings import PARENT_CMDLINE_BYTES
 from datacrumbs.ebpf import records, syscalls, uprobes
 
-HEADER = Path(records.__file__).with_name("dc_records.h")
+HEADER = Path(records.__file__).parent / "bpf" / "dc_records.h"
 
 #: Header constant → records.py value.
 CONSTANTS = {

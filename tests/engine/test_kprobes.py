@@ -1,22 +1,43 @@
-"""Kernel functions (kprobe targets): traced exactly where the kernel has kprobes, refused with
-the detected reason where it has none (this machine kind's 6.18 is built without them; Debian's
-6.1 and 6.12, booted by the kernel matrix, have them). Never skipped: each kernel runs the
-branch that is true of it."""
+"""Kernel functions (kprobe targets): traced exactly where the kernel can, through fentry/fexit
+(``kfunc_mode="auto"``) or kprobes/kretprobes (``"kprobe"``), and refused with the detected
+reasons where it cannot (this machine kind's 6.18 has no kprobes and refuses fentry programs;
+Debian's 6.1 and 6.12, booted by the kernel matrix, have both). Never skipped: each kernel runs
+the branch that is true of it.
+
+Which way a function went is read from the kernel itself (``bpftool prog``: tracing programs
+``dc_kfunc_enter``/``_exit`` for fentry, kprobe programs ``dc_func_enter``/``_exit`` for
+kprobes), not only from the engine. The matrix sets ``DC_TEST_FENTRY=1`` for the kernels known
+to run fentry programs (../shared/reference/kernel-matrix.md), so that a silent fall back to
+kprobes there fails.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 
+import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
 from datacrumbs.ebpf.features import KPROBES_UNSUPPORTED, kprobe_support
 
 K, S = 9, 3000
+FUNCTIONS = ["vfs_read", "vfs_write", "d_path"]
 
 
-def test_kernel_functions_are_traced_exactly_or_refused_with_the_reason(
-    session, compile_c, public_dir, traced_user
+def _loaded_programs() -> list[tuple[str, str]]:
+    """(name, type) of every BPF program the kernel holds now."""
+    out = subprocess.run(
+        ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    return [(p.get("name", ""), p["type"]) for p in json.loads(out)]
+
+
+@pytest.mark.parametrize("kfunc_mode", ["auto", "kprobe"])
+def test_kernel_functions_are_traced_exactly_or_refused_with_the_reasons(
+    session, compile_c, public_dir, traced_user, kfunc_mode
 ):
     # static: no dynamic loader, whose reads of the C library would be vfs_reads too
     binary = compile_c("file_io.c", "file_io_static", "-static")
@@ -26,11 +47,13 @@ def test_kernel_functions_are_traced_exactly_or_refused_with_the_reason(
         Probe(
             type=ProbeType.KPROBE,
             name="VFS",
-            functions=["vfs_read", "vfs_write", "d_path"],
+            functions=FUNCTIONS,
             function_arguments={"vfs_read": size, "vfs_write": size},
         )
     ]
-    with session(probes, uid=traced_user.uid) as s:
+    with session(probes, uid=traced_user.uid, kfunc_mode=kfunc_mode) as s:
+        programs = _loaded_programs()
+        via = s.engine.kernel_functions_via
         out = subprocess.run(
             as_user(traced_user, [str(binary), str(work / "data.bin"), str(K), str(S)]),
             capture_output=True,
@@ -40,14 +63,29 @@ def test_kernel_functions_are_traced_exactly_or_refused_with_the_reason(
     trace = s.trace
     pid = int(out.split()[0])
     outcomes = [(o.category, o.function, o.attached, o.reason) for o in trace.outcomes]
-    reason = kprobe_support()
-    if reason is not None:
-        assert reason == KPROBES_UNSUPPORTED
-        assert outcomes == [("VFS", f, False, reason) for f in ("vfs_read", "vfs_write", "d_path")]
+    fentry = kfunc_mode == "auto" and via == dict.fromkeys(FUNCTIONS, "fentry")
+    if os.environ.get("DC_TEST_FENTRY") == "1" and kfunc_mode == "auto":
+        assert fentry, via
+    if fentry:  # one fentry and one fexit program per function, loaded for it
+        assert programs.count(("dc_kfunc_enter", "tracing")) == len(FUNCTIONS)
+        assert programs.count(("dc_kfunc_exit", "tracing")) == len(FUNCTIONS)
+    elif kprobe_support() is None:  # the session's one kprobe program pair
+        assert via == dict.fromkeys(FUNCTIONS, "kprobe")
+        assert ("dc_func_enter", "kprobe") in programs
+        assert not any(name.startswith("dc_kfunc") for name, _ in programs)
+    else:  # neither: every function refused, with what the kernel said of each way
+        assert via == {}
+        assert all(not attached for _, _, attached, _ in outcomes)
+        reasons = {reason for _, _, _, reason in outcomes}
+        if kfunc_mode == "kprobe":
+            assert reasons == {KPROBES_UNSUPPORTED}
+        else:
+            [reason] = reasons
+            assert reason.startswith(f"{KPROBES_UNSUPPORTED}, and fentry programs do not load")
         assert trace.events == []
         return
 
-    assert outcomes == [("VFS", f, True, None) for f in ("vfs_read", "vfs_write", "d_path")]
+    assert outcomes == [("VFS", f, True, None) for f in FUNCTIONS]
     mine = trace.events_of(pid)
     assert {e["cat"] for e in mine} == {"KERNEL"}
     # K writes of S bytes to the file, then the report on stdout (one write, one vfs_write)

@@ -26,7 +26,7 @@ def test_glibc_keeps_the_stream_s_fd_where_the_kernel_side_reads_it(tmp_path):
     source.write_text(FILENO)
     subprocess.run(["gcc", "-o", str(tmp_path / "fileno"), str(source)], check=True)
     out = subprocess.run([str(tmp_path / "fileno")], capture_output=True, text=True, check=True)
-    arch = (Path(__file__).resolve().parents[2] / "datacrumbs/ebpf/dc_arch.h").read_text()
+    arch = (Path(__file__).resolve().parents[2] / "datacrumbs/ebpf/bpf/dc_arch.h").read_text()
     assert f"#define DC_GLIBC_FILENO_OFFSET {out.stdout.strip()}\n" in arch
 
 

@@ -52,8 +52,9 @@ def test_wheel_carries_the_bpf_source_and_a_prebuilt_object(wheel: Path) -> None
         names = set(archive.namelist())
         obj = archive.read("datacrumbs/ebpf/datacrumbs.bpf.o")
     assert {
-        "datacrumbs/ebpf/datacrumbs.bpf.c",
-        "datacrumbs/ebpf/dc_records.h",
+        "datacrumbs/ebpf/bpf/maps.bpf.c",
+        "datacrumbs/ebpf/bpf/syscalls.bpf.c",
+        "datacrumbs/ebpf/bpf/dc_records.h",
         "datacrumbs/configurator/launcher.c",
         "datacrumbs/install/templates/systemd/datacrumbs@.service.in",
         "datacrumbs/install/templates/modulefiles/datacrumbs.lua.in",

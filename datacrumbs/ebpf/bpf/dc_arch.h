@@ -50,7 +50,7 @@
 #define DC_GLIBC_FILENO_OFFSET 112
 
 #else
-#error "datacrumbs.bpf.c: only x86-64 is implemented (see dc_arch.h and datacrumbs/ebpf/arch.py)"
+#error "datacrumbs: only x86-64 is implemented (see dc_arch.h and datacrumbs/ebpf/arch.py)"
 #endif
 
 #endif /* DC_ARCH_H */

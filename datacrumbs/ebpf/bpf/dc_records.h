@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The ABI between datacrumbs.bpf.c and user space: ring-buffer records, the cookie layout and
+ * The ABI between the kernel side (ebpf/bpf/) and user space: ring-buffer records, the cookie layout and
  * the configuration. Every record layout, enum, constant and cookie bit here is mirrored in
  * datacrumbs/ebpf/records.py; change both together. tests/engine/test_abi.py compiles this
  * header with gcc and checks every size, field offset, enum value, constant and cookie macro

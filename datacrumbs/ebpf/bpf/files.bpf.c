@@ -1,8 +1,6 @@
-/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * File names, as the kernel knows them: included by datacrumbs.bpf.c (needs its maps dc_rings,
- * dc_fd_names, dc_names_sent, dc_scratch (struct dc_path_scratch) and dc_count_lost /
- * dc_wakeup_flags).
+ * File names, as the kernel knows them (the functions here; dc_files.h declares them).
  *
  * An fd is named by the file the process's fd table holds for it, read when the call uses it:
  * the path from the file's dentry up to the root of its mount namespace (the walk d_path does,
@@ -17,18 +15,16 @@
  * directory fd of an *at call (the argument before it) or the task's working directory, as the
  * kernel itself resolves it ("./" dropped, ".." and links kept).
  */
-#ifndef DC_FILES_H
-#define DC_FILES_H
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 
-/* dc_name_emit, dc_fd_name and dc_path_name are global functions (not static): the verifier
- * checks each once, on its own, instead of again at every call in every program (which
- * took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction limit on 6.1). The price
- * of that: only scalars cross their boundary, so each finds its scratch space itself. */
-
+#include "dc_files.h"
+#include "dc_task.h"
 
 /* Path components walked at most (mount crossings included). */
 #define DC_WALK_DEPTH 48
-#define DC_AT_FDCWD (-100)
 #define DC_PIPEFS_MAGIC 0x50495045
 #define DC_SOCKFS_MAGIC 0x534F434B
 #define DC_ANON_INODE_FS_MAGIC 0x09041934
@@ -170,24 +166,6 @@ static __always_inline __u64 dc_file_path(struct dc_path_scratch *s, struct file
 	return n > 1 ? n - 1 : 0;
 }
 
-/* The file the current task's fd table holds at fd, NULL when none. The task's fields are read
- * directly through its BTF pointer (a load each, where BPF_CORE_READ costs a helper call); only
- * the array slot needs a checked read. */
-static __always_inline struct file *dc_fd_file(__s64 fd)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = task->files->fdt;
-	struct file **fds;
-	struct file *f = NULL;
-
-	if (!fdt || fd < 0 || (__u64)fd >= fdt->max_fds)
-		return NULL;
-	fds = fdt->fd;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
-		return NULL;
-	return f;
-}
-
 /* The name hash of the current task's fd (0 when it holds no file): remembered per (tgid, fd)
  * while the fd holds the same dentry, walked and delivered otherwise. */
 __noinline __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid)
@@ -264,5 +242,3 @@ __noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid)
 		pos -= 1;
 	return dc_name_emit(pos + len - 1, pid, tid);
 }
-
-#endif /* DC_FILES_H */

@@ -1,17 +1,21 @@
-"""Per-syscall cost of the two syscall attachment designs, side by side.
+"""Per-syscall cost of the syscall attachment designs, side by side.
 
     .venv/bin/python benchmarks/syscall_modes.py [--calls 200000] [--rounds 15] [--bpf-stats]
 
 Workload: one-byte write()s to /dev/null (``benchmarks/c/wloop.c``) as uid 45990. For each
 design (``EngineConfig.syscall_mode``: ``raw_tp`` = two raw tracepoint links and a syscall
 number → cookie map; ``tracepoint`` = one syscalls:sys_enter_X/sys_exit_X link pair per
-syscall), three configurations, all interleaved round by round with an untraced baseline:
+syscall; and, where the kernel loads fentry programs, ``fentry`` = the syscall's kernel entry
+point ``__x64_sys_X`` traced as a kernel function through fentry/fexit, which puts no task on
+the syscall slow path: the question being whether that costs the node's *untraced* processes
+less), three configurations, all interleaved round by round with an untraced baseline:
   untraced-call  the engine traces uid 45990's ``read`` only: write is an untraced syscall of
                  the traced user (what every syscall outside the probe file costs)
   other-uid      the engine traces ``write`` of uid 45991: the workload is filtered out
   traced         ``write`` of uid 45990 traced into the compressed trace
-Prints the minimum (the least disturbed run: on a shared machine the median mostly measures
-the neighbours) and the median in ns per call, and the added cost over the untraced baseline.
+Prints the median and range over the rounds in ns per call, and the median's added cost over
+the untraced baseline's median. (``fentry`` records the call as a kernel function: its record
+lacks the syscall's file names, so only its cost for untraced processes compares.)
 With ``--bpf-stats`` (``kernel.bpf_stats_enabled=1`` during the run, which itself adds ~20 ns
 per program run), also the in-kernel ns per run of the engine's syscall programs, read from the
 program fds' ``/proc/self/fdinfo``. Run as root.
@@ -38,7 +42,7 @@ from datacrumbs.ebpf.engine import Engine, EngineConfig
 from datacrumbs.trace.recording import Recording
 from datacrumbs.trace.writer import TraceWriter
 
-MODES = ("raw_tp", "tracepoint")
+MODES = ("raw_tp", "tracepoint", "fentry")
 CONFIGS = {  # name: (traced uid, syscalls)
     "untraced-call": (USER.pw_uid, ["read"]),
     "other-uid": (OTHER_USER.pw_uid, ["write"]),
@@ -46,8 +50,11 @@ CONFIGS = {  # name: (traced uid, syscalls)
 }
 
 
-PROGRAMS = {"raw_tp": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
-            "tracepoint": ("dc_sys_enter", "dc_sys_exit")}  # fmt: skip
+PROGRAMS = {
+    "raw_tp": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
+    "tracepoint": ("dc_sys_enter", "dc_sys_exit"),
+    "fentry": (),
+}  # fmt: skip  (loaded per function, in objects closed after attach)
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 
@@ -55,11 +62,17 @@ def measure(
     argv: list[str], trace: Path, mode: str, uid: int, calls: list[str]
 ) -> tuple[float, dict[str, float]]:
     """(ns per call seen by the workload, in-kernel ns per run of each syscall program)."""
-    engine = Engine(EngineConfig(uid=uid, syscall_mode=mode))
+    if mode == "fentry":
+        engine = Engine(EngineConfig(uid=uid, kfunc_mode="fentry"))
+        probe = Probe(type=ProbeType.KPROBE, name="POSIX", functions=[_entry(c) for c in calls])
+    else:
+        engine = Engine(EngineConfig(uid=uid, syscall_mode=mode))
+        probe = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)
     try:
         engine.load()
-        outcomes = engine.attach([Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)])
-        assert all(o.attached for o in outcomes), outcomes
+        outcomes = engine.attach([probe])
+        if not all(o.attached for o in outcomes):
+            raise Unavailable("; ".join(sorted({o.reason or "" for o in outcomes})))
         trace.unlink(missing_ok=True)
         recording = Recording(engine, TraceWriter(trace))
         recording.start()
@@ -77,6 +90,15 @@ def measure(
         runs = after[p][1] - before[p][1]
         per_run[p] = (after[p][0] - before[p][0]) / runs if runs else 0.0
     return ns, per_run
+
+
+class Unavailable(Exception):
+    """This kernel cannot run a design (fentry here: EPERM)."""
+
+
+def _entry(syscall: str) -> str:
+    """The kernel function a syscall enters through on this machine (x86-64)."""
+    return f"__x64_sys_{syscall}"
 
 
 def main() -> int:
@@ -99,22 +121,32 @@ def _run(args: argparse.Namespace) -> int:
     argv = [str(compile_workload(where)), str(args.calls)]
     results: dict[str, list[float]] = {"untraced (no engine)": []}
     in_kernel: dict[str, list[dict[str, float]]] = {}
+    unavailable: dict[str, str] = {}
     for _ in range(args.rounds):
         results["untraced (no engine)"].append(float(run_as_user(argv)))
         for mode in MODES:
+            if mode in unavailable:
+                continue
             for name, (uid, calls) in CONFIGS.items():
-                ns, per_run = measure(argv, where / "t.pfw.gz", mode, uid, calls)
+                try:
+                    ns, per_run = measure(argv, where / "t.pfw.gz", mode, uid, calls)
+                except Unavailable as exc:
+                    unavailable[mode] = str(exc)
+                    break
                 results.setdefault(f"{mode:10s} {name}", []).append(ns)
                 in_kernel.setdefault(f"{mode:10s} {name}", []).append(per_run)
-    base_min = min(results["untraced (no engine)"])
     base_med = statistics.median(results["untraced (no engine)"])
     print(machine())
     print(f"{args.calls} write()s per run, {args.rounds} rounds interleaved; ns per call:")
+    for mode, why in unavailable.items():
+        print(f"  {mode}: not measured, this kernel cannot run it ({why})")
     for name, values in results.items():
-        low, med = min(values), statistics.median(values)
+        if name.split()[0] in unavailable:
+            continue
+        med = statistics.median(values)
         line = (
-            f"  {name:26s} min {low:6.0f} (+{low - base_min:5.0f})   "
-            f"median {med:6.0f} (+{med - base_med:5.0f})"
+            f"  {name:26s} median {med:7.0f} (+{med - base_med:6.0f})   "
+            f"range {min(values):.0f}-{max(values):.0f}"
         )
         if args.bpf_stats and name in in_kernel:
             progs = in_kernel[name][0].keys()

@@ -113,6 +113,7 @@ _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 _libc.vsnprintf.restype = c_int
 
 #: The libbpf functions used, with their result and argument types.
+# fmt: off
 _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_object__open_file": (c_void_p, c_char_p, c_void_p),
     "bpf_object__load": (c_int, c_void_p),
@@ -133,32 +134,13 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_map__fd": (c_int, c_void_p),
     "bpf_map_update_elem": (c_int, c_int, c_void_p, c_void_p, c_uint64),
     "bpf_map_lookup_elem": (c_int, c_int, c_void_p, c_void_p),
-    "bpf_map_lookup_batch": (
-        c_int,
-        c_int,
-        c_void_p,
-        c_void_p,
-        c_void_p,
-        c_void_p,
-        POINTER(c_uint32),
-        c_void_p,
-    ),
+    "bpf_map_lookup_batch": (c_int, c_int, c_void_p, c_void_p, c_void_p, c_void_p,
+                             POINTER(c_uint32), c_void_p),
     "bpf_map_delete_batch": (c_int, c_int, c_void_p, POINTER(c_uint32), c_void_p),
-    "bpf_program__attach_tracepoint_opts": (
-        c_void_p,
-        c_void_p,
-        c_char_p,
-        c_char_p,
-        POINTER(_TracepointOpts),
-    ),
-    "bpf_program__attach_uprobe_opts": (
-        c_void_p,
-        c_void_p,
-        c_int,
-        c_char_p,
-        c_size_t,
-        POINTER(_UprobeOpts),
-    ),
+    "bpf_program__attach_tracepoint_opts": (c_void_p, c_void_p, c_char_p, c_char_p,
+                                            POINTER(_TracepointOpts)),
+    "bpf_program__attach_uprobe_opts": (c_void_p, c_void_p, c_int, c_char_p, c_size_t,
+                                        POINTER(_UprobeOpts)),
     "bpf_program__attach_kprobe_opts": (c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts)),
     "bpf_link__destroy": (c_int, c_void_p),
     "bpf_link__fd": (c_int, c_void_p),
@@ -168,6 +150,7 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "libbpf_probe_bpf_map_type": (c_int, c_int, c_void_p),
     "libbpf_probe_bpf_helper": (c_int, c_int, c_int, c_void_p),
 }
+# fmt: on
 
 
 def _print(level: int, fmt: bytes | None, ap: int | None) -> int:

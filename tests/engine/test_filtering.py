@@ -62,7 +62,7 @@ def _unified_root() -> Path | None:
 
 
 @pytest.fixture
-def child_cgroup():
+def child_cgroup(root):
     root = _unified_root()
     assert root is not None, "no cgroup v2 hierarchy is mounted (this machine kind has one)"
     path = root / f"dc-engine-test-{os.getpid()}"

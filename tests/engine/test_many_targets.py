@@ -64,7 +64,7 @@ def _kernel_has_uprobe_multi() -> bool:
     return "BPF_TRACE_UPROBE_MULTI" in kernel_btf.vmlinux().enum_values("bpf_attach_type")
 
 
-def test_uprobe_multi_is_detected_as_this_kernel_has_it():
+def test_uprobe_multi_is_detected_as_this_kernel_has_it(root):
     if _kernel_has_uprobe_multi():
         assert features.uprobe_multi_support() is None
     else:  # 6.1: one perf-event uprobe per function and direction instead
@@ -166,7 +166,7 @@ def test_untraced_syscalls_of_the_traced_user_produce_no_event(
     assert {names[e["args"]["fhash"]] for e in mine} == {str(work / "f")}
 
 
-def test_syscall_numbers_match_the_system_headers_and_cover_every_tracepoint():
+def test_syscall_numbers_match_the_system_headers_and_cover_every_tracepoint(root):
     header = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
     if header.exists():
         defined = dict(re.findall(r"#define __NR_(\w+) (\d+)", header.read_text()))

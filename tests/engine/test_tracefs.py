@@ -13,7 +13,7 @@ def _tracefs_mounts_at(path: Path) -> int:
     return sum(f" {path} tracefs " in line for line in lines)
 
 
-def test_tracefs_is_mounted_where_missing(tmp_path: Path) -> None:
+def test_tracefs_is_mounted_where_missing(root: None, tmp_path: Path) -> None:
     # A second tracefs instance in an empty directory: the same call the engine makes at
     # /sys/kernel/tracing, without taking the host's mount away from anything using it.
     where = tmp_path / "tracing"

@@ -8,8 +8,9 @@ kprobe goes through ftrace (or an int3). But an fentry program is bound to one f
 is loaded, so each function costs a load of its own: the object is opened again with only
 ``dc_kfunc_enter``/``dc_kfunc_exit`` to load, every map shared with the session's object (so
 its calls land in the same rings, filters and in-flight table) and the same ``.rodata.config``;
-its links outlive it. The first fentry load that fails is not tried again for the session's
-other functions (``kfunc_mode="auto"``): they go to kprobes.
+its links outlive it. A failure before any function of the session went through fentry (the
+load: the kernel refuses fentry programs; the attach: no fentry cookies before 6.0) is taken as
+the kernel's, and the session's functions go to kprobes (``kfunc_mode="auto"``).
 
 Only integers by the kernel's own BTF are recorded: a kernel pointer (an argument, or a return
 such as ``d_path``'s) in a user's trace would give away the kernel's address layout.

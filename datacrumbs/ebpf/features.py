@@ -35,7 +35,6 @@ UPROBE_MULTI_UNSUPPORTED = "this kernel has no uprobe_multi links (6.6+)"
 
 #: The oldest kernel series the engine runs on: what every traced call needs arrived by then.
 MINIMUM_KERNEL = "5.15"
-BPF_PROG_TYPE_KPROBE = 2
 #: (map type, what it is and since when): the engine's maps that cannot be replaced.
 _REQUIRED_MAPS = ((27, "BPF ring buffers (5.8)"), (29, "task storage (5.11)"))
 #: (helper number, what it is and since when), probed for a kprobe program.
@@ -52,6 +51,7 @@ def kernel_refusal() -> str | None:
     it lacks. Probed, not read off the version: distributions backport (RHEL 9's 5.14 has
     most of 6.x's BPF). Cached: one probe per process (a few ms)."""
     from datacrumbs.ebpf import libbpf
+    from datacrumbs.ebpf.bpf_syscall import BPF_PROG_TYPE_KPROBE
 
     lacks = [what for kind, what in _REQUIRED_MAPS if not libbpf.kernel_has_map_type(kind)]
     lacks += [

@@ -14,7 +14,8 @@ lint: setup
 	.venv/bin/mypy
 
 # The suite on this machine's kernel, then the kernel matrix: the tests that cover each kernel
-# difference under Debian's 6.1 and 6.12 in QEMU guests (tests/kernels/, ~15 min on 2 cores).
+# difference under Debian's 6.1 and 6.12 in QEMU guests, and 5.10 refused (tests/kernels/;
+# ~6 min on 2 cores, the guests at once).
 test: lint
 	.venv/bin/python -m pytest
 	.venv/bin/python tests/kernels/matrix.py

@@ -8,8 +8,9 @@ it). No logging and no validation per event (the kernel's records are trusted; t
 fixed by ``datacrumbs/ebpf/bpf/dc_records.h``, which the C code includes). The exact format is
 documented in ``docs/trace-format.md``.
 
-Times: the kernel stamps events with CLOCK_MONOTONIC; ``clock_offset_ns`` (wall clock minus
-monotonic, sampled once at start) turns them into wall-clock microseconds.
+Times: the kernel stamps events with CLOCK_MONOTONIC; ``clock.clock_offset_ns`` (wall clock
+minus monotonic, sampled once at start) turns them into wall-clock microseconds, and the trace
+records the node's clock facts at its start and end (``datacrumbs_clock``, ``trace/clock.py``).
 """
 
 from __future__ import annotations
@@ -26,26 +27,14 @@ from datacrumbs.ebpf.records import AGG, AGG_KEY, NAME_HEADER, TASK, RecordType,
 from datacrumbs.ebpf.ringbuf import DISCARD_BIT, HEADER_SIZE
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace import _format as _fast
+from datacrumbs.trace.clock import clock_facts
 
-__all__ = ["EventFormatter", "clock_offset_ns"]
+__all__ = ["EventFormatter"]
 
 _HEADER_AND_TYPE = struct.Struct("<III")  # ring-buffer header (len, pg_off) + record type
 _LEN_MASK = 0x3FFFFFFF
 _NAME = int(RecordType.NAME)
 _TASK = int(RecordType.TASK)
-
-
-def clock_offset_ns(samples: int = 5) -> int:
-    """Wall clock minus CLOCK_MONOTONIC, from the tightest of a few paired readings."""
-    best: tuple[int, int] | None = None
-    for _ in range(samples):
-        m0 = time.monotonic_ns()
-        wall = time.time_ns()
-        m1 = time.monotonic_ns()
-        if best is None or m1 - m0 < best[0]:
-            best = (m1 - m0, wall - (m0 + m1) // 2)
-    assert best is not None
-    return best[1]
 
 
 def _json(text: str) -> str:
@@ -162,11 +151,13 @@ class EventFormatter:
         mode = '{"mode":"trace"}'
         if self._interval_ns:
             mode = f'{{"mode":"profile","interval_ms":{self._interval_ns / 1e6:g}}}'
-        return self._meta("HH", self._pid, self._tid, args) + self._meta(
-            "datacrumbs_mode", self._pid, self._tid, mode, cat="datacrumbs"
+        return (
+            self._meta("HH", self._pid, self._tid, args)
+            + self._meta("datacrumbs_mode", self._pid, self._tid, mode, cat="datacrumbs")
+            + self._tracer_event("datacrumbs_clock", clock_facts("start"))
         )
 
-    def _tracer_event(self, name: str, args: Mapping[str, int | str]) -> str:
+    def _tracer_event(self, name: str, args: Mapping[str, int | str | bool]) -> str:
         """A record of the tracer itself, stamped now: metadata (``ph`` ``M``, ``cat``
         datacrumbs), so that the DFTracer tools neither count it as a call nor take it for a
         system metric (they do both with ``C`` counter events)."""
@@ -189,16 +180,18 @@ class EventFormatter:
         return self._tracer_event(name, args)
 
     def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
-        """The end-of-run summary, as a metadata record of the tracer's own (``events`` is this
-        formatter's count of call events); not DFTracer's process metadata (``PR``), which the
-        tools read as a process name."""
+        """The clock's facts at the end, then the end-of-run summary, as a metadata record of
+        the tracer's own (``events`` is this formatter's count of call events); not DFTracer's
+        process metadata (``PR``), which the tools read as a process name."""
         fields: dict[str, int | float | str] = {"events": self.events}
         if self._interval_ns:
             fields["aggregates"] = self.aggregates
         fields.update((k, v) for k, v in summary.items() if k != "events")
         value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
-        return self._meta("datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs")
+        return self._tracer_event("datacrumbs_clock", clock_facts("end")) + self._meta(
+            "datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs"
+        )
 
     def _name_line(self, chunk: bytes, rec: int) -> str:
         _, length, fhash, pid, tid = NAME_HEADER.unpack_from(chunk, rec)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from datacrumbs.ebpf.engine import Engine, EngineError
 from datacrumbs.ebpf.sink import LossCounts
-from datacrumbs.trace.format import EventFormatter, clock_offset_ns
+from datacrumbs.trace.clock import clock_offset_ns
+from datacrumbs.trace.format import EventFormatter
 from datacrumbs.trace.process_info import read_process_info
 from datacrumbs.trace.writer import TraceWriter
 

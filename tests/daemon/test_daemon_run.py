@@ -106,6 +106,10 @@ def test_daemon_traces_a_job_and_stops_cleanly(
         e for e in events if e.get("ph") == "M" and e["args"].get("name") == "datacrumbs_summary"
     ]
     assert summary and summary[-1]["args"]["value"]["lost_events"] == 0
+    # the node's clock at the start and the end, for laying the job's nodes on one timeline
+    clocks = [e["args"] for e in events if e.get("name") == "datacrumbs_clock"]
+    assert [c["at"] for c in clocks] == ["start", "end"]
+    assert all({"realtime_minus_monotonic_ns", "synced", "maxerror_us"} <= set(c) for c in clocks)
     assert summary[-1]["args"]["value"]["run_id"] == "job42"
     assert summary[-1]["args"]["value"]["user"] == JOB_USER
     assert summary[-1]["args"]["value"]["duration_s"] > 0

@@ -2,10 +2,11 @@
 /*
  * File names: what the entry files call (files.bpf.c has the functions and how names are made).
  *
- * dc_name_emit, dc_fd_name and dc_path_name are global functions (not static): the verifier
- * checks each once, on its own, instead of again at every call in every program (which took
- * dc_raw_sys_exit and dc_func_enter past the 1 M-instruction limit on 6.1). The price of that:
- * only scalars cross their boundary, so each finds its scratch space itself.
+ * dc_fd_name, dc_path_name and dc_name_emit (which both call) are global functions (not
+ * static): the verifier checks each once, on its own, instead of again at every call in every
+ * program (which took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction limit on
+ * 6.1). The price of that: only scalars cross their boundary, so each finds its scratch space
+ * itself.
  */
 #ifndef DC_FILES_H
 #define DC_FILES_H
@@ -14,8 +15,6 @@
 
 #define DC_AT_FDCWD (-100)
 
-/* Hash the name in the CPU's scratch record and deliver it once; the hash (0: no scratch). */
-__u64 dc_name_emit(__u64 len, __u32 pid, __u32 tid);
 /* The name hash of the current task's fd (0 when it holds no file). */
 __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid);
 /* The name hash of a user path argument, relative to dirfd (DC_AT_FDCWD: the working

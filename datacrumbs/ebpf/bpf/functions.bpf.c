@@ -167,23 +167,30 @@ static __always_inline int dc_func_end(__u64 cookie, __u64 rc)
 	return 0;
 }
 
-/* The six argument registers of a uprobe or kprobe. */
-#define DC_PT_ARGS(ctx)                                                                        \
-	{PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),                           \
-	 PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx), DC_PT_REGS_PARM6(ctx)}
+/* A uprobe's or kprobe's entry and return: the six argument registers, the return register. */
+static __always_inline int dc_regs_begin(struct pt_regs *ctx)
+{
+	__u64 regs[DC_MAX_ARGS] = {PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
+				   PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx), DC_PT_REGS_PARM6(ctx)};
+
+	return dc_func_begin(bpf_get_attach_cookie(ctx), regs);
+}
+
+static __always_inline int dc_regs_end(struct pt_regs *ctx)
+{
+	return dc_func_end(bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+}
 
 SEC("uprobe")
 int dc_func_enter(struct pt_regs *ctx)
 {
-	__u64 regs[DC_MAX_ARGS] = DC_PT_ARGS(ctx);
-
-	return dc_func_begin(bpf_get_attach_cookie(ctx), regs);
+	return dc_regs_begin(ctx);
 }
 
 SEC("uretprobe")
 int dc_func_exit(struct pt_regs *ctx)
 {
-	return dc_func_end(bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	return dc_regs_end(ctx);
 }
 
 /* The same bodies for uprobe_multi links: user space loads these two with expected attach type
@@ -192,15 +199,13 @@ int dc_func_exit(struct pt_regs *ctx)
 SEC("uprobe")
 int dc_umulti_enter(struct pt_regs *ctx)
 {
-	__u64 regs[DC_MAX_ARGS] = DC_PT_ARGS(ctx);
-
-	return dc_func_begin(bpf_get_attach_cookie(ctx), regs);
+	return dc_regs_begin(ctx);
 }
 
 SEC("uretprobe")
 int dc_umulti_exit(struct pt_regs *ctx)
 {
-	return dc_func_end(bpf_get_attach_cookie(ctx), PT_REGS_RC(ctx));
+	return dc_regs_end(ctx);
 }
 
 /* Kernel functions through BPF trampolines (fentry/fexit, 5.5+; these read their arguments

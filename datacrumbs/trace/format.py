@@ -19,6 +19,7 @@ import json
 import struct
 import time
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 from datacrumbs.common.dftracer_names import BYTE_RETURNS
 from datacrumbs.ebpf.functions import ArgField, ArgKind, FunctionSpec
@@ -29,7 +30,7 @@ from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace import _format as _fast
 from datacrumbs.trace.clock import clock_facts
 
-__all__ = ["EventFormatter"]
+__all__ = ["EventFormatter", "Unwritten"]
 
 _HEADER_AND_TYPE = struct.Struct("<III")  # ring-buffer header (len, pg_off) + record type
 _LEN_MASK = 0x3FFFFFFF
@@ -41,6 +42,18 @@ def _json(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+_LOST_KEYS = ("lost_events", "lost_names", "lost_tasks")
+
+
+def _unwritten_fields(unwritten: Unwritten, write_error: str) -> dict[str, int | str]:
+    return {
+        "unwritten_events": unwritten.events,
+        "unwritten_names": unwritten.names,
+        "unwritten_tasks": unwritten.tasks,
+        "write_error": write_error,
+    }
+
+
 def _conversion(f: ArgField) -> int:
     """How the compiled formatter prints an argument: 16 hex digits (a hash), as the signed
     64-bit value captured, or narrowed to its C type's bytes and signedness first."""
@@ -49,6 +62,19 @@ def _conversion(f: ArgField) -> int:
     if f.num_bytes >= 8:
         return _fast.CONV_INT
     return _fast.CONV_NARROW + 2 * (f.num_bytes - 1) + int(f.signed)
+
+
+class Unwritten(NamedTuple):
+    """What the writer formatted but could not write (the disk full, over quota, failing):
+    call events, file-name records, process/thread-name records, profile aggregates."""
+
+    events: int = 0
+    names: int = 0
+    tasks: int = 0
+    aggregates: int = 0
+
+
+_NOTHING_UNWRITTEN = Unwritten()
 
 
 class _Parts:
@@ -129,6 +155,8 @@ class EventFormatter:
         self.next_id = 1
         self.events = 0  # calls written (one per event; in profile mode, each aggregate's)
         self.records = 0  # ring-buffer records decoded
+        self.names = 0  # file-name records written (FH lines)
+        self.tasks = 0  # process/thread-name records written (their lines)
         self._names: set[int] = set()
         self._process_names: dict[int, str] = {}
         #: cmd, exe, cwd, ppid, rank of a process, written as PR metadata with its name
@@ -170,23 +198,47 @@ class EventFormatter:
         self.next_id += 1
         return line
 
-    def loss_line(self, loss: LossCounts) -> str:
-        """The loss so far, in band: cumulative counts, written when they change."""
-        counts = {"lost_events": loss.total_events, "lost_names": loss.names}
-        return self._tracer_event("datacrumbs_loss", counts | {"lost_tasks": loss.tasks})
+    def loss_line(
+        self,
+        loss: LossCounts,
+        unwritten: Unwritten = _NOTHING_UNWRITTEN,
+        write_error: str | None = None,
+    ) -> str:
+        """The loss so far, in band: cumulative counts, written when they change. What the
+        writer could not write is lost too: added in, and with ``write_error`` (the first
+        failed write) shown apart as ``unwritten_*``."""
+        counts: dict[str, int | str] = {
+            "lost_events": loss.total_events + unwritten.events,
+            "lost_names": loss.names + unwritten.names,
+            "lost_tasks": loss.tasks + unwritten.tasks,
+        }
+        if write_error is not None:
+            counts |= _unwritten_fields(unwritten, write_error)
+        return self._tracer_event("datacrumbs_loss", counts)
 
     def notice_line(self, name: str, args: Mapping[str, int | str]) -> str:
         """Something that changed what the trace holds from here on (a probe detached)."""
         return self._tracer_event(name, args)
 
-    def summary_line(self, summary: Mapping[str, int | float | str]) -> str:
+    def summary_line(
+        self,
+        summary: Mapping[str, int | float | str],
+        unwritten: Unwritten = _NOTHING_UNWRITTEN,
+        write_error: str | None = None,
+    ) -> str:
         """The clock's facts at the end, then the end-of-run summary, as a metadata record of
-        the tracer's own (``events`` is this formatter's count of call events); not DFTracer's
-        process metadata (``PR``), which the tools read as a process name."""
-        fields: dict[str, int | float | str] = {"events": self.events}
+        the tracer's own (``events`` is this formatter's count of call events, less those not
+        written, which the ``lost_*`` counts get); not DFTracer's process metadata (``PR``),
+        which the tools read as a process name."""
+        fields: dict[str, int | float | str] = {"events": self.events - unwritten.events}
         if self._interval_ns:
-            fields["aggregates"] = self.aggregates
+            fields["aggregates"] = self.aggregates - unwritten.aggregates
         fields.update((k, v) for k, v in summary.items() if k != "events")
+        if write_error is not None:
+            for key, count in zip(_LOST_KEYS, unwritten[:3], strict=True):
+                value = fields.get(key, 0)
+                fields[key] = (value if isinstance(value, int) else 0) + count
+            fields |= _unwritten_fields(unwritten, write_error)
         value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
         return self._tracer_event("datacrumbs_clock", clock_facts("end")) + self._meta(
@@ -198,6 +250,7 @@ class EventFormatter:
         if fhash in self._names:
             return ""
         self._names.add(fhash)
+        self.names += 1
         start = rec + NAME_HEADER.size
         name = chunk[start : start + length].decode(errors="backslashreplace")
         args = f'{{"hhash":"{self.hhash}","name":{_json(name)},"value":"{fhash:016x}"}}'
@@ -223,6 +276,8 @@ class EventFormatter:
             self._thread_names[tid] = thread
             args = f'{{"name":{_json(thread)}}}'
             out += self._meta("thread_name", pid, tid, args, cat="datacrumbs")
+        if out:
+            self.tasks += 1
         return out
 
     # -- events --------------------------------------------------------------------------

@@ -31,7 +31,10 @@ _log = logging.getLogger("datacrumbs.engine")
 @dataclass(frozen=True)
 class RecordingStats:
     """Counts so far. ``events``: call events written to the trace; ``lost``: calls that
-    happened but are not in it (ring buffer full or in-flight map full)."""
+    happened but are not in it (ring buffer full, in-flight map full, …: ``loss``, the kernel's
+    counts; or the disk full, over quota, failing: ``unwritten``). ``events + lost`` are the
+    calls made. ``write_failure``: the first write of the trace that failed, as one line
+    (``"No space left on device"``); None while every write went through."""
 
     events: int
     records: int
@@ -39,10 +42,12 @@ class RecordingStats:
     trace_bytes: int
     loss: LossCounts
     aggregates: int = 0  # profile mode: aggregated records written (``events``: their calls)
+    unwritten: int = 0  # calls formatted but not written (a failed write)
+    write_failure: str | None = None
 
     @property
     def lost(self) -> int:
-        return self.loss.total_events
+        return self.loss.total_events + self.unwritten
 
 
 class Recording:
@@ -74,21 +79,26 @@ class Recording:
 
     def stats(self) -> RecordingStats:
         engine = self.engine.stats()
+        unwritten = self.writer.unwritten  # before the formatter's counts: never above them
         fmt = self.writer.formatter
         return RecordingStats(
-            events=fmt.events if fmt is not None else 0,
+            events=fmt.events - unwritten.events if fmt is not None else 0,
             records=fmt.records if fmt is not None else 0,
             ring_bytes=engine.ring_bytes,
             trace_bytes=self.writer.bytes_out,
             loss=engine.loss,
-            aggregates=fmt.aggregates if fmt is not None else 0,
+            aggregates=fmt.aggregates - unwritten.aggregates if fmt is not None else 0,
+            unwritten=unwritten.events,
+            write_failure=self.writer.write_failure,
         )
 
     def stop(self, summary: Mapping[str, int | float | str] | None = None) -> RecordingStats:
         """Detach, drain, and close the trace with its summary: ``summary``'s fields (the
         daemon's ``duration_s``, ``run_id``, ``user``) and the engine's own counts, which win a
-        clash. Returns the final counts; the trace is closed even when the poller had failed
-        (then :class:`EngineError` follows)."""
+        clash, and what the writer could not write (the disk full) is counted as lost. Returns
+        the final counts; the trace is closed even when the poller had failed (then
+        :class:`EngineError` follows). A full disk does not raise: the counts say what is
+        missing and ``writer.complete`` whether the trace has its end."""
         failure: EngineError | None = None
         try:
             self.engine.stop()

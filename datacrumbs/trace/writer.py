@@ -16,10 +16,24 @@ user-space buffer), and the deflate stream is sync-flushed (``Z_SYNC_FLUSH``) at
 killed writer leaves a gzip stream without trailer whose every flushed line decompresses; a
 reader that tolerates the missing trailer (``zlib.decompressobj``) gets every complete line.
 On :meth:`TraceWriter.close` the closing ``]`` line and the gzip trailer are written.
+
+Why it survives a full disk (``ENOSPC``, ``EDQUOT``, ``EIO``, ``EROFS``, ``EFBIG``): the job
+goes on when the disk under its trace fills, and so does the trace. A failed write cuts the
+file back to its last sync point (:mod:`datacrumbs.trace.gzip_stream`: the gzip framing is
+written there, so the member stays whole) and from then on the compressing thread drops the
+formatted chunks instead of blocking the producers, counting what they held (the formatter
+counts call events per chunk, so this costs nothing per event). Every ``flush_interval`` it
+tries the chunk in hand: a sync point counts only with room held beyond it for the ending, so
+writing resumes once the disk has that room again, with an in-band loss record that adds what
+was not written to ``lost_events``. What could not be written is in :attr:`TraceWriter.unwritten`
+and :attr:`TraceWriter.write_failure`; the summary at :meth:`close` counts it as lost and, in
+the room held for it, is written even when the disk is still full. Dropping whole chunks keeps
+the lines whole; their ``id`` numbers are gone with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -28,22 +42,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from isal import isal_zlib as zlib
+from datacrumbs.ebpf.sink import LossCounts
+from datacrumbs.trace.format import Unwritten
+from datacrumbs.trace.gzip_stream import END_ROOM, ROOM, GzipStream, is_disk_error
 
 if TYPE_CHECKING:
-    from datacrumbs.ebpf.sink import LossCounts
     from datacrumbs.trace.format import EventFormatter
 
 __all__ = ["TraceWriter"]
 
-_RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE, _PROFILE = range(6)
+_RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE, _PROFILE, _WAKE = range(7)
+_NOTHING = (0, 0, 0, 0)
+#: formatted text, what it holds (an :class:`Unwritten`'s fields), and whether it must be
+#: tried even while writes fail (the summary); a ``threading.Event``: settle what is pending,
+#: then set it
+_Text = tuple[bytes, tuple[int, int, int, int], bool] | threading.Event
 
 
 class TraceWriter:
     """Writes ``path`` (``*.pfw.gz``), which must not exist yet (``O_CREAT | O_EXCL |
     O_NOFOLLOW``: :class:`FileExistsError` otherwise); with ``dir_fd``, the file named
     ``path.name`` in that open directory. Use :meth:`start` with a formatter to accept raw
-    records, or without one for plain lines; end with :meth:`close`."""
+    records, or without one for plain lines; end with :meth:`close`.
+
+    Writes that fail for the disk (``gzip_stream.DISK_ERRORS``) never raise: see
+    :attr:`write_failure`, :attr:`failing`, :attr:`unwritten` and :attr:`complete`."""
 
     def __init__(
         self,
@@ -63,14 +86,39 @@ class TraceWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         where = self.path.name if dir_fd is not None else self.path
         self._fd = os.open(where, flags, mode, dir_fd=dir_fd)
-        self._z = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip wrapper
+        self._level = level
+        self._stream = GzipStream(self._fd, level)
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)
-        self._text: queue.Queue[bytes | None] = queue.Queue(max_pending)
+        self._text: queue.Queue[_Text | None] = queue.Queue(max_pending)
         self._formatter: EventFormatter | None = None
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._closed = False
-        self.bytes_out = 0  # compressed bytes in the file
+        # the compressing thread's (read anywhere)
+        self._unwritten = [0, 0, 0, 0]  # an Unwritten's fields, cumulative
+        self._pending = [0, 0, 0, 0]  # what the text since the last sync point holds
+        self._retry_at = 0.0
+        self._recoveries = 0  # times writing resumed (each gets a loss record)
+        #: The first write that failed, as one line (``"No space left on device"``); stays
+        #: set once set. None: every write went through.
+        self.write_failure: str | None = None
+        #: True while writes fail: chunks are dropped (and counted) until there is room again.
+        self.failing = False
+        #: After :meth:`close`: True when the trace ends with ``]`` and the gzip trailer;
+        #: False when it ends at its last sync point (or is empty: nothing could be written).
+        self.complete = False
+
+    @property
+    def bytes_out(self) -> int:
+        """Compressed bytes in the file."""
+        return self._stream.size
+
+    @property
+    def unwritten(self) -> Unwritten:
+        """What was formatted but is not in the file, counted as lost: call events (without a
+        formatter: lines of :meth:`write_text`), file-name records, process/thread-name
+        records, profile aggregates. Cumulative; final after :meth:`close`."""
+        return Unwritten(*self._unwritten)
 
     def fileno(self) -> int:
         """The trace file's descriptor (to hand it to the job user with ``fchown``)."""
@@ -81,7 +129,8 @@ class TraceWriter:
         """Write the opening lines and start the formatting and compressing threads."""
         self._formatter = formatter
         head = "[\n" + (formatter.header() if formatter is not None else "")
-        self._write(self._z.compress(head.encode()) + self._z.flush(zlib.Z_SYNC_FLUSH))
+        self._stream = GzipStream(self._fd, self._level, head.encode())
+        self._attempt(b"", _NOTHING, ROOM)
         self._threads = [
             threading.Thread(target=self._format_loop, name="datacrumbs-format", daemon=True),
             threading.Thread(target=self._compress_loop, name="datacrumbs-gzip", daemon=True),
@@ -110,8 +159,10 @@ class TraceWriter:
         self._raw.put((_NOTICE, (name, dict(args))))
 
     def close(self, summary: Mapping[str, int | float | str] | None = None) -> None:
-        """Drain the queues, write ``summary`` (if any, as a metadata event), the closing
-        ``]`` line and the gzip trailer. Raises the error a worker thread met, if any."""
+        """Drain the queues, write ``summary`` (if any, as a metadata event, with what was not
+        written counted as lost), the closing ``]`` line and the gzip trailer. A full disk
+        does not raise (:attr:`complete` says whether the end was written); the error a
+        worker thread met otherwise (a bug) is raised."""
         if self._closed:
             return
         self._closed = True
@@ -123,7 +174,7 @@ class TraceWriter:
                 thread.join()
         try:
             if self._error is None:
-                self._write(self._z.compress(b"]\n") + self._z.flush(zlib.Z_FINISH))
+                self._finish()
         finally:
             os.close(self._fd)
         if self._error is not None:
@@ -133,61 +184,188 @@ class TraceWriter:
     def formatter(self) -> EventFormatter | None:
         return self._formatter
 
-    # -- worker threads ------------------------------------------------------------------
+    # -- formatting thread ---------------------------------------------------------------
     def _format_loop(self) -> None:
         fmt = self._formatter
+        last_loss: LossCounts | None = None
+        recoveries = 0
         while (item := self._raw.get()) is not None:
             kind, payload = item
             if self._error is not None:
                 continue  # keep draining so that producers never block forever
+            counts = _NOTHING
             try:
-                if kind == _RECORDS and fmt is not None:
-                    data = fmt.format(payload)  # type: ignore[arg-type]
-                elif kind == _PROFILE and fmt is not None:
-                    data = fmt.profile_lines(payload)  # type: ignore[arg-type]
-                elif kind == _LOSS and fmt is not None:
-                    data = fmt.loss_line(payload).encode()  # type: ignore[arg-type]
-                elif kind == _NOTICE and fmt is not None:
+                if fmt is None:
+                    data = str(payload).encode() if kind == _TEXT else b""
+                    counts = (data.count(b"\n"), 0, 0, 0)  # each line counts as an event
+                elif kind in (_RECORDS, _PROFILE):
+                    before = (fmt.events, fmt.names, fmt.tasks, fmt.aggregates)
+                    lines = fmt.format if kind == _RECORDS else fmt.profile_lines
+                    data = lines(payload)  # type: ignore[arg-type]
+                    counts = (
+                        fmt.events - before[0],
+                        fmt.names - before[1],
+                        fmt.tasks - before[2],
+                        fmt.aggregates - before[3],
+                    )
+                elif kind == _LOSS:
+                    last_loss = payload  # type: ignore[assignment]
+                    data = self._loss_text(last_loss)
+                elif kind == _NOTICE:
                     data = fmt.notice_line(*payload).encode()  # type: ignore[misc]
-                elif kind == _SUMMARY and fmt is not None:
-                    data = fmt.summary_line(payload).encode()  # type: ignore[arg-type]
-                else:
+                elif kind == _SUMMARY:
+                    self._settle()  # what it counts is final once everything before is
+                    data = fmt.summary_line(
+                        payload,  # type: ignore[arg-type]
+                        self.unwritten,
+                        self.write_failure,
+                    ).encode()
+                    self._text.put((data, _NOTHING, True))
+                    continue
+                elif kind == _TEXT:
                     data = str(payload).encode()
+                else:
+                    data = b""
+                if recoveries != self._recoveries:  # writing resumed: say what was lost
+                    recoveries = self._recoveries
+                    data += self._loss_text(last_loss)
             except BaseException as exc:
                 self._error = exc
                 continue
             if data:
-                self._text.put(data)
+                self._text.put((data, counts, False))
         self._text.put(None)
 
+    def _loss_text(self, loss: LossCounts | None) -> bytes:
+        fmt = self._formatter
+        unwritten, error = self.unwritten, self.write_failure
+        if fmt is not None:
+            return fmt.loss_line(loss or LossCounts(), unwritten, error).encode()
+        return (  # plain lines: a loss record without id
+            '{"name":"datacrumbs_loss","cat":"datacrumbs","ph":"M","args":'
+            f'{{"lost_events":{unwritten.events},"unwritten_events":{unwritten.events}}}}}\n'
+        ).encode()
+
+    def _settle(self) -> None:
+        """Wait until the compressing thread has written, or counted as unwritten,
+        everything queued before."""
+        done = threading.Event()
+        self._text.put(done)
+        done.wait()
+
+    # -- compressing thread --------------------------------------------------------------
     def _compress_loop(self) -> None:
-        z = self._z
-        dirty = False
-        last_flush = time.monotonic()
-        while True:
-            try:
-                data = self._text.get(timeout=self.flush_interval)
-            except queue.Empty:
-                data = b""
-            if data is None:
-                break
+        stream = self._stream
+        last_sync = time.monotonic()
+        idle: _Text = (b"", _NOTHING, False)
+        while (item := self._take(idle)) is not None:
+            if isinstance(item, threading.Event):
+                try:
+                    if self._error is None and stream.dirty and not self.failing:
+                        self._sync(END_ROOM)
+                        last_sync = time.monotonic()
+                except BaseException as exc:
+                    self._error = exc
+                finally:
+                    item.set()
+                continue
             if self._error is not None:
                 continue
+            data, counts, force = item
+            now = time.monotonic()
             try:
+                if self.failing:
+                    if force or (data and now >= self._retry_at):
+                        self._attempt(data, counts, 0 if force else ROOM)
+                        last_sync = now
+                    else:
+                        self._drop(counts)
+                    continue
                 if data:
-                    self._write(z.compress(data))
-                    dirty = True
-                now = time.monotonic()
-                if dirty and now - last_flush >= self.flush_interval:
-                    self._write(z.flush(zlib.Z_SYNC_FLUSH))
-                    dirty = False
-                    last_flush = now
+                    self._add(data, counts)
+                if stream.dirty and (force or now - last_sync >= self.flush_interval):
+                    self._sync(0 if force else ROOM)
+                    last_sync = now
             except BaseException as exc:
                 self._error = exc
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self.bytes_out += len(data)
+    def _take(self, idle: _Text) -> _Text | None:
+        try:
+            return self._text.get(timeout=self.flush_interval)
+        except queue.Empty:
+            return idle
+
+    def _add(self, data: bytes, counts: tuple[int, int, int, int]) -> bool:
+        try:
+            self._stream.add(data)
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            self._fail(exc, counts)
+            return False
+        pending = self._pending
+        for i, n in enumerate(counts):
+            pending[i] += n
+        return True
+
+    def _sync(self, room: int) -> bool:
+        try:
+            self._stream.sync(room)
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            self._fail(exc, _NOTHING)
+            return False
+        self._pending = [0, 0, 0, 0]
+        return True
+
+    def _attempt(self, data: bytes, counts: tuple[int, int, int, int], room: int) -> None:
+        """At the start, and while writes fail: ``data`` and a sync point right away, which
+        counts once ``room`` is held beyond it. Writing resumes when it does."""
+        was_failing = self.failing
+        if data and not self._add(data, counts):
+            return
+        if not self._sync(room) or not room:
+            return  # with no room asked (the summary, at the end), the disk may still be full
+        self.failing = False
+        if was_failing:
+            self._recoveries += 1
+            # wake the formatting thread for the loss record (busy: with its next chunk)
+            with contextlib.suppress(queue.Full):
+                self._raw.put_nowait((_WAKE, None))
+
+    def _drop(self, counts: tuple[int, ...] | list[int]) -> None:
+        unwritten = self._unwritten
+        for i, n in enumerate(counts):
+            unwritten[i] += n
+
+    def _fail(self, exc: OSError, counts: tuple[int, int, int, int]) -> None:
+        """A write failed: what the text since the last sync point held is lost, and the file
+        is cut back to that point (the room beyond it held again)."""
+        self._drop(counts)
+        self._drop(self._pending)
+        self._pending = [0, 0, 0, 0]
+        if self.write_failure is None:
+            self.write_failure = exc.strerror or str(exc)
+        self.failing = True
+        self._retry_at = time.monotonic() + self.flush_interval
+        try:
+            self._stream.rollback()
+        except OSError as again:
+            if not is_disk_error(again):
+                raise  # a disk error: the truncate is retried before the next write
+
+    def _finish(self) -> None:
+        """The ``]`` line, the end of the stream and the trailer, in the room held for them
+        when the disk is full: after what is pending, or alone if that does not fit; if not
+        even that, the file ends at its last sync point."""
+        for _ in range(2):
+            try:
+                self._stream.finish(b"]\n")
+            except OSError as exc:
+                if not is_disk_error(exc):
+                    raise
+                self._fail(exc, _NOTHING)
+                continue
+            self.complete = True
+            return

@@ -5,13 +5,19 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import pytest
+from isal import isal_zlib
 
+from datacrumbs.ebpf.sink import LossCounts
+from datacrumbs.trace.format import EventFormatter, Unwritten
+from datacrumbs.trace.gzip_stream import HEADER, GzipStream
 from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.writer import TraceWriter
 
@@ -87,3 +93,92 @@ def test_a_planted_symlink_is_never_followed(tmp_path):
             TraceWriter(link)
     assert victim.read_bytes() == b"precious"
     assert not (tmp_path / "not-yet").exists()
+
+
+def _lines(rnd: random.Random, first: int, n: int) -> bytes:
+    return b"".join(
+        b'{"id":%d,"v":%d}\n' % (i, rnd.getrandbits(40)) for i in range(first, first + n)
+    )
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_a_sync_flushed_stream_goes_on_with_a_fresh_compressor(level):
+    """What a cut back to a sync point relies on: after ``Z_SYNC_FLUSH`` (a byte boundary, an
+    empty stored block that is not the last) a new raw deflate stream may follow, and the whole
+    is one deflate stream to zlib and gzip, framed by our own header and trailer."""
+    rnd = random.Random(level)
+    kept, dropped, after = _lines(rnd, 1, 3000), _lines(rnd, 3001, 3000), _lines(rnd, 6001, 10)
+    first = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
+    body = first.compress(kept) + first.flush(isal_zlib.Z_SYNC_FLUSH)
+    assert body.endswith(b"\x00\x00\xff\xff")
+    first.compress(dropped)  # what was in the old compressor's window is never referred to
+    second = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
+    body += second.compress(after) + second.flush(isal_zlib.Z_FINISH)
+    text = kept + after
+    member = (
+        HEADER + body + zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
+    )
+    assert gzip.decompress(member) == zlib.decompress(member, 31) == text
+
+
+def test_a_stream_cut_back_to_its_sync_point_stays_one_member(tmp_path):
+    path = tmp_path / "t.gz"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    rnd = random.Random(5)
+    stream = GzipStream(fd, 1, b"[\n")
+    kept, lost, later = _lines(rnd, 1, 500), _lines(rnd, 501, 20000), _lines(rnd, 20501, 500)
+    stream.add(kept)
+    stream.sync()
+    synced = stream.synced
+    stream.add(lost)  # written in part before the write failed, say
+    assert stream.size > synced and stream.dirty
+    stream.rollback()
+    assert path.stat().st_size == stream.size == synced
+    inflate = zlib.decompressobj(31)  # what a killed writer would leave now
+    assert inflate.decompress(path.read_bytes()) == b"[\n" + kept and not inflate.eof
+    stream.add(later)
+    stream.finish(b"]\n")
+    os.close(fd)
+    assert gzip.decompress(path.read_bytes()) == b"[\n" + kept + later + b"]\n"
+    assert path.stat().st_size == stream.size
+
+
+def test_a_stream_cut_back_to_nothing_starts_again_with_its_opening_lines(tmp_path):
+    path = tmp_path / "t.gz"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    stream = GzipStream(fd, 1, b"[\n")
+    stream.add(b'{"id":1}\n')
+    stream.rollback()  # no sync point yet: the file is empty again
+    assert path.stat().st_size == 0
+    stream.add(b'{"id":2}\n')
+    stream.finish(b"]\n")
+    os.close(fd)
+    assert gzip.decompress(path.read_bytes()) == b'[\n{"id":2}\n]\n'
+
+
+def test_what_was_not_written_is_counted_lost_in_the_loss_and_summary_records():
+    fmt = EventFormatter({}, clock_offset=0, hostname="h", pid=1, tid=1)
+    loss = LossCounts(events=5, names=1, tasks=2, inflight=3)
+    plain = json.loads(fmt.loss_line(loss))["args"]
+    assert plain == {"lost_events": 8, "lost_names": 1, "lost_tasks": 2}
+    unwritten = Unwritten(events=100, names=4, tasks=1)
+    record = json.loads(fmt.loss_line(loss, unwritten, "No space left on device"))["args"]
+    assert record == {
+        "lost_events": 108,
+        "lost_names": 5,
+        "lost_tasks": 3,
+        "unwritten_events": 100,
+        "unwritten_names": 4,
+        "unwritten_tasks": 1,
+        "write_error": "No space left on device",
+    }
+    fmt.events = 1000  # formatted; 100 of them not written
+    summary_lines = fmt.summary_line(
+        {"lost_events": 8, "lost_names": 1, "lost_tasks": 2, "run_id": "r"},
+        unwritten,
+        "No space left on device",
+    ).splitlines()
+    value = json.loads(summary_lines[-1])["args"]["value"]
+    assert value["events"] == 900
+    assert (value["lost_events"], value["lost_names"], value["lost_tasks"]) == (108, 5, 3)
+    assert (value["unwritten_events"], value["write_error"]) == (100, "No space left on device")

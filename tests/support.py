@@ -13,7 +13,7 @@ from typing import Any
 from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import InstallLayout
-from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.common.signing import read_signing_key, sign
 
 SCRIPTS = Path(sys.executable).parent
 
@@ -34,15 +34,33 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def install(prefix: Path, *extra: str) -> Path:
-    """Install into ``prefix`` with the real ``datacrumbs_install`` (about 5 s: a runtime)."""
+    """Install into ``prefix`` with the real ``datacrumbs_install`` (about 5 s: a runtime),
+    with :func:`install_options`."""
+    flags, env = install_options(prefix)
     subprocess.run(
-        [command("datacrumbs_install"), "--prefix", str(prefix), *extra],
+        [command("datacrumbs_install"), "--prefix", str(prefix), *flags, *extra],
         check=True,
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=clean_env(**env),
     )
     return prefix
+
+
+def install_options(prefix: Path) -> tuple[list[str], dict[str, str]]:
+    """The tests' installations leave the host's own ``/etc/datacrumbs``,
+    ``/var/lib/datacrumbs`` and ``/var/log/datacrumbs`` alone: the signing key goes next to
+    the prefix (``<prefix>.signing-key/``: outside it, as a site's is), the state and the logs
+    into the prefix, as a site that keeps its prefix writable and local may have them
+    (docs/deploy.md). Returns the flags and the environment."""
+    flags = ["--signing-key", str(signing_key_path(prefix)),
+             "--state-dir", str(prefix / "share/datacrumbs/data")]  # fmt: skip
+    return flags, {"DATACRUMBS_LOG_DIR": str(prefix / "var/log/datacrumbs")}
+
+
+def signing_key_path(prefix: Path) -> Path:
+    """Where :func:`install` puts the signing key of the installation at ``prefix``."""
+    return prefix.parent / f"{prefix.name}.signing-key" / "probe-signing-key.pem"
 
 
 def public_subdir(root: Path, name: str) -> Path:
@@ -66,7 +84,7 @@ def with_identity(category: dict[str, Any]) -> dict[str, Any]:
 
 
 def signed_document(
-    secret: Path,
+    signing_key: Path,
     categories: list[dict[str, Any]],
     *,
     user: str,
@@ -74,8 +92,8 @@ def signed_document(
     **summary: Any,
 ) -> dict[str, Any]:
     """A probe document as the signer would sign it for ``user`` on this host (a day's
-    expiry), signed with the secret at ``secret``; ``summary`` overrides fields (None: left
-    out)."""
+    expiry), signed with the private key at ``signing_key``; ``summary`` overrides fields
+    (None: left out)."""
     expires = datetime.now(UTC) + timedelta(days=1)
     base = {
         "hostname": socket.gethostname(),
@@ -87,8 +105,10 @@ def signed_document(
     document: dict[str, Any] = {
         "summary": {k: v for k, v in (base | summary).items() if v is not None},
         "categories": [with_identity(c) for c in categories],
-        "checksum_algorithm": "hmac-sha256",
+        "checksum_algorithm": "ed25519",
     }
     if signed:
-        document["checksum"] = sign(read_secret(secret), document)
+        key = read_signing_key(signing_key)
+        document["checksum"] = sign(key, document)
+        document["signing_key"] = key.key_id
     return document

@@ -12,18 +12,24 @@ root's entries) — the way ``/var/run`` or a site's ``/p/lustre`` link is follo
 planted link is not.
 
 The job user's own part of the tree (``%USER%`` and below, in the default trace directory) is
-created owned by the job user (0700): their traces are theirs to index and analyse in place
-(DFTracer's tools write their ``.dftindex`` next to a trace). The walk is no different there: a
-link in a directory the user owns is never followed.
+walked and created *as the job user* (their filesystem identity: :mod:`fs_identity`), 0700:
+their traces are theirs to index and analyse in place (DFTracer's tools write their
+``.dftindex`` next to a trace), and a directory on a root-squashed export, or one only the user
+may enter, is reached as the user reaches it. Where the user cannot create their own directory
+(it belongs in a root-owned tree, the default one under the prefix), root creates it and hands it
+over. The walk is no different there: a link in a directory the user owns is never followed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from contextlib import nullcontext
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity, acting_as
 
 __all__ = ["open_directory"]
 
@@ -44,14 +50,14 @@ def open_directory(
     mode: int = 0o755,
     *,
     owned_from: int | None = None,
-    owner: tuple[int, int] | None = None,
+    owner: Identity | None = None,
     owned_mode: int = 0o700,
 ) -> int:
     """An ``O_DIRECTORY`` descriptor of the absolute ``path``; missing components are created
     with ``mode`` (exactly, whatever the umask) — or, from the ``owned_from``-th component of
-    ``path`` on (0: the first below ``/``), with ``owned_mode`` and owned by ``owner`` (uid,
-    gid). Raises :class:`DatacrumbsError` naming the component when one is a symbolic link a
-    user could have placed, or not a directory."""
+    ``path`` on (0: the first below ``/``), walked and created as ``owner``, with
+    ``owned_mode``. Raises :class:`DatacrumbsError` naming the component when one is a symbolic
+    link a user could have placed, or not a directory, or cannot be entered."""
     if not path.is_absolute():
         raise DatacrumbsError(f"{path}: not an absolute path")
     fd = os.open("/", _DIR_FLAGS)
@@ -68,10 +74,13 @@ def open_directory(
             if name == "..":
                 raise DatacrumbsError(f"{path}: '..' is not allowed")
             try:
-                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                with acting_as(owner) if owned else nullcontext():
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 info = _make(fd, name, owned_mode if owned else mode, walked / name,
                              owner if owned else None)  # fmt: skip
+            except OSError as exc:
+                raise DatacrumbsError(f"{walked / name}: {exc.strerror}") from None
             if stat.S_ISLNK(info.st_mode):
                 if not _root_placed(fd, name, info) or links >= _MAX_LINKS:
                     raise DatacrumbsError(
@@ -89,7 +98,8 @@ def open_directory(
             if not stat.S_ISDIR(info.st_mode):
                 raise DatacrumbsError(f"{walked / name} is not a directory")
             try:
-                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                with acting_as(owner) if owned else nullcontext():
+                    child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:  # replaced meanwhile, or not ours to enter
                 raise DatacrumbsError(f"{walked / name}: {exc.strerror}") from None
             os.close(fd)
@@ -100,11 +110,35 @@ def open_directory(
         raise
 
 
+def _roots_own(directory: int) -> bool:
+    """Whether the open ``directory`` is root's and no one else may write it."""
+    info = os.fstat(directory)
+    return info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def _make(
-    parent: int, name: str, mode: int, shown: Path, owner: tuple[int, int] | None = None
+    parent: int, name: str, mode: int, shown: Path, owner: Identity | None = None
 ) -> os.stat_result:
-    """Create directory ``name`` in ``parent`` with exactly ``mode`` (and ``owner``, set on the
-    open directory, never by path); its stat."""
+    """Create directory ``name`` in ``parent`` with exactly ``mode``: as ``owner`` when given,
+    else (or where ``owner`` may not create it) as this process, handing it to ``owner`` on
+    the open directory, never by path; its stat."""
+    if owner is not None:
+        try:
+            with acting_as(owner):
+                os.mkdir(name, mode, dir_fd=parent)
+                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+                try:
+                    os.fchmod(child, mode)  # exactly, whatever the umask
+                finally:
+                    os.close(child)
+                return os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileExistsError:
+            pass  # made meanwhile: checked like any other entry
+        except OSError as exc:
+            # Only in root's own tree (no one else may write it) does root make the owner's
+            # directory and hand it over: elsewhere it would be made where another user rules.
+            if exc.errno not in (errno.EACCES, errno.EPERM) or not _roots_own(parent):
+                raise DatacrumbsError(f"cannot create {shown}: {exc.strerror}") from None
     try:
         os.mkdir(name, mode, dir_fd=parent)
     except FileExistsError:
@@ -121,7 +155,7 @@ def _make(
             # which the unit does not keep
             os.fchmod(child, mode)
             if owner is not None:
-                os.fchown(child, *owner)
+                os.fchown(child, owner.uid, owner.gid)
         except OSError as exc:
             raise DatacrumbsError(f"cannot hand {shown} to its user: {exc.strerror}") from None
         finally:

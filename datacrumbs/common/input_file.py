@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity, acting_as
 
 __all__ = ["open_input", "open_regular", "read_input"]
 
@@ -59,11 +60,17 @@ def open_input(path: Path, what: str, owners: Collection[int] | None = None) -> 
 
 
 def read_input(
-    path: Path, what: str, limit: int | None = None, owners: Collection[int] | None = None
+    path: Path,
+    what: str,
+    limit: int | None = None,
+    owners: Collection[int] | None = None,
+    identity: Identity | None = None,
 ) -> bytes:
     """The bytes of ``path``, refused when longer than ``limit`` (``owners``: see
-    :func:`open_input`)."""
-    with open_input(path, what, owners) as source:
+    :func:`open_input`), opened and read as ``identity`` (see :mod:`fs_identity`; only the
+    system calls: Python may import modules while parsing, which the identity may not
+    read)."""
+    with acting_as(identity), open_input(path, what, owners) as source:
         try:
             data = source.read(-1 if limit is None else limit + 1)
         except OSError as exc:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity
 from datacrumbs.common.input_file import read_input
 from datacrumbs.common.probes import ProbeFile
 
@@ -78,10 +79,12 @@ def _validation_line(exc: ValidationError) -> str:
 def read_probe_file(
     path: Path,
     owners: Collection[int] | None = None,
+    identity: Identity | None = None,
 ) -> tuple[dict[str, Any], ProbeFile]:
     """Load ``path`` (gzip detected by its magic bytes): the raw document and its model.
-    ``owners``: the uids the file may belong to (no final symlink followed then)."""
-    raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES, owners)
+    ``owners``: the uids the file may belong to (no final symlink followed then);
+    ``identity``: who opens and reads it."""
+    raw = read_input(path, "probe file", MAX_PROBE_FILE_BYTES, owners, identity)
     data = _decompress(path, raw) if raw.startswith(_GZIP_MAGIC) else raw
     try:
         document = json.loads(data)

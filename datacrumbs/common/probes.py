@@ -136,8 +136,9 @@ class ProbeFile(_Strict):
 
     summary: ProbeSummary
     categories: list[Probe] = Field(min_length=1)
-    checksum_algorithm: str = "hmac-sha256"
+    checksum_algorithm: str = "ed25519"
     checksum: str = ""
+    signing_key: str = ""
 
     @field_validator("categories")
     @classmethod

@@ -157,7 +157,14 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default_factory=lambda d: d["install_prefix"] / "share/datacrumbs/data",
-        description="System configuration, probe secret and status databases.",
+        description="The system configuration and the verify keys (in the prefix: read only).",
+    )
+    state_dir: Path = Field(
+        default=Path("/var/lib/datacrumbs"),
+        description=(
+            "This node's own state: the runtime status databases (node-local by default; a "
+            "site may share one, see docs/deploy.md)."
+        ),
     )
     trace_dir_pattern: str = Field(
         default_factory=lambda d: (
@@ -173,12 +180,19 @@ class Settings(BaseSettings):
         description="File the daemon writes its run-id to.",
     )
     log_dir: Path = Field(
-        default_factory=lambda d: d["install_prefix"] / "var/log/datacrumbs",
-        description="Daemon log files (one per user, run-id and host).",
+        default=Path("/var/log/datacrumbs"),
+        description="Daemon log files (one per user, run-id and host), on the node.",
     )
-    probe_secret_file: Path = Field(
-        default_factory=lambda d: d["data_dir"] / ".datacrumbs-probe-secret",
-        description="HMAC key of probe-file signatures (root, 0400).",
+    signing_key_file: Path = Field(
+        default=Path("/etc/datacrumbs/probe-signing-key.pem"),
+        description=(
+            "Ed25519 private key that signs probe files (root, 0400): on the signer's host "
+            "only, never in the shared prefix."
+        ),
+    )
+    verify_keys_file: Path = Field(
+        default_factory=lambda d: d["data_dir"] / "probe-verify-keys.json",
+        description="Public keys every node verifies probe files with (0644).",
     )
     sign_probes_socket_path: Path = Field(
         default_factory=lambda d: d["server_run_dir"] / "datacrumbs_sign_probes.sock",
@@ -255,10 +269,12 @@ class Settings(BaseSettings):
     @field_validator(
         "install_prefix",
         "data_dir",
+        "state_dir",
         "server_run_dir",
         "server_run_id_file",
         "log_dir",
-        "probe_secret_file",
+        "signing_key_file",
+        "verify_keys_file",
         "sign_probes_socket_path",
         "libc_so",
     )

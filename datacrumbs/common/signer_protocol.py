@@ -7,8 +7,8 @@ docs/signer-protocol.md.
 
 The signer speaks first: ``{"challenge": "<32 hex>"}`` (or, if it refuses the peer at once, a
 reply). Request: ``{"challenge": ..., "document": {"summary": ..., "categories": [...],
-"checksum_algorithm": ...}}``. Reply: ``{"ok": true, "checksum": "<64 hex>"}`` or
-``{"ok": false, "error": "<one line>"}``.
+"checksum_algorithm": ...}}``. Reply: ``{"ok": true, "checksum": "<128 hex>", "signing_key":
+"<16 hex>"}`` or ``{"ok": false, "error": "<one line>"}``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The runtime probe status database: which targets attached on this node, and which failed,
 and in which mode each run traced (``runtime_runs``).
 
-``<data-dir>/probes-runtime-status-<install-user>-<user>-<config-name>.sqlite``, where user is
+``<state-dir>/probes-runtime-status-<install-user>-<user>-<config-name>.sqlite``, where user is
 the job user and config-name the probe file's name without ``.json.gz`` (or ``.json``). One
 database per job user: upstream keys it by the probe file's name alone, so one user's failing
 targets (a binary they made fail on purpose) were skipped silently for every other user whose
@@ -13,8 +13,12 @@ binary path for uprobes, ``binary\\nprovider`` for USDT), with three columns add
 skipped only while its fingerprint still matches — after a kernel upgrade or a rebuilt binary it
 is tried again, and a success clears the mark.
 
-Mode 0600, owned by the install user; WAL and a 5 s busy timeout so that two daemons on one
-node never corrupt it; all outcomes of one start are written in one transaction.
+Mode 0600, owned by the install user: the daemon acts on it as that user (its filesystem
+identity, :mod:`fs_identity`), so a state directory on a root-squashed export works when the
+install user is not root. A 5 s busy timeout, and all outcomes of one start in one transaction,
+so that the daemons of one node, or of every node sharing the file, never corrupt it. WAL where
+the file is local (readers never wait for a writer); a rollback journal on a network filesystem
+(checked with ``statfs``), where WAL's shared-memory index cannot work across hosts.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.filesystems import network_filesystem
+from datacrumbs.common.fs_identity import Identity, acting_as
 from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.probes import ProbeType
 
@@ -54,6 +60,17 @@ CREATE TABLE IF NOT EXISTS runtime_runs (
     profile_interval_ms INTEGER,
     trace_file TEXT NOT NULL,
     started_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, host)
+);
+CREATE TABLE IF NOT EXISTS runtime_run_results (
+    run_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    lost_events INTEGER NOT NULL,
+    unwritten_events INTEGER NOT NULL,
+    write_error TEXT NOT NULL DEFAULT '',
+    trace_complete INTEGER NOT NULL,
+    finished_at TEXT NOT NULL,
     PRIMARY KEY (run_id, host)
 );
 """
@@ -100,11 +117,11 @@ class Outcome:
     reason: str = ""
 
 
-def status_db_path(data_dir: Path, install_user: str, user: str, probe_file: Path) -> Path:
+def status_db_path(state_dir: Path, install_user: str, user: str, probe_file: Path) -> Path:
     """Where the status of ``user``'s ``probe_file`` targets is kept (owned by
     ``install_user``)."""
     name = f"probes-runtime-status-{install_user}-{user}-{config_name(probe_file)}.sqlite"
-    return data_dir / name
+    return state_dir / name
 
 
 def fingerprint(target: Target) -> str:
@@ -137,16 +154,16 @@ class _Fingerprints(dict[tuple[str, str], str]):
 _SET_UP_SECONDS = 5.0
 
 
-def _set_up(db: sqlite3.Connection) -> None:
-    """WAL mode and the tables. The daemons of one job start at the same moment on every node
-    of a shared installation, and the first ones create the file together: switching a new
-    file to WAL fails at once with "database is locked" while another connection holds it (no
-    busy handler waits for that), so it is tried again for a while; the tables are made in a
-    write transaction taken at once (``BEGIN IMMEDIATE``, which the busy timeout does wait for)."""
+def _set_up(db: sqlite3.Connection, journal: str) -> None:
+    """The journal mode and the tables. The daemons of one job start at the same moment on
+    every node, and the first ones create the file together: changing the journal mode fails at
+    once with "database is locked" while another connection holds it (no busy handler waits for
+    that), so it is tried again for a while; the tables are made in a write transaction taken at
+    once (``BEGIN IMMEDIATE``, which the busy timeout does wait for)."""
     deadline = time.monotonic() + _SET_UP_SECONDS
     while True:
         try:
-            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(f"PRAGMA journal_mode = {journal}")
             db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -164,40 +181,38 @@ def _set_up(db: sqlite3.Connection) -> None:
 class StatusDB:
     """One status database, opened for the length of a ``with`` block."""
 
-    def __init__(
-        self, path: Path, *, owner_uid: int | None = None, owner_gid: int | None = None
-    ) -> None:
+    def __init__(self, path: Path, *, identity: Identity | None = None) -> None:
+        """``identity``: who the file is created and written as (None: as this process)."""
         self.path = path
-        self._owner = (owner_uid, owner_gid)
+        self.identity = identity
 
     def _create(self) -> None:
         try:
             fd = os.open(
-                self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, STATUS_DB_MODE
+                self.path,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                STATUS_DB_MODE,
             )
         except FileExistsError:
             return
-        try:
-            uid, gid = self._owner
-            if uid is not None:
-                os.fchown(fd, uid, -1 if gid is None else gid)
-        finally:
-            os.close(fd)
+        os.close(fd)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._create()
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise DatacrumbsError(f"status database {self.path}: {exc}") from None
-        with closing(db):
+        with acting_as(self.identity):
             try:
-                db.execute("PRAGMA busy_timeout = 5000")
-                _set_up(db)
-                yield db
-            except sqlite3.Error as exc:  # a corrupt file ("file is not a database"), a full disk
+                self._create()
+                journal = "DELETE" if network_filesystem(self.path.parent) else "WAL"
+                db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
                 raise DatacrumbsError(f"status database {self.path}: {exc}") from None
+            with closing(db):
+                try:
+                    db.execute("PRAGMA busy_timeout = 5000")
+                    _set_up(db, journal)
+                    yield db
+                except sqlite3.Error as exc:  # a corrupt file ("file is not a database"), ENOSPC
+                    raise DatacrumbsError(f"status database {self.path}: {exc}") from None
 
     def known_invalid(self, targets: Iterable[Target]) -> dict[Target, str]:
         """The targets marked invalid whose fingerprint still holds, with the recorded reason."""
@@ -255,15 +270,46 @@ class StatusDB:
             )
             db.execute("COMMIT")
 
+    def record_run_result(
+        self,
+        run_id: str,
+        host: str,
+        *,
+        events: int,
+        lost: int,
+        unwritten: int,
+        write_error: str | None,
+        complete: bool,
+    ) -> None:
+        """How a run ended: events written, lost in all (``unwritten``: of those, the ones the
+        trace's disk refused), the first write error, and whether the trace is complete —
+        where the journal and this database say it when the trace itself could not."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "INSERT OR REPLACE INTO runtime_run_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, host, events, lost, unwritten, write_error or "", int(complete), now),
+            )
+            db.execute("COMMIT")
+
     def runs(self) -> list[dict[str, Any]]:
-        """Every run recorded, oldest first (for ``datacrumbs_sqlite_extract``); none in a
-        database of an older version, which has no such table."""
-        try:
-            return self._read("runtime_runs", "SELECT * FROM runtime_runs ORDER BY started_at")
-        except DatacrumbsError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
+        """Every run recorded, oldest first, with how it ended where it did (for
+        ``datacrumbs_sqlite_extract``); in a database of an older version, without the tables
+        it lacks."""
+        queries = [
+            "SELECT r.*, e.events, e.lost_events, e.unwritten_events, e.write_error, "
+            "e.trace_complete, e.finished_at FROM runtime_runs r LEFT JOIN "
+            "runtime_run_results e USING (run_id, host) ORDER BY r.started_at",
+            "SELECT * FROM runtime_runs ORDER BY started_at",
+        ]
+        for query in queries:
+            try:
+                return self._read("runtime_runs", query)
+            except DatacrumbsError as exc:
+                if "no such table" not in str(exc):
+                    raise
+        return []
 
     def rows(self, status: str) -> list[dict[str, Any]]:
         """Every row of one status, as dicts (for ``datacrumbs_sqlite_extract``)."""

@@ -2,7 +2,7 @@
 
 Config → discovery → document → signature → file. Run through the setgid launcher (see
 launcher.c); the launcher group is set aside first thing and used only to connect to the
-signer (:mod:`launcher_group`). The secret is never read here: only the signer holds it.
+signer (:mod:`launcher_group`). The signing key is never read here: only the signer holds it.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def _configure(config_path: Path, output: Path, group: LauncherGroup) -> int:
         output_path=output,
         expires_in_days=config.expires_in_days,
     )
-    checksum = request_signature(settings.sign_probes_socket_path, document, group)
+    signature = request_signature(settings.sign_probes_socket_path, document, group)
     try:
-        write_probe_file(output, {**document, "checksum": checksum})
+        write_probe_file(output, {**document, **signature})
     except OSError as exc:
         raise DatacrumbsError(f"cannot write {output}: {exc.strerror}") from None
     functions = sum(len(c["functions"]) for c in document["categories"])

@@ -96,7 +96,7 @@ def build_document(
                 functions.append(function)
         kept.append((probe, functions))
     identities: dict[str, dict[str, Any]] = {}
-    db = status_db_path(settings.data_dir, settings.install_user, user, output_path)
+    db = status_db_path(settings.state_dir, settings.install_user, user, output_path)
     invalid = _known_invalid(db, sorted(seen))
     categories = []
     for probe, functions in kept:

@@ -1,7 +1,7 @@
 """The configurator's side of the signer protocol (docs/signer-protocol.md).
 
 It reads the signer's challenge, sends it back with the unsigned document and gets back the
-checksum; the secret stays in the signer.
+signature and the name of the key that made it; the private key stays in the signer.
 Every way this can fail is one line: the signer is not running, the socket cannot be reached,
 the reply is garbled, or the signer refused — with the signer's own reason.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import LAUNCHER_GROUP
@@ -28,7 +28,8 @@ __all__ = ["REPLY_TIMEOUT_SECONDS", "request_signature"]
 
 #: The signer answers in milliseconds; this only bounds a hung signer.
 REPLY_TIMEOUT_SECONDS = 30.0
-_CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
+_CHECKSUM = re.compile(r"^[0-9a-f]{128}$")
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _connect(path: Path, group: LauncherGroup) -> socket.socket:
@@ -60,8 +61,13 @@ def _read_message(sock: socket.socket) -> dict[str, Any]:
     return loads_strict(read_frame(sock, MAX_REPLY_BYTES, REPLY_TIMEOUT_SECONDS, "reply"))
 
 
-def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup) -> str:
-    """The signer's checksum for ``document``, or one :class:`DatacrumbsError` line."""
+def _well_formed(value: Any, pattern: re.Pattern[str]) -> TypeGuard[str]:
+    return isinstance(value, str) and pattern.match(value) is not None
+
+
+def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup) -> dict[str, str]:
+    """The signer's ``checksum`` and ``signing_key`` fields for ``document``, or one
+    :class:`DatacrumbsError` line."""
     with _connect(path, group) as sock:
         try:
             reply = _read_message(sock)
@@ -73,9 +79,9 @@ def request_signature(path: Path, document: dict[str, Any], group: LauncherGroup
             raise DatacrumbsError(f"no valid reply from the signer: {exc}") from None
         except OSError as exc:
             raise DatacrumbsError(f"the signer closed the connection: {exc.strerror}") from None
-    checksum = reply.get("checksum")
-    if reply.get("ok") is True and isinstance(checksum, str):
-        if _CHECKSUM.match(checksum):
-            return checksum
-        raise DatacrumbsError("no valid reply from the signer: malformed checksum")
+    checksum, key = reply.get("checksum"), reply.get("signing_key")
+    if reply.get("ok") is True:
+        if _well_formed(checksum, _CHECKSUM) and _well_formed(key, _KEY_ID):
+            return {"checksum": checksum, "signing_key": key}
+        raise DatacrumbsError("no valid reply from the signer: malformed checksum or key name")
     raise DatacrumbsError(f"signer refused: {reply.get('error', 'no reason given')}")

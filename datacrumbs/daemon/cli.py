@@ -23,8 +23,8 @@ environment (also read from the installed system configuration; see docs/setting
   DATACRUMBS_TRACE_DIR_PATTERN     trace directory; %YY% %MM% %DD% %HH% %USER% %HOST% %RUN_ID%
   DATACRUMBS_SERVER_RUN_DIR        ready file <run-dir>/datacrumbs-<run-id>.ready, lock
   DATACRUMBS_SERVER_RUN_ID_FILE    where the run-id is written
-  DATACRUMBS_PROBE_SECRET_FILE     the key probe files must be signed with
-  DATACRUMBS_DATA_DIR              status databases (probes-runtime-status-*.sqlite)
+  DATACRUMBS_VERIFY_KEYS_FILE      the public keys probe files are verified with
+  DATACRUMBS_STATE_DIR             status databases (default /var/lib/datacrumbs)
 
 The trace is <trace-dir>/trace-<user>-<run-id>-<host>-<config>.pfw.gz, where <config> is the
 probe file's name without .json.gz. SIGTERM or SIGINT stops tracing, finishes the trace and

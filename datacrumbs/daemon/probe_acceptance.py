@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity
 from datacrumbs.common.probe_file import read_probe_file
 from datacrumbs.common.probes import ProbeFile
 from datacrumbs.common.settings import Settings
-from datacrumbs.common.signing import read_secret, verify
+from datacrumbs.common.signing import read_verify_keys, verify
 
 __all__ = ["accept_probe_file"]
 
@@ -30,15 +31,17 @@ def _owners(user: str) -> set[int]:
 _WHAT = {"user": "user", "host": "installation", "install_user": "install user"}
 
 
-def accept_probe_file(path: Path, settings: Settings, user: str) -> ProbeFile:
+def accept_probe_file(
+    path: Path, settings: Settings, user: str, identity: Identity | None = None
+) -> ProbeFile:
     """The checked probe file, or one :class:`DatacrumbsError` line saying why it is refused.
 
-    The daemon reads it as root: it must be the job user's (or root's) own file, reached
-    without a final symlink — the prolog's "readable as the user" check happened earlier, and
-    the user could have swapped the file since."""
-    document, model = read_probe_file(path, owners=_owners(user))
+    The daemon reads it as the job user (``identity``: on a root-squashed home only they can,
+    and no directory link they swap after the prolog's check can make root read another's
+    file); it must be the job user's (or root's) own file, reached without a final symlink."""
+    document, model = read_probe_file(path, owners=_owners(user), identity=identity)
     try:
-        verify(read_secret(settings.probe_secret_file), document)
+        verify(read_verify_keys(settings.verify_keys_file), document)
     except DatacrumbsError as exc:
         raise DatacrumbsError(f"probe file {path} refused: {exc}") from None
     summary = model.summary

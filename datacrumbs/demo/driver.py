@@ -157,7 +157,8 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
                     layout.env(),
                     "datacrumbs_install",
                 ).stdout.splitlines()
-                kept = [line for line in out if "kept" in line.split()[:2]]
+                # "<what was done> <path>": kept, or "secret kept", "signing key kept (…)"
+                kept = [line for line in out if "kept" in line.rsplit(maxsplit=1)[0].split()]
                 note(
                     f"datacrumbs_install --prefix {layout.prefix}: {len(out)} items, "
                     f"{len(out) - len(kept)} made or updated, {len(kept)} kept as they were"

@@ -60,6 +60,16 @@ class DemoLayout:
         return self.prefix / "var/log/datacrumbs"
 
     @property
+    def state_dir(self) -> Path:
+        """The node's state (status databases), kept in the demo's own tree."""
+        return self.prefix / "var/lib/datacrumbs"
+
+    @property
+    def signing_key(self) -> Path:
+        """The demo's private key: next to the prefix, as the installer wants it outside."""
+        return self.prefix.parent / f"{self.prefix.name}.signing-key" / "probe-signing-key.pem"
+
+    @property
     def signer_log(self) -> Path:
         return self.log_dir / "datacrumbs_sign_probes-demo.log"
 
@@ -94,6 +104,9 @@ class DemoLayout:
                 "DATACRUMBS_INSTALL_PREFIX": str(self.prefix),
                 "DATACRUMBS_SERVER_RUN_DIR": str(self.run_dir),
                 "DATACRUMBS_SIGN_PROBES_SOCKET_PATH": str(self.socket),
+                "DATACRUMBS_LOG_DIR": str(self.log_dir),
+                "DATACRUMBS_STATE_DIR": str(self.state_dir),
+                "DATACRUMBS_SIGNING_KEY_FILE": str(self.signing_key),
             }
             | extra
         )

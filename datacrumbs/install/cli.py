@@ -18,8 +18,9 @@ def _parser() -> argparse.ArgumentParser:
             "Install datacrumbs into PREFIX for every user and node: the program and its Python "
             "dependencies (PREFIX/libexec/datacrumbs), the commands (PREFIX/bin, PREFIX/sbin), "
             "the setup script, the Lmod modulefile, the systemd units, the system configuration, "
-            "the probe secret, the BPF object and the setgid configurator launcher. Must run as "
-            "root. Running it again changes nothing and loses nothing."
+            "the public keys probe files are verified with, the BPF object and the setgid "
+            "configurator launcher; on the signer's host also the private signing key (outside "
+            "PREFIX). Must run as root. Running it again changes nothing and loses nothing."
         ),
         epilog=(
             "DATACRUMBS_* variables in the environment (e.g. DATACRUMBS_TRACE_DIR_PATTERN, "
@@ -53,6 +54,46 @@ def _parser() -> argparse.ArgumentParser:
         help="directory of dependency wheels; with it nothing is downloaded (offline sites)",
     )
     parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="each node's own state: the status databases (DATACRUMBS_STATE_DIR; default "
+        "/var/lib/datacrumbs)",
+    )
+    keys = parser.add_argument_group(
+        "keys", "probe files are signed on one host (the signer's) and verified on every node"
+    )
+    keys.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="the private key, made here unless it exists (DATACRUMBS_SIGNING_KEY_FILE; "
+        "default /etc/datacrumbs/probe-signing-key.pem; never under PREFIX)",
+    )
+    keys.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="this host does not sign: no private key is made or read; PREFIX must hold the "
+        "verify keys already (a shared prefix) or get them with --verify-keys",
+    )
+    keys.add_argument(
+        "--verify-keys",
+        type=Path,
+        metavar="FILE",
+        help="with --verify-only: the signer host's PREFIX/share/datacrumbs/data/"
+        "probe-verify-keys.json, copied into this PREFIX",
+    )
+    keys.add_argument(
+        "--rotate-key",
+        action="store_true",
+        help="make a new signing key; files signed with the old one stay valid until they "
+        "expire (at most 90 days)",
+    )
+    keys.add_argument(
+        "--revoke",
+        action="store_true",
+        help="with --rotate-key: refuse files signed with the old keys at once (a key that leaked)",
+    )
+    parser.add_argument(
         "--rebuild-bpf",
         action="store_true",
         help="compile the BPF object for this kernel (needs clang and bpftool) instead of "
@@ -72,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             wheel=args.wheel,
             wheelhouse=args.wheelhouse,
             rebuild_bpf=args.rebuild_bpf,
+            state_dir=args.state_dir,
+            signing_key=args.signing_key,
+            verify_only=args.verify_only,
+            verify_keys=args.verify_keys,
+            rotate_key=args.rotate_key,
+            revoke=args.revoke,
         )
         for line in install(args.prefix, options):
             print(line)

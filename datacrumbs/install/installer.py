@@ -11,10 +11,16 @@ What it makes (all root-owned; see docs/install.md)::
     P/etc/datacrumbs/systemd/<unit>                                0644  rendered unit templates
     P/etc/datacrumbs/slurm/{prolog,epilog}.sh                      0755  Slurm's Prolog/Epilog
     P/share/datacrumbs/data/system-probe-<user>-<host>.sqlite      0644  system configuration
-    P/share/datacrumbs/data/.datacrumbs-probe-secret               0400  HMAC key, created once
+    P/share/datacrumbs/data/probe-verify-keys.json                 0644  public keys: every node
+                                                                         verifies with them
     P/lib/datacrumbs/datacrumbs.bpf.o                              0644  the BPF programs
     P/libexec/datacrumbs/datacrumbs_probe_configurator_exec  root:datacrumbs 2755  setgid launcher
-    <log dir>                                                      0755
+    /etc/datacrumbs/probe-signing-key.pem                          0400  private key (signer's
+                                                                         host only, not in P)
+    /var/lib/datacrumbs (state dir), /var/log/datacrumbs           0755  this node's own state
+
+Nothing under P is written after the installation: a site may export it read-only and
+root-squashed. On a node that only verifies (``--verify-only``) no private key is made or read.
 
 Everything a user or a node runs is under P and names only P (and the base interpreter, which
 must be one every user can run): the checkout the installer ran from can be deleted. The BPF
@@ -44,6 +50,7 @@ from datacrumbs.common.directories import closed_to_others
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.settings import Settings, load_settings
+from datacrumbs.common.signing import read_verify_keys
 from datacrumbs.common.system_config import read_table, system_config_path, write_system_config
 from datacrumbs.install.bpf_object import install_bpf_object
 from datacrumbs.install.files import ensure_dir, ensure_file
@@ -61,8 +68,13 @@ from datacrumbs.install.runtime import (
     ensure_runtime,
     find_wheel,
 )
-from datacrumbs.install.secret import ensure_secret
 from datacrumbs.install.setup_script import setup_script
+from datacrumbs.install.signing_key import (
+    check_signer_host,
+    copy_verify_keys,
+    ensure_signing_key,
+    publish_verify_keys,
+)
 
 __all__ = ["InstallOptions", "Installation", "install"]
 
@@ -80,6 +92,12 @@ class InstallOptions:
     wheel: Path | None = None
     wheelhouse: Path | None = None
     rebuild_bpf: bool = False
+    state_dir: Path | None = None
+    signing_key: Path | None = None
+    verify_only: bool = False
+    verify_keys: Path | None = None  # --verify-only: the signer host's file to copy
+    rotate_key: bool = False
+    revoke: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,8 +123,29 @@ class Installation:
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise DatacrumbsError(
-            "must run as root: it creates the probe secret owned by root with mode 0400"
+            "must run as root: it creates the signing key owned by root with mode 0400"
         )
+
+
+def _check_options(options: InstallOptions, settings: Settings) -> None:
+    if options.verify_only and (options.rotate_key or options.revoke):
+        raise DatacrumbsError("--rotate-key and --revoke are for the signer's host, not with "
+                              "--verify-only")  # fmt: skip
+    if options.verify_keys is not None and not options.verify_only:
+        raise DatacrumbsError("--verify-keys copies the signer's public keys: give it with "
+                              "--verify-only")  # fmt: skip
+    if options.revoke and not options.rotate_key:
+        raise DatacrumbsError("--revoke drops the keys a rotation retires: give --rotate-key")
+    if options.verify_only and options.verify_keys is None:
+        read_verify_keys(settings.verify_keys_file)  # a shared prefix: published by the signer
+    key = settings.signing_key_file
+    if not options.verify_only and key.resolve().is_relative_to(settings.install_prefix.resolve()):
+        raise DatacrumbsError(
+            f"the signing key {key} must not be under the prefix, which every node can read: "
+            "give --signing-key outside it (default /etc/datacrumbs/probe-signing-key.pem)"
+        )
+    if not options.verify_only:
+        check_signer_host(key, settings.verify_keys_file)
 
 
 def _check_reachable(prefix: Path) -> None:
@@ -156,7 +195,11 @@ def install(prefix: Path, options: InstallOptions | None = None) -> list[str]:
     if not prefix.is_absolute():
         raise DatacrumbsError(f"--prefix must be an absolute path, got {str(prefix)!r}")
     settings = load_settings(
-        install_prefix=prefix, install_user=options.install_user, host=options.host
+        install_prefix=prefix,
+        install_user=options.install_user,
+        host=options.host,
+        state_dir=options.state_dir,
+        signing_key_file=options.signing_key,
     )
     try:
         pwd.getpwnam(settings.install_user)
@@ -164,6 +207,7 @@ def install(prefix: Path, options: InstallOptions | None = None) -> list[str]:
         raise DatacrumbsError(
             f"install user {settings.install_user!r} does not exist on this host"
         ) from None
+    _check_options(options, settings)
     inst = Installation(settings)
     values = _template_values(inst)
     _check_reachable(prefix)
@@ -193,6 +237,7 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
         settings.log_dir,
     ):
         note(ensure_dir(directory), directory)
+    note(_ensure_state_dir(settings), settings.state_dir)
     note(ensure_runtime(layout, base, wheel, options.wheelhouse, cache_dir), layout.runtime_dir)
     for action, link in ensure_command_links(layout):
         note(action, link)
@@ -224,10 +269,51 @@ def _lay_out(inst: Installation, values: dict[str, str], options: InstallOptions
         note(ensure_file(target, hook, mode=0o755), target)
 
     note(_write_system_config(inst), inst.system_config)
-    note(f"secret {ensure_secret(settings.probe_secret_file)}", settings.probe_secret_file)
+    for line in _keys(settings, options):
+        report.append(line)
     note(install_bpf_object(layout, base, options.rebuild_bpf), layout.bpf_object)
     note(*install_configurator_exec(layout, base))
     return report
+
+
+def _keys(settings: Settings, options: InstallOptions) -> list[str]:
+    """The signing key (signer's host) or the verify keys alone (``--verify-only``)."""
+    keys = settings.verify_keys_file
+    lines = []
+    if options.verify_only:
+        if options.verify_keys is not None:
+            copied = copy_verify_keys(keys, options.verify_keys)
+            lines.append(f"{'verify keys ' + copied:<24} {keys}")
+        else:
+            read_verify_keys(keys)  # a shared prefix: the signer's host published them
+            lines.append(f"{'verify keys kept':<24} {keys}")
+    else:
+        action, key = ensure_signing_key(settings.signing_key_file, rotate=options.rotate_key)
+        lines.append(f"{'signing key ' + action:<24} {settings.signing_key_file}")
+        published = publish_verify_keys(
+            keys, key, rotated=options.rotate_key, revoke=options.revoke
+        )
+        lines.append(f"{'verify keys ' + published:<24} {keys}")
+    old_secret = settings.data_dir / ".datacrumbs-probe-secret"
+    if old_secret.exists() or old_secret.is_symlink():
+        old_secret.unlink()  # the shared HMAC secret of earlier versions: no node accepts it
+        lines.append(f"{'removed old secret':<24} {old_secret}")
+    return lines
+
+
+def _ensure_state_dir(settings: Settings) -> str:
+    """This host's state directory: the install user's (who the daemon writes the status
+    databases as), 0755."""
+    owner = pwd.getpwnam(settings.install_user)
+    try:
+        action = ensure_dir(settings.state_dir)
+        info = settings.state_dir.stat()
+        if (info.st_uid, info.st_gid) != (owner.pw_uid, owner.pw_gid):
+            os.chown(settings.state_dir, owner.pw_uid, owner.pw_gid)
+            action += " (owner set)" if action == "created" else " (owner repaired)"
+    except OSError as exc:
+        raise DatacrumbsError(f"state directory {settings.state_dir}: {exc.strerror}") from None
+    return action
 
 
 def _write_system_config(inst: Installation) -> str:

@@ -17,7 +17,7 @@ from datacrumbs.common.layout import LAUNCHER_GROUP, InstallLayout
 from datacrumbs.common.notify import Notifier
 from datacrumbs.common.settings import load_settings
 from datacrumbs.common.signer_protocol import REQUEST_TIMEOUT_SECONDS
-from datacrumbs.common.signing import read_secret
+from datacrumbs.common.signing import read_signing_key, read_verify_keys
 from datacrumbs.signer.audit import setup_audit_logging
 from datacrumbs.signer.server import SignerServer
 
@@ -46,11 +46,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(request_timeout: float) -> int:
     if os.geteuid() != 0:
-        raise DatacrumbsError("must run as root: it reads the probe secret")
+        raise DatacrumbsError("must run as root: it reads the signing key")
     if not 0 < request_timeout <= 300:
         raise DatacrumbsError("--request-timeout must be between 0 and 300 seconds")
     settings = load_settings()
-    key = read_secret(settings.probe_secret_file)
+    key = read_signing_key(settings.signing_key_file)
+    current = read_verify_keys(settings.verify_keys_file).current
+    if current.key_id != key.key_id:  # every file signed now would be refused on every node
+        raise DatacrumbsError(
+            f"signing key {settings.signing_key_file} ({key.key_id}) is not the key the "
+            f"installation verifies with ({current.key_id}, {settings.verify_keys_file}): "
+            "run datacrumbs_install on this host"
+        )
     launcher = InstallLayout(settings.install_prefix).launcher
     if not launcher.is_file():
         raise DatacrumbsError(

@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,12 @@ from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.hot_functions import is_shared_library
 from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
-from datacrumbs.common.signing import ALGORITHM
+from datacrumbs.common.signing import ALGORITHM, MAX_EXPIRY
 from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError
 from datacrumbs.ebpf.uprobes import parse_target
 
-__all__ = ["MAX_EXPIRY", "ContentRefused", "check_document"]
+__all__ = ["ContentRefused", "check_document"]
 
-#: The furthest expiry the signer accepts: a signed file is a standing permission.
-MAX_EXPIRY = timedelta(days=90)
 _DOCUMENT_KEYS = {"summary", "categories", "checksum_algorithm"}
 _SIGNABLE_KINDS = {ProbeType.SYSCALLS, ProbeType.KPROBE, ProbeType.UPROBE, ProbeType.USDT}
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.$@:]{1,512}$")

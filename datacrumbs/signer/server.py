@@ -8,7 +8,7 @@ connecting process itself (``SCM_CREDENTIALS``). Together they bind the request 
 launcher's code: bytes written before the process became the launcher are refused (nothing may
 precede the challenge), bytes from any other process holding the socket are refused by pid.
 Then the content is checked (:mod:`content_checks`); only then is the document signed with the
-secret, which never leaves this process. A client that is slow or silent only holds its own
+private key, which never leaves this process. A client that is slow or silent only holds its own
 thread until the request deadline; a user cannot hold more than
 :data:`MAX_CONNECTIONS_PER_UID` of them.
 """
@@ -40,7 +40,7 @@ from datacrumbs.common.signer_protocol import (
     read_frame,
     send_frame,
 )
-from datacrumbs.common.signing import sign
+from datacrumbs.common.signing import SigningKey, sign
 from datacrumbs.signer.audit import audit
 from datacrumbs.signer.content_checks import ContentRefused, check_document
 from datacrumbs.signer.peer_credentials import (
@@ -68,7 +68,7 @@ class SignerServer:
     """A listening signer: its settings, key, the launcher it trusts and that launcher's group."""
 
     settings: Settings
-    key: bytes
+    key: SigningKey
     launcher: Path
     launcher_gid: int
     logger: logging.Logger
@@ -235,7 +235,9 @@ class SignerServer:
     ) -> None:
         """Reply, audit, close: the one way every connection ends."""
         reply: dict[str, Any] = (
-            {"ok": True, "checksum": checksum} if checksum else {"ok": False, "error": reason}
+            {"ok": True, "checksum": checksum, "signing_key": self.key.key_id}
+            if checksum
+            else {"ok": False, "error": reason}
         )
         delivered = True
         try:

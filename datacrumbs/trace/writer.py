@@ -38,7 +38,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,15 +77,21 @@ class TraceWriter:
         flush_interval: float = 0.5,
         max_pending: int = 64,
         mode: int = 0o640,
+        opener: Callable[[int], int] | None = None,
     ) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
         # A new file only: never follow a symlink planted at the path (the daemon runs as
         # root) and never truncate an existing trace (the daemon moves an older one aside).
-        # FileExistsError when the path exists (also as a dangling symlink).
+        # FileExistsError when the path exists (also as a dangling symlink). ``opener`` opens
+        # it with these flags when the file is to be created by someone else (the daemon:
+        # as the job user).
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         where = self.path.name if dir_fd is not None else self.path
-        self._fd = os.open(where, flags, mode, dir_fd=dir_fd)
+        if opener is not None:
+            self._fd = opener(flags)
+        else:
+            self._fd = os.open(where, flags, mode, dir_fd=dir_fd)
         self._level = level
         self._stream = GzipStream(self._fd, level)
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)

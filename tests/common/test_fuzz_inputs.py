@@ -8,17 +8,19 @@ import contextlib
 import gzip
 import json
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probe_file import read_probe_file
 from datacrumbs.common.settings import load_settings
-from datacrumbs.common.signing import sign
+from datacrumbs.common.signing import SigningKey, VerifyKey, VerifyKeys, sign
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
 from datacrumbs.signer.content_checks import ContentRefused, check_document
 from datacrumbs.signer.server import _Refusal, _request_document
@@ -95,17 +97,19 @@ FUZZ = settings(
 
 
 @pytest.fixture(scope="module")
-def secret(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    path = tmp_path_factory.mktemp("secret") / "secret"
-    key = "ab" * 32
-    path.write_text(key + "\n")
-    return path, bytes.fromhex(key)
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SigningKey]:
+    """The verify keys file of one key, and that key."""
+    key = SigningKey(Ed25519PrivateKey.from_private_bytes(b"\xab" * 32))
+    path = tmp_path_factory.mktemp("keys") / "probe-verify-keys.json"
+    now = datetime.now(UTC)
+    path.write_text(VerifyKeys(keys=[VerifyKey.of(key.private.public_key(), now)]).dumps())
+    return path, key
 
 
-def _daemon_reads(path: Path, secret_file: Path) -> None:
+def _daemon_reads(path: Path, keys_file: Path) -> None:
     try:
         read_probe_file(path)
-        settings_ = load_settings(probe_secret_file=secret_file)
+        settings_ = load_settings(verify_keys_file=keys_file)
         accept_probe_file(path, settings_, "nobody")
     except DatacrumbsError as exc:
         assert "\n" not in str(exc)
@@ -114,25 +118,30 @@ def _daemon_reads(path: Path, secret_file: Path) -> None:
 @FUZZ
 @given(document=_document(), zipped=st.booleans(), signed=st.booleans())
 def test_probe_documents_are_accepted_or_refused_in_one_line(
-    tmp_path: Path, secret: tuple[Path, bytes], document: dict[str, Any], zipped: bool, signed: bool
+    tmp_path: Path,
+    keys: tuple[Path, SigningKey],
+    document: dict[str, Any],
+    zipped: bool,
+    signed: bool,
 ) -> None:
     if signed:  # an unsignable document stays unsigned: the signer never produced it
         with contextlib.suppress(TypeError, ValueError, UnicodeError):
-            document = {**document, "checksum": sign(secret[1], document)}
+            checksum = sign(keys[1], document)
+            document = {**document, "checksum": checksum, "signing_key": keys[1].key_id}
     data = _encode(document)
     path = tmp_path / "probes.json.gz"
     path.write_bytes(gzip.compress(data) if zipped else data)
-    _daemon_reads(path, secret[0])
+    _daemon_reads(path, keys[0])
 
 
 @FUZZ
 @given(raw=st.binary(max_size=400) | st.builds(gzip.compress, st.binary(max_size=400)))
 def test_probe_file_bytes_are_refused_in_one_line(
-    tmp_path: Path, secret: tuple[Path, bytes], raw: bytes
+    tmp_path: Path, keys: tuple[Path, SigningKey], raw: bytes
 ) -> None:
     path = tmp_path / "probes.json.gz"
     path.write_bytes(raw)
-    _daemon_reads(path, secret[0])
+    _daemon_reads(path, keys[0])
 
 
 @FUZZ
@@ -144,13 +153,13 @@ def test_probe_file_bytes_are_refused_in_one_line(
     )
 )
 def test_signer_requests_are_signed_or_refused_in_one_line(
-    secret: tuple[Path, bytes], body: bytes
+    keys: tuple[Path, SigningKey], body: bytes
 ) -> None:
-    settings_ = load_settings(probe_secret_file=secret[0])
+    settings_ = load_settings(verify_keys_file=keys[0])
     try:
         document = _request_document(body, CHALLENGE)
         check_document(document, "nobody", settings_)
     except (_Refusal, ContentRefused) as exc:
         assert "\n" not in str(exc)
         return
-    sign(secret[1], document)  # what passed the checks can be signed
+    sign(keys[1], document)  # what passed the checks can be signed

@@ -28,13 +28,17 @@ def _store(prefix: Path, key: str, value: str) -> None:
 
 
 def test_defaults_follow_the_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every node reads is in the prefix; what a node writes, and the private key, are
+    the node's own."""
     monkeypatch.setenv("DATACRUMBS_INSTALL_PREFIX", str(tmp_path))
     s = load_settings()
     assert s.install_prefix == tmp_path
     assert s.data_dir == tmp_path / "share/datacrumbs/data"
-    assert s.probe_secret_file == tmp_path / "share/datacrumbs/data/.datacrumbs-probe-secret"
+    assert s.verify_keys_file == tmp_path / "share/datacrumbs/data/probe-verify-keys.json"
+    assert s.signing_key_file == Path("/etc/datacrumbs/probe-signing-key.pem")
+    assert s.state_dir == Path("/var/lib/datacrumbs")
     assert s.trace_dir_pattern == f"{tmp_path}/var/datacrumbs/traces/%USER%/%YY%/%MM%/%DD%"
-    assert s.log_dir == tmp_path / "var/log/datacrumbs"
+    assert s.log_dir == Path("/var/log/datacrumbs")
     assert s.server_run_dir == Path("/run/datacrumbs")
     assert s.server_run_id_file == Path("/run/datacrumbs/datacrumbs.runid")
     assert s.sign_probes_socket_path == Path("/run/datacrumbs/datacrumbs_sign_probes.sock")
@@ -114,9 +118,9 @@ def test_bad_value_is_one_line_naming_the_setting(
 def test_bad_value_stored_in_system_sqlite_names_the_setting(
     installed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _store(installed, "DATACRUMBS_PROBE_SECRET_FILE", "secret")
+    _store(installed, "DATACRUMBS_STATE_DIR", "state")
     monkeypatch.setenv("DATACRUMBS_INSTALL_PREFIX", str(installed))
-    with pytest.raises(DatacrumbsError, match=r"^DATACRUMBS_PROBE_SECRET_FILE: must be an abs"):
+    with pytest.raises(DatacrumbsError, match=r"^DATACRUMBS_STATE_DIR: must be an abs"):
         load_settings()
 
 

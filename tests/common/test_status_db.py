@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import sqlite3
 import stat
@@ -11,9 +12,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support import command
 
 from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
 
 OPENAT = Target("syscalls", "", "openat")
@@ -26,15 +29,28 @@ def test_path_follows_the_probe_file_name(tmp_path: Path) -> None:
     )
 
 
-def test_outcomes_are_recorded_and_failures_skipped(tmp_path: Path) -> None:
-    db = StatusDB(tmp_path / "status.sqlite", owner_uid=65534, owner_gid=65534)
+def test_outcomes_are_recorded_and_failures_skipped(reachable_dir: Path) -> None:
+    """Created and written as its identity (the install user): owner and mode are theirs,
+    in a directory only they can write (root acting as them, not as root)."""
+    if os.geteuid() != 0:
+        pytest.skip("acting as another user needs root")
+    state = reachable_dir / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    nobody = Identity(65534, 65534, (65534,), "nobody")
+    db = StatusDB(state / "status.sqlite", identity=nobody)
     db.record([Outcome(OPENAT, True), Outcome(NOPE, False, "no tracepoint")])
     info = db.path.stat()
     assert stat.S_IMODE(info.st_mode) == 0o600
     assert (info.st_uid, info.st_gid) == (65534, 65534)
+    assert {p.stat().st_uid for p in state.iterdir()} == {65534}
     assert db.known_invalid([OPENAT, NOPE]) == {NOPE: "no tracepoint"}
-    with sqlite3.connect(db.path) as conn:
+    with sqlite3.connect(db.path) as conn:  # a local filesystem: WAL
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    state.chmod(0o500)  # no longer writable by its owner: root acting as them cannot either
+    (state / "status.sqlite").unlink()
+    with pytest.raises(DatacrumbsError, match="Permission denied"):
+        db.record([Outcome(OPENAT, True)])
 
 
 def test_success_clears_a_stale_failure(tmp_path: Path) -> None:

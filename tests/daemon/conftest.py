@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from daemon_support import JOB_USER
-from support import public_subdir, signed_document
+from support import public_subdir, signed_document, signing_key_path
 
 from datacrumbs.common.probe_file import write_probe_file
 
@@ -32,9 +32,10 @@ def run_env(installed: Path, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
-    """Write a probe file signed with the installation's secret (as the signer would)."""
-    secret = installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
+def make_probe_file(installed: Path, reachable_dir: Path) -> Callable[..., Path]:
+    """Write a probe file signed with the installation's key (as the signer would), the job
+    user's own (0600, as the configurator writes it: the daemon reads it as the job user)."""
+    key = signing_key_path(installed)
 
     def make(
         categories: list[dict[str, Any]],
@@ -42,11 +43,13 @@ def make_probe_file(installed: Path, tmp_path: Path) -> Callable[..., Path]:
         signed: bool = True,
         **summary: Any,
     ) -> Path:
-        path = tmp_path / name
+        path = reachable_dir / name
         user = summary.pop("user", JOB_USER)
         write_probe_file(
-            path, signed_document(secret, categories, user=user, signed=signed, **summary)
+            path, signed_document(key, categories, user=user, signed=signed, **summary)
         )
+        owner = pwd.getpwnam(user)  # the user it is made for
+        os.chown(path, owner.pw_uid, owner.pw_gid)
         return path
 
     return make

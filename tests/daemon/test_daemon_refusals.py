@@ -43,14 +43,24 @@ def _run_dir(env: dict[str, str]) -> Path:
     return Path(env["DATACRUMBS_SERVER_RUN_DIR"])
 
 
-def test_missing_probe_file(run_env: dict[str, str], tmp_path: Path) -> None:
-    result = run_daemon(tmp_path / "none.json.gz", "job1", env=run_env)
+def test_missing_probe_file(run_env: dict[str, str], reachable_dir: Path) -> None:
+    result = run_daemon(reachable_dir / "none.json.gz", "job1", env=run_env)
     message = _refused(result, _run_dir(run_env))
-    assert message == f"probe file {tmp_path}/none.json.gz does not exist"
+    assert message == f"probe file {reachable_dir}/none.json.gz does not exist"
 
 
-def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "p.json.gz"
+def test_probe_file_is_read_as_the_job_user(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Root's 0700 directory is no way to the file: the daemon reads it as the job user (as a
+    root-squashed home allows, and as the prolog checked)."""
+    path = make_probe_file(POSIX).rename(tmp_path / "probes.json.gz")
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == f"probe file {path} cannot be read: Permission denied"
+
+
+def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], reachable_dir: Path) -> None:
+    path = reachable_dir / "p.json.gz"
     path.write_bytes(b"\x00\x01binary junk")
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert message.startswith(f"probe file {path}: neither gzip nor")
@@ -71,9 +81,9 @@ def test_probe_file_neither_gzip_nor_json(run_env: dict[str, str], tmp_path: Pat
     ],
 )
 def test_hostile_json_is_one_line(
-    run_env: dict[str, str], tmp_path: Path, content: bytes, message: str
+    run_env: dict[str, str], reachable_dir: Path, content: bytes, message: str
 ) -> None:
-    path = tmp_path / "hostile.json.gz"
+    path = reachable_dir / "hostile.json.gz"
     path.write_bytes(gzip.compress(content))
     refused = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert refused.startswith(f"probe file {path}: {message}")
@@ -86,8 +96,8 @@ def test_truncated_gzip(run_env: dict[str, str], make_probe_file: Callable[..., 
     assert message == f"probe file {path}: truncated gzip data"
 
 
-def test_wrong_shape(run_env: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "p.json"
+def test_wrong_shape(run_env: dict[str, str], reachable_dir: Path) -> None:
+    path = reachable_dir / "p.json"
     path.write_text(json.dumps({"summary": [], "categories": "all"}))
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert message == (
@@ -104,7 +114,7 @@ def test_signature_mismatch(run_env: dict[str, str], make_probe_file: Callable[.
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert message == (
         f"probe file {path} refused: signature mismatch: the probe file was "
-        "changed after signing or signed with another secret"
+        "changed after signing or signed with another key"
     )
 
 
@@ -135,6 +145,8 @@ def test_file_made_for_another_user(
     run_env: dict[str, str], make_probe_file: Callable[..., Path]
 ) -> None:
     path = make_probe_file(POSIX, user="daemon")
+    job_user = pwd.getpwnam(JOB_USER)
+    os.chown(path, job_user.pw_uid, job_user.pw_gid)  # another user's file, copied
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert message == (
         f"probe file {path} refused: made for user 'daemon', this daemon runs for 'nobody'"
@@ -185,7 +197,7 @@ def test_expired_file(run_env: dict[str, str], make_probe_file: Callable[..., Pa
 
 
 def test_file_without_expiry(run_env: dict[str, str], make_probe_file: Callable[..., Path]) -> None:
-    # Signed with the secret but never expiring: the signer always sets one (finding 7).
+    # Signed with the key but never expiring: the signer always sets one (finding 7).
     path = make_probe_file(POSIX, expires_at=None)
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     assert message == f"probe file {path} refused: it has no expiry (summary.expires_at)"
@@ -249,6 +261,7 @@ def test_probe_file_swapped_for_a_link_to_a_root_only_file(
     # The prolog checked the file as the user; the user then points the path at a root-only
     # file: the daemon (root) must not read it (issue 11, finding 7).
     secret = make_probe_file(POSIX, name="root-only.json.gz")
+    os.chown(secret, 0, 0)
     secret.chmod(0o600)
     link = job_dir / "probes.json.gz"
     pw = pwd.getpwnam(JOB_USER)
@@ -274,6 +287,7 @@ def test_probe_file_of_another_user_is_not_read(
 ) -> None:
     path = make_probe_file(POSIX)
     os.chown(path, pwd.getpwnam("daemon").pw_uid, -1)
+    path.chmod(0o644)  # readable by the job user, but not theirs
     message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
     uid = pwd.getpwnam("daemon").pw_uid
     assert message == f"probe file {path} belongs to uid {uid}, not to the job user"

@@ -89,6 +89,9 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     [run] = [r for r in json.loads(extracted.stdout) if r["run_id"] == "prof1"]
     assert (run["host"], run["mode"], run["profile_interval_ms"]) == (HOST, "profile", 100)
     assert run["trace_file"].endswith(f"trace-{JOB_USER}-prof1-{HOST}-probes.pfw.gz")
+    # how it ended, as the trace's summary says
+    assert (run["events"], run["lost_events"], run["unwritten_events"]) == (value["events"], 0, 0)
+    assert (run["write_error"], run["trace_complete"]) == ("", 1)
 
 
 def test_a_bad_mode_is_one_line_and_nothing_starts(

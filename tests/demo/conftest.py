@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 from demo_support import TracedRun
-from support import clean_env, command, public_subdir, signed_document
+from support import (
+    clean_env,
+    command,
+    install_options,
+    public_subdir,
+    signed_document,
+    signing_key_path,
+)
 
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.run_files import wait_ready
@@ -48,21 +55,27 @@ def summary_install(world: Path) -> SummaryInstall:
     env = clean_env(
         DATACRUMBS_INSTALL_PREFIX=str(prefix),
         DATACRUMBS_SERVER_RUN_DIR=str(world / "summary-run"),
-        DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces"),
+        DATACRUMBS_TRACE_DIR_PATTERN=str(world / "summary-traces/%USER%"),
         DATACRUMBS_USER=JOB_USER,
     )
+    flags, paths = install_options(prefix)
     subprocess.run(
-        [command("datacrumbs_install"), "--prefix", str(prefix)],
-        env=env,
+        [command("datacrumbs_install"), "--prefix", str(prefix), *flags],
+        env=env | paths,
         check=True,
         capture_output=True,
     )
-    secret = prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"
     probes = world / "probes.json.gz"
     write_probe_file(
         probes,
-        signed_document(secret, [{"type": 0, "name": "posix", "functions": PROBED}], user=JOB_USER),
+        signed_document(
+            signing_key_path(prefix),
+            [{"type": 0, "name": "posix", "functions": PROBED}],
+            user=JOB_USER,
+        ),
     )
+    owner = pwd.getpwnam(JOB_USER)  # the user's own, as the configurator writes it
+    os.chown(probes, owner.pw_uid, owner.pw_gid)
     return SummaryInstall(world, env, probes, build_workload(world / "bin"))
 
 

@@ -11,10 +11,11 @@ import stat
 import subprocess
 from pathlib import Path
 
-from support import command
+from support import command, install_options, signing_key_path
 
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.common.settings import load_settings
+from datacrumbs.common.signing import read_signing_key, read_verify_keys
 from datacrumbs.common.system_config import read_table
 from datacrumbs.install.rendering import slurm_templates, systemd_templates
 
@@ -30,7 +31,9 @@ def _run_install(
     user: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")}
-    argv = [installer or command("datacrumbs_install"), "--prefix", str(prefix), *extra]
+    flags, paths = install_options(prefix)
+    argv = [installer or command("datacrumbs_install"), "--prefix", str(prefix), *flags, *extra]
+    base |= paths
     if user:
         argv = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *argv]
     return subprocess.run(argv, capture_output=True, text=True, env=base | (env or {}))
@@ -50,15 +53,23 @@ def _mode(path: Path) -> int:
 
 
 def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
-    result = _run_install(prefix)
+    """The default layout: the prefix, read only after this; the node's own state, logs and
+    (on the signer's host) the private key outside it (here under a stand-in for the node's
+    root, so as not to touch this host's)."""
+    node = prefix.parent / f"{prefix.name}.node"
+    key = node / "etc/datacrumbs/probe-signing-key.pem"
+    state, logs = node / "var/lib/datacrumbs", node / "var/log/datacrumbs"
+    result = _run_install(prefix, "--signing-key", str(key), "--state-dir", str(state),
+                          env={"DATACRUMBS_LOG_DIR": str(logs)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = prefix / "share/datacrumbs/data"
     expected = {
         prefix / "bin/datacrumbs_setup": 0o644,
         prefix / f"etc/datacrumbs/lmod/modulefiles/datacrumbs/{VERSION}.lua": 0o644,
         data / f"system-probe-root-{HOST}.sqlite": 0o644,
-        data / ".datacrumbs-probe-secret": 0o400,
+        data / "probe-verify-keys.json": 0o644,
         prefix / "lib/datacrumbs/datacrumbs.bpf.o": 0o644,
+        key: 0o400,
     }
     for path, mode in expected.items():
         assert path.is_file(), path
@@ -72,12 +83,15 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         "etc/datacrumbs/systemd",
         "etc/datacrumbs/slurm",
         "share/datacrumbs/data",
-        "var/log/datacrumbs",
     ):
         assert (prefix / directory).is_dir()
         assert _mode(prefix / directory) == 0o755
-    secret = (data / ".datacrumbs-probe-secret").read_text()
-    assert re.fullmatch(r"[0-9a-f]{64}\n", secret)
+    assert not (prefix / "var").exists()  # nothing the daemons write is under the prefix
+    assert (_mode(state), _mode(logs), _mode(key.parent)) == (0o755, 0o755, 0o700)
+    assert read_verify_keys(data / "probe-verify-keys.json").current.key_id == (
+        read_signing_key(key).key_id
+    )
+    assert not list(data.glob(".datacrumbs-probe-secret"))  # no shared secret any more
     assert (prefix / "lib/datacrumbs/datacrumbs.bpf.o").read_bytes()[:4] == b"\x7fELF"
     launcher = prefix / "libexec/datacrumbs/datacrumbs_probe_configurator_exec"
     info = launcher.stat()
@@ -97,9 +111,10 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         text = rendered.read_text()
         assert "@DATACRUMBS_" not in text and f"{prefix}/sbin/datacrumbs_service" in text
     assert len(hooks) == 2
-    assert len(lines) == 22 + len(units) + len(hooks)  # + the hooks' directory
-    assert all(line.split()[0] in {"created", "secret"} for line in lines), lines
+    assert len(lines) == 24 + len(units) + len(hooks)  # + the hooks' directory
+    assert all(line.split()[0] in {"created", "signing", "verify"} for line in lines), lines
     assert f"created (shipped)        {prefix}/lib/datacrumbs/datacrumbs.bpf.o" in lines
+    assert f"signing key created      {key}" in lines
 
 
 def test_commands_are_the_runtime_s_in_bin_and_sbin(product: Path) -> None:
@@ -144,9 +159,11 @@ def test_system_configuration_holds_install_paths_and_summary(installed: Path) -
     assert config["DATACRUMBS_INSTALL_PREFIX"] == str(installed)
     assert config["DATACRUMBS_INSTALL_USER"] == "root"
     assert config["DATACRUMBS_DATA_DIR"] == str(installed / "share/datacrumbs/data")
-    assert config["DATACRUMBS_PROBE_SECRET_FILE"] == str(
-        installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
+    assert config["DATACRUMBS_VERIFY_KEYS_FILE"] == str(
+        installed / "share/datacrumbs/data/probe-verify-keys.json"
     )
+    assert config["DATACRUMBS_SIGNING_KEY_FILE"] == str(signing_key_path(installed))
+    assert config["DATACRUMBS_STATE_DIR"] == str(installed / "share/datacrumbs/data")
     assert config["DATACRUMBS_SERVER_RUN_DIR"] == "/run/datacrumbs"
     assert config["DATACRUMBS_KERNEL_UNAME_R"] == os.uname().release
     assert "DATACRUMBS_USER" not in config  # per job, never installation-wide
@@ -178,15 +195,15 @@ def test_reinstall_keeps_values_stored_by_an_earlier_run(prefix: Path) -> None:
     assert "DATACRUMBS_TRACE_DIR_PATTERN=/srv/traces/%USER%/%YY%-%MM%-%DD%" in setup
 
 
-def test_secret_is_never_overwritten_and_its_mode_is_repaired(installed: Path) -> None:
-    secret = installed / "share/datacrumbs/data/.datacrumbs-probe-secret"
-    original = secret.read_bytes()
-    os.chmod(secret, 0o644)
+def test_signing_key_is_never_overwritten_and_its_mode_is_repaired(installed: Path) -> None:
+    key = signing_key_path(installed)
+    original = key.read_bytes()
+    os.chmod(key, 0o644)
     result = _run_install(installed)
     assert result.returncode == 0, result.stderr
-    assert secret.read_bytes() == original
-    assert _mode(secret) == 0o400
-    assert f"secret kept (mode repaired) {secret}" in " ".join(result.stdout.split())
+    assert key.read_bytes() == original
+    assert _mode(key) == 0o400
+    assert f"signing key kept (mode repaired) {key}" in " ".join(result.stdout.split())
 
 
 def test_install_user_and_host_name_the_system_configuration(prefix: Path) -> None:
@@ -213,7 +230,7 @@ def test_non_root_is_refused_with_one_line(prefix: Path, product: Path) -> None:
     result = _run_install(prefix, installer=str(installer), user="nobody")
     assert result.returncode == 2
     assert result.stderr == (
-        "datacrumbs_install: error: must run as root: it creates the probe secret owned by "
+        "datacrumbs_install: error: must run as root: it creates the signing key owned by "
         "root with mode 0400\n"
     )
     assert not prefix.exists()

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from support import signed_document
+from support import signed_document, signing_key_path
 
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.common.probe_file import write_probe_file
@@ -37,13 +37,11 @@ def test_every_command_starts_and_the_daemon_names_the_missing_library(
         result = _without_libbpf([command, "--help"], env)
         assert result.returncode == 0 and result.stdout.startswith("usage:"), result.stderr
 
-    secret = product / "share/datacrumbs/data/.datacrumbs-probe-secret"
+    key = signing_key_path(product)
     probes = reachable_dir / "probes.json.gz"
     write_probe_file(
         probes,
-        signed_document(
-            secret, [{"type": 0, "name": "posix", "functions": ["write"]}], user="nobody"
-        ),
+        signed_document(key, [{"type": 0, "name": "posix", "functions": ["write"]}], user="nobody"),
     )
     env |= {
         "DATACRUMBS_USER": "nobody",

@@ -61,12 +61,11 @@ def _host_object() -> Path:
 
 
 def _install(prefix: Path) -> Path:
-    subprocess.run(
-        [str(ROOT / ".venv/bin/datacrumbs_install"), "--prefix", str(prefix)],
-        capture_output=True,
-        check=True,
-    )
-    return prefix
+    """As tests/support.py's install(): key next to the prefix, state and logs in it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support import install
+
+    return install(prefix)
 
 
 def _one(series: str, env: dict[str, str], pytest_args: list[str], log: Path) -> tuple[str, int]:

@@ -249,7 +249,7 @@ def document(settings: Settings, user: str, **summary: Any) -> dict[str, Any]:
                 }
             ),
         ],
-        "checksum_algorithm": "hmac-sha256",
+        "checksum_algorithm": "ed25519",
     }
 
 

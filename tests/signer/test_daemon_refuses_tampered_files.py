@@ -12,7 +12,7 @@ from signer_support import Node, document, run, write_file
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probe_file import write_probe_file
-from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.common.signing import read_signing_key, sign
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
 
 CONFIG = "capture_probes:\n  - name: posix_io\n    probe: syscalls\n    functions: [read]\n"
@@ -41,7 +41,7 @@ def test_file_changed_after_signing_is_refused(node: Node, nobody_dir: Path, cha
         accept_probe_file(path, node.settings(), "nobody" if change != "user" else "root")
     assert str(refused.value) == (
         f"probe file {path} refused: signature mismatch: the probe file was changed after "
-        "signing or signed with another secret"
+        "signing or signed with another key"
     )
 
 
@@ -50,7 +50,8 @@ def test_expired_file_is_refused(node: Node, nobody_dir: Path) -> None:
     settings = node.settings()
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
     doc = document(settings, "nobody", expires_at=past)
-    doc["checksum"] = sign(read_secret(settings.probe_secret_file), doc)
+    key = read_signing_key(settings.signing_key_file)
+    doc |= {"checksum": sign(key, doc), "signing_key": key.key_id}
     path = nobody_dir / "old.json.gz"
     write_probe_file(path, doc)
     with pytest.raises(DatacrumbsError) as refused:

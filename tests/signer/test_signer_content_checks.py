@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from signer_support import Node, converse, document, frame
 
-from datacrumbs.common.signing import read_secret, verify
+from datacrumbs.common.signing import read_verify_keys, verify
 from datacrumbs.ebpf.elf_symbols import ElfSymbols
 
 LIBC_FUNCTIONS = ["fopen", "fclose"]
@@ -41,7 +41,7 @@ def test_valid_document_from_the_trusted_launcher_is_signed(
     doc = document(crafted_node.settings(), "nobody")
     reply, audit = _send(crafted_node, {"document": doc})
     assert reply["ok"] is True
-    verify(read_secret(crafted_node.settings().probe_secret_file), doc | reply)
+    verify(read_verify_keys(crafted_node.settings().verify_keys_file), doc | reply)
     assert "DECISION=signed FUNCTIONS=4 " in audit[0]
 
 

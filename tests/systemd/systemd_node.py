@@ -46,7 +46,7 @@ class Node:
 
     @property
     def log_dir(self) -> Path:
-        return self.prefix / "var/log/datacrumbs"
+        return Path("/var/log/datacrumbs")  # the default: node-local
 
     @property
     def units_dir(self) -> Path:
@@ -140,13 +140,12 @@ class Node:
     def make_probe_file(
         self, directory: Path, categories: list[dict[str, Any]], name: str = "posix.json.gz"
     ) -> Path:
-        """A probe file signed with this installation's secret, for the job user on this
+        """A probe file signed with this installation's key (the container's own
+        /etc/datacrumbs: it was installed there with the defaults), for the job user on this
         container, owned by the job user with mode 0600 (as the configurator writes it)."""
-        secret = self.container.host_path(
-            self.prefix / "share/datacrumbs/data/.datacrumbs-probe-secret"
-        )
+        key = self.container.host_path(Path("/etc/datacrumbs/probe-signing-key.pem"))
         document = signed_document(
-            secret,
+            key,
             [self._with_identity(c) for c in categories],
             user=JOB_USER,
             hostname=CONTAINER_HOSTNAME,

@@ -11,9 +11,7 @@ import pytest
 from systemd_node import JOB_USER, Node
 
 SYSCALLS = [{"type": 0, "name": "posix", "functions": ["openat", "write", "close"]}]
-MISMATCH = (
-    "signature mismatch: the probe file was changed after signing or signed with another secret"
-)
+MISMATCH = "signature mismatch: the probe file was changed after signing or signed with another key"
 
 
 def _wait_for_state(node: Node, unit: str, wanted: str, timeout: float = 30) -> dict[str, str]:

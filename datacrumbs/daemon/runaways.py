@@ -1,0 +1,79 @@
+"""Functions that take the job over its hit limit: detached, and said so everywhere."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from datacrumbs.common.probes import Probe
+from datacrumbs.common.status_db import Outcome, StatusDB, Target
+from datacrumbs.common.status_db import target_of as status_target
+from datacrumbs.daemon.hit_limit import HitLimit
+from datacrumbs.ebpf.engine import Engine, TargetOutcome
+from datacrumbs.trace.writer import TraceWriter
+
+__all__ = ["Runaways", "outcome_target", "target_of"]
+
+
+def target_of(probe: Probe, function: str) -> Target:
+    """The status-database key of one function of one probe."""
+    return status_target(probe.type, probe.binary_path, probe.provider, function)
+
+
+def outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
+    """The status-database key of what the engine reports an outcome of."""
+    return target_of(probes[outcome.category], outcome.function)
+
+
+@dataclass
+class Runaways:
+    """Detaches the functions that take the job over its hit limit, and says so: in the
+    journal, in the status database (so the next run skips them while the binary is the same)
+    and in the trace, where an instant event marks the moment the function stops appearing."""
+
+    engine: Engine
+    limit: HitLimit
+    writer: TraceWriter
+    status_db: StatusDB
+    probes: dict[str, Probe]
+    log: logging.Logger
+
+    def check(self) -> None:
+        if not self.limit.limit:
+            return
+        over = self.limit.over(self.engine.function_hits(), time.monotonic())
+        if not over:
+            return
+        reasons = {
+            fid: (
+                f"detached: {rate:,} hits/s in all processes, over this job's limit of "
+                f"{self.limit.limit:,} (DATACRUMBS_UPROBE_HIT_LIMIT)"
+            )
+            for fid, rate in over.items()
+        }
+        outcomes = self.engine.detach_functions(reasons)
+        self.status_db.record(
+            Outcome(outcome_target(o, self.probes), False, o.reason or "") for o in outcomes
+        )
+        for outcome in outcomes:
+            self.log.warning(
+                "stopped tracing %s:%s: %s",
+                outcome.category,
+                outcome.function,
+                outcome.reason,
+                extra={
+                    "CATEGORY": outcome.category,
+                    "FUNCTION": outcome.function,
+                    "BINARY": outcome.binary or "",
+                },
+            )
+            self.writer.write_notice(
+                "probe_detached",
+                {
+                    "category": outcome.category,
+                    "function": outcome.function,
+                    "binary": outcome.binary or "",
+                    "reason": outcome.reason or "",
+                },
+            )

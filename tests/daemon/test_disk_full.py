@@ -1,0 +1,93 @@
+"""The daemon survives the trace's disk filling up: a 2 MiB tmpfs under the trace directory and
+a job of 1.5 M writes. It stays up to the end, exits 0, says so in one line, and every call is
+either an event of the trace or counted lost; the trace opens in every reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dftracer  # the test extra; scripts/bootstrap installs it
+import pytest
+from daemon_support import JOB_USER, Daemon, as_job_user, compile_c
+from support import command
+
+from datacrumbs.common.status_db import StatusDB
+from datacrumbs.trace.reading import read_trace_lines
+from datacrumbs.trace.summary import summarize
+
+CALLS = 1_500_000
+WRITES = [{"type": 0, "name": "posix", "functions": ["write"]}]
+FLOOD = Path(__file__).parent.parent / "engine" / "c" / "flood.c"
+
+
+@pytest.fixture
+def small_disk(reachable_dir: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs everyone may create in (sticky, as /tmp), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounts a tmpfs and runs the daemon: needs root")
+    mount = reachable_dir / "small"
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=1777", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _dftracer(tool: str, *args: str) -> str:
+    tools = Path(dftracer.__file__).parent
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{tools / 'lib64'}:{tools / 'lib'}")
+    run = subprocess.run(
+        [str(tools / "bin" / tool), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_a_job_that_fills_the_trace_s_disk(
+    installed: Path,
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    public_dir: Path,
+    small_disk: Path,
+) -> None:
+    flood = compile_c(FLOOD, public_dir / "flood")
+    env = run_env | {"DATACRUMBS_TRACE_DIR_PATTERN": f"{small_disk}/%USER%"}
+    daemon = Daemon(make_probe_file(WRITES), "full1", env=env)
+    daemon.wait_ready("full1")
+    job = subprocess.run(as_job_user([str(flood), str(CALLS)]), capture_output=True, check=False)
+    assert job.returncode == 0
+    assert daemon.stop(timeout=300) == 0, daemon.stderr
+    warnings = [line for line in daemon.stderr.splitlines() if "No space left on device" in line]
+    assert len(warnings) == 2, daemon.stderr  # when it happens, and at the end with the count
+    assert "tracing goes on" in warnings[0]
+
+    (trace,) = (small_disk / JOB_USER).glob("trace-*.pfw.gz")
+    lines = read_trace_lines(trace)
+    writes = sum(1 for line in lines if '"name":"write"' in line and '"ph":"X"' in line)
+    read = summarize(trace)
+    assert read.complete, "the summary and the gzip trailer were written into the held room"
+    lost = read.lost["lost_events"]
+    assert writes + lost == CALLS  # every call: an event or counted lost
+    assert 0 < writes < CALLS and read.events == writes
+    (end,) = [json.loads(line) for line in lines if '"datacrumbs_summary"' in line]
+    unwritten = end["args"]["value"]["unwritten_events"]
+    assert 0 < unwritten <= lost
+    summary = subprocess.run(
+        [command("datacrumbs_summary"), str(trace)], capture_output=True, text=True, check=False
+    )
+    assert summary.returncode == 0, summary.stderr
+    validated = _dftracer("dftracer_validate", "--files", str(trace))
+    assert f"1 passed, 0 failed, {len(lines) - 2} lines" in validated
+
+    db = installed / f"share/datacrumbs/data/probes-runtime-status-root-{JOB_USER}-probes.sqlite"
+    [run] = [r for r in StatusDB(db).runs() if r["run_id"] == "full1"]
+    assert (run["events"], run["lost_events"]) == (writes, lost)
+    assert run["unwritten_events"] == unwritten
+    assert (run["write_error"], run["trace_complete"]) == ("No space left on device", 1)

@@ -1,0 +1,110 @@
+"""The run's trace location step on its own: the directory walked and made as the job user,
+handed over by root only in root's own tree, refused in one line where the user cannot write,
+and an earlier trace moved aside as the user."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.common.fs_identity import Identity
+from datacrumbs.common.settings import load_settings
+from datacrumbs.daemon.trace_location import open_trace_location
+
+NOBODY = pwd.getpwnam("nobody")
+OTHER = pwd.getpwnam("daemon")
+PROBES = Path("/x/probes.json.gz")
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("acts as another user: needs root")
+
+
+def _open(pattern: str, run_id: str = "r1") -> tuple[int, Path]:
+    settings = load_settings(trace_dir_pattern=pattern, hostname="node7")
+    location = open_trace_location(settings, Identity.of(NOBODY), run_id, PROBES)
+    location.close()
+    return location.dir_fd, location.path
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    info = path.lstat()
+    return info.st_uid, stat.S_IMODE(info.st_mode)
+
+
+def test_root_hands_over_the_user_s_directory_only_in_its_own_tree(reachable_dir: Path) -> None:
+    traces = reachable_dir / "traces"  # root's, 0755: the user cannot create in it
+    traces.mkdir(mode=0o755)
+    _, path = _open(f"{traces}/%USER%/%YY%")
+    year = datetime.now().strftime("%Y")
+    assert path == traces / "nobody" / year / "trace-nobody-r1-node7-probes.pfw.gz"
+    assert _owner(traces / "nobody") == (NOBODY.pw_uid, 0o700)  # made by root, handed over
+    assert _owner(traces / "nobody" / year) == (NOBODY.pw_uid, 0o700)  # made by the user
+
+
+def test_the_user_makes_their_own_directory_where_they_may(reachable_dir: Path) -> None:
+    shared = reachable_dir / "scratch"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp or a site's scratch root
+    _, path = _open(f"{shared}/%USER%/dc")
+    assert path.parent == shared / "nobody" / "dc"
+    assert _owner(shared / "nobody") == (NOBODY.pw_uid, 0o700)
+
+
+def test_a_directory_squatted_by_another_user_is_refused(reachable_dir: Path) -> None:
+    """Another user made ``scratch/nobody`` first: nobody's trace directory is not made in
+    it — not as nobody (who may not), and not by root for them."""
+    shared = reachable_dir / "scratch"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    squat = shared / "nobody"
+    squat.mkdir(mode=0o755)
+    os.chown(squat, OTHER.pw_uid, OTHER.pw_gid)
+    with pytest.raises(DatacrumbsError) as refused:
+        _open(f"{shared}/%USER%/dc")
+    assert str(refused.value) == (
+        f"trace directory {squat}/dc: cannot create {squat}/dc: Permission denied"
+    )
+    assert list(squat.iterdir()) == []
+
+
+def test_a_directory_the_user_cannot_write_is_refused(reachable_dir: Path) -> None:
+    home = reachable_dir / "home"
+    home.mkdir(mode=0o500)
+    os.chown(home, NOBODY.pw_uid, NOBODY.pw_gid)
+    with pytest.raises(DatacrumbsError) as refused:
+        _open(str(home))
+    assert str(refused.value) == (
+        f"trace directory {home}: nobody cannot write it (Permission denied)"
+    )
+
+
+def test_an_earlier_trace_is_moved_aside_and_a_planted_entry_is_one_line(
+    reachable_dir: Path,
+) -> None:
+    shared = reachable_dir / "scratch"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    _, path = _open(f"{shared}/%USER%")
+    path.write_text("earlier run")
+    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.utime(path, (0, 86400))  # 1970-01-02: the name it is moved to
+    _open(f"{shared}/%USER%")
+    stamp = datetime.fromtimestamp(86400).strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(path.name.replace(".pfw.gz", f".{stamp}.pfw.gz"))
+    assert aside.read_text() == "earlier run" and not path.exists()
+    # the user plants a directory at the name the next old trace would be moved to
+    path.write_text("second run")
+    os.utime(path, (0, 86400))
+    aside.unlink()
+    aside.mkdir()
+    with pytest.raises(DatacrumbsError, match=r"^trace directory .*: Is a directory$"):
+        _open(f"{shared}/%USER%")

@@ -10,7 +10,6 @@ does not return it, so it is read through ctypes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
@@ -58,7 +57,7 @@ class _Statfs(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
 _libc.fstatfs.argtypes = [ctypes.c_int, ctypes.POINTER(_Statfs)]
 

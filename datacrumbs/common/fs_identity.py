@@ -19,7 +19,6 @@ last; back in the reverse order.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import pwd
@@ -29,15 +28,31 @@ from dataclasses import dataclass
 
 from datacrumbs.common.errors import DatacrumbsError
 
-__all__ = ["Identity", "acting_as"]
+__all__ = ["Identity", "acting_as", "write_as_users_do"]
 
 #: ``setgroups`` of the 64-bit ABI (the raw call: per thread).
 _SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the C library this process runs on
 _libc.setfsuid.argtypes = [ctypes.c_uint]
 _libc.setfsgid.argtypes = [ctypes.c_uint]
 _libc.syscall.restype = ctypes.c_long
+
+#: ``CAP_SYS_RESOURCE``: lets root exceed disk quotas and use the blocks ext4 keeps for root.
+_CAP_SYS_RESOURCE = 24
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 @dataclass(frozen=True)
@@ -96,3 +111,22 @@ def acting_as(identity: Identity | None) -> Iterator[None]:
     finally:
         _set_fs_ids(saved_uid, saved_gid)
         _setgroups(saved_groups)
+
+
+def write_as_users_do(identity: Identity | None) -> None:
+    """From now on this thread writes as ``identity`` would (None: as an ordinary user, keeping
+    its own ids): with their filesystem identity for good, and without ``CAP_SYS_RESOURCE`` in
+    its effective set, so that a user's quota holds for what it writes into their file, and a
+    full disk is full for it before the blocks ext4 reserves for root (by capability and by
+    fsuid) are eaten. Only this thread (``capset`` on thread id 0, the caller); for a thread
+    that does nothing else (the trace's writer)."""
+    if identity is not None and not identity.is_root:
+        _setgroups(identity.groups)
+        _set_fs_ids(identity.uid, identity.gid)
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _libc.capget(ctypes.byref(header), data) != 0:
+        raise DatacrumbsError(f"capget: {os.strerror(ctypes.get_errno())}")
+    data[0].effective &= ~(1 << _CAP_SYS_RESOURCE)
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        raise DatacrumbsError(f"capset: {os.strerror(ctypes.get_errno())}")

@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.fd_paths import open_directory
-from datacrumbs.common.fs_identity import Identity, acting_as
+from datacrumbs.common.fs_identity import Identity, acting_as, write_as_users_do
 from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.settings import Settings, expand_trace_dir, user_component
 from datacrumbs.trace.writer import TraceWriter
@@ -43,14 +44,18 @@ class TraceLocation:
     def create_writer(self) -> TraceWriter:
         """The trace file, created as the job user (``O_EXCL``, ``O_NOFOLLOW``, 0600) in the
         held directory. Its writes go through the open descriptor: a file system checks who
-        may write when a file is opened (NFS sends the opener's credentials with each write)."""
+        may write when a file is opened (NFS sends the opener's credentials with each write);
+        the thread that writes is the job user's, without ``CAP_SYS_RESOURCE``, so the user's
+        quota holds and root's reserved blocks stay root's."""
 
         def open_as_user(flags: int) -> int:
             with acting_as(self.user):
                 return os.open(self.path.name, flags, TRACE_MODE, dir_fd=self.dir_fd)
 
         try:
-            return TraceWriter(self.path, opener=open_as_user)
+            return TraceWriter(
+                self.path, opener=open_as_user, thread_setup=partial(write_as_users_do, self.user)
+            )
         except OSError as exc:
             raise DatacrumbsError(f"cannot create the trace {self.path}: {exc.strerror}") from None
 

@@ -78,6 +78,7 @@ class TraceWriter:
         max_pending: int = 64,
         mode: int = 0o640,
         opener: Callable[[int], int] | None = None,
+        thread_setup: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.flush_interval = flush_interval
@@ -85,7 +86,8 @@ class TraceWriter:
         # root) and never truncate an existing trace (the daemon moves an older one aside).
         # FileExistsError when the path exists (also as a dangling symlink). ``opener`` opens
         # it with these flags when the file is to be created by someone else (the daemon:
-        # as the job user).
+        # as the job user). ``thread_setup`` runs first on the thread that writes the file
+        # (the daemon's: write as users do, within their quota).
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         where = self.path.name if dir_fd is not None else self.path
         if opener is not None:
@@ -93,6 +95,7 @@ class TraceWriter:
         else:
             self._fd = os.open(where, flags, mode, dir_fd=dir_fd)
         self._level = level
+        self._thread_setup = thread_setup
         self._stream = GzipStream(self._fd, level)
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)
         self._text: queue.Queue[_Text | None] = queue.Queue(max_pending)
@@ -261,6 +264,11 @@ class TraceWriter:
 
     # -- compressing thread --------------------------------------------------------------
     def _compress_loop(self) -> None:
+        if self._thread_setup is not None:
+            try:
+                self._thread_setup()
+            except BaseException as exc:
+                self._error = exc
         stream = self._stream
         last_sync = time.monotonic()
         idle: _Text = (b"", _NOTHING, False)

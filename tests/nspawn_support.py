@@ -189,6 +189,9 @@ class Container:
         self.lower = list(lower)
         self.network_namespace = network_namespace
         self.rw_binds: list[Path] = []
+        #: (host source, path inside) pairs bound read-write at another path than their own
+        #: (``--bind=SRC:DST``): a host mount shown where the machine expects it
+        self.rw_binds_at: list[tuple[Path, Path]] = []
         # own_cgroup: started from a cgroup of its own (v2 and name=systemd), removed at close,
         # and booted seeing pure cgroup v2 (SYSTEMD_NSPAWN_UNIFIED_HIERARCHY): machines started
         # from one cgroup would share it (two nodes' slurmd.service would be one cgroup)
@@ -252,6 +255,7 @@ class Container:
             "--system-call-filter=bpf perf_event_open",
             *(f"--bind-ro={path}" for path in self.binds),
             *(f"--bind={path}" for path in self.rw_binds),
+            *(f"--bind={source}:{target}" for source, target in self.rw_binds_at),
             "--",
             "--unit=basic.target",
         ]

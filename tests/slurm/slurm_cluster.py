@@ -17,7 +17,10 @@ What makes it work on this machine kind (measured; ``../shared/reference/slurm-c
   ``/proc/*/cgroup`` (``c/cgroup_v2_view.c``: Slurm 22.05 refuses this kind's hybrid layout).
   A task runs in ``/system.slice/<node>_slurmstepd.scope/job_<id>/step_<n>/user/...``.
 - Users are the host's (the same uid on every machine). A directory bound read-write into
-  every machine stands in for a shared file system.
+  every machine stands in for a shared file system. Other host directories (a site's
+  root-squashed exports, mounted on the host) can be bound at a path of their own into the
+  login machine, the compute nodes or both (:class:`Bind`), and host paths hidden from every
+  machine (a state of the host's own that a fresh node would not have).
 
 Everything is undone by :meth:`SlurmCluster.close`: machines powered off, mounts and the
 namespace removed.
@@ -31,11 +34,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from nspawn_support import Container, HostFixups, visible_roots
 
-__all__ = ["ADDRESS", "SlurmCluster"]
+__all__ = ["ADDRESS", "Bind", "SlurmCluster"]
 
 PACKAGES = ("slurmd", "slurmctld", "slurm-client", "munge")
 ADDRESS = "10.77.0.1"
@@ -80,6 +84,20 @@ def _slurm_conf(nodes: Sequence[str], extra: Sequence[str], job_cgroups: bool) -
     return "\n".join([*lines, *extra]) + "\n"
 
 
+@dataclass(frozen=True)
+class Bind:
+    """A host directory bound read-write into some machines: ``source`` on the host is seen at
+    ``target`` inside the login machine (``login``), each compute node (``nodes``) or both."""
+
+    source: Path
+    target: Path
+    login: bool = True
+    nodes: bool = True
+
+    def on(self, machine: str) -> bool:
+        return self.login if machine == CONTROLLER else self.nodes
+
+
 class SlurmCluster:
     """A login machine and ``nodes`` compute nodes, booted and idle after :meth:`start`."""
 
@@ -89,14 +107,21 @@ class SlurmCluster:
         conf: Sequence[str] = (),
         shared: Sequence[Path] = (),
         job_cgroups: bool = True,
+        binds: Sequence[Bind] = (),
+        hidden: Sequence[Path] = (),
     ) -> None:
         """``conf``: more slurm.conf lines (Prolog=, ...); ``shared``: directories every machine
         sees read-write at the same path (an installation prefix); ``job_cgroups``: whether
-        Slurm makes a cgroup per job (else a cluster whose jobs have none)."""
+        Slurm makes a cgroup per job (else a cluster whose jobs have none); ``binds``: host
+        directories bound into some machines at a path of their own (a site's mounts: bound at
+        boot, so mounted on the host before :meth:`start`); ``hidden``: host paths no machine
+        sees (removed from each machine's overlay before it boots)."""
         self.job_cgroups = job_cgroups
         self.nodes = list(nodes)
         self.conf = list(conf)
         self.extra_shared = list(shared)
+        self.binds = list(binds)
+        self.hidden = list(hidden)
         self.base = Path(tempfile.mkdtemp(prefix="datacrumbs-slurm-", dir="/var/tmp"))
         self.base.chmod(0o755)  # the shared directory below is the users' too
         # the same path in every machine, a site's shared file system; not under /tmp or
@@ -123,8 +148,15 @@ class SlurmCluster:
             machine = Container(visible_roots(), hostname=name, lower=[layer],
                                 network_namespace=self._netns, own_cgroup=True)  # fmt: skip
             machine.rw_binds = [self.shared, *self.extra_shared]
+            machine.rw_binds_at = [(b.source, b.target) for b in self.binds if b.on(name)]
             self.machines[name] = machine
             machine.mount()
+            for path in self.hidden:  # whiteouts in the machine's upper layer
+                inside = machine.host_path(path)
+                if inside.is_dir() and not inside.is_symlink():
+                    shutil.rmtree(inside)
+                elif inside.exists() or inside.is_symlink():
+                    inside.unlink()
             (machine.root / "etc/slurm/slurm.conf").write_text(conf)
             (machine.root / "etc/slurm/cgroup.conf").write_text(CGROUP_CONF)
             dropin = machine.root / "etc/systemd/system/slurmd.service.d"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import clean_env, command
+from support import clean_env, command, install_options
 
 from datacrumbs.common.layout import ROOT_COMMANDS, USER_COMMANDS, InstallLayout
 from datacrumbs.install.bpf_object import load_error
@@ -79,10 +79,12 @@ def test_pip_installed_wheel_runs_and_installs_a_prefix(
         assert result.returncode == 0 and result.stdout.startswith("usage:"), name
 
     # Its installer installs the very wheel it came from, and the object the wheel ships.
+    flags, paths = install_options(prefix)  # not this host's own /etc, /var/lib, /var/log
     result = subprocess.run(
-        [str(env / "bin/datacrumbs_install"), "--prefix", str(prefix)],
+        [str(env / "bin/datacrumbs_install"), "--prefix", str(prefix), *flags],
         capture_output=True,
         text=True,
+        env=clean_env(**paths),
     )
     assert result.returncode == 0, result.stderr
     assert (
@@ -140,11 +142,12 @@ def test_shipped_object_that_does_not_load_is_rebuilt(
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("datacrumbs/ebpf/datacrumbs.bpf.o")
     broken = _with_object(wheel, shipped[:64], tmp_path)
+    flags, paths = install_options(prefix)
     result = subprocess.run(
-        [command("datacrumbs_install"), "--prefix", str(prefix), "--wheel", str(broken)],
+        [command("datacrumbs_install"), "--prefix", str(prefix), "--wheel", str(broken), *flags],
         capture_output=True,
         text=True,
-        env=clean_env(),
+        env=clean_env(**paths),
     )
     assert result.returncode == 0, result.stderr
     layout = InstallLayout(prefix)

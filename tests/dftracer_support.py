@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dftracer  # the test extra; scripts/bootstrap installs it
+
 ROOT = Path(__file__).resolve().parents[1]
 ANALYZER = ROOT / ".venv-dftracer" / "bin"
 FLAT_VIEW = """
@@ -47,3 +49,15 @@ def analyze(traces: Sequence[Path], work: Path) -> tuple[dict[str, Any], dict[st
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return summary, json.loads(flat.stdout)
+
+
+def dftracer_tool(tool: str, *args: str) -> str:
+    """The output of one of the ``dftracer`` wheel's tools (``dftracer_validate``,
+    ``dftracer_event_count``, ...), which must succeed."""
+    tools = Path(dftracer.__file__).parent
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{tools / 'lib64'}:{tools / 'lib'}")
+    run = subprocess.run(
+        [str(tools / "bin" / tool), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout

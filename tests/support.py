@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,20 @@ def install_options(prefix: Path) -> tuple[list[str], dict[str, str]]:
 def signing_key_path(prefix: Path) -> Path:
     """Where :func:`install` puts the signing key of the installation at ``prefix``."""
     return prefix.parent / f"{prefix.name}.signing-key" / "probe-signing-key.pem"
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``mount`` (made), that anyone may create in (sticky, as /tmp),
+    for a disk that fills up; unmounted afterwards."""
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=1777", "tmpfs", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
 
 
 def public_subdir(root: Path, name: str) -> Path:

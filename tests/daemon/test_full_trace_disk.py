@@ -10,10 +10,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dftracer  # the test extra; scripts/bootstrap installs it
 import pytest
 from daemon_support import JOB_USER, Daemon, as_job_user, compile_c
-from support import command
+from dftracer_support import dftracer_tool
+from support import command, small_tmpfs
 
 from datacrumbs.common.status_db import StatusDB
 from datacrumbs.trace.reading import read_trace_lines
@@ -26,28 +26,10 @@ FLOOD = Path(__file__).parent.parent / "engine" / "c" / "flood.c"
 
 @pytest.fixture
 def small_disk(reachable_dir: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs everyone may create in (sticky, as /tmp), unmounted afterwards."""
     if os.geteuid() != 0:
         pytest.skip("mounts a tmpfs and runs the daemon: needs root")
-    mount = reachable_dir / "small"
-    mount.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=1777", "tmpfs", str(mount)], check=True
-    )
-    try:
+    with small_tmpfs(reachable_dir / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
-def _dftracer(tool: str, *args: str) -> str:
-    tools = Path(dftracer.__file__).parent
-    env = dict(os.environ, LD_LIBRARY_PATH=f"{tools / 'lib64'}:{tools / 'lib'}")
-    run = subprocess.run(
-        [str(tools / "bin" / tool), *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
 
 
 def test_a_job_that_fills_the_trace_s_disk(
@@ -83,7 +65,7 @@ def test_a_job_that_fills_the_trace_s_disk(
         [command("datacrumbs_summary"), str(trace)], capture_output=True, text=True, check=False
     )
     assert summary.returncode == 0, summary.stderr
-    validated = _dftracer("dftracer_validate", "--files", str(trace))
+    validated = dftracer_tool("dftracer_validate", "--files", str(trace))
     assert f"1 passed, 0 failed, {len(lines) - 2} lines" in validated
 
     db = installed / f"share/datacrumbs/data/probes-runtime-status-root-{JOB_USER}-probes.sqlite"

@@ -20,9 +20,10 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import dftracer  # the test extra; scripts/bootstrap installs it
 import pytest
+from dftracer_support import dftracer_tool
 from engine_support import Session, as_user
+from support import small_tmpfs
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import EngineConfig
@@ -37,15 +38,8 @@ INTERVAL = 0.05  # the writers' flush interval here: tries again this often
 @pytest.fixture
 def small_fs(root: None, reachable_dir: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs that anyone may reach and write to, unmounted afterwards."""
-    mount = reachable_dir / "small"
-    mount.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=1777", "tmpfs", str(mount)], check=True
-    )
-    try:
+    with small_tmpfs(reachable_dir / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def fill(directory: Path) -> Path:
@@ -336,16 +330,6 @@ int main(int argc, char **argv)
 """
 
 
-def _dftracer(tool: str, *args: str) -> str:
-    tools = Path(dftracer.__file__).parent
-    env = dict(os.environ, LD_LIBRARY_PATH=f"{tools / 'lib64'}:{tools / 'lib'}")
-    run = subprocess.run(
-        [str(tools / "bin" / tool), *args], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
-
-
 @pytest.mark.parametrize("space", ["returns", "never returns"])
 def test_a_job_that_fills_the_disk_under_its_trace(
     space: str, small_fs: Path, bpf_object: Path, public_dir: Path, traced_user, tmp_path: Path
@@ -395,9 +379,9 @@ def test_a_job_that_fills_the_disk_under_its_trace(
     read = summarize(path)
     assert read.complete and read.lost["lost_events"] == stats.lost
     assert read.events == stats.events
-    validated = _dftracer("dftracer_validate", "--files", str(path))
+    validated = dftracer_tool("dftracer_validate", "--files", str(path))
     assert f"1 passed, 0 failed, {len(trace.lines) - 2} lines" in validated
     # DFTracer's indexed reader (checkpoints inside the deflate stream) counts the same
     index = tmp_path / "index"
-    counted = _dftracer("dftracer_event_count", "-d", str(small_fs), "--index-dir", str(index))
+    counted = dftracer_tool("dftracer_event_count", "-d", str(small_fs), "--index-dir", str(index))
     assert int(counted.split()[-1]) == len(trace.events)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from signer_support import NOBODY_UID, Node, install
-from support import public_subdir
+from signer_support import NOBODY_UID, Node
+from support import install, public_subdir
 
 from datacrumbs.install.launcher import LAUNCHER_MODE, ensure_group
 

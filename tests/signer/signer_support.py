@@ -18,23 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support import clean_env, command, installed_command, with_identity
+from support import clean_env, installed_command, with_identity
 
 from datacrumbs.common.layout import InstallLayout
 from datacrumbs.common.settings import Settings, load_settings
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 NOBODY_UID = 65534
-
-
-def install(prefix: Path) -> None:
-    subprocess.run(
-        [command("datacrumbs_install"), "--prefix", str(prefix)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-    )
 
 
 @dataclass

@@ -7,8 +7,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-from signer_support import Node, clean_env, install, run, write_file
-from support import command
+from signer_support import Node, run, write_file
+from support import clean_env, command, install
 
 from datacrumbs.common.layout import InstallLayout
 

@@ -16,7 +16,7 @@ from datacrumbs.common.fs_identity import Identity
 from datacrumbs.common.probe_file import read_probe_file
 from datacrumbs.common.probes import ProbeFile
 from datacrumbs.common.settings import Settings
-from datacrumbs.common.signing import read_verify_keys, verify
+from datacrumbs.common.signing import MAX_EXPIRY, read_verify_keys, verify
 
 __all__ = ["accept_probe_file"]
 
@@ -65,6 +65,12 @@ def accept_probe_file(
         expires = summary.time("expires_at")
     except ValueError as exc:
         raise DatacrumbsError(str(exc)) from None
-    if expires < datetime.now(UTC):
+    now = datetime.now(UTC)
+    if expires < now:
         raise DatacrumbsError(f"probe file {path} refused: expired at {summary.expires_at}")
+    if expires > now + MAX_EXPIRY:  # the signer never signs that: a key that did is not its
+        raise DatacrumbsError(
+            f"probe file {path} refused: it is valid until {summary.expires_at}, more than "
+            f"{MAX_EXPIRY.days} days away"
+        )
     return model

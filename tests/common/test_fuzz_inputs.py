@@ -106,13 +106,16 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SigningKey]:
     return path, key
 
 
-def _daemon_reads(path: Path, keys_file: Path) -> None:
+def _daemon_reads(path: Path, keys_file: Path) -> str | None:
+    """None when the daemon accepts the file, else its one-line reason."""
     try:
         read_probe_file(path)
         settings_ = load_settings(verify_keys_file=keys_file)
         accept_probe_file(path, settings_, "nobody")
     except DatacrumbsError as exc:
         assert "\n" not in str(exc)
+        return str(exc)
+    return None
 
 
 @FUZZ
@@ -124,14 +127,19 @@ def test_probe_documents_are_accepted_or_refused_in_one_line(
     zipped: bool,
     signed: bool,
 ) -> None:
+    signed_right = False
     if signed:  # an unsignable document stays unsigned: the signer never produced it
         with contextlib.suppress(TypeError, ValueError, UnicodeError):
+            document = {**document, "checksum_algorithm": "ed25519"}
             checksum = sign(keys[1], document)
             document = {**document, "checksum": checksum, "signing_key": keys[1].key_id}
+            signed_right = True
     data = _encode(document)
     path = tmp_path / "probes.json.gz"
     path.write_bytes(gzip.compress(data) if zipped else data)
-    _daemon_reads(path, keys[0])
+    refused = _daemon_reads(path, keys[0])
+    if signed_right and refused is not None:  # the checks after the signature are reached
+        assert "signature mismatch" not in refused and "does not know" not in refused
 
 
 @FUZZ

@@ -23,6 +23,7 @@ from datacrumbs.common.signing import (
     read_signing_key,
     read_verify_keys,
     sign,
+    signing_message,
     verify,
 )
 
@@ -84,11 +85,23 @@ def test_signed_document_verifies() -> None:
     assert verify(KEYS, _signed(), NOW).key_id == KEY.key_id
 
 
+#: The known answer: Ed25519 is deterministic, so a change of encoding or canonical form (of
+#: what every signed file in the field was signed over) fails here.
+NON_ASCII_SIGNATURE = (
+    "2aa4ae50d70278e4e1edd4140e8a1b6ba73072b24282c1e19587df00cf615bab"
+    "923876cde06c87df63220a57da293cf30a854ef7255432d345b6a94d6eed5302"
+)
+
+
 def test_non_ascii_content_is_signed_as_utf8() -> None:
     doc = _document()
     doc["summary"]["config_file_path"] = "/home/zoë/probes.yaml"
-    doc["checksum"] = sign(KEY, doc)
-    doc["signing_key"] = KEY.key_id
+    checksum = sign(KEY, doc)
+    assert checksum == NON_ASCII_SIGNATURE
+    message = signing_message(doc)
+    assert b"/home/zo\xc3\xab/probes.yaml" in message  # UTF-8, not an escape, not Latin-1
+    KEY.private.public_key().verify(bytes.fromhex(checksum), message)
+    doc |= {"checksum": checksum, "signing_key": KEY.key_id}
     verify(KEYS, doc, NOW)
 
 

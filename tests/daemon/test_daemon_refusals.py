@@ -203,6 +203,19 @@ def test_file_without_expiry(run_env: dict[str, str], make_probe_file: Callable[
     assert message == f"probe file {path} refused: it has no expiry (summary.expires_at)"
 
 
+def test_file_valid_for_a_century(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
+    """Signed by the installation's key, but for longer than the signer ever signs (issue 25,
+    N10): the daemon holds the 90-day limit itself."""
+    far = (datetime.now(UTC) + timedelta(days=36500)).isoformat(timespec="seconds")
+    path = make_probe_file(POSIX, expires_at=far)
+    message = _refused(run_daemon(path, "job1", env=run_env), _run_dir(run_env))
+    assert message == (
+        f"probe file {path} refused: it is valid until {far}, more than 90 days away"
+    )
+
+
 @pytest.mark.parametrize("run_id", ["../etc", "a/b", "job 42", ".hidden", "x" * 129])
 def test_unsafe_run_id(
     run_env: dict[str, str], make_probe_file: Callable[..., Path], run_id: str
@@ -280,6 +293,34 @@ def test_probe_file_swapped_for_a_link_to_a_root_only_file(
     )
     message = _refused(run_daemon(link, "job1", env=run_env), _run_dir(run_env))
     assert message == f"probe file {link} is a symbolic link; not following it"
+
+
+def test_probe_file_s_directory_swapped_for_a_link_to_root_s(
+    run_env: dict[str, str],
+    make_probe_file: Callable[..., Path],
+    job_dir: Path,
+    reachable_dir: Path,
+) -> None:
+    """After the prolog's check the user swaps a *directory* of the path for a link to a
+    root-only one holding a file of the same name (issue 25, N6): the daemon opens the path as
+    the user, so it reads nothing the user could not."""
+    private = reachable_dir / "root-only"  # its parents are open to all: only it is closed
+    private.mkdir(mode=0o700)
+    (private / "probes.json.gz").write_text('{"summary": {"root_password_hint": "x"}}')
+    (private / "probes.json.gz").chmod(0o600)
+    probes = job_dir / "probes"
+    probes.mkdir()
+    make_probe_file(POSIX).rename(probes / "probes.json.gz")
+    pw = pwd.getpwnam(JOB_USER)
+    os.chown(probes, pw.pw_uid, pw.pw_gid)
+    path = probes / "probes.json.gz"
+    swap = f"mv {probes} {probes}.old && ln -s {private} {probes}"
+    subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                    "--clear-groups", "sh", "-c", swap], check=True)  # fmt: skip
+    result = run_daemon(path, "job1", env=run_env)
+    message = _refused(result, _run_dir(run_env))
+    assert message == f"probe file {path} cannot be read: Permission denied"
+    assert "root_password_hint" not in result.stderr
 
 
 def test_probe_file_of_another_user_is_not_read(

@@ -108,3 +108,22 @@ def test_an_earlier_trace_is_moved_aside_and_a_planted_entry_is_one_line(
     aside.mkdir()
     with pytest.raises(DatacrumbsError, match=r"^trace directory .*: Is a directory$"):
         _open(f"{shared}/%USER%")
+
+
+def test_a_link_planted_at_the_trace_s_name_is_one_line(reachable_dir: Path) -> None:
+    """The user re-plants a link at the trace's name after the old trace was moved aside
+    (issue 25, N7): the trace is not created through it, and the run ends in one line."""
+    shared = reachable_dir / "scratch"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    settings = load_settings(trace_dir_pattern=f"{shared}/%USER%", hostname="node7")
+    location = open_trace_location(settings, Identity.of(NOBODY), "r1", PROBES)
+    try:
+        target = reachable_dir / "elsewhere"
+        location.path.symlink_to(target)
+        with pytest.raises(DatacrumbsError) as refused:
+            location.create_writer()
+        assert str(refused.value) == f"cannot create the trace {location.path}: File exists"
+        assert not target.exists()
+    finally:
+        location.close()

@@ -1,17 +1,21 @@
 """The runtime probe status database: which targets attached on this node, and which failed,
 and in which mode each run traced (``runtime_runs``).
 
-``<state-dir>/probes-runtime-status-<install-user>-<user>-<config-name>.sqlite``, where user is
-the job user and config-name the probe file's name without ``.json.gz`` (or ``.json``). One
-database per job user: upstream keys it by the probe file's name alone, so one user's failing
-targets (a binary they made fail on purpose) were skipped silently for every other user whose
-probe file had the same name. Upstream DataCrumbs' table and its
-groups are kept (``syscalls``/``kprobes``/``binary``/``usdt``; scope "" for kernel kinds, the
-binary path for uprobes, ``binary\\nprovider`` for USDT), with three columns added: the failure
-``reason``, when it was ``updated_at``, and a ``fingerprint`` of what the outcome depended on
-(the kernel release, or the binary's device, inode, size and mtime). A target marked invalid is
-skipped only while its fingerprint still matches — after a kernel upgrade or a rebuilt binary it
-is tried again, and a success clears the mark.
+``<state-dir>/probes-runtime-status-<install-user>-<uid>-<config-name>.sqlite``, where uid is
+the job user's and config-name the probe file's name without ``.json.gz`` (or ``.json``); in
+the two free-form names ``%`` and ``-`` are escaped (``%25``, ``%2D``), so that no two users'
+files share a name (user ``rt3`` with config ``eve-probes`` and user ``rt3-eve`` with
+``probes`` did, when it was keyed by user name). One database per job user: upstream keys it
+by the probe file's name alone, so one user's failing targets (a binary they made fail on
+purpose) were skipped silently for every other user whose probe file had the same name.
+Upstream DataCrumbs' table and its groups are kept (``syscalls``/``kprobes``/``binary``/
+``usdt``; scope "" for kernel kinds, the binary path for uprobes, ``binary\\nprovider`` for
+USDT), with three columns added: the failure ``reason``, when it was ``updated_at``, and a
+``fingerprint`` of what the outcome depended on (the kernel release, or the binary's device,
+inode, size and mtime). Only what the target itself did is recorded: not a detach for the hit
+limit (another user's load can cause it) and not a target the document names twice. A target
+marked invalid is skipped only while its fingerprint still matches — after a kernel upgrade or a
+rebuilt binary it is tried again, and a success clears the mark.
 
 Mode 0600, owned by the install user: the daemon acts on it as that user (its filesystem
 identity, :mod:`fs_identity`), so a state directory on a root-squashed export works when the
@@ -117,11 +121,15 @@ class Outcome:
     reason: str = ""
 
 
-def status_db_path(state_dir: Path, install_user: str, user: str, probe_file: Path) -> Path:
-    """Where the status of ``user``'s ``probe_file`` targets is kept (owned by
-    ``install_user``)."""
-    name = f"probes-runtime-status-{install_user}-{user}-{config_name(probe_file)}.sqlite"
-    return state_dir / name
+def _escaped(name: str) -> str:
+    return name.replace("%", "%25").replace("-", "%2D")
+
+
+def status_db_path(state_dir: Path, install_user: str, uid: int, probe_file: Path) -> Path:
+    """Where the status of user ``uid``'s ``probe_file`` targets is kept (owned by
+    ``install_user``): a name no other user's or other config's file can have."""
+    config = _escaped(config_name(probe_file))
+    return state_dir / f"probes-runtime-status-{_escaped(install_user)}-{uid}-{config}.sqlite"
 
 
 def fingerprint(target: Target) -> str:

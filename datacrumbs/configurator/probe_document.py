@@ -9,6 +9,7 @@ says which probes to narrow, rather than as a refusal from the signer.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -96,7 +97,8 @@ def build_document(
                 functions.append(function)
         kept.append((probe, functions))
     identities: dict[str, dict[str, Any]] = {}
-    db = status_db_path(settings.state_dir, settings.install_user, user, output_path)
+    uid = pwd.getpwnam(user).pw_uid  # the user running this (the launcher's real uid)
+    db = status_db_path(settings.state_dir, settings.install_user, uid, output_path)
     invalid = _known_invalid(db, sorted(seen))
     categories = []
     for probe, functions in kept:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from datacrumbs.common.probes import Probe
-from datacrumbs.common.status_db import Outcome, StatusDB, Target
+from datacrumbs.common.status_db import Target
 from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
 from datacrumbs.ebpf.engine import Engine, TargetOutcome
@@ -29,14 +29,14 @@ def outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
 @dataclass
 class Runaways:
     """Detaches the functions that take the job over its hit limit, and says so: in the
-    journal, in the status database (so the next run skips them while the binary is the same)
-    and in the trace, where an instant event marks the moment the function stops appearing."""
+    journal and in the trace, where an instant event marks the moment the function stops
+    appearing. Not in the status database: a detach says how busy the node was in this run
+    (other users' processes count), not that the target fails, and another user could make
+    it happen to skip this user's targets in every later run (issue 25, N3)."""
 
     engine: Engine
     limit: HitLimit
     writer: TraceWriter
-    status_db: StatusDB
-    probes: dict[str, Probe]
     log: logging.Logger
 
     def check(self) -> None:
@@ -53,9 +53,6 @@ class Runaways:
             for fid, rate in over.items()
         }
         outcomes = self.engine.detach_functions(reasons)
-        self.status_db.record(
-            Outcome(outcome_target(o, self.probes), False, o.reason or "") for o in outcomes
-        )
         for outcome in outcomes:
             self.log.warning(
                 "stopped tracing %s:%s: %s",

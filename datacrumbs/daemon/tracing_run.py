@@ -84,9 +84,8 @@ def _status_line(stats: RecordingStats, profiles: bool) -> str:
 
 @dataclass
 class _Attached:
-    """What attaching gave: the probes by category, how many attached, which failed."""
+    """What attaching gave: how many were asked for, attached, failed and skipped."""
 
-    by_category: dict[str, Probe]
     requested: int
     attached: int
     failed: int
@@ -196,7 +195,7 @@ class TracingRun:
         except OSError as exc:
             raise DatacrumbsError(f"state directory {state_dir}: {exc.strerror}") from None
         self.status_db = StatusDB(
-            status_db_path(state_dir, self.owner.name, self.job_user.name, self.probe_path),
+            status_db_path(state_dir, self.owner.name, self.job_user.uid, self.probe_path),
             identity=self.owner,
         )
         self.known_bad = self.status_db.known_invalid(self.requested)
@@ -263,22 +262,21 @@ class TracingRun:
             self.cleanup.callback(self.scope.close)
 
     def attach(self) -> None:
-        """Load and attach; what the kernel refused is recorded (a binary that is not the
-        signed file is not a target known to fail, and a re-signed file must be tried at
-        once)."""
+        """Load and attach; what the kernel refused is recorded. Not recorded: a binary that
+        is not the signed file (a re-signed file must be tried at once), and a target the
+        document names twice (nothing about the target: issue 25, N3)."""
         self.engine.load()
         attempted = self.engine.attach(self.pinned.probes, self.pinned.kernel_paths)
         by_category = {p.name: p for p in self.probes}
         self.status_db.record(
             Outcome(outcome_target(o, by_category), o.attached, o.reason or "")
             for o in self.pinned.unusable + attempted
+            if not o.conflict
         )
         outcomes = self.pinned.unusable + self.pinned.unsigned + attempted
         attached = sum(o.attached for o in outcomes)
         failed = len(outcomes) - attached  # the engine logged each reason
-        self.attached = _Attached(
-            by_category, len(self.requested), attached, failed, len(self.known_bad)
-        )
+        self.attached = _Attached(len(self.requested), attached, failed, len(self.known_bad))
         self.log.info(
             "probes: %d requested, %d attached, %d failed, %d skipped as known-bad",
             len(self.requested),
@@ -341,12 +339,7 @@ class TracingRun:
 
     def trace_until_stopped(self) -> None:
         runaways = Runaways(
-            self.engine,
-            HitLimit(self.settings.uprobe_hit_limit),
-            self.writer,
-            self.status_db,
-            self.attached.by_category,
-            self.log,
+            self.engine, HitLimit(self.settings.uprobe_hit_limit), self.writer, self.log
         )
 
         def tick() -> None:

@@ -35,6 +35,9 @@ class TargetOutcome:
     attached: bool
     reason: str | None = None
     binary: str | None = None
+    #: Not attached because the document names the target twice (another category has it):
+    #: nothing about the target itself, never to be remembered as a failure.
+    conflict: bool = False
 
 
 class Attacher(Protocol):
@@ -66,6 +69,13 @@ class AttachContext:
     @staticmethod
     def failed(probe: Probe, function: str, reason: str) -> TargetOutcome:
         return TargetOutcome(probe.name, probe.type, function, False, reason, probe.binary_path)
+
+    @staticmethod
+    def conflicting(probe: Probe, function: str, reason: str) -> TargetOutcome:
+        """Not attached: another category of the same document has the target."""
+        return TargetOutcome(
+            probe.name, probe.type, function, False, reason, probe.binary_path, conflict=True
+        )
 
     @staticmethod
     def succeeded(probe: Probe, function: str) -> TargetOutcome:

@@ -69,7 +69,7 @@ class KprobeAttacher:
     def _attach(self, probe: Probe, function: str) -> TargetOutcome:
         ctx = self.ctx
         if reason := ctx.claim("kprobe", function, probe):
-            return ctx.failed(probe, function, reason)
+            return ctx.conflicting(probe, function, reason)
         try:
             signature = kernel_btf.vmlinux().signature(function)
         except DatacrumbsError:

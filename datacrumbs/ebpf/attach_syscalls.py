@@ -110,7 +110,7 @@ class SyscallAttacher:
         except LookupError as exc:
             return ctx.failed(probe, function, str(exc.args[0]))
         if reason := ctx.claim("syscall", layout.tracepoint, probe):
-            return ctx.failed(probe, function, reason)
+            return ctx.conflicting(probe, function, reason)
         spec = self._add(probe, function, layout)
         cookie = syscalls.syscall_cookie(spec.fid, layout)
         tp = layout.tracepoint
@@ -153,7 +153,7 @@ class SyscallAttacher:
         if nr >= syscalls.MAX_SYSCALL_NR:
             return ctx.failed(probe, function, f"syscall number {nr} is out of range")
         if reason := ctx.claim("syscall", layout.tracepoint, probe):
-            return ctx.failed(probe, function, reason)
+            return ctx.conflicting(probe, function, reason)
         if reason := self._raw_syscall_links():
             del ctx.claims[("syscall", layout.tracepoint)]
             return ctx.failed(probe, function, reason)

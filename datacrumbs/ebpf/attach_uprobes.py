@@ -165,7 +165,7 @@ class UprobeAttacher:
         assert binary
         path = ctx.kernel_binary(binary)
         if reason := self._claim_address(binary, name, f"{offset:#x}", probe):
-            return ctx.failed(probe, function, reason)
+            return ctx.conflicting(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
         spec, cookie = _add(ctx, probe, name, arguments)
         obj = ctx.obj
@@ -187,7 +187,7 @@ class UprobeAttacher:
         assert probe.binary_path
         claim = f"{offset:#x}"
         if reason := self._claim_address(probe.binary_path, name, claim, probe):
-            return self.ctx.failed(probe, function, reason)
+            return self.ctx.conflicting(probe, function, reason)
         arguments = probe.function_arguments.get(function, [])
         spec, cookie = _add(self.ctx, probe, name, arguments)
         return _Planned(probe, function, claim, offset, spec.fid, cookie)

@@ -24,9 +24,24 @@ NOPE = Target("syscalls", "", "no_such_syscall")
 
 
 def test_path_follows_the_probe_file_name(tmp_path: Path) -> None:
-    assert status_db_path(tmp_path, "dc", "alice", Path("/x/posix-io.json.gz")) == (
-        tmp_path / "probes-runtime-status-dc-alice-posix-io.sqlite"
+    assert status_db_path(tmp_path, "dc", 1000, Path("/x/posix-io.json.gz")) == (
+        tmp_path / "probes-runtime-status-dc-1000-posix%2Dio.sqlite"
     )
+
+
+def test_no_two_users_or_configs_share_a_file(tmp_path: Path) -> None:
+    """Keyed by uid, the free-form names escaped (issue 25, N3): user rt3 (uid 1001) with
+    config eve-probes and user rt3-eve (uid 1002) with config probes no longer meet, nor do two
+    install users and configs that join into the same text."""
+    rt3 = status_db_path(tmp_path, "root", 1001, Path("eve-probes.json.gz"))
+    rt3_eve = status_db_path(tmp_path, "root", 1002, Path("probes.json.gz"))
+    assert rt3 != rt3_eve
+    joined = {
+        status_db_path(tmp_path, "a-1", 2, Path("c.json.gz")),
+        status_db_path(tmp_path, "a", 1, Path("2-c.json.gz")),
+        status_db_path(tmp_path, "a%2D1", 2, Path("c.json.gz")),
+    }
+    assert len(joined) == 3
 
 
 def test_outcomes_are_recorded_and_failures_skipped(reachable_dir: Path) -> None:

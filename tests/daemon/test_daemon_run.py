@@ -23,7 +23,7 @@ from daemon_support import (
     trace_file,
 )
 
-from datacrumbs.common.status_db import StatusDB
+from datacrumbs.common.status_db import StatusDB, status_db_path
 from datacrumbs.ebpf.features import kernel_refusal
 from datacrumbs.trace.reading import read_trace_lines
 
@@ -35,10 +35,9 @@ SYSCALLS = [
 
 
 def _status_db(installed: Path, config: str = "probes") -> StatusDB:
+    nobody = pwd.getpwnam(JOB_USER).pw_uid
     return StatusDB(
-        installed
-        / "share/datacrumbs/data"
-        / f"probes-runtime-status-root-{JOB_USER}-{config}.sqlite"
+        status_db_path(installed / "share/datacrumbs/data", "root", nobody, Path(f"{config}.json"))
     )
 
 
@@ -367,3 +366,22 @@ def test_killed_daemon_leaves_a_stale_ready_file_the_next_start_removes(
     kept = list(killed_trace.parent.glob("trace-nobody-k9-*.*.pfw.gz"))
     assert len(kept) == 1 and read_trace_lines(kept[0])[0] == "["
     assert trace_events(killed_trace)
+
+
+def test_a_target_named_twice_is_not_remembered_as_failing(
+    installed: Path, run_env: dict[str, str], make_probe_file: Callable[..., Path]
+) -> None:
+    """A document that names one syscall in two categories: the second is not attached (one
+    trace event per call), and that is nothing about the syscall — the status database records
+    no failure for it (issue 25, N3: the shipped libc-stdio.yaml wrote 10 such rows)."""
+    twice = [
+        {"type": 0, "name": "first", "functions": ["write"]},
+        {"type": 0, "name": "second", "functions": ["write", "close"]},
+    ]
+    daemon = Daemon(make_probe_file(twice, name="twice.json.gz"), "twice", env=run_env)
+    daemon.wait_ready("twice")
+    assert daemon.stop() == 0, daemon.stderr
+    assert "write is already traced by category first" in daemon.stderr
+    db = _status_db(installed, "twice")
+    assert db.rows("invalid") == []
+    assert {r["function_name"] for r in db.rows("successful")} == {"write", "close"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from daemon_support import JOB_USER, Daemon, as_job_user, compile_c
 from dftracer_support import dftracer_tool
 from support import command, small_tmpfs
 
-from datacrumbs.common.status_db import StatusDB
+from datacrumbs.common.status_db import StatusDB, status_db_path
 from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.summary import summarize
 
@@ -68,7 +69,8 @@ def test_a_job_that_fills_the_trace_s_disk(
     validated = dftracer_tool("dftracer_validate", "--files", str(trace))
     assert f"1 passed, 0 failed, {len(lines) - 2} lines" in validated
 
-    db = installed / f"share/datacrumbs/data/probes-runtime-status-root-{JOB_USER}-probes.sqlite"
+    nobody = pwd.getpwnam(JOB_USER).pw_uid
+    db = status_db_path(installed / "share/datacrumbs/data", "root", nobody, Path("probes.json"))
     [run] = [r for r in StatusDB(db).runs() if r["run_id"] == "full1"]
     assert (run["events"], run["lost_events"]) == (writes, lost)
     assert run["unwritten_events"] == unwritten

@@ -4,6 +4,7 @@ aggregated in the kernel; the trace, STATUS= and the status database say which m
 from __future__ import annotations
 
 import json
+import pwd
 import socket
 import subprocess
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from daemon_support import (
     trace_file,
 )
 from support import command
+
+from datacrumbs.common.status_db import status_db_path
 
 HOST = socket.gethostname()
 K, S = 25, 4096
@@ -79,9 +82,8 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     assert value["mode"] == "profile" and value["lost_events"] == 0
     assert value["events"] == sum(e["args"]["dft_cnt"] for e in events if e.get("ph") == "C")
 
-    db = (
-        installed / "share/datacrumbs/data" / f"probes-runtime-status-root-{JOB_USER}-probes.sqlite"
-    )
+    nobody = pwd.getpwnam(JOB_USER).pw_uid
+    db = status_db_path(installed / "share/datacrumbs/data", "root", nobody, Path("probes.json"))
     extracted = subprocess.run(
         [command("datacrumbs_sqlite_extract"), str(db), "--section", "runs"],
         capture_output=True, text=True, check=True,

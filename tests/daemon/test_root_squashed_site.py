@@ -27,6 +27,7 @@ from rootsquash import rootsquash_mount
 from support import install, signed_document, signing_key_path
 
 from datacrumbs.common.probe_file import write_probe_file
+from datacrumbs.common.status_db import status_db_path
 
 #: The job user here: not ``nobody``, whom root becomes on a squashed mount.
 USER = "daemon"
@@ -137,7 +138,7 @@ def test_the_daemon_traces_from_a_read_only_squashed_prefix_into_squashed_scratc
                for e in mine if e["name"] in ("write", "pread"))  # fmt: skip
     # the node's state is on the node, the install user's (root here)
     state = Path(site.env["DATACRUMBS_STATE_DIR"])
-    (db,) = state.glob("probes-runtime-status-root-daemon-probes.sqlite")
+    db = status_db_path(state, "root", user.pw_uid, Path("probes.json.gz"))
     assert db.stat().st_mode & 0o777 == 0o600
 
 
@@ -195,7 +196,7 @@ def test_daemons_of_several_nodes_share_one_status_database_on_a_squashed_mount(
     finally:
         assert [d.stop() for d in daemons] == [0] * len(nodes), [d.stderr for d in daemons]
     (db,) = shared_source.glob("*.sqlite*")
-    assert db.name == f"probes-runtime-status-{USER}-{USER}-probes.sqlite"
+    assert db == status_db_path(shared_source, USER, user.pw_uid, Path("probes.json.gz"))
     assert db.stat().st_uid == user.pw_uid
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -165,7 +165,7 @@ def test_corrupt_status_database_is_one_line(node: Node, nobody_dir: Path) -> No
         "capture_probes:\n  - name: p\n    probe: syscalls\n    regex: read\n",
     )
     output = nobody_dir / "corrupt.json.gz"
-    db = status_db_path(settings.state_dir, settings.install_user, "root", output)
+    db = status_db_path(settings.state_dir, settings.install_user, 0, output)
     db.write_bytes(b"this is not an SQLite database" * 100)
     try:
         result, _ = run([str(node.launcher), str(config), str(output)], node.env())

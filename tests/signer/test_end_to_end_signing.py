@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from importlib.resources import files
 from pathlib import Path
@@ -79,7 +80,9 @@ def test_daemon_refuses_the_file_for_another_user(node: Node, nobody_dir: Path) 
 
 def _mark_failing(node: Node, output: Path, function: str, user: str) -> Path:
     settings = node.settings()
-    db = status_db_path(settings.state_dir, settings.install_user, user, output)
+    db = status_db_path(
+        settings.state_dir, settings.install_user, pwd.getpwnam(user).pw_uid, output
+    )
     StatusDB(db).record([Outcome(Target("syscalls", "", function), False, "no tracepoint")])
     return db
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import subprocess
 from pathlib import Path
@@ -132,6 +133,46 @@ def test_setuid_helper_the_user_runs_is_not_traced(session, compile_c, public_di
     assert str(roots / "data") not in trace.file_names().values()
     assert len(_on(trace, plain_pid, "write", mine)) == K
     assert len(_on(trace, plain_pid, "pread", mine)) == K
+
+
+def _privileged_copy(binary: Path, name: str, mode: int, group: int = 0) -> Path:
+    helper = binary.with_name(name)
+    helper.write_bytes(binary.read_bytes())
+    os.chown(helper, 0, group)
+    os.chmod(helper, mode)  # after chown, which clears set-id bits
+    return helper
+
+
+def test_setgid_and_capability_helpers_are_not_traced(session, compile_c, public_dir, traced_user):
+    """Trace only what the user could ptrace (issue 25, N1): a setgid program, one with a file
+    capability, and a setgid program that gave its group back before doing anything (its
+    credentials are the user's again; its mm stays undumpable) are never traced; the same
+    program without the privileges is, call for call."""
+    binary = compile_c("file_io.c", "file_io")
+    shadow = grp.getgrnam("shadow").gr_gid  # a group the traced user is not in
+    setgid = _privileged_copy(binary, "file_io_setgid", 0o2755, shadow)
+    capable = _privileged_copy(binary, "file_io_cap", 0o755)
+    subprocess.run(["setcap", "cap_dac_read_search+ep", str(capable)], check=True)
+    dropped = _privileged_copy(compile_c("after_drop.c", "after_drop"), "after_drop_sgid",
+                               0o2755, shadow)  # fmt: skip
+    mine = user_dir(public_dir, traced_user, "privileged")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=CALLS)]
+    with session(probes, uid=traced_user.uid) as s:
+        procs = [_start(traced_user, helper, mine / helper.name)
+                 for helper in (setgid, capable, binary)]  # fmt: skip
+        drop = subprocess.run(as_user(traced_user, [str(dropped), str(mine / "drop"), "7"]),
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        setgid_pid, capable_pid, plain_pid = (_pid_of(p) for p in procs)
+    trace = s.trace
+
+    assert (mine / setgid.name).stat().st_gid == shadow  # it did run with the group
+    for pid in (setgid_pid, capable_pid, int(drop.stdout)):
+        assert not trace.events_of(pid), pid
+    assert {str(mine / setgid.name), str(mine / capable.name), str(mine / "drop")}.isdisjoint(
+        trace.file_names().values()
+    )
+    assert len(_on(trace, plain_pid, "write", mine / binary.name)) == K
+    assert len(_on(trace, plain_pid, "pread", mine / binary.name)) == K
 
 
 def _step_daemon(title: str, script: str, *wrapper: str) -> subprocess.Popen:

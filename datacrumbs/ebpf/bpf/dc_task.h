@@ -92,17 +92,59 @@ static __always_inline void *dc_current_ring(void)
 	return th ? dc_ring(th) : dc_cpu_ring();
 }
 
-/* Whether the current task acts as the job user and no one else: its real, effective and
- * file-system uids are all the job user's. A setuid-root helper the user starts (passwd, a
- * site's sudo-like tool) keeps the user's real uid but acts as root: tracing it would hand the
- * user root's file names, return values and reads, so it is left out. Only tasks whose real
- * uid already matched pay for the two extra reads. */
+/* Whether the job user could ptrace the current task — the kernel's own rule
+ * (__ptrace_may_access), applied before anything is recorded: its real, effective, saved and
+ * file-system uids are all the job user's; its gids are all one (no setgid gain); it holds no
+ * capability; and its mm is dumpable as the user's (SUID_DUMP_USER: the kernel clears it when a
+ * setuid, setgid or file-capability program is exec'd, and it stays cleared after that program
+ * drops its privileges, because it may still hold what it read with them). A setuid-root
+ * helper (passwd), a setgid one (chage reading /etc/shadow) or a cap_dac_read_search one is
+ * thus never traced: its file names, return values and reads are not the user's to see. Only
+ * tasks whose real uid already matched pay for these reads. cap_effective/cap_permitted
+ * (u32[2] before 6.3, u64 since) and mm->flags are read as 8 raw bytes at their CO-RE
+ * offsets. */
+/* mm->flags: an unsigned long up to 6.17, a one-word bitmap (mm_flags_t) since; CO-RE
+ * matches a field only against a compatible local type, so each shape is a flavor and the
+ * running kernel's is chosen (the other branch is dead code to the verifier). */
+struct mm_struct___flags_long {
+	unsigned long flags;
+} __attribute__((preserve_access_index));
+struct mm_struct___flags_bitmap {
+	struct {
+		unsigned long bits[1];
+	} flags;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 dc_mm_flags(struct mm_struct *mm)
+{
+	__u64 flags = 0;
+
+	if (bpf_core_field_exists(((struct mm_struct___flags_bitmap *)mm)->flags))
+		bpf_core_read(&flags, sizeof(flags), &((struct mm_struct___flags_bitmap *)mm)->flags);
+	else
+		bpf_core_read(&flags, sizeof(flags), &((struct mm_struct___flags_long *)mm)->flags);
+	return flags;
+}
+
 static __always_inline bool dc_acts_as_user(void)
 {
 	/* through the task's BTF pointer: a load each, where BPF_CORE_READ costs a helper call */
-	const struct cred *cred = bpf_get_current_task_btf()->cred;
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct cred *cred = task->cred;
+	__u64 caps[2] = {};
+	struct mm_struct *mm;
 
-	return cred->euid.val == dc_cfg.uid && cred->fsuid.val == dc_cfg.uid;
+	if (cred->euid.val != dc_cfg.uid || cred->suid.val != dc_cfg.uid ||
+	    cred->fsuid.val != dc_cfg.uid)
+		return false;
+	if (cred->egid.val != cred->gid.val || cred->sgid.val != cred->gid.val ||
+	    cred->fsgid.val != cred->gid.val)
+		return false;
+	if (bpf_core_read(&caps[0], sizeof(caps[0]), &cred->cap_effective) ||
+	    bpf_core_read(&caps[1], sizeof(caps[1]), &cred->cap_permitted) || (caps[0] | caps[1]))
+		return false;
+	mm = task->mm;
+	return mm && (dc_mm_flags(mm) & 3) == 1; /* MMF_DUMPABLE_MASK == SUID_DUMP_USER */
 }
 
 /* Filter at entry: unrelated processes cost the uid check and nothing else. */

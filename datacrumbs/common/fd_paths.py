@@ -125,15 +125,19 @@ def _make(
     if owner is not None:
         try:
             with acting_as(owner):
-                os.mkdir(name, mode, dir_fd=parent)
-                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+                # Made meanwhile (another node's daemon, on a shared tree)? Then it is checked
+                # like any other entry, as the owner: root may not even be allowed to see it.
                 try:
-                    os.fchmod(child, mode)  # exactly, whatever the umask
-                finally:
-                    os.close(child)
+                    os.mkdir(name, mode, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                else:
+                    child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+                    try:
+                        os.fchmod(child, mode)  # exactly, whatever the umask
+                    finally:
+                        os.close(child)
                 return os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileExistsError:
-            pass  # made meanwhile: checked like any other entry
         except OSError as exc:
             # Only in root's own tree (no one else may write it) does root make the owner's
             # directory and hand it over: elsewhere it would be made where another user rules.

@@ -11,9 +11,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from rootsquash import rootsquash_mount
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.common.fs_identity import Identity
+from datacrumbs.common.fd_paths import _make
+from datacrumbs.common.fs_identity import Identity, acting_as
 from datacrumbs.common.settings import load_settings
 from datacrumbs.daemon.trace_location import open_trace_location
 
@@ -127,3 +129,34 @@ def test_a_link_planted_at_the_trace_s_name_is_one_line(reachable_dir: Path) -> 
         assert not target.exists()
     finally:
         location.close()
+
+
+def test_a_directory_another_node_made_meanwhile_is_taken_as_the_user(
+    reachable_dir: Path,
+) -> None:
+    """Two nodes' daemons make the same user's tree on a shared, root-squashed scratch at
+    once: the one that finds the directory made between its look and its mkdir takes it as the
+    user (root, squashed, may not even look in the user's directory). Played here by making the
+    directory before the walk's mkdir, through the emulated export."""
+    source = reachable_dir / "scratch.export"
+    home = source / "daemon"
+    home.mkdir(parents=True)
+    source.chmod(0o755)
+    daemon = pwd.getpwnam("daemon")
+    os.chown(home, daemon.pw_uid, daemon.pw_gid)
+    home.chmod(0o700)
+    with rootsquash_mount(source, reachable_dir / "scratch") as scratch:
+        parent = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            user = Identity.of(daemon)
+            (home / "dc").mkdir(mode=0o700)  # the other node's daemon won the race
+            os.chown(home / "dc", daemon.pw_uid, daemon.pw_gid)
+            with acting_as(user):
+                child = os.open("daemon", os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+            try:
+                info = _make(child, "dc", 0o700, scratch / "daemon/dc", user)
+            finally:
+                os.close(child)
+        finally:
+            os.close(parent)
+    assert info.st_uid == daemon.pw_uid and stat.S_ISDIR(info.st_mode)

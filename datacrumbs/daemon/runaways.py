@@ -6,24 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from datacrumbs.common.probes import Probe
-from datacrumbs.common.status_db import Target
-from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
-from datacrumbs.ebpf.engine import Engine, TargetOutcome
+from datacrumbs.ebpf.engine import Engine
 from datacrumbs.trace.writer import TraceWriter
 
-__all__ = ["Runaways", "outcome_target", "target_of"]
-
-
-def target_of(probe: Probe, function: str) -> Target:
-    """The status-database key of one function of one probe."""
-    return status_target(probe.type, probe.binary_path, probe.provider, function)
-
-
-def outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
-    """The status-database key of what the engine reports an outcome of."""
-    return target_of(probes[outcome.category], outcome.function)
+__all__ = ["Runaways"]
 
 
 @dataclass

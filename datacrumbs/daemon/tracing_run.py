@@ -32,16 +32,17 @@ from datacrumbs.common.run_files import RunFiles
 from datacrumbs.common.run_id import resolve_run_id
 from datacrumbs.common.settings import load_settings
 from datacrumbs.common.status_db import Outcome, StatusDB, Target, status_db_path
+from datacrumbs.common.status_db import target_of as status_target
 from datacrumbs.daemon.hit_limit import HitLimit
 from datacrumbs.daemon.job_scope import JobScope
 from datacrumbs.daemon.pinned_binaries import PinnedBinaries
 from datacrumbs.daemon.probe_acceptance import accept_probe_file
-from datacrumbs.daemon.runaways import Runaways, outcome_target, target_of
+from datacrumbs.daemon.runaways import Runaways
 from datacrumbs.daemon.stop_signal import StopSignal
 from datacrumbs.daemon.trace_location import TraceLocation, open_trace_location
 from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import URING_OPS
-from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError
+from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
 from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, ring_layout
 from datacrumbs.trace.recording import Recording, RecordingStats
@@ -64,10 +65,20 @@ def _user(name: str | None, setting: str, what: str) -> pwd.struct_passwd:
         raise DatacrumbsError(f"{setting}: no user {name!r} on this host") from None
 
 
+def _target_of(probe: Probe, function: str) -> Target:
+    """The status-database key of one function of one probe."""
+    return status_target(probe.type, probe.binary_path, probe.provider, function)
+
+
+def _outcome_target(outcome: TargetOutcome, probes: dict[str, Probe]) -> Target:
+    """The status-database key of what the engine reports an outcome of."""
+    return _target_of(probes[outcome.category], outcome.function)
+
+
 def _without_known_invalid(probes: Iterable[Probe], known: dict[Target, str]) -> list[Probe]:
     kept = []
     for probe in probes:
-        functions = [f for f in probe.functions if target_of(probe, f) not in known]
+        functions = [f for f in probe.functions if _target_of(probe, f) not in known]
         if functions:
             kept.append(probe.model_copy(update={"functions": functions}))
     return kept
@@ -167,7 +178,7 @@ class TracingRun:
         self.probe_file: ProbeFile = accept_probe_file(
             self.probe_path, self.settings, self.job_user.name, self.job_user
         )
-        self.requested = [target_of(p, f) for p in self.probe_file.categories for f in p.functions]
+        self.requested = [_target_of(p, f) for p in self.probe_file.categories for f in p.functions]
 
     # -- claims and files -----------------------------------------------------------------
     def claim_run_files(self) -> None:
@@ -269,7 +280,7 @@ class TracingRun:
         attempted = self.engine.attach(self.pinned.probes, self.pinned.kernel_paths)
         by_category = {p.name: p for p in self.probes}
         self.status_db.record(
-            Outcome(outcome_target(o, by_category), o.attached, o.reason or "")
+            Outcome(_outcome_target(o, by_category), o.attached, o.reason or "")
             for o in self.pinned.unusable + attempted
             if not o.conflict
         )

@@ -130,7 +130,7 @@ class TraceWriter:
         return Unwritten(*self._unwritten)
 
     def fileno(self) -> int:
-        """The trace file's descriptor (to hand it to the job user with ``fchown``)."""
+        """The trace file's descriptor."""
         return self._fd
 
     # -- producer side -------------------------------------------------------------------

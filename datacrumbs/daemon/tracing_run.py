@@ -431,7 +431,7 @@ def _wait_for_stop(
     interval = TICK_SECONDS
     if notifier.watchdog_interval is not None:
         interval = min(interval, notifier.watchdog_interval)
-    while not stop.event.wait(interval):
+    while not stop.wait(interval):
         if recording.engine.failure is not None:
             return  # stop() reports it; the ready file goes on exit
         tick()

@@ -12,8 +12,12 @@ its links outlive it. A failure before any function of the session went through 
 load: the kernel refuses fentry programs; the attach: no fentry cookies before 6.0) is taken as
 the kernel's, and the session's functions go to kprobes (``kfunc_mode="auto"``).
 
-Only integers by the kernel's own BTF are recorded: a kernel pointer (an argument, or a return
-such as ``d_path``'s) in a user's trace would give away the kernel's address layout.
+Only values whose type in this node's own BTF cannot hold an address are recorded
+(:mod:`kernel_btf`: integers of 32 bits or fewer, enums, 64-bit counts and offsets such as
+``ssize_t``; not ``d_path``'s ``char *`` nor ``kallsyms_lookup_name``'s ``unsigned long``): a
+kernel address in a user's trace would give away the kernel's address layout. A target whose
+arguments ask for a pointer to be read (``is_pointer``) is refused, whatever the signer
+signed: kernel memory is never read for a trace.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ class KprobeAttacher:
 
     def _attach(self, probe: Probe, function: str) -> TargetOutcome:
         ctx = self.ctx
+        arguments = probe.function_arguments.get(function, [])
+        if refused := kernel_btf.pointer_refusal(arguments):
+            return ctx.failed(probe, function, refused)
         if reason := ctx.claim("kprobe", function, probe):
             return ctx.conflicting(probe, function, reason)
         try:
@@ -89,11 +96,12 @@ class KprobeAttacher:
     def _spec(
         self, probe: Probe, function: str, signature: kernel_btf.FunctionSignature | None
     ) -> tuple[int, int]:
-        """A function id for the function (what it records: its integer values), and its
+        """A function id for the function (what it records: the values BTF lets it), and its
         cookie. Given up again (``functions.remove``) by whatever then fails to attach."""
-        values, has_return = kernel_btf.kernel_values(
+        values, returns = kernel_btf.kernel_values(
             signature, probe.function_arguments.get(function, [])
         )
+        has_return = returns is not None
         spec = self.ctx.functions.add(
             function,
             KERNEL,

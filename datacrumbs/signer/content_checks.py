@@ -4,6 +4,13 @@ The launcher is the signer's own code, but it runs as the user, on the user's in
 document is re-validated here: the schema (strict pydantic), that it is made for the user who
 asked, on this host, for this installation, that every binary it names is a real ELF file that
 no one else can swap, that it expires soon, and that it stays within the limits.
+
+Captured arguments (``function_arguments``): a uprobe's ``is_pointer`` is signed, since it
+reads user memory of the traced process, which the daemon traces only where the job user could
+ptrace it (issue 25, N1); a kprobe's is refused, since it would read kernel memory
+(:func:`kernel_btf.pointer_refusal`, which the daemon applies again). Which kernel values are
+integers that cannot hold an address is not checked here: the signer's host may run another
+kernel than the nodes, and each node's daemon decides from its own BTF (N9).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from datacrumbs.common.probes import ProbeFile, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.common.signing import ALGORITHM, MAX_EXPIRY
 from datacrumbs.ebpf.elf_symbols import ElfSymbols, SymbolError
+from datacrumbs.ebpf.kernel_btf import pointer_refusal
 from datacrumbs.ebpf.uprobes import parse_target
 
 __all__ = ["ContentRefused", "check_document"]
@@ -196,6 +204,11 @@ def _check_categories(model: ProbeFile, hot: re.Pattern[str] | None) -> None:
             )
         if (probe.type == ProbeType.USDT) != (probe.provider is not None):
             raise ContentRefused(f"{label}: provider is required for usdt probes and only them")
+        if probe.type == ProbeType.KPROBE:
+            for function, arguments in probe.function_arguments.items():
+                if refused := pointer_refusal(arguments):
+                    where = f"function_arguments[{function[:64]!r}]"
+                    raise ContentRefused(f"{label}: {where}: {refused}")
         if probe.binary_path is not None:
             # USDT categories list probe names, not functions: only uprobes are symbol-checked.
             functions = probe.functions if probe.type == ProbeType.UPROBE else ()

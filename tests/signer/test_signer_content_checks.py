@@ -268,3 +268,43 @@ def test_hot_shared_library_functions_are_refused(
         "): a uprobe on it slows every process of the node; refused by "
         "the site's DATACRUMBS_HOT_FUNCTIONS"
     )
+
+
+def _kprobe_reading(doc: dict[str, Any], pointer: bool) -> dict[str, Any]:
+    """``doc`` with a kprobe category on vfs_read that captures its ``buf`` argument, read
+    through as a pointer when ``pointer``."""
+    buf = {"index": 1, "label": "buf", "num_bytes": 8, "is_pointer": pointer}
+    doc["categories"].append(
+        {
+            "type": 1,
+            "name": "vfs",
+            "functions": ["vfs_read"],
+            "function_arguments": {"vfs_read": [buf]},
+        }
+    )
+    return doc
+
+
+def test_kprobe_argument_read_as_a_pointer_is_refused(crafted_node: Node, nobody_dir: Path) -> None:
+    # Issue 25, N10: a kernel function's pointer is a kernel address, what it points to kernel
+    # memory; the daemon refuses the target too (tests/engine/test_kernel_btf.py).
+    doc = _kprobe_reading(document(crafted_node.settings(), "nobody"), pointer=True)
+    assert _refused(crafted_node, nobody_dir, doc) == (
+        "categories[2] ('vfs'): function_arguments['vfs_read']: argument 1 ('buf') is_pointer: "
+        "a kernel function's pointer points to kernel memory, which is never read"
+    )
+
+
+def test_uprobe_pointer_and_kprobe_value_arguments_are_signed(
+    crafted_node: Node, nobody_dir: Path
+) -> None:
+    # A uprobe's pointer is read with bpf_probe_read_user in a process the job user could
+    # ptrace (N1): nothing the user could not read. A kprobe's plain argument is signed as
+    # asked; whether it is recorded is the node's BTF's to say (N9), not the signer's.
+    doc = _kprobe_reading(document(crafted_node.settings(), "nobody"), pointer=False)
+    mode = {"index": 1, "label": "mode", "num_bytes": 1, "is_pointer": True}
+    doc["categories"][1]["function_arguments"] = {"fopen": [mode]}
+    reply, audit = _send(crafted_node, {"document": doc})
+    assert reply["ok"] is True, reply
+    verify(read_verify_keys(crafted_node.settings().verify_keys_file), doc | reply)
+    assert "DECISION=signed FUNCTIONS=5 " in audit[0]

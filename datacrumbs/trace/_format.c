@@ -321,6 +321,8 @@ struct walk {
 	uint64_t eid, events;
 	char *out; /* room for max_line bytes per call record the chunk can hold */
 	Py_ssize_t used;
+	__u32 last_tid; /* the last call record walked: its thread and entry time (a time the */
+	__u64 last_ts;	/* thread was alive: process_info.py checks a pid against it) */
 };
 
 /* The call records from w->pos on, without the GIL. */
@@ -347,6 +349,8 @@ static void walk_calls(const Formatter *self, const char *chunk, Py_ssize_t end,
 		memcpy(&c, rec + HEADER_SIZE, sizeof(c));
 		w->pos += HEADER_SIZE + (((len & LEN_MASK) + 7) & ~7U);
 		w->records++;
+		w->last_tid = c.tid;
+		w->last_ts = c.ts;
 		if (c.fid >= self->nfns || !self->fns[c.fid].known)
 			continue;
 		fn = &self->fns[c.fid];
@@ -373,7 +377,8 @@ static void walk_calls(const Formatter *self, const char *chunk, Py_ssize_t end,
 	}
 }
 
-/* format_calls(chunk, pos, eid) -> (text, pos, eid, events, records). The lines are made in
+/* format_calls(chunk, pos, eid) -> (text, pos, eid, events, records, last_tid, last_ts): last_*
+ * of the last call record walked (0, 0: none). The lines are made in
  * the formatter's own buffer, grown to the most lines the chunk could hold and kept, then
  * copied into the bytes returned. */
 static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
@@ -409,14 +414,16 @@ static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 	walk_calls(self, chunk.buf, chunk.len, &w);
 	Py_END_ALLOW_THREADS
 	PyBuffer_Release(&chunk);
-	return Py_BuildValue("y#nKKn", w.out, w.used, w.pos, (unsigned long long)w.eid,
-			     (unsigned long long)w.events, w.records);
+	return Py_BuildValue("y#nKKnIK", w.out, w.used, w.pos, (unsigned long long)w.eid,
+			     (unsigned long long)w.events, w.records, (unsigned int)w.last_tid,
+			     (unsigned long long)w.last_ts);
 }
 
 static PyMethodDef Formatter_methods[] = {
 	{"format_calls", (PyCFunction)Formatter_format_calls, METH_VARARGS,
-	 "format_calls(chunk, pos, eid) -> (text, pos, eid, events, records): the call records "
-	 "from pos up to the first record of another type or the chunk's end."},
+	 "format_calls(chunk, pos, eid) -> (text, pos, eid, events, records, last_tid, last_ts): "
+	 "the call records from pos up to the first record of another type or the chunk's end; "
+	 "last_tid and last_ts are the last call record's (0, 0: none)."},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -24,18 +24,36 @@ from typing import NamedTuple
 from datacrumbs.common.dftracer_names import BYTE_RETURNS
 from datacrumbs.ebpf.functions import ArgField, ArgKind, FunctionSpec
 from datacrumbs.ebpf.profile_map import ROW_SIZE
-from datacrumbs.ebpf.records import AGG, AGG_KEY, NAME_HEADER, TASK, RecordType, fnv1a64
+from datacrumbs.ebpf.records import (
+    AGG,
+    AGG_KEY,
+    NAME_HEADER,
+    TASK,
+    TASK_FIELDS,
+    RecordType,
+    field_offsets,
+    fnv1a64,
+)
 from datacrumbs.ebpf.ringbuf import DISCARD_BIT, HEADER_SIZE
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace import _format as _fast
 from datacrumbs.trace.clock import clock_facts
 
-__all__ = ["EventFormatter", "Unwritten"]
+__all__ = ["EventFormatter", "ProcessInfo", "Unwritten"]
+
+#: Reads a process's metadata: (pid, its command name as the kernel sent it, a CLOCK_MONOTONIC
+#: time the kernel saw it running or None) -> its fields, or None when it cannot be read as
+#: that very process (:class:`~datacrumbs.trace.process_info.ProcessInfoReader`).
+ProcessInfo = Callable[[int, bytes, int | None], Mapping[str, str] | None]
 
 _HEADER_AND_TYPE = struct.Struct("<III")  # ring-buffer header (len, pg_off) + record type
 _LEN_MASK = 0x3FFFFFFF
 _NAME = int(RecordType.NAME)
 _TASK = int(RecordType.TASK)
+_TID = struct.Struct("<I")
+_TASK_TID = field_offsets(TASK, TASK_FIELDS)["tid"][0]
+#: what a process whose metadata could not be read as that very process gets (PR lines)
+_UNKNOWN = {"metadata": "unknown"}
 
 
 def _json(text: str) -> str:
@@ -136,7 +154,7 @@ class EventFormatter:
         hostname: str,
         pid: int,
         tid: int,
-        process_info: Callable[[int], Mapping[str, str]] | None = None,
+        process_info: ProcessInfo | None = None,
         profile_interval_ns: int = 0,
         profile_interval_shift: int = 0,
     ) -> None:
@@ -256,10 +274,11 @@ class EventFormatter:
         args = f'{{"hhash":"{self.hhash}","name":{_json(name)},"value":"{fhash:016x}"}}'
         return self._meta("FH", pid, tid, args)
 
-    def _task_lines(self, chunk: bytes, rec: int) -> str:
+    def _task_lines(self, chunk: bytes, rec: int, alive_at: int | None) -> str:
         _, _, pid, tid, comm, process_comm = TASK.unpack_from(chunk, rec)
         out = ""
-        process = process_comm.split(b"\0", 1)[0].decode(errors="backslashreplace")
+        process_raw = process_comm.split(b"\0", 1)[0]
+        process = process_raw.decode(errors="backslashreplace")
         thread = comm.split(b"\0", 1)[0].decode(errors="backslashreplace")
         if self._process_names.get(pid) != process:
             self._process_names[pid] = process
@@ -269,7 +288,10 @@ class EventFormatter:
                 "PR", pid, tid, f'{{"hhash":"{self.hhash}","name":"comm","value":{name}}}'
             )
             if self._process_info is not None:
-                for key, value in self._process_info(pid).items():
+                info = self._process_info(pid, process_raw, alive_at)
+                # None: gone, or no longer the process the kernel described (another may
+                # hold its pid now): the trace says so rather than show another's
+                for key, value in (info if info is not None else _UNKNOWN).items():
                     args = f'{{"hhash":"{self.hhash}","name":{_json(key)},"value":{_json(value)}}}'
                     out += self._meta("PR", pid, tid, args)
         if self._thread_names.get(tid) != thread:
@@ -288,9 +310,8 @@ class EventFormatter:
         out: list[bytes] = []
         pos, end = 0, len(chunk)
         while pos < end:
-            text, pos, self.next_id, events, records = self._calls.format_calls(
-                chunk, pos, self.next_id
-            )
+            batch = self._calls.format_calls(chunk, pos, self.next_id)
+            text, pos, self.next_id, events, records, last_tid, last_ts = batch
             out.append(text)
             self.events += events
             self.records += records
@@ -305,7 +326,12 @@ class EventFormatter:
             if rtype == _NAME:
                 out.append(self._name_line(chunk, rec).encode())
             elif rtype == _TASK:
-                out.append(self._task_lines(chunk, rec).encode())
+                # the kernel reserves a thread's call record before describing the thread:
+                # the call just before is its own, made while it ran (unless another CPU's
+                # record came in between)
+                tid = _TID.unpack_from(chunk, rec + _TASK_TID)[0]
+                alive_at = last_ts if records and last_tid == tid else None
+                out.append(self._task_lines(chunk, rec, alive_at).encode())
         return b"".join(out)
 
     # -- profile mode --------------------------------------------------------------------

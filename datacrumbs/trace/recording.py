@@ -20,7 +20,7 @@ from datacrumbs.ebpf.engine import Engine, EngineError
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace.clock import clock_offset_ns
 from datacrumbs.trace.format import EventFormatter
-from datacrumbs.trace.process_info import read_process_info
+from datacrumbs.trace.process_info import ProcessInfoReader
 from datacrumbs.trace.writer import TraceWriter
 
 __all__ = ["Recording", "RecordingStats"]
@@ -70,7 +70,7 @@ class Recording:
             hostname=self.hostname,
             pid=os.getpid(),
             tid=threading.get_native_id(),
-            process_info=read_process_info,
+            process_info=ProcessInfoReader(self.engine.config.uid),
             profile_interval_ns=self.engine.config.profile_interval_ns,
             profile_interval_shift=self.engine.profile_interval_shift,
         )

@@ -107,14 +107,15 @@ def test_process_and_thread_names_are_written_once(session, compile_c, public_di
     assert [e["args"]["name"] for e in threads] == ["file_io"]
     pr = [e for e in trace.metadata("PR") if e["pid"] == pid]
     # Once each. What /proc still showed as its first records were formatted comes too: on a
-    # slow machine (the kernel matrix's emulated CPU) the process may still be running, a
-    # zombie, or gone between two reads; setpriv exec'd it from this process.
+    # slow machine (the kernel matrix's emulated CPU) the process may still be running, or
+    # gone between two reads; gone before, it is "unknown" (never another process's, N11);
+    # setpriv exec'd it from this process.
     fields = [(e["args"]["name"], e["args"]["value"]) for e in pr]
     assert fields[0] == ("comm", "file_io")
     assert len({name for name, _ in fields}) == len(fields)
     possible = {("cmd", f"{binary} {work / 'f'} 3 10"), ("exe", str(binary)),
                 ("cwd", os.getcwd()), ("ppid", str(os.getpid()))}  # fmt: skip
-    assert set(fields[1:]) <= possible
+    assert set(fields[1:]) <= possible or fields[1:] == [("metadata", "unknown")]
     hosts = trace.metadata("HH")
     assert len(hosts) == 1
     assert {e["args"]["hhash"] for e in trace.events} == {hosts[0]["args"]["value"]}

@@ -80,7 +80,7 @@ def parent_cmdline_problem(cmdline: str) -> str | None:
 
 
 #: Fields that are the signer's policy: kept in the system configuration only.
-POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit"})
+POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit", "uprobe_scope"})
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -248,8 +248,19 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Most hits per second one job's uprobes and kprobes may take on a node, counted in "
-            "every process that runs the code; over it the daemon detaches the busiest "
-            "functions (0: no limit)."
+            "the job's processes (every process that runs the code, for kprobes and uprobes "
+            "scoped to the node); over it the daemon detaches the busiest functions (0: no "
+            "limit)."
+        ),
+    )
+    uprobe_scope: Literal["job", "node"] = Field(
+        default="job",
+        description=(
+            "Where uprobes trap: 'job' writes their breakpoints only into the job's processes "
+            "(each gets its links as the kernel tells of it, within milliseconds; its calls "
+            "before are not traced), so other users' processes never pay for them; 'node' "
+            "attaches them once for every process on the node (exact from a process's first "
+            "instruction; for nodes a job has to itself)."
         ),
     )
 

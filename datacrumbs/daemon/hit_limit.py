@@ -1,9 +1,11 @@
 """The job's budget of function-probe hits per second, and the functions that overspend it.
 
-A uprobe is a breakpoint in a file's code: every process that runs the code traps into the
-kernel, the job's or not, before any filter. The signer refuses the known hot functions of
-shared libraries (``DATACRUMBS_HOT_FUNCTIONS``); what it cannot foresee — a function that is
-hot only in this job, a library function missing from the list — is caught here. The daemon
+A uprobe is a breakpoint in a file's code. Scoped to the job (``DATACRUMBS_UPROBE_SCOPE``,
+the default) only the job's processes have it and pay for it; scoped to the node, every process
+that runs the code traps into the kernel, the job's or not, before any filter. The signer
+refuses the known hot functions of shared libraries (``DATACRUMBS_HOT_FUNCTIONS``); what it
+cannot foresee — a function that is hot only in this job, a library function missing from the
+list — is caught here. The daemon
 samples the kernel's per-function hit counters about once a second; when the job's total rate
 passes ``DATACRUMBS_UPROBE_HIT_LIMIT``, the busiest functions are detached, one after another,
 until what remains fits the limit.

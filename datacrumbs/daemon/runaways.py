@@ -32,9 +32,10 @@ class Runaways:
         over = self.limit.over(self.engine.function_hits(), time.monotonic())
         if not over:
             return
+        where = "the job's" if self.engine.config.uprobe_scope == "job" else "all"
         reasons = {
             fid: (
-                f"detached: {rate:,} hits/s in all processes, over this job's limit of "
+                f"detached: {rate:,} hits/s in {where} processes, over this job's limit of "
                 f"{self.limit.limit:,} (DATACRUMBS_UPROBE_HIT_LIMIT)"
             )
             for fid, rate in over.items()

@@ -252,6 +252,7 @@ class TracingRun:
                 function_slots=len(self.requested) + 1 + URING_OPS,
                 profile_interval_ns=s.profile_interval_ms * 1_000_000 if profiles else 0,
                 profile_keys=s.profile_max_keys,
+                uprobe_scope=s.uprobe_scope,
             )
         )
         if profiles:
@@ -375,13 +376,25 @@ class TracingRun:
     def finish(self) -> RecordingStats:
         """Drain, and finish the trace with its summary."""
         self.notifier.stopping("stopping: draining the ring buffer and finishing the trace")
-        return self.recording.stop(
-            summary={
-                "run_id": self.run_id,
-                "user": self.job_user.name,
-                "duration_s": round(time.monotonic() - self.started, 3),
+        summary: dict[str, int | float | str] = {
+            "run_id": self.run_id,
+            "user": self.job_user.name,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+        following = self.engine.following
+        if following is not None:  # uprobes scoped to the job: how soon each process had them
+            summary |= {
+                "uprobe_processes": following.followed,
+                "uprobe_processes_missed": following.missed,
+                "uprobe_attach_delay": following.latency_summary(),
             }
-        )
+            self.log.info(
+                "uprobes were given to %d job processes (attach delay %s; %d gone before)",
+                following.followed,
+                following.latency_summary() or "not measured",
+                following.missed,
+            )
+        return self.recording.stop(summary=summary)
 
     def report(self, final: RecordingStats) -> None:
         """The end, in the journal and the status database (where it is said even when the

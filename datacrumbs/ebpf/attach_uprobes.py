@@ -1,6 +1,12 @@
 """Uprobes: the functions of one binary share one uprobe_multi link per direction (kernel 6.6+),
 or get one perf-event uprobe and uretprobe each (older kernels, ``uprobe_mode="single"``).
 
+Scoped to the job (``per_process``, the default), the links are made per job process by
+:mod:`process_uprobes`; here each binary's functions are checked, claimed and numbered, and the
+kernel's consent is asked once, with links on the daemon's own process that are destroyed at
+once (an offset the kernel refuses fails here, named, not in every process later). Scoped to
+the node, the links are made here, for every process.
+
 Every target is checked against the binary's ELF symbols, names and explicit offsets alike: a
 ``name:0xOFFSET`` must start one of its functions (a breakpoint elsewhere would corrupt the code
 others run). Targets are claimed by address, so an alias (glibc's fopen and fopen64) is not
@@ -10,6 +16,7 @@ traced twice. The binary is reached through the pinned path the daemon checked.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,8 +33,9 @@ from datacrumbs.ebpf import uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError
-from datacrumbs.ebpf.link_set import FunctionLinks
+from datacrumbs.ebpf.link_set import FunctionLinks, Link, LinkSet
 from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
+from datacrumbs.ebpf.process_uprobes import BinaryPlan, ProcessUprobes, Site
 from datacrumbs.ebpf.records import FUNC_RET_ITEMS
 
 __all__ = ["UprobeAttacher"]
@@ -84,11 +92,17 @@ def _add(
 
 
 class UprobeAttacher:
-    """Attaches uprobes with uprobe_multi links (``multi``) or perf-event uprobes."""
+    """Attaches uprobes with uprobe_multi links (``multi``) or perf-event uprobes, in every
+    process or (``per_process``) planned for :attr:`per_process`, which attaches them in each
+    job process."""
 
-    def __init__(self, ctx: AttachContext, multi: bool) -> None:
+    def __init__(self, ctx: AttachContext, multi: bool, per_process: bool = False) -> None:
         self.ctx = ctx
         self.multi = multi
+        self.scoped = per_process
+        #: The plan of the job's processes' uprobes (``per_process``), once attach() ran.
+        self.per_process: ProcessUprobes | None = None
+        self._checks: list[Link] = []  # links on the daemon's own process, destroyed at once
 
     def attach(self, targets: Sequence[Target]) -> list[TargetOutcome]:
         symbols: _Symbols = {}  # each binary's symbols are read once per attach
@@ -98,7 +112,7 @@ class UprobeAttacher:
             resolved = self._resolve(probe, function, symbols)
             if isinstance(resolved, TargetOutcome):
                 outcomes.append(resolved)
-            elif self.multi:
+            elif self.multi or self.scoped:
                 planned = self._plan(probe, function, *resolved)
                 if isinstance(planned, TargetOutcome):
                     outcomes.append(planned)
@@ -109,13 +123,43 @@ class UprobeAttacher:
                     outcomes.append(None)
             else:
                 outcomes.append(self._attach_single(probe, function, *resolved))
+        check = os.getpid() if self.scoped else 0
+        plans: list[BinaryPlan] = []
         for binary, slotted in by_binary.items():
             slots = dict((id(p), slot) for slot, p in slotted)
-            for target, reason in self._attach_group(binary, [p for _, p in slotted]):
+            group = [p for _, p in slotted]
+            if self.multi:
+                results = self._attach_group(binary, group, check)
+            else:
+                results = [(p, self._check_single(binary, p, check)) for p in group]
+            sites = []
+            for target, reason in results:
                 outcomes[slots[id(target)]] = self._outcome(target, reason)
+                if reason is None:
+                    sites.append(Site(target.offset, target.cookie, target.fid))
+            if sites:
+                plans.append(BinaryPlan(self.ctx.kernel_binary(binary), sites))
+        if self.scoped:
+            checks, self._checks = self._checks, []
+            LinkSet(checks).destroy_all()
+            self.per_process = ProcessUprobes(self.ctx.obj, self.multi, plans)
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(outcomes)
         return final
+
+    def _check_single(self, binary: str, target: _Planned, pid: int) -> str | None:
+        """Whether the kernel takes one function's perf-event uprobe pair (on process ``pid``:
+        the links are destroyed at once); the reason when it does not."""
+        path = self.ctx.kernel_binary(binary)
+        obj = self.ctx.obj
+        try:
+            for program, ret in ((FUNC_EXIT, True), (FUNC_ENTER, False)):
+                self._checks.append(
+                    obj.attach_uprobe(program, path, target.offset, target.cookie, ret, pid)
+                )
+        except BpfError as exc:
+            return str(exc)
+        return None
 
     def _resolve(
         self, probe: Probe, function: str, cache: _Symbols
@@ -193,40 +237,45 @@ class UprobeAttacher:
         return _Planned(probe, function, claim, offset, spec.fid, cookie)
 
     def _attach_group(
-        self, binary: str, targets: list[_Planned]
+        self, binary: str, targets: list[_Planned], pid: int = 0
     ) -> list[tuple[_Planned, str | None]]:
         """One uprobe_multi link per direction for ``targets`` (exit first, so that no entry is
-        recorded without its exit). When the kernel refuses the group for one offset, the group
-        is halved until the bad targets stand alone: a bad function never fails its
-        neighbours. Returns (target, None or the reason it failed)."""
+        recorded without its exit): in every process (``pid`` 0: the session keeps them), or
+        on process ``pid`` only to ask the kernel (destroyed after the attach). When the kernel
+        refuses the group for one offset, the group is halved until the bad targets stand
+        alone: a bad function never fails its neighbours. Returns (target, None or the reason
+        it failed)."""
         obj = self.ctx.obj
         offsets = [t.offset for t in targets]
         cookies = [t.cookie for t in targets]
         path = self.ctx.kernel_binary(binary)
         try:
-            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, path, offsets, cookies, True)
+            exit_link = obj.attach_uprobe_multi(UMULTI_EXIT, path, offsets, cookies, True, pid)
         except BpfError as exc:
-            return self._split_group(binary, targets, exc)
+            return self._split_group(binary, targets, exc, pid)
         try:
-            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, path, offsets, cookies, False)
+            enter_link = obj.attach_uprobe_multi(UMULTI_ENTER, path, offsets, cookies, False, pid)
         except BpfError as exc:
             exit_link.destroy()
-            return self._split_group(binary, targets, exc)
-        self.ctx.links.add_functions(
-            FunctionLinks(
-                [exit_link, enter_link], [t.fid for t in targets], _Group(binary, targets)
+            return self._split_group(binary, targets, exc, pid)
+        if pid:
+            self._checks += [exit_link, enter_link]
+        else:
+            self.ctx.links.add_functions(
+                FunctionLinks(
+                    [exit_link, enter_link], [t.fid for t in targets], _Group(binary, targets)
+                )
             )
-        )
         return [(t, None) for t in targets]
 
     def _split_group(
-        self, binary: str, targets: list[_Planned], exc: BpfError
+        self, binary: str, targets: list[_Planned], exc: BpfError, pid: int
     ) -> list[tuple[_Planned, str | None]]:
         if len(targets) == 1 or exc.errno in _WHOLE_BINARY_ERRORS:
             return [(t, str(exc)) for t in targets]
         half = len(targets) // 2
-        return self._attach_group(binary, targets[:half]) + self._attach_group(
-            binary, targets[half:]
+        return self._attach_group(binary, targets[:half], pid) + self._attach_group(
+            binary, targets[half:], pid
         )
 
     def _outcome(self, target: _Planned, reason: str | None) -> TargetOutcome:

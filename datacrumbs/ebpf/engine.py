@@ -40,6 +40,8 @@ from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_lookup, map_update
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
+from datacrumbs.ebpf.process_follower import ProcessFollower, job_processes
+from datacrumbs.ebpf.process_uprobes import FollowStats
 from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import SCOPE, pack_scope
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
@@ -78,6 +80,7 @@ class Engine:
         # the exit program outlives the call probes: a thread that exits while the last
         # harvest runs still hands its profile aggregate over (see stop())
         self._exit_link: BpfLink | None = None
+        self._follower: ProcessFollower | None = None
         self._last = EngineStats(0, LossCounts())
 
     # -- load ----------------------------------------------------------------------------
@@ -108,7 +111,9 @@ class Engine:
                 self.close()
                 raise EngineError(str(exc)) from None
         self._syscalls = SyscallAttacher(ctx, self.config.syscall_mode)
-        self._uprobes = UprobeAttacher(ctx, loaded.uprobe_multi)
+        self._uprobes = UprobeAttacher(
+            ctx, loaded.uprobe_multi, per_process=self.config.uprobe_scope == "job"
+        )
         self._kprobes = KprobeAttacher(
             ctx, loaded.kprobes_unsupported, self.config.kfunc_mode, loaded.path, loaded.config
         )
@@ -159,6 +164,7 @@ class Engine:
         final += implied
         if self.config.profiles:
             self._set_offset_args()
+        self._follow_job_processes()
         for outcome in final:
             if not outcome.attached:
                 _log.warning(
@@ -178,6 +184,46 @@ class Engine:
             index = next((f.index for f in spec.fields if f.key == "offset"), None)
             if index is not None and fid < self.config.function_slots:
                 map_update(fd, fid.to_bytes(4, "little"), (index + 1).to_bytes(4, "little"))
+
+    def _follow_job_processes(self) -> None:
+        """Uprobes scoped to the job: have the kernel tell of each job process as it is born
+        and dies, and give each its links; first those that exist now (a process told of
+        twice is attached once)."""
+        per_process = self._uprobes.per_process if self._uprobes is not None else None
+        if per_process is None or not per_process.fids or self._follower is not None:
+            return
+        ctx = self._context
+        try:
+            for program in (object_names.FOLLOW_EXIT, object_names.FOLLOW_FORK):
+                ctx.links.add(ctx.obj.attach_trace(program))
+            self._follower = ProcessFollower(
+                ctx.obj.map_fd(object_names.FOLLOW_RING_MAP), per_process
+            )
+            self._follower.start()
+            ctx.links.add(ctx.obj.attach_trace(object_names.FOLLOW_EXEC))
+        except BpfError as exc:
+            raise EngineError(str(exc)) from exc
+        cgroup = self.config.cgroup
+        if self.config.filters_tasks:
+            return  # the step daemon's processes are all born after the load
+        if isinstance(cgroup, int) or (cgroup is None and self.config.cgroup_later):
+            return  # by id, or not made yet: its processes are told of as they exec
+        for pid in job_processes(Path(cgroup) if cgroup is not None else None, self.config.uid):
+            if pid != os.getpid():
+                per_process.follow(pid, None)
+
+    @property
+    def following(self) -> FollowStats | None:
+        """Uprobes scoped to the job: what following its processes came to so far (None when
+        no process is followed: node scope, or no uprobe attached)."""
+        if self._follower is None:
+            return None
+        return self._follower.uprobes.stats
+
+    def follows(self, pid: int) -> bool:
+        """Whether process ``pid`` has its uprobes now (uprobes scoped to the job)."""
+        uprobes = self._uprobes.per_process if self._uprobes is not None else None
+        return uprobes is not None and uprobes.has(pid)
 
     @property
     def kernel_functions_via(self) -> dict[str, str]:
@@ -259,11 +305,10 @@ class Engine:
         ctx = self._context
         fd = ctx.obj.map_fd(object_names.HITS_MAP)
         ncpu = possible_cpus()
-        return {
-            fid: sum_per_cpu(fd, fid, ncpu)
-            for fid in ctx.links.by_function
-            if fid < self.config.function_slots
-        }
+        fids = set(ctx.links.by_function)
+        if self._uprobes is not None and self._uprobes.per_process is not None:
+            fids |= self._uprobes.per_process.fids
+        return {fid: sum_per_cpu(fd, fid, ncpu) for fid in fids if fid < self.config.function_slots}
 
     def detach_functions(self, reasons: Mapping[int, str]) -> list[TargetOutcome]:
         """Detach the functions ``reasons`` names (fid -> why), while the rest keep tracing.
@@ -276,6 +321,8 @@ class Engine:
         assert self._uprobes is not None
         detached = set(reasons)
         results: list[TargetOutcome] = []
+        if self._uprobes.per_process is not None:
+            self._uprobes.per_process.detach(detached)
         for taken in ctx.links.take_functions(detached):
             results += self._uprobes.reattach(taken, detached)
         for fid, reason in reasons.items():
@@ -369,6 +416,11 @@ class Engine:
         period in the kernel (~0.1 s here), so they run on a few threads at once."""
         if self._ctx is None:
             return
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+        if self._uprobes is not None and self._uprobes.per_process is not None:
+            self._uprobes.per_process.close()
         self._ctx.links.destroy_all()
         if self._syscalls is not None:
             self._syscalls.release()

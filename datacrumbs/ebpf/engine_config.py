@@ -6,11 +6,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KFUNC_MODES", "SYSCALL_MODES", "UPROBE_MODES", "EngineConfig", "EngineError"]
+__all__ = [
+    "KFUNC_MODES",
+    "SYSCALL_MODES",
+    "UPROBE_MODES",
+    "UPROBE_SCOPES",
+    "EngineConfig",
+    "EngineError",
+]
 
 #: The choices of :attr:`EngineConfig.syscall_mode` and :attr:`EngineConfig.uprobe_mode`.
 SYSCALL_MODES = ("raw_tp", "tracepoint")
 UPROBE_MODES = ("auto", "multi", "single")
+#: The choices of :attr:`EngineConfig.uprobe_scope`.
+UPROBE_SCOPES = ("job", "node")
 #: The choices of :attr:`EngineConfig.kfunc_mode`.
 KFUNC_MODES = ("auto", "fentry", "kprobe")
 
@@ -37,6 +46,11 @@ class EngineConfig:
     default) or ``tracepoint`` (one syscalls:sys_enter_X/sys_exit_X link pair per syscall).
     ``uprobe_mode``: ``auto`` (uprobe_multi links when the kernel has them), ``multi`` (required:
     load fails without them) or ``single`` (one perf-event uprobe per function and direction).
+    ``uprobe_scope``: ``job`` (each job process gets its own uprobe links, made as the kernel
+    tells of it: no other process ever traps; a new process's calls before its links are made
+    are not traced) or ``node`` (one set of links for every process on the node: exact from a
+    process's first instruction, but every process running the code traps, the job's or not —
+    for nodes the job has to itself).
     ``kfunc_mode``: how kernel functions (kprobe targets) are traced: ``auto`` (fentry/fexit
     where the kernel loads them, else kprobes), ``fentry`` (only) or ``kprobe`` (only).
     ``function_slots``: how many function ids have a hit counter (``Engine.function_hits``)
@@ -58,6 +72,7 @@ class EngineConfig:
     bpf_object: Path | None = None  # default: build (or reuse) the cached object
     syscall_mode: str = "raw_tp"
     uprobe_mode: str = "auto"
+    uprobe_scope: str = "job"
     kfunc_mode: str = "auto"
     function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
     profile_interval_ns: int = 0

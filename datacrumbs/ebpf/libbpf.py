@@ -342,13 +342,15 @@ class BpfObject:
         offsets: list[int],
         cookies: list[int],
         retprobe: bool,
+        pid: int = 0,
     ) -> FdLink:
-        """One uprobe_multi link (kernel 6.6+) over many ``offsets`` of ``binary``, in every
-        process; the program must have been loaded with expected attach type
-        BPF_TRACE_UPROBE_MULTI."""
+        """One uprobe_multi link (kernel 6.6+) over many ``offsets`` of ``binary``: in every
+        process (``pid`` 0), or only in process ``pid``'s memory (the kernel then writes its
+        breakpoints into no other process). The program must have been loaded with expected
+        attach type BPF_TRACE_UPROBE_MULTI."""
         try:
             fd = link_create_uprobe_multi(
-                self.program_fd(program), binary, offsets, cookies, retprobe=retprobe
+                self.program_fd(program), binary, offsets, cookies, retprobe=retprobe, pid=pid
             )
         except OSError as exc:
             kind = "uretprobe" if retprobe else "uprobe"
@@ -371,14 +373,15 @@ class BpfObject:
         return BpfLink(link)
 
     def attach_uprobe(
-        self, program: str, binary: str, offset: int, cookie: int, retprobe: bool
+        self, program: str, binary: str, offset: int, cookie: int, retprobe: bool, pid: int = -1
     ) -> BpfLink:
-        """Attach a uprobe (kernel 3.5+) or uretprobe at a file ``offset`` of ``binary``, in
-        every process (pid -1), with a cookie (kernel 5.15+)."""
+        """Attach a uprobe (kernel 3.5+) or uretprobe at a file ``offset`` of ``binary``, with
+        a cookie (kernel 5.15+): in every process (``pid`` -1), or a perf event on task
+        ``pid``, whose breakpoints the kernel writes only into that task's memory."""
         opts = _UprobeOpts(ctypes.sizeof(_UprobeOpts), 0, cookie, retprobe, None)
         ctypes.set_errno(0)
         link = _lib.bpf_program__attach_uprobe_opts(
-            self._program(program), -1, binary.encode(), offset, ctypes.byref(opts)
+            self._program(program), pid, binary.encode(), offset, ctypes.byref(opts)
         )
         if not link:
             kind = "uretprobe" if retprobe else "uprobe"

@@ -16,6 +16,7 @@ from datacrumbs.ebpf.engine_config import (
     KFUNC_MODES,
     SYSCALL_MODES,
     UPROBE_MODES,
+    UPROBE_SCOPES,
     EngineConfig,
     EngineError,
 )
@@ -113,6 +114,8 @@ def load(cfg: EngineConfig) -> Loaded:
         raise EngineError(f"uprobe_mode must be one of {', '.join(UPROBE_MODES)}")
     if cfg.kfunc_mode not in KFUNC_MODES:
         raise EngineError(f"kfunc_mode must be one of {', '.join(KFUNC_MODES)}")
+    if cfg.uprobe_scope not in UPROBE_SCOPES:
+        raise EngineError(f"uprobe_scope must be one of {', '.join(UPROBE_SCOPES)}")
     try:
         features.ensure_tracefs()
     except OSError as exc:

@@ -9,6 +9,12 @@ __all__ = [
     "CGROUP_MKDIR",
     "COMPAT_COOKIES_MAP",
     "FLUSH_BEFORE_MAP",
+    "FOLLOWED_MAP",
+    "FOLLOW_EXEC",
+    "FOLLOW_EXIT",
+    "FOLLOW_FORK",
+    "FOLLOW_LOST_MAP",
+    "FOLLOW_RING_MAP",
     "FUNC_ENTER",
     "FUNC_EXIT",
     "HITS_MAP",
@@ -45,6 +51,9 @@ LOST_MAP = "dc_lost"  # per-CPU loss counters
 JOB_CGROUPS_MAP = "dc_job_cgroups"  # the job's cgroup ids
 SCOPE_MAP = "dc_scope"  # the awaited job cgroup, one component at a time
 HITS_MAP = "dc_func_hits"  # per-function probe hits
+FOLLOW_RING_MAP = "dc_follow_ring"  # the job's processes as they are born, exec and die
+FOLLOWED_MAP = "dc_followed"  # the processes told so far
+FOLLOW_LOST_MAP = "dc_follow_lost"  # records the follow ring could not take
 PROFILE_MAP = "dc_profile"  # profile mode: aggregates of open intervals
 PROFILE_DONE_MAP = "dc_profile_done"  # profile mode: aggregates handed over
 FLUSH_BEFORE_MAP = "dc_flush_before"  # profile mode: hand over intervals before this
@@ -69,6 +78,9 @@ MAPS = (
     PROFILE_MAP,
     PROFILE_DONE_MAP,
     FLUSH_BEFORE_MAP,
+    FOLLOW_RING_MAP,
+    FOLLOWED_MAP,
+    FOLLOW_LOST_MAP,
     OFFSET_ARGS_MAP,
     SYSCALL_COOKIES_MAP,
     COMPAT_COOKIES_MAP,
@@ -83,6 +95,7 @@ UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"  # uprobe_multi 
 KFUNC_ENTER, KFUNC_EXIT = "dc_kfunc_enter", "dc_kfunc_exit"  # fentry/fexit, loaded per function
 TASK_EXEC, TASK_FORK, TASK_EXIT = "dc_task_exec", "dc_task_fork", "dc_task_exit"  # lifecycle
 CGROUP_MKDIR = "dc_cgroup_mkdir"  # the job's cgroups as they are made
+FOLLOW_FORK, FOLLOW_EXEC, FOLLOW_EXIT = "dc_follow_fork", "dc_follow_exec", "dc_follow_exit"
 PROFILE_FLUSH = "dc_profile_flush"  # profile mode: the task iterator run before each harvest
 PROGRAMS = (
     RAW_SYS_ENTER,
@@ -101,5 +114,8 @@ PROGRAMS = (
     TASK_FORK,
     TASK_EXIT,
     CGROUP_MKDIR,
+    FOLLOW_FORK,
+    FOLLOW_EXEC,
+    FOLLOW_EXIT,
     PROFILE_FLUSH,
 )

@@ -66,7 +66,7 @@ def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing
     }
     assert reason.startswith("detached: ")
     assert reason.endswith(
-        f" hits/s in all processes, over this job's limit of {LIMIT:,} "
+        f" hits/s in the job's processes, over this job's limit of {LIMIT:,} "
         "(DATACRUMBS_UPROBE_HIT_LIMIT)"
     )
     assert int(reason.split()[1].replace(",", "")) > LIMIT
@@ -76,9 +76,8 @@ def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing
     assert len(cold) == 3  # the neighbour that shared its link was attached again
     assert f"stopped tracing app:dc_hot: {reason}" in daemon.stderr
 
-    # A detach says how busy the node was (other users' calls count), not that the target
-    # fails: the status database keeps it as attached, so the next run tries it again
-    # (issue 25, N3).
+    # A detach says how busy the job was, not that the target fails: the status database
+    # keeps it as attached, so the next run tries it again (issue 25, N3).
     nobody = pwd.getpwnam(JOB_USER).pw_uid
     data = installed / "share/datacrumbs/data"
     db = StatusDB(status_db_path(data, "root", nobody, Path("runaway.json.gz")))

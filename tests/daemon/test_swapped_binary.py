@@ -63,7 +63,7 @@ def test_unswapped_binary_is_traced_every_call(
     daemon = Daemon(make_probe_file([POSIX, uprobe]), "plain", env=run_env)
     ready = daemon.wait_ready("plain")
     trace = Path(ready.read_text().splitlines()[1])
-    job = run_as_job_user(str(app), str(CALLS))
+    job = run_as_job_user(str(app), str(CALLS), "wait")  # until its uprobes are in place
     assert daemon.stop() == 0, daemon.stderr
     assert original != "cc" and job.stdout.strip() == "cc"  # the breakpoint, in the job only
     assert "4 attached, 0 failed" in daemon.stderr

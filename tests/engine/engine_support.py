@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,40 @@ class Session:
         self.recording = Recording(self.engine, TraceWriter(self.path))
         self.recording.start()
         return self
+
+    def popen(self, user: User, argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
+        """``argv`` run as ``user``, started once its process has its uprobes.
+
+        Scoped to the job (the default), a process that enters the job gets its uprobe links
+        a few milliseconds after the kernel tells of it, and its calls before are not traced;
+        a job's launcher, followed already, execs its programs with no such gap (the links
+        follow the process through exec). So does this: a shell as the user waits on its
+        stdin until the engine follows it, then execs ``argv``."""
+        if self.engine.following is None:
+            return subprocess.Popen(as_user(user, argv), **kwargs)  # type: ignore[call-overload]
+        gate = ["sh", "-c", 'read _ && exec "$@"', "sh", *argv]
+        proc = subprocess.Popen(as_user(user, gate), stdin=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+        deadline = time.monotonic() + 10
+        while not self.engine.follows(proc.pid):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"process {proc.pid} was not given its uprobes in 10 s")
+            time.sleep(0.002)
+        assert proc.stdin is not None
+        os.write(proc.stdin.fileno(), b"\n")
+        proc.stdin.close()
+        proc.stdin = None
+        return proc
+
+    def run(
+        self, user: User, argv: Sequence[str], check: bool = True, **kwargs: object
+    ) -> subprocess.CompletedProcess:
+        """:meth:`popen`, waited for, its output captured as text."""
+        proc = self.popen(user, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=kwargs.pop("timeout", 300))  # type: ignore[arg-type]
+        if check and proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
     def __exit__(self, *exc: object) -> None:
         try:

@@ -1,6 +1,7 @@
-"""Function probes count their hits in every process, and one function can be detached while
-the others — in single mode its own links, in multi mode its binary's shared link, attached
-again — keep tracing (the daemon's runaway-probe limit stands on these two)."""
+"""Function probes count their hits — in every process scoped to the node, in the job's
+scoped to it — and one function can be detached while the others — in single mode its own
+links, in multi mode its binary's shared link or each process's, attached again — keep
+tracing (the daemon's runaway-probe limit stands on these two)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import TargetOutcome
 
 
+@pytest.mark.parametrize("scope", ["job", "node"])
 @pytest.mark.parametrize("uprobe_mode", ["auto", "single"])  # uprobe_multi, perf-event uprobes
-def test_hits_count_every_process_and_one_function_detaches_alone(
-    session, compile_c, public_dir, traced_user, intruder_user, uprobe_mode
+def test_hits_are_counted_and_one_function_detaches_alone(
+    session, compile_c, public_dir, traced_user, intruder_user, uprobe_mode, scope
 ):
     lib = compile_c("dcdemo.c", "libdcdemo.so", "-shared", "-fPIC")
     main = compile_c(
@@ -29,27 +31,34 @@ def test_hits_count_every_process_and_one_function_detaches_alone(
     )
 
     def run(user) -> int:  # type: ignore[no-untyped-def]
-        out = subprocess.run(
-            as_user(user, [str(main)]), capture_output=True, text=True, check=True
-        ).stdout
+        if user == traced_user:
+            out = s.run(user, [str(main)]).stdout
+        else:
+            argv = as_user(user, [str(main)])
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return int(out.split()[0])
 
-    with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
+    with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode, uprobe_scope=scope) as s:
         engine = s.engine
         fids = {spec.name: fid for fid, spec in engine.functions.specs.items()}
         first = run(traced_user)
-        run(intruder_user)  # not traced, but its breakpoints were hit all the same
+        # not traced; scoped to the node its breakpoints were hit all the same
+        run(intruder_user)
+        runs = 2 if scope == "node" else 1
         assert engine.function_hits() == {
-            fids["dc_add"]: 20,
-            fids["dc_scale"]: 10,
-            fids["dc_peek"]: 2,
+            fids["dc_add"]: 10 * runs,
+            fids["dc_scale"]: 5 * runs,
+            fids["dc_peek"]: runs,
         }
         assert engine.detach_functions({fids["dc_add"]: "too hot"}) == [
             TargetOutcome("DEMO", ProbeType.UPROBE, "dc_add", False, "too hot", str(lib))
         ]
         assert engine.detach_functions({fids["dc_add"]: "again"}) == []
         second = run(traced_user)
-        assert engine.function_hits() == {fids["dc_scale"]: 15, fids["dc_peek"]: 3}
+        assert engine.function_hits() == {
+            fids["dc_scale"]: 5 * runs + 5,
+            fids["dc_peek"]: runs + 1,
+        }
     trace = s.trace
     assert [len(trace.events_of(first, name)) for name in ("dc_add", "dc_scale", "dc_peek")] == [
         10,

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from engine_support import as_user, user_dir
+from engine_support import user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf import bpf_syscall, build, features, kernel_btf, uprobes
@@ -54,8 +54,8 @@ def many_functions(public_dir: Path) -> tuple[Path, Path]:
     return lib, main
 
 
-def _run(user, main: Path) -> int:
-    out = subprocess.run(as_user(user, [str(main)]), capture_output=True, text=True, check=True)
+def _run(s, user, main: Path) -> int:  # type: ignore[no-untyped-def]
+    out = s.run(user, [str(main)])
     return int(out.stdout.split()[0])
 
 
@@ -73,19 +73,23 @@ def test_uprobe_multi_is_detected_as_this_kernel_has_it(root):
         )
 
 
+@pytest.mark.parametrize("scope", ["job", "node"])
 def test_200_functions_share_one_link_per_direction_and_a_missing_one_fails_alone(
-    session, many_functions, traced_user
+    session, many_functions, traced_user, scope
 ):
     lib, main = many_functions
     functions = [f"dcm_f{i}" for i in range(N_FUNCTIONS)]
     functions.insert(77, "dcm_missing")
     probes = [Probe(type=ProbeType.UPROBE, name="MANY", binary_path=str(lib), functions=functions)]
-    with session(probes, uid=traced_user.uid) as s:
+    with session(probes, uid=traced_user.uid, uprobe_scope=scope) as s:
         # the exec tracepoint, and one uprobe_multi link per direction for all 200 functions;
-        # without uprobe_multi, a uprobe and a uretprobe per function
+        # without uprobe_multi, a uprobe and a uretprobe per function. Scoped to the job,
+        # those are made per process: the node has the lifecycle links only (exec, and fork,
+        # exec and exit to follow the job's processes)
         per_direction = 1 if _kernel_has_uprobe_multi() else N_FUNCTIONS
-        assert s.engine.link_count == 1 + 2 * per_direction
-        pid = _run(traced_user, main)
+        expected = 1 + 3 if scope == "job" else 1 + 2 * per_direction
+        assert s.engine.link_count == expected
+        pid = _run(s, traced_user, main)
     trace = s.trace
     failed = {o.function: o.reason for o in trace.outcomes if not o.attached}
     assert failed == {"dcm_missing": f"{lib} defines no function dcm_missing"}
@@ -110,7 +114,7 @@ def test_an_offset_the_kernel_refuses_fails_only_its_own_target(
     functions.insert(13, f"dcm_bad:{beyond:#x}")
     probes = [Probe(type=ProbeType.UPROBE, name="MANY", binary_path=str(lib), functions=functions)]
     with session(probes, uid=traced_user.uid) as s:
-        pid = _run(traced_user, main)
+        pid = _run(s, traced_user, main)
     trace = s.trace
     failed = {o.function: o.reason for o in trace.outcomes if not o.attached}
     assert list(failed) == [f"dcm_bad:{beyond:#x}"]
@@ -146,12 +150,7 @@ def test_untraced_syscalls_of_the_traced_user_produce_no_event(
     probes = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["pread64"])]
     with session(probes, uid=traced_user.uid) as s:
         assert s.engine.link_count == 3  # exec + raw sys_enter + raw sys_exit
-        out = subprocess.run(
-            as_user(traced_user, [str(binary), str(work / "f"), "5", "100"]),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        out = s.run(traced_user, [str(binary), str(work / "f"), "5", "100"]).stdout
     pid, fd = map(int, out.split())
     names = {e["name"] for e in s.trace.events}
     assert names == {"pread"}  # openat, write, fsync, close, read, ... left no event

@@ -175,10 +175,7 @@ def test_io_uring_requests_are_aggregated_too(session, compile_c, public_dir, tr
     probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]
     n = 50
     with session(probes, uid=traced_user.uid, profile_interval_ns=10_000_000) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(binary), str(path), str(n), str(S)]),
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+        out = s.run(traced_user, [str(binary), str(path), str(n), str(S)])
     trace = s.trace
     assert trace is not None and trace.stats.lost == 0
     names = trace.file_names()
@@ -279,10 +276,7 @@ def test_uprobes_and_syscalls_of_one_thread_aggregate_together(
         Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"]),
     ]  # fmt: skip
     with session(probes, uid=traced_user.uid, profile_interval_ns=NEVER_OVER_NS) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(binary), str(path)]),
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+        out = s.run(traced_user, [str(binary), str(path)])
     trace = s.trace
     assert trace is not None and trace.stats.lost == 0
     assert all(o.attached for o in trace.outcomes), trace.outcomes

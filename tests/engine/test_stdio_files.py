@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from engine_support import as_user, user_dir
+from engine_support import user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.common.settings import load_settings
@@ -39,10 +39,7 @@ def test_stdio_calls_name_their_file_without_any_syscall_probe(
     libc = os.path.realpath(load_settings().libc_so)
     probes = [Probe(type=ProbeType.UPROBE, name="stdio", binary_path=libc, functions=STDIO)]
     with session(probes, uid=traced_user.uid) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(binary), str(path)]), capture_output=True, text=True,
-            check=True,
-        ).stdout  # fmt: skip
+        out = s.run(traced_user, [str(binary), str(path)]).stdout  # fmt: skip
     trace = s.trace
     pid = int(out.split()[0])
     names = trace.file_names()

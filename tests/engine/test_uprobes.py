@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-from engine_support import as_user
 
 from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
 from datacrumbs.common.settings import load_settings
@@ -46,9 +43,7 @@ def test_library_functions_are_traced_with_arguments_and_returns(
         ),
     ]
     with session(probes, uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(main)]), capture_output=True, text=True, check=True
-        ).stdout
+        out = s.run(traced_user, [str(main)]).stdout
     trace = s.trace
     pid = int(out.split()[0])
 
@@ -95,9 +90,7 @@ def test_an_alias_at_the_same_address_is_refused_and_calls_are_traced_once(
         )
     ]
     with session(probes, uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(loop), "7"]), capture_output=True, text=True, check=True
-        ).stdout
+        out = s.run(traced_user, [str(loop), "7"]).stdout
     reasons = {o.function: o.reason for o in s.trace.outcomes}
     assert reasons == {
         "fopen": None,
@@ -119,10 +112,7 @@ def test_recursive_calls_are_counted_as_lost_and_the_outer_call_is_whole(
     probe = Probe(type=ProbeType.UPROBE, name="app", binary_path=str(binary),
                   functions=["dc_fact"])  # fmt: skip
     with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(binary), "3", "5"]), capture_output=True, text=True,
-            check=True,
-        ).stdout  # fmt: skip
+        out = s.run(traced_user, [str(binary), "3", "5"]).stdout
     pid = int(out.split()[0])
     calls = s.trace.events_of(pid, "dc_fact")
     assert [e["args"]["ret"] for e in calls] == [120, 120, 120]

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from engine_support import as_user
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.probes import Probe, ProbeType
@@ -114,9 +112,7 @@ def test_a_versioned_function_is_traced_at_its_default_version(
         )
     ]
     with session(probes, uid=traced_user.uid) as s:
-        out = subprocess.run(
-            as_user(traced_user, [str(main)]), capture_output=True, text=True, check=True
-        ).stdout
+        out = s.run(traced_user, [str(main)]).stdout
     assert {o.function: o.reason for o in s.trace.outcomes} == {"dc_ver": None, "dc_plain": None}
     pid = int(out.split()[0])
     assert [e["args"]["ret"] for e in s.trace.events_of(pid, "dc_ver")] == [1, 2, 3, 4, 5]

@@ -32,6 +32,7 @@ KERNELS = ("6.1", "6.12", "5.10")
 SUPPORTED = (
     "tests/engine/test_syscalls.py",
     "tests/engine/test_uprobes.py",
+    "tests/engine/test_uprobe_scope.py",
     "tests/engine/test_many_targets.py",
     "tests/engine/test_kprobes.py",
     "tests/engine/test_build.py",

@@ -1,8 +1,11 @@
 /* A runaway workload: calls dc_hot() as fast as it can for S seconds, then dc_cold() 3 times,
- * and prints how many times it called dc_hot(). Usage: hot_loop S */
+ * and prints how many times it called dc_hot(). It first waits (up to 10 s) for dc_hot's
+ * breakpoint to appear in its own code: a process entering a job gets its uprobes a few
+ * milliseconds after it starts. Usage: hot_loop S */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 __attribute__((noinline)) int dc_hot(int x)
 {
@@ -27,9 +30,13 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	double seconds = argc > 1 ? atof(argv[1]) : 1, start = now();
+	volatile unsigned char *code = (volatile unsigned char *)&dc_hot;
 	long calls = 0;
 	int v = 0;
 
+	for (int i = 0; i < 10000 && code[0] != 0xcc; i++)
+		usleep(1000);
+	start = now();
 	while (now() - start < seconds) {
 		for (int i = 0; i < 1000; i++)
 			v = dc_hot(v);

@@ -16,7 +16,7 @@ from typing import Any
 from datacrumbs.common.binary_identity import file_identity
 from datacrumbs.common.probe_file import write_probe_file
 from datacrumbs.common.probes import Probe, ProbeType
-from datacrumbs.common.signing import read_secret, sign
+from datacrumbs.common.signing import read_signing_key, sign
 from datacrumbs.ebpf.engine import Engine, EngineConfig
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
@@ -145,11 +145,17 @@ def signed_probe_file(
             "expires_at": expires.isoformat(timespec="seconds"),
         },
         "categories": categories,
-        "checksum_algorithm": "hmac-sha256",
+        "checksum_algorithm": "ed25519",
     }
-    key = read_secret(prefix / "share/datacrumbs/data/.datacrumbs-probe-secret")
-    write_probe_file(path, {**document, "checksum": sign(key, document)})
+    key = read_signing_key(_signing_key(prefix))
+    checksum = sign(key, document)
+    write_probe_file(path, {**document, "checksum": checksum, "signing_key": key.key_id})
     return path
+
+
+def _signing_key(prefix: Path) -> Path:
+    """The private key of the installation at ``prefix`` (beside it: never under a prefix)."""
+    return prefix.parent / f"{prefix.name}.signing-key" / "probe-signing-key.pem"
 
 
 SCRIPTS = Path(sys.executable).parent
@@ -163,11 +169,13 @@ def install_prefix(work: Path) -> Path:
     """A fresh installation in ``work/prefix`` (the real installer, this tree's code)."""
     prefix = work / "prefix"
     subprocess.run(
-        [str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix)],
+        [str(SCRIPTS / "datacrumbs_install"), "--prefix", str(prefix),
+         "--signing-key", str(_signing_key(prefix)),
+         "--state-dir", str(prefix / "share/datacrumbs/data")],
         check=True,
         capture_output=True,
-        env=_clean_env(),
-    )
+        env=_clean_env() | {"DATACRUMBS_LOG_DIR": str(prefix / "var/log/datacrumbs")},
+    )  # fmt: skip
     return prefix
 
 

@@ -88,7 +88,10 @@ def job42(node: Node) -> Iterator[TracedJob]:
         job.env_stat = node.container.run(
             "stat", "-c", "%a %U %G", str(node.run_dir / f"datacrumbs-{RUN_ID}.env")
         ).stdout
-        out = node.as_job_user(str(node.file_io), str(job.data), str(K), str(S)).stdout
+        # once its libc uprobe is in place: a process entering the job is followed within
+        # milliseconds, and this one is over sooner
+        argv = (str(node.file_io), str(job.data), str(K), str(S), "await")
+        out = node.as_job_user(*argv).stdout
         pid, fd = map(int, out.split())
         job.workload = (pid, fd)
     finally:

@@ -36,6 +36,7 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < 10000 && code[0] != 0xcc; i++)
 		usleep(1000);
+	usleep(200000); /* the breakpoint is the exit link's: the entry link comes next */
 	start = now();
 	while (now() - start < seconds) {
 		for (int i = 0; i < 1000; i++)

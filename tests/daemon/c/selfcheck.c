@@ -21,6 +21,8 @@ int main(int argc, char **argv)
 	if (argc > 2 && strcmp(argv[2], "wait") == 0)
 		for (int i = 0; i < 10000 && code[0] != 0xcc; i++)
 			usleep(1000);
+	if (argc > 2 && strcmp(argv[2], "wait") == 0)
+		usleep(200000); /* the breakpoint is the exit link's: the entry link comes next */
 	printf("%02x\n", code[0]);
 	fflush(stdout);
 	for (int i = 0; i < n; i++)

@@ -1,5 +1,11 @@
 /* Opens PATH (created), writes K blocks of S bytes, preads them back, fsyncs and closes,
- * then prints "<pid> <fd>" on stdout with one write. Usage: file_io PATH K S */
+ * then prints "<pid> <fd>" on stdout with one write. With "await", it first waits (up to 10 s)
+ * for a uprobe's breakpoint on the C library's fsync to appear in its own memory: a process
+ * entering a job gets its uprobes a few milliseconds after it starts (the first breakpoint is
+ * its exit link's; the entry link follows within a millisecond, so it waits 0.2 s more).
+ * Usage: file_io PATH K S [await] */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +14,15 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 4)
+	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "await") == 0))
 		return 2;
+	if (argc == 5) {
+		volatile unsigned char *code = dlsym(RTLD_DEFAULT, "fsync");
+
+		for (int i = 0; code && i < 10000 && *code != 0xcc; i++)
+			usleep(1000);
+		usleep(200000); /* the breakpoint is the exit link's: the entry link comes next */
+	}
 	long k = atol(argv[2]), s = atol(argv[3]);
 	char *buf = malloc(s);
 	memset(buf, 'x', s);

@@ -5,6 +5,7 @@ and latency — where the syscall alone shows only io_uring_enter calls."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 from engine_support import as_user, user_dir
 
@@ -54,3 +55,60 @@ def test_each_io_uring_request_is_an_event_with_its_file_size_offset_and_result(
     # the syscalls that submitted them are there too
     enters = [e for e in trace.events_of(pid) if e["args"].get("syscall") == "io_uring_enter"]
     assert len(enters) >= 2 * N + 3
+
+
+ROUNDS, REQS = 6, 31
+MINE, THEIRS = 512, 3000  # write sizes: the traced job's, the other user's
+
+
+def test_only_the_jobs_own_requests_are_recorded_when_another_user_reuses_them(
+    session, compile_c, public_dir, traced_user, intruder_user
+):
+    """Issue 25, N5: the job submits writes with IOSQE_CQE_SKIP_SUCCESS (no completion is
+    posted for them) on rings it tears down, so that their requests go back to the kernel's
+    allocator; another user's rings then take them (same CPU) and complete writes of another
+    size through them. The job's trace holds its own completed writes, exactly, and counts
+    the skipped ones lost; nothing of the other user's."""
+    binary = compile_c("uring_rounds.c", "uring_rounds", "-luring")
+    mine = user_dir(public_dir, traced_user, "uring-mine")
+    theirs = user_dir(public_dir, intruder_user, "uring-theirs")
+    probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]
+
+    def start(user, path, size, mode):  # type: ignore[no-untyped-def]
+        argv = [str(binary), str(path), str(ROUNDS), str(REQS), str(size), mode]
+        return subprocess.Popen(["taskset", "-c", "0", *as_user(user, argv)],
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+
+    def pid_of(process):  # type: ignore[no-untyped-def]
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        return int(out)
+
+    with session(probes, uid=traced_user.uid) as s:
+        pid = pid_of(start(traced_user, mine / "w.bin", MINE, "skip"))
+        # its rings are torn down by a kernel worker after it exits: their requests go back
+        # to the allocator then (without the wait, the other user's rings are made first)
+        time.sleep(1)
+        theirs_running = start(intruder_user, theirs / "w.bin", THEIRS, "plain")
+        pid2 = pid_of(start(traced_user, mine / "w2.bin", MINE, "skip"))  # at the same time
+        other = pid_of(theirs_running)
+    trace = s.trace
+    batches = 2 * ROUNDS
+    assert (mine / "w.bin").stat().st_size == batches * (REQS + 1) * MINE
+    assert (theirs / "w.bin").stat().st_size == batches * (REQS + 1) * THEIRS
+
+    requests = [e for e in trace.events if e["cat"] == "IO_URING"]
+    assert {e["pid"] for e in requests} == {pid, pid2}
+    assert other not in {e["pid"] for e in trace.events}
+    names = trace.file_names()
+    for p, name in ((pid, "w.bin"), (pid2, "w2.bin")):
+        got = sorted(
+            (e["args"]["offset"], e["args"]["size"], e["args"]["ret"], names[e["args"]["fhash"]])
+            for e in requests if e["pid"] == p
+        )  # fmt: skip
+        # the last write of each batch, the one that posts a completion
+        assert got == [
+            ((b * (REQS + 1) + REQS) * MINE, MINE, MINE, str(mine / name)) for b in range(batches)
+        ]
+    # the skipped writes: no completion to time them by, counted
+    assert (trace.stats.loss.inflight, trace.stats.lost) == (2 * batches * REQS,) * 2

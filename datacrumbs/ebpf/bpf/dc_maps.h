@@ -154,14 +154,24 @@ DC_SHARED struct {
 	__type(value, struct dc_path_scratch);
 } dc_scratch SEC(".maps");
 
-/* io_uring requests of the job in flight, by request (struct io_kiocb *): submitted by the job's
- * thread, completed there or in a kernel worker. LRU: a request that never completes (a ring
- * torn down) does not fill it up. */
+/* io_uring requests of the job in flight (io_uring.bpf.c), by ring (struct io_ring_ctx *) and
+ * request (struct io_kiocb *): both are reused by the kernel, so the entry holds the request's
+ * user_data too, and any other task's submission of the same (ring, request) deletes it.
+ * Submitted by the job's thread, completed there or in a kernel worker. LRU: an entry whose
+ * completion is never seen (a CQE that overflowed, a ring torn down) does not fill it up. */
+struct dc_uring_key {
+	__u64 ring;
+	__u64 req;
+};
+struct dc_uring_entry {
+	struct dc_uring_req r;
+	__u64 user_data;
+};
 DC_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct dc_uring_req);
+	__type(key, struct dc_uring_key);
+	__type(value, struct dc_uring_entry);
 } dc_uring_inflight SEC(".maps");
 
 /* Hits of each function probe (uprobe, kprobe) by function id, in every process, counted before

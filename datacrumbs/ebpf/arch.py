@@ -9,8 +9,16 @@ tracefs is unreadable) and the machine's name. x86-64 is implemented; the kernel
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-__all__ = ["MACHINE", "SYSCALL_SYMBOL_PREFIX", "compat_syscall_numbers", "syscall_numbers"]
+__all__ = [
+    "IA32_LAYOUT_SHIFT",
+    "MACHINE",
+    "SYSCALL_SYMBOL_PREFIX",
+    "CompatSyscall",
+    "compat_syscalls",
+    "syscall_numbers",
+]
 
 MACHINE = os.uname().machine
 
@@ -107,31 +115,165 @@ def syscall_numbers(machine: str = MACHINE) -> dict[str, int]:
         ) from None
 
 
-#: ia32 numbers (arch/x86/entry/syscalls/syscall_32.tbl) of the syscalls, by the x86-64
-#: tracepoint name, whose ia32 arguments sit where the x86-64 ones do (glibc's i386 ports use
-#: fcntl64, stat64, lstat64, fstat64, fstatat64: same places, larger structs in memory).
-_I386_SAME = {
-    "read": (3,), "write": (4,), "open": (5,), "close": (6,), "creat": (8,), "unlink": (10,),
-    "lseek": (19,), "access": (33,), "rename": (38,), "mkdir": (39,), "rmdir": (40,),
-    "dup": (41,), "fcntl": (55, 221), "dup2": (63,), "munmap": (91,), "truncate": (92,),
-    "ftruncate": (93,), "newstat": (106, 195), "newlstat": (107, 196), "newfstat": (108, 197),
-    "fsync": (118,), "getdents": (141,), "readv": (145,), "writev": (146,), "fdatasync": (148,),
-    "getdents64": (220,), "openat": (295,), "mkdirat": (296,), "newfstatat": (300,),
-    "unlinkat": (301,), "renameat": (302,), "faccessat": (307,), "dup3": (330,),
-    "renameat2": (353,), "statx": (383,), "openat2": (437,),
-}  # fmt: skip
-#: ia32 numbers of syscalls whose arguments differ: counted as lost when asked for.
-_I386_OTHER = {
-    "pread64": (180,), "pwrite64": (181,), "preadv": (333,), "pwritev": (334,),
-    "preadv2": (378,), "pwritev2": (379,), "mmap": (90, 192),
-}  # fmt: skip
+#: ia32 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl, up to Linux 6.17), a stable
+#: ABI as the x86-64 one: generated from linux-libc-dev 6.1's asm/unistd_32.h plus the syscalls
+#: added since (cachestat 451 ... file_setattr 469; 453, map_shadow_stack, is x86-64 only).
+_I386_NUMBERS = """
+restart_syscall:0 exit:1 fork:2 read:3 write:4 open:5 close:6 waitpid:7 creat:8 link:9
+unlink:10 execve:11 chdir:12 time:13 mknod:14 chmod:15 lchown:16 break:17 oldstat:18 lseek:19
+getpid:20 mount:21 umount:22 setuid:23 getuid:24 stime:25 ptrace:26 alarm:27 oldfstat:28
+pause:29 utime:30 stty:31 gtty:32 access:33 nice:34 ftime:35 sync:36 kill:37 rename:38 mkdir:39
+rmdir:40 dup:41 pipe:42 times:43 prof:44 brk:45 setgid:46 getgid:47 signal:48 geteuid:49
+getegid:50 acct:51 umount2:52 lock:53 ioctl:54 fcntl:55 mpx:56 setpgid:57 ulimit:58
+oldolduname:59 umask:60 chroot:61 ustat:62 dup2:63 getppid:64 getpgrp:65 setsid:66 sigaction:67
+sgetmask:68 ssetmask:69 setreuid:70 setregid:71 sigsuspend:72 sigpending:73 sethostname:74
+setrlimit:75 getrlimit:76 getrusage:77 gettimeofday:78 settimeofday:79 getgroups:80
+setgroups:81 select:82 symlink:83 oldlstat:84 readlink:85 uselib:86 swapon:87 reboot:88
+readdir:89 mmap:90 munmap:91 truncate:92 ftruncate:93 fchmod:94 fchown:95 getpriority:96
+setpriority:97 profil:98 statfs:99 fstatfs:100 ioperm:101 socketcall:102 syslog:103
+setitimer:104 getitimer:105 stat:106 lstat:107 fstat:108 olduname:109 iopl:110 vhangup:111
+idle:112 vm86old:113 wait4:114 swapoff:115 sysinfo:116 ipc:117 fsync:118 sigreturn:119
+clone:120 setdomainname:121 uname:122 modify_ldt:123 adjtimex:124 mprotect:125 sigprocmask:126
+create_module:127 init_module:128 delete_module:129 get_kernel_syms:130 quotactl:131
+getpgid:132 fchdir:133 bdflush:134 sysfs:135 personality:136 afs_syscall:137 setfsuid:138
+setfsgid:139 _llseek:140 getdents:141 _newselect:142 flock:143 msync:144 readv:145 writev:146
+getsid:147 fdatasync:148 _sysctl:149 mlock:150 munlock:151 mlockall:152 munlockall:153
+sched_setparam:154 sched_getparam:155 sched_setscheduler:156 sched_getscheduler:157
+sched_yield:158 sched_get_priority_max:159 sched_get_priority_min:160 sched_rr_get_interval:161
+nanosleep:162 mremap:163 setresuid:164 getresuid:165 vm86:166 query_module:167 poll:168
+nfsservctl:169 setresgid:170 getresgid:171 prctl:172 rt_sigreturn:173 rt_sigaction:174
+rt_sigprocmask:175 rt_sigpending:176 rt_sigtimedwait:177 rt_sigqueueinfo:178 rt_sigsuspend:179
+pread64:180 pwrite64:181 chown:182 getcwd:183 capget:184 capset:185 sigaltstack:186
+sendfile:187 getpmsg:188 putpmsg:189 vfork:190 ugetrlimit:191 mmap2:192 truncate64:193
+ftruncate64:194 stat64:195 lstat64:196 fstat64:197 lchown32:198 getuid32:199 getgid32:200
+geteuid32:201 getegid32:202 setreuid32:203 setregid32:204 getgroups32:205 setgroups32:206
+fchown32:207 setresuid32:208 getresuid32:209 setresgid32:210 getresgid32:211 chown32:212
+setuid32:213 setgid32:214 setfsuid32:215 setfsgid32:216 pivot_root:217 mincore:218 madvise:219
+getdents64:220 fcntl64:221 gettid:224 readahead:225 setxattr:226 lsetxattr:227 fsetxattr:228
+getxattr:229 lgetxattr:230 fgetxattr:231 listxattr:232 llistxattr:233 flistxattr:234
+removexattr:235 lremovexattr:236 fremovexattr:237 tkill:238 sendfile64:239 futex:240
+sched_setaffinity:241 sched_getaffinity:242 set_thread_area:243 get_thread_area:244
+io_setup:245 io_destroy:246 io_getevents:247 io_submit:248 io_cancel:249 fadvise64:250
+exit_group:252 lookup_dcookie:253 epoll_create:254 epoll_ctl:255 epoll_wait:256
+remap_file_pages:257 set_tid_address:258 timer_create:259 timer_settime:260 timer_gettime:261
+timer_getoverrun:262 timer_delete:263 clock_settime:264 clock_gettime:265 clock_getres:266
+clock_nanosleep:267 statfs64:268 fstatfs64:269 tgkill:270 utimes:271 fadvise64_64:272
+vserver:273 mbind:274 get_mempolicy:275 set_mempolicy:276 mq_open:277 mq_unlink:278
+mq_timedsend:279 mq_timedreceive:280 mq_notify:281 mq_getsetattr:282 kexec_load:283 waitid:284
+add_key:286 request_key:287 keyctl:288 ioprio_set:289 ioprio_get:290 inotify_init:291
+inotify_add_watch:292 inotify_rm_watch:293 migrate_pages:294 openat:295 mkdirat:296 mknodat:297
+fchownat:298 futimesat:299 fstatat64:300 unlinkat:301 renameat:302 linkat:303 symlinkat:304
+readlinkat:305 fchmodat:306 faccessat:307 pselect6:308 ppoll:309 unshare:310
+set_robust_list:311 get_robust_list:312 splice:313 sync_file_range:314 tee:315 vmsplice:316
+move_pages:317 getcpu:318 epoll_pwait:319 utimensat:320 signalfd:321 timerfd_create:322
+eventfd:323 fallocate:324 timerfd_settime:325 timerfd_gettime:326 signalfd4:327 eventfd2:328
+epoll_create1:329 dup3:330 pipe2:331 inotify_init1:332 preadv:333 pwritev:334
+rt_tgsigqueueinfo:335 perf_event_open:336 recvmmsg:337 fanotify_init:338 fanotify_mark:339
+prlimit64:340 name_to_handle_at:341 open_by_handle_at:342 clock_adjtime:343 syncfs:344
+sendmmsg:345 setns:346 process_vm_readv:347 process_vm_writev:348 kcmp:349 finit_module:350
+sched_setattr:351 sched_getattr:352 renameat2:353 seccomp:354 getrandom:355 memfd_create:356
+bpf:357 execveat:358 socket:359 socketpair:360 bind:361 connect:362 listen:363 accept4:364
+getsockopt:365 setsockopt:366 getsockname:367 getpeername:368 sendto:369 sendmsg:370
+recvfrom:371 recvmsg:372 shutdown:373 userfaultfd:374 membarrier:375 mlock2:376
+copy_file_range:377 preadv2:378 pwritev2:379 pkey_mprotect:380 pkey_alloc:381 pkey_free:382
+statx:383 arch_prctl:384 io_pgetevents:385 rseq:386 semget:393 semctl:394 shmget:395 shmctl:396
+shmat:397 shmdt:398 msgget:399 msgsnd:400 msgrcv:401 msgctl:402 clock_gettime64:403
+clock_settime64:404 clock_adjtime64:405 clock_getres_time64:406 clock_nanosleep_time64:407
+timer_gettime64:408 timer_settime64:409 timerfd_gettime64:410 timerfd_settime64:411
+utimensat_time64:412 pselect6_time64:413 ppoll_time64:414 io_pgetevents_time64:416
+recvmmsg_time64:417 mq_timedsend_time64:418 mq_timedreceive_time64:419 semtimedop_time64:420
+rt_sigtimedwait_time64:421 futex_time64:422 sched_rr_get_interval_time64:423
+pidfd_send_signal:424 io_uring_setup:425 io_uring_enter:426 io_uring_register:427 open_tree:428
+move_mount:429 fsopen:430 fsconfig:431 fsmount:432 fspick:433 pidfd_open:434 clone3:435
+close_range:436 openat2:437 pidfd_getfd:438 faccessat2:439 process_madvise:440 epoll_pwait2:441
+mount_setattr:442 quotactl_fd:443 landlock_create_ruleset:444 landlock_add_rule:445
+landlock_restrict_self:446 memfd_secret:447 process_mrelease:448 futex_waitv:449
+set_mempolicy_home_node:450 cachestat:451 fchmodat2:452 futex_wake:454 futex_wait:455
+futex_requeue:456 statmount:457 listmount:458 lsm_get_self_attr:459 lsm_set_self_attr:460
+lsm_list_modules:461 mseal:462 setxattrat:463 getxattrat:464 listxattrat:465 removexattrat:466
+open_tree_attr:467 file_getattr:468 file_setattr:469
+"""
+_NUMBERS_I386 = {name: int(nr) for name, _, nr in (w.partition(":") for w in _I386_NUMBERS.split())}
+
+#: How an ia32 syscall's arguments become the x86-64 one's (``dc_arch.h``, ``DC_IA32_*``): the
+#: kernel reads each register's low 32 bits (``in_ia32_syscall``); then, by layout, SAME: as
+#: they are; OFF1: argument 1 is a ``compat_off_t``, signed; POS34: a 64-bit position split
+#: low (3), high (4), joined into 3 (``pread64``, ``preadv``, ...); LEN12: a 64-bit length split
+#: low (1), high (2), joined into 1 (``truncate64``, ``ftruncate64``); LLSEEK: ``_llseek(fd,
+#: high, low, result, whence)``, the offset joined into 1 and whence moved to 2; MMAP2: the
+#: offset (5) counted in 4096-byte pages.
+IA32_SAME, IA32_OFF1, IA32_POS34, IA32_LEN12, IA32_LLSEEK, IA32_MMAP2 = range(6)
+#: Where the layout sits in an ia32 syscall's cookie (``DC_IA32_LAYOUT``: bits 46-48).
+IA32_LAYOUT_SHIFT = 46
 
 
-def compat_syscall_numbers(tracepoint: str, machine: str = MACHINE) -> tuple[tuple[int, ...], bool]:
-    """The 32-bit (compat) numbers of the syscall ``tracepoint`` on ``machine``, and whether
-    its arguments can be read as the native ones; ``((), False)`` when it has none."""
+@dataclass(frozen=True)
+class CompatSyscall:
+    """An ia32 syscall that does what an x86-64 syscall does, by its number."""
+
+    number: int
+    name: str  # its own name (the ia32 table's, strace's)
+    layout: int | None  # IA32_*: how its arguments are read; None: not read, counted lost
+    #: Recorded under its own name: its return value means something else (``_llseek``
+    #: returns 0 and stores the new offset in memory); else under the x86-64 syscall's.
+    own_name: bool = False
+
+
+def _ia32(*calls: tuple[str, int | None]) -> tuple[CompatSyscall, ...]:
+    return tuple(CompatSyscall(_NUMBERS_I386[name], name, layout) for name, layout in calls)
+
+
+_SAME, _OFF1, _POS34 = IA32_SAME, IA32_OFF1, IA32_POS34
+#: The ia32 syscalls of each syscall in :data:`datacrumbs.ebpf.syscalls.SYSCALLS`, by its x86-64
+#: tracepoint name: every one glibc or a program may call for it (``stat64``, ``fcntl64``, the
+#: old ``oldstat`` ...), with the layout of its arguments (the C library's i386 ports call
+#: ``_llseek`` for lseek, ``stat64``, ``fstatat64``, ``fcntl64``, ``mmap2``, ``truncate64``).
+_I386_LAYOUTS: dict[str, tuple[CompatSyscall, ...]] = {
+    "read": _ia32(("read", _SAME)), "write": _ia32(("write", _SAME)),
+    "open": _ia32(("open", _SAME)), "close": _ia32(("close", _SAME)),
+    "creat": _ia32(("creat", _SAME)), "unlink": _ia32(("unlink", _SAME)),
+    "lseek": (*_ia32(("lseek", _OFF1)),
+              CompatSyscall(_NUMBERS_I386["_llseek"], "_llseek", IA32_LLSEEK, own_name=True)),
+    "access": _ia32(("access", _SAME)), "rename": _ia32(("rename", _SAME)),
+    "mkdir": _ia32(("mkdir", _SAME)), "rmdir": _ia32(("rmdir", _SAME)),
+    "dup": _ia32(("dup", _SAME)), "dup2": _ia32(("dup2", _SAME)), "dup3": _ia32(("dup3", _SAME)),
+    "fcntl": _ia32(("fcntl", _SAME), ("fcntl64", _SAME)),
+    "munmap": _ia32(("munmap", _SAME)),
+    "mmap": _ia32(("mmap", None), ("mmap2", IA32_MMAP2)),  # old mmap: a struct in memory
+    "truncate": _ia32(("truncate", _OFF1), ("truncate64", IA32_LEN12)),
+    "ftruncate": _ia32(("ftruncate", _OFF1), ("ftruncate64", IA32_LEN12)),
+    "newstat": _ia32(("stat", _SAME), ("stat64", _SAME), ("oldstat", _SAME)),
+    "newlstat": _ia32(("lstat", _SAME), ("lstat64", _SAME), ("oldlstat", _SAME)),
+    "newfstat": _ia32(("fstat", _SAME), ("fstat64", _SAME), ("oldfstat", _SAME)),
+    "newfstatat": _ia32(("fstatat64", _SAME)),
+    "statx": _ia32(("statx", _SAME)),
+    "fsync": _ia32(("fsync", _SAME)), "fdatasync": _ia32(("fdatasync", _SAME)),
+    "getdents": _ia32(("getdents", _SAME)), "getdents64": _ia32(("getdents64", _SAME)),
+    "readv": _ia32(("readv", _SAME)), "writev": _ia32(("writev", _SAME)),
+    "pread64": _ia32(("pread64", _POS34)), "pwrite64": _ia32(("pwrite64", _POS34)),
+    "preadv": _ia32(("preadv", _POS34)), "pwritev": _ia32(("pwritev", _POS34)),
+    "preadv2": _ia32(("preadv2", _POS34)), "pwritev2": _ia32(("pwritev2", _POS34)),
+    "openat": _ia32(("openat", _SAME)), "openat2": _ia32(("openat2", _SAME)),
+    "mkdirat": _ia32(("mkdirat", _SAME)), "unlinkat": _ia32(("unlinkat", _SAME)),
+    "renameat": _ia32(("renameat", _SAME)), "renameat2": _ia32(("renameat2", _SAME)),
+    "faccessat": _ia32(("faccessat", _SAME)),
+}  # fmt: skip
+#: Suffixes of the ia32 variants of a syscall outside that table (``sendfile64``,
+#: ``fadvise64_64``, ``chown32``, ``utimensat_time64``).
+_I386_SUFFIXES = ("", "64", "_64", "32", "_time64")
+
+
+def compat_syscalls(tracepoint: str, machine: str = MACHINE) -> tuple[CompatSyscall, ...]:
+    """The 32-bit (compat) syscalls that do what the x86-64 syscall ``tracepoint`` does, each
+    with how its arguments are read: those of a syscall in the engine's table, exactly; for
+    another one, its ia32 namesakes (the name, without ``new`` before it or ``64`` after it,
+    and with a suffix ``64``, ``_64``, ``32`` or ``_time64``), not read (an ia32 layout may
+    differ: ``select`` takes one struct there, ``clone`` orders its arguments otherwise) but
+    counted. Empty on another machine than x86-64."""
     if machine != "x86_64":
-        return (), False
-    if tracepoint in _I386_SAME:
-        return _I386_SAME[tracepoint], True
-    return _I386_OTHER.get(tracepoint, ()), False
+        return ()
+    if tracepoint in _I386_LAYOUTS:
+        return _I386_LAYOUTS[tracepoint]
+    bases = (tracepoint, tracepoint.removeprefix("new"), tracepoint.removesuffix("64"))
+    names = dict.fromkeys(base + suffix for base in bases for suffix in _I386_SUFFIXES)
+    return tuple(CompatSyscall(_NUMBERS_I386[n], n, None) for n in names if n in _NUMBERS_I386)

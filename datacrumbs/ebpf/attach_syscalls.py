@@ -170,23 +170,40 @@ class SyscallAttacher:
             del ctx.claims[("syscall", layout.tracepoint)]
             return ctx.failed(probe, function, str(exc))
         self._numbers.add(nr)
-        self._map_compat(layout.tracepoint, cookie)
+        self._map_compat(probe, function, layout, cookie)
         return ctx.succeeded(probe, function)
 
-    def _map_compat(self, tracepoint: str, cookie: int) -> None:
-        """The same syscall of 32-bit processes: traced where its arguments are where the
-        native ones are, counted as lost where they are not."""
-        numbers, same = arch.compat_syscall_numbers(tracepoint)
-        value = cookie if same else cookie | SYS_COMPAT_UNTRACED
+    def _map_compat(
+        self, probe: Probe, function: str, layout: syscalls.SyscallLayout, cookie: int
+    ) -> None:
+        """The same syscall of 32-bit processes, every ia32 syscall that does it: traced with
+        its own layout (the kernel side reads the registers' low halves and joins split 64-bit
+        values), counted as lost where its arguments are not read. One whose return value
+        means something else (``_llseek``) is a function of its own, named after it."""
         fd = self.ctx.obj.map_fd(COMPAT_COOKIES_MAP)
-        for nr in numbers:
-            map_update(fd, nr.to_bytes(4, "little"), value.to_bytes(8, "little"))
-            self._compat_numbers.add(nr)
+        for call in arch.compat_syscalls(layout.tracepoint):
+            if call.layout is None:
+                value = cookie | SYS_COMPAT_UNTRACED
+            elif call.own_name:
+                spec = self._add(probe, function, layout, syscall=call.name)
+                value = syscalls.syscall_cookie(spec.fid, layout)
+            else:
+                value = cookie
+            value |= (call.layout or 0) << arch.IA32_LAYOUT_SHIFT
+            map_update(fd, call.number.to_bytes(4, "little"), value.to_bytes(8, "little"))
+            self._compat_numbers.add(call.number)
 
-    def _add(self, probe: Probe, function: str, layout: syscalls.SyscallLayout) -> FunctionSpec:
+    def _add(
+        self,
+        probe: Probe,
+        function: str,
+        layout: syscalls.SyscallLayout,
+        syscall: str | None = None,
+    ) -> FunctionSpec:
         """The function's trace identity: the POSIX layer, the libc-level name the DFTracer
-        tools class by, the syscall and the probe file's category kept in ``args``."""
-        labels = (("syscall", function), ("category", probe.name))
+        tools class by, the syscall (``syscall``, else ``function``) and the probe file's
+        category kept in ``args``."""
+        labels = (("syscall", syscall or function), ("category", probe.name))
         name = syscall_call_name(function)
         return self.ctx.functions.add(name, POSIX, layout.fields, layout.has_file, labels=labels)
 

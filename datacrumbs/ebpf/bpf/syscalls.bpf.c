@@ -217,8 +217,8 @@ int BPF_PROG(dc_raw_sys_enter, struct pt_regs *regs, long id)
 	th = dc_sys_begin(cookie);
 	if (!th)
 		return 0;
-	if (compat)
-		DC_COMPAT_SYSCALL_ARGS(regs, th->sys.args);
+	if (compat) /* as the kernel reads them, in the x86-64 syscall's layout */
+		dc_ia32_syscall_args(regs, th->sys.args, cookie);
 	else
 		DC_SYSCALL_ARGS(regs, th->sys.args);
 	dc_sys_fd(th);

@@ -80,7 +80,9 @@ def parent_cmdline_problem(cmdline: str) -> str | None:
 
 
 #: Fields that are the signer's policy: kept in the system configuration only.
-POLICY_FIELDS = frozenset({"hot_functions", "uprobe_hit_limit", "uprobe_scope"})
+POLICY_FIELDS = frozenset(
+    {"hot_functions", "uprobe_hit_limit", "uprobe_scope", "uprobe_time_budget"}
+)
 _PLACEHOLDER = re.compile(r"%[A-Z_]+%")
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -251,6 +253,16 @@ class Settings(BaseSettings):
             "the job's processes (every process that runs the code, for kprobes and uprobes "
             "scoped to the node); over it the daemon detaches the busiest functions (0: no "
             "limit)."
+        ),
+    )
+    uprobe_time_budget: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Uprobes scoped to the job: the most of the job's CPU time its uprobe hits may "
+            "take (hits x one hit's cost, measured on the node at start); over it the daemon "
+            "detaches the costliest functions (0: no budget)."
         ),
     )
     uprobe_scope: Literal["job", "node"] = Field(

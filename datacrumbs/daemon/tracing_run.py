@@ -350,8 +350,14 @@ class TracingRun:
         self.log.info("ready in %.3f s: %s", time.monotonic() - self.started, self.ready_status)
 
     def trace_until_stopped(self) -> None:
+        s = self.settings
         runaways = Runaways(
-            self.engine, HitLimit(self.settings.uprobe_hit_limit), self.writer, self.log
+            self.engine,
+            HitLimit(s.uprobe_hit_limit),
+            self.writer,
+            self.log,
+            budget_fraction=s.uprobe_time_budget,
+            cgroup=s.job_cgroup,
         )
 
         def tick() -> None:

@@ -45,6 +45,7 @@ from datacrumbs.ebpf.process_uprobes import FollowStats
 from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import SCOPE, pack_scope
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
+from datacrumbs.ebpf.trap_cost import measure_trap_cost_ns
 
 __all__ = ["Engine", "EngineConfig", "EngineError", "EngineStats", "TargetOutcome"]
 
@@ -219,6 +220,17 @@ class Engine:
         if self._follower is None:
             return None
         return self._follower.uprobes.stats
+
+    def followed_cpu_ns(self) -> int | None:
+        """CPU time of the job's processes followed so far (None: none followed)."""
+        return self._follower.uprobes.cpu_ns() if self._follower is not None else None
+
+    def trap_cost_ns(self) -> float | None:
+        """What one uprobe hit (entry and exit) costs a process on this node, measured now
+        (~0.2 s: the two links it makes are destroyed at once); None where it cannot be."""
+        if self._loaded is None:
+            return None
+        return measure_trap_cost_ns(self._loaded.obj, self._loaded.uprobe_multi, os.getpid())
 
     def follows(self, pid: int) -> bool:
         """Whether process ``pid`` has its uprobes now (uprobes scoped to the job)."""

@@ -92,6 +92,17 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def _cpu_ns(pid: int) -> int | None:
+    """utime + stime of ``/proc/<pid>/stat``, in ns; None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) * _NS_PER_TICK
+
+
 class ProcessUprobes:
     """The links of each followed process, made from ``plans``; thread-safe."""
 
@@ -106,6 +117,7 @@ class ProcessUprobes:
         self._lock = threading.Lock()
         self._procs: dict[int, tuple[int, list[Link]]] = {}  # pid -> (start ticks, links)
         self._detached: set[int] = set()
+        self._retired_ns = 0
         self._closed = False
         self._reaper = ThreadPoolExecutor(DETACH_THREADS, thread_name_prefix="uprobe-detach")
 
@@ -155,6 +167,7 @@ class ProcessUprobes:
             if entry is None or (start_ns is not None and entry[0] != start_ns // _NS_PER_TICK):
                 return
             del self._procs[pid]
+            self._retired_ns += _cpu_ns(pid) or 0  # an exiting process's stat is still there
         self._release(entry[1])
 
     def detach(self, fids: Iterable[int]) -> None:
@@ -168,6 +181,16 @@ class ProcessUprobes:
                     self._procs[pid] = (ticks, self._attach(pid))
                 except BpfError:
                     del self._procs[pid]
+
+    def cpu_ns(self) -> int:
+        """CPU time (user and system) of the processes followed now and of those gone: what
+        the job's uprobes are budgeted against where the job has no cgroup."""
+        with self._lock:
+            pids = list(self._procs)
+            total = self._retired_ns
+        for pid in pids:
+            total += _cpu_ns(pid) or 0
+        return total
 
     def has(self, pid: int) -> bool:
         """Whether process ``pid`` has its links now."""

@@ -51,7 +51,10 @@ def _run(
 def test_function_over_the_hit_limit_is_detached_and_its_neighbour_keeps_tracing(
     run_env: dict[str, str], make_probe_file: Callable[..., Path], hot_loop: Path, installed: Path
 ) -> None:
-    env = run_env | {"DATACRUMBS_UPROBE_HIT_LIMIT": str(LIMIT)}
+    env = run_env | {
+        "DATACRUMBS_UPROBE_HIT_LIMIT": str(LIMIT),
+        "DATACRUMBS_UPROBE_TIME_BUDGET": "0",  # the hit limit alone
+    }
     daemon, events, calls = _run(hot_loop, make_probe_file, env, "runaway", "4")
     hot = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_hot"]
     cold = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_cold"]
@@ -92,3 +95,25 @@ def test_within_the_limit_nothing_is_detached(
     assert not [e for e in events if e.get("name") == "probe_detached"]
     assert len([e for e in events if e.get("name") == "dc_hot"]) == calls
     assert "stopped tracing" not in daemon.stderr
+
+
+def test_function_over_the_trap_time_budget_is_detached(
+    run_env: dict[str, str], make_probe_file: Callable[..., Path], hot_loop: Path
+) -> None:
+    """Issue 25, N2: the job's uprobes are budgeted in time: dc_hot's traps take nearly all of
+    hot_loop's CPU, over the default half; the hit limit is off."""
+    env = run_env | {"DATACRUMBS_UPROBE_HIT_LIMIT": "0"}
+    daemon, events, calls = _run(hot_loop, make_probe_file, env, "budget", "4")
+    [notice] = [e for e in events if e.get("name") == "probe_detached"]
+    reason = notice["args"]["reason"]
+    assert notice["args"]["function"] == "dc_hot"
+    assert reason.startswith("detached: its traps took ")
+    assert reason.endswith(" over the budget of 50% (DATACRUMBS_UPROBE_TIME_BUDGET)")
+    # hits x the measured cost over the job's CPU time: above 100% where a trap's hypervisor
+    # part counts as stolen time, not as the process's
+    assert int(reason.split()[4].rstrip("%")) > 50
+    hot = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_hot"]
+    cold = [e for e in events if e.get("ph") == "X" and e["name"] == "dc_cold"]
+    assert 0 < len(hot) < calls and len(cold) == 3
+    assert "one uprobe hit costs " in daemon.stderr
+    assert f"stopped tracing app:dc_hot: {reason}" in daemon.stderr

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_support import User, as_user
+from engine_support import as_user
+from own_users import own_users
 
 from datacrumbs.common.probes import Probe, ProbeType
 from datacrumbs.ebpf.engine import Engine, EngineConfig
@@ -51,10 +52,9 @@ def test_a_reused_pid_never_lends_its_metadata(
     taker: str,
     bpf_object: Path,
     compile_c,  # type: ignore[no-untyped-def]
-    traced_user: User,
-    intruder_user: User,
     tmp_path: Path,
 ) -> None:
+    traced_user, intruder_user = own_users(2)  # no other session's processes under them
     binary = compile_c("pid_reuse.c", "pid_reuse")
     engine = Engine(EngineConfig(bpf_object=bpf_object, uid=traced_user.uid))
     holder: subprocess.Popen[str] | None = None

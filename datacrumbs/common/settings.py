@@ -220,6 +220,17 @@ class Settings(BaseSettings):
             "hold is how long the daemon may fall behind a burst before events are lost."
         ),
     )
+    daemon_memory_mb: int = Field(
+        default=2048,
+        ge=512,
+        le=1 << 20,
+        description=(
+            "The tracing daemon's memory bound, in MiB: its unit's MemoryMax=, and what its "
+            "ring buffers (at most a quarter), queues, file-name cache and process tables share "
+            "(datacrumbs/trace/memory_budget.py); what no longer fits is counted in the "
+            "trace, never a crash. The daemon runs outside the job's cgroup: this bounds it."
+        ),
+    )
     mode: Literal["trace", "profile"] = Field(
         default="trace",
         description=(

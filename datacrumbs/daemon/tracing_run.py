@@ -44,7 +44,8 @@ from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import URING_OPS
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
 from datacrumbs.ebpf.libbpf import BpfError
-from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, ring_layout
+from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, cgroup_memory_limit, ring_layout
+from datacrumbs.trace.memory_budget import MemoryBudget
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
 
@@ -232,8 +233,15 @@ class TracingRun:
                 f"BPF object {s.bpf_object_file} is missing: run datacrumbs_install"
             )
         self.profiles = profiles = s.mode == "profile"
-        # profile mode: the rings carry file names and thread names only
-        layout = ring_layout(s.ring_buffer_mb << 20 or (PROFILE_TOTAL if profiles else 0))
+        # profile mode: the rings carry file names and thread names only; within the job's
+        # memory limit and the daemon's bound (issue 25, N4)
+        self.budget = MemoryBudget.of(s.daemon_memory_mb << 20)
+        layout = ring_layout(
+            s.ring_buffer_mb << 20 or (PROFILE_TOTAL if profiles else 0),
+            limit=self.budget.rings,
+            max_ring=self.budget.ring,
+            job_memory=cgroup_memory_limit(s.job_cgroup) if s.job_cgroup is not None else 0,
+        )
         self.log.info(
             "ring buffers: %d x %d MiB",
             layout.rings,
@@ -317,7 +325,7 @@ class TracingRun:
             s.profile_interval_ms if self.profiles else None,
             str(self.location.path),
         )
-        self.recording = Recording(self.engine, self.writer, s.hostname)
+        self.recording = Recording(self.engine, self.writer, s.hostname, self.budget)
         self.recording.start()
         user = self.job_user.name
         if s.job_parent_cmdline is not None:

@@ -317,7 +317,7 @@ static inline char *put_value(char *out, int64_t v, int conv)
 }
 
 struct walk {
-	Py_ssize_t pos, records;
+	Py_ssize_t pos, records, limit;
 	uint64_t eid, events;
 	char *out; /* room for max_line bytes per call record the chunk can hold */
 	Py_ssize_t used;
@@ -330,7 +330,7 @@ static void walk_calls(const Formatter *self, const char *chunk, Py_ssize_t end,
 {
 	int64_t v[SRC_COUNT];
 
-	while (w->pos + HEADER_SIZE + (Py_ssize_t)sizeof(__u32) <= end) {
+	while (w->records < w->limit && w->pos + HEADER_SIZE + (Py_ssize_t)sizeof(__u32) <= end) {
 		const char *rec = chunk + w->pos;
 		__u32 len, type;
 		struct dc_call c;
@@ -377,25 +377,27 @@ static void walk_calls(const Formatter *self, const char *chunk, Py_ssize_t end,
 	}
 }
 
-/* format_calls(chunk, pos, eid) -> (text, pos, eid, events, records, last_tid, last_ts): last_*
- * of the last call record walked (0, 0: none). The lines are made in
- * the formatter's own buffer, grown to the most lines the chunk could hold and kept, then
- * copied into the bytes returned. */
+/* format_calls(chunk, pos, eid, limit) -> (text, pos, eid, events, records, last_tid, last_ts):
+ * at most limit call records; last_* of the last call record walked (0, 0: none). The lines are
+ * made in the formatter's own buffer, grown to the most lines the chunk (or limit) could hold
+ * and kept — limit bounds it, whatever the chunk — then copied into the bytes returned. */
 static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 {
 	Py_buffer chunk;
-	Py_ssize_t pos, most;
+	Py_ssize_t pos, most, limit;
 	unsigned long long eid;
 	struct walk w = {0};
 
-	if (!PyArg_ParseTuple(args, "y*nK", &chunk, &pos, &eid))
+	if (!PyArg_ParseTuple(args, "y*nKn", &chunk, &pos, &eid, &limit))
 		return NULL;
-	if (pos < 0 || pos > chunk.len) {
+	if (pos < 0 || pos > chunk.len || limit < 1) {
 		PyBuffer_Release(&chunk);
-		PyErr_SetString(PyExc_ValueError, "position outside the chunk");
+		PyErr_SetString(PyExc_ValueError, "position outside the chunk, or limit below 1");
 		return NULL;
 	}
 	most = (chunk.len - pos) / (HEADER_SIZE + (Py_ssize_t)sizeof(struct dc_call));
+	if (most > limit)
+		most = limit;
 	if (most * self->max_line + 1 > self->out_cap) {
 		Py_ssize_t cap = most * self->max_line + 1;
 		char *grown = realloc(self->out, cap);
@@ -408,6 +410,7 @@ static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 		self->out_cap = cap;
 	}
 	w.pos = pos;
+	w.limit = limit;
 	w.eid = eid;
 	w.out = self->out;
 	Py_BEGIN_ALLOW_THREADS
@@ -421,9 +424,9 @@ static PyObject *Formatter_format_calls(Formatter *self, PyObject *args)
 
 static PyMethodDef Formatter_methods[] = {
 	{"format_calls", (PyCFunction)Formatter_format_calls, METH_VARARGS,
-	 "format_calls(chunk, pos, eid) -> (text, pos, eid, events, records, last_tid, last_ts): "
-	 "the call records from pos up to the first record of another type or the chunk's end; "
-	 "last_tid and last_ts are the last call record's (0, 0: none)."},
+	 "format_calls(chunk, pos, eid, limit) -> (text, pos, eid, events, records, last_tid, "
+	 "last_ts): the call records from pos up to the first record of another type, the chunk's "
+	 "end or limit records; last_tid and last_ts are the last call record's (0, 0: none)."},
 	{NULL, NULL, 0, NULL},
 };
 

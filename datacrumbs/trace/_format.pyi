@@ -20,5 +20,5 @@ class Formatter:
         self, templates: dict[int, tuple[Template, Template | None]], offset: int
     ) -> None: ...
     def format_calls(
-        self, chunk: bytes, pos: int, eid: int
+        self, chunk: bytes, pos: int, eid: int, limit: int
     ) -> tuple[bytes, int, int, int, int, int, int]: ...

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 from datacrumbs.common.dftracer_names import BYTE_RETURNS
@@ -38,8 +38,12 @@ from datacrumbs.ebpf.ringbuf import DISCARD_BIT, HEADER_SIZE
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace import _format as _fast
 from datacrumbs.trace.clock import clock_facts
+from datacrumbs.trace.memory_budget import DEFAULT_TOTAL, MemoryBudget
+from datacrumbs.trace.name_cache import NameCache, RecentTable
 
-__all__ = ["EventFormatter", "ProcessInfo", "Unwritten"]
+__all__ = ["BATCH_RECORDS", "EventFormatter", "ProcessInfo", "Unwritten"]
+
+DEFAULT_BUDGET = MemoryBudget.of(DEFAULT_TOTAL)
 
 #: Reads a process's metadata: (pid, its command name as the kernel sent it, a CLOCK_MONOTONIC
 #: time the kernel saw it running or None) -> its fields, or None when it cannot be read as
@@ -48,8 +52,12 @@ ProcessInfo = Callable[[int, bytes, int | None], Mapping[str, str] | None]
 
 _HEADER_AND_TYPE = struct.Struct("<III")  # ring-buffer header (len, pg_off) + record type
 _LEN_MASK = 0x3FFFFFFF
+_CALL = int(RecordType.CALL)
 _NAME = int(RecordType.NAME)
 _TASK = int(RecordType.TASK)
+#: call records formatted at a time: the formatter's buffer and a piece of text stay below
+#: BATCH_RECORDS lines (~16 MiB at most) however large a chunk is
+BATCH_RECORDS = 16384
 _TID = struct.Struct("<I")
 _TASK_TID = field_offsets(TASK, TASK_FIELDS)["tid"][0]
 #: what a process whose metadata could not be read as that very process gets (PR lines)
@@ -157,6 +165,7 @@ class EventFormatter:
         process_info: ProcessInfo | None = None,
         profile_interval_ns: int = 0,
         profile_interval_shift: int = 0,
+        budget: MemoryBudget = DEFAULT_BUDGET,
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -175,11 +184,13 @@ class EventFormatter:
         self.records = 0  # ring-buffer records decoded
         self.names = 0  # file-name records written (FH lines)
         self.tasks = 0  # process/thread-name records written (their lines)
-        self._names: set[int] = set()
-        self._process_names: dict[int, str] = {}
+        #: the names, processes and threads written lately (bounded: ``budget``'s shares)
+        self.name_cache = NameCache(budget.name_slots)
+        self._process_names: RecentTable[int, str] = RecentTable(budget.task_entries)
+        self._thread_names: RecentTable[int, str] = RecentTable(budget.task_entries)
         #: cmd, exe, cwd, ppid, rank of a process, written as PR metadata with its name
         self._process_info = process_info
-        self._thread_names: dict[int, str] = {}
+        self.processes_unknown = 0  # processes whose metadata could not be theirs for sure
 
     # -- metadata ------------------------------------------------------------------------
     def _meta(self, name: str, pid: int, tid: int, args: str, cat: str = "dftracer") -> str:
@@ -252,6 +263,7 @@ class EventFormatter:
         if self._interval_ns:
             fields["aggregates"] = self.aggregates - unwritten.aggregates
         fields.update((k, v) for k, v in summary.items() if k != "events")
+        fields |= self.bounded_counts()
         if write_error is not None:
             for key, count in zip(_LOST_KEYS, unwritten[:3], strict=True):
                 value = fields.get(key, 0)
@@ -263,11 +275,21 @@ class EventFormatter:
             "datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs"
         )
 
+    def bounded_counts(self) -> dict[str, int]:
+        """What the bounded tables forgot (names written again if the kernel sends them
+        again; processes and threads described again if they come back), the name cache's
+        size, and the processes left without metadata (gone, or their pid another's)."""
+        return {
+            "name_slots": self.name_cache.slots,
+            "names_evicted": self.name_cache.evicted,
+            "tasks_evicted": self._process_names.evicted + self._thread_names.evicted,
+            "processes_unknown": self.processes_unknown,
+        }
+
     def _name_line(self, chunk: bytes, rec: int) -> str:
         _, length, fhash, pid, tid = NAME_HEADER.unpack_from(chunk, rec)
-        if fhash in self._names:
-            return ""
-        self._names.add(fhash)
+        if not self.name_cache.add(fhash):
+            return ""  # written lately (a name forgotten since is written again)
         self.names += 1
         start = rec + NAME_HEADER.size
         name = chunk[start : start + length].decode(errors="backslashreplace")
@@ -281,7 +303,7 @@ class EventFormatter:
         process = process_raw.decode(errors="backslashreplace")
         thread = comm.split(b"\0", 1)[0].decode(errors="backslashreplace")
         if self._process_names.get(pid) != process:
-            self._process_names[pid] = process
+            self._process_names.put(pid, process)
             name = _json(process)
             out += self._meta("process_name", pid, pid, f'{{"name":{name}}}', cat="datacrumbs")
             out += self._meta(
@@ -289,13 +311,14 @@ class EventFormatter:
             )
             if self._process_info is not None:
                 info = self._process_info(pid, process_raw, alive_at)
+                self.processes_unknown += info is None
                 # None: gone, or no longer the process the kernel described (another may
                 # hold its pid now): the trace says so rather than show another's
                 for key, value in (info if info is not None else _UNKNOWN).items():
                     args = f'{{"hhash":"{self.hhash}","name":{_json(key)},"value":{_json(value)}}}'
                     out += self._meta("PR", pid, tid, args)
         if self._thread_names.get(tid) != thread:
-            self._thread_names[tid] = thread
+            self._thread_names.put(tid, thread)
             args = f'{{"name":{_json(thread)}}}'
             out += self._meta("thread_name", pid, tid, args, cat="datacrumbs")
         if out:
@@ -304,35 +327,55 @@ class EventFormatter:
 
     # -- events --------------------------------------------------------------------------
     def format(self, chunk: bytes) -> bytes:
-        """All lines for one chunk of ring-buffer records (headers included), UTF-8. Runs of
-        call records are formatted in C (without the GIL); the file-name and thread records
-        between them here."""
+        """All lines for one chunk of ring-buffer records (headers included), UTF-8."""
+        return b"".join(self.format_pieces(chunk))
+
+    def format_pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """The lines for one chunk of ring-buffer records (headers included), UTF-8, in pieces
+        of at most :data:`BATCH_RECORDS` lines: a chunk holds up to a ring's worth, and its
+        lines, whole, would be several times that. The counts (:attr:`events`, :attr:`names`,
+        …) are up to date at each piece. Runs of call records are formatted in C (without the
+        GIL); the file-name and thread records between them here."""
         out: list[bytes] = []
+        lines = 0  # records behind what is in out
+        last_tid, last_ts = 0, 0  # the last call record's thread and entry time
         pos, end = 0, len(chunk)
         while pos < end:
-            batch = self._calls.format_calls(chunk, pos, self.next_id)
-            text, pos, self.next_id, events, records, last_tid, last_ts = batch
+            if lines >= BATCH_RECORDS:
+                yield b"".join(out)
+                out, lines = [], 0
+            batch = self._calls.format_calls(chunk, pos, self.next_id, BATCH_RECORDS - lines)
+            text, pos, self.next_id, events, records, tid, ts = batch
             out.append(text)
             self.events += events
             self.records += records
+            lines += records
+            if records:
+                last_tid, last_ts = tid, ts
             if pos >= end:
                 break
             length, _, rtype = _HEADER_AND_TYPE.unpack_from(chunk, pos)
+            if rtype == _CALL and not length & DISCARD_BIT:  # the batch was full
+                continue
+            if lines >= BATCH_RECORDS:
+                yield b"".join(out)
+                out, lines = [], 0
             rec = pos + HEADER_SIZE
             pos = rec + (((length & _LEN_MASK) + 7) & ~7)
             if length & DISCARD_BIT:
                 continue
             self.records += 1
+            lines += 1
             if rtype == _NAME:
                 out.append(self._name_line(chunk, rec).encode())
             elif rtype == _TASK:
                 # the kernel reserves a thread's call record before describing the thread:
-                # the call just before is its own, made while it ran (unless another CPU's
-                # record came in between)
+                # the last call is its own, made while it ran (unless another CPU's record
+                # came in between)
                 tid = _TID.unpack_from(chunk, rec + _TASK_TID)[0]
-                alive_at = last_ts if records and last_tid == tid else None
+                alive_at = last_ts if last_tid == tid else None
                 out.append(self._task_lines(chunk, rec, alive_at).encode())
-        return b"".join(out)
+        yield b"".join(out)
 
     # -- profile mode --------------------------------------------------------------------
     def profile_lines(self, rows: bytes) -> bytes:

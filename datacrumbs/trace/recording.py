@@ -19,7 +19,8 @@ from pathlib import Path
 from datacrumbs.ebpf.engine import Engine, EngineError
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace.clock import clock_offset_ns
-from datacrumbs.trace.format import EventFormatter
+from datacrumbs.trace.format import DEFAULT_BUDGET, EventFormatter
+from datacrumbs.trace.memory_budget import MemoryBudget
 from datacrumbs.trace.process_info import ProcessInfoReader
 from datacrumbs.trace.writer import TraceWriter
 
@@ -51,12 +52,20 @@ class RecordingStats:
 
 
 class Recording:
-    """``engine`` (loaded and attached) streaming into ``writer`` (not started yet)."""
+    """``engine`` (loaded and attached) streaming into ``writer`` (not started yet), within
+    ``budget``'s shares of memory (the daemon's: DATACRUMBS_DAEMON_MEMORY_MB)."""
 
-    def __init__(self, engine: Engine, writer: TraceWriter, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        writer: TraceWriter,
+        hostname: str | None = None,
+        budget: MemoryBudget = DEFAULT_BUDGET,
+    ) -> None:
         self.engine = engine
         self.writer = writer
         self.hostname = hostname or socket.gethostname()
+        self.budget = budget
 
     @property
     def path(self) -> Path:
@@ -73,8 +82,9 @@ class Recording:
             process_info=ProcessInfoReader(self.engine.config.uid),
             profile_interval_ns=self.engine.config.profile_interval_ns,
             profile_interval_shift=self.engine.profile_interval_shift,
+            budget=self.budget,
         )
-        self.writer.start(formatter)
+        self.writer.start(formatter, self.budget.pending)
         self.engine.start(self.writer)
 
     def stats(self) -> RecordingStats:
@@ -126,4 +136,16 @@ class Recording:
             final.trace_bytes,
             extra={"TRACE": str(self.writer.path), "EVENTS": final.events, "LOST": final.lost},
         )
+        fmt = self.writer.formatter
+        counts = fmt.bounded_counts() if fmt is not None else {}
+        if counts.get("names_evicted") or counts.get("tasks_evicted"):
+            _log.info(
+                "trace %s: within %d MiB, %d file names and %d processes or threads were "
+                "forgotten (each written again where it came back)",
+                self.writer.path,
+                self.budget.total >> 20,
+                counts["names_evicted"],
+                counts["tasks_evicted"],
+                extra={k.upper(): v for k, v in counts.items()},
+            )
         return final

@@ -7,8 +7,10 @@ compression overlaps formatting on another core). Compression is ISA-L's deflate
 at level 1 it is about six times faster than zlib's level 1 and its output is smaller (71 against
 449 ns and 4.8 against 5.3 bytes per write event, measured here), and it releases the GIL as
 well. The stream is ordinary gzip: every reader inflates it with zlib. Both queues are
-bounded: if the machine cannot keep up, the poller blocks, the ring buffer fills and the kernel
-counts the loss — which is then reported — instead of memory growing without bound.
+bounded, in items and in bytes (``pending_bytes`` each: a chunk is up to a ring's worth, so a
+count alone bounded nothing; a chunk's text is handed over a batch of lines at a time): if the
+machine cannot keep up, the poller blocks, the ring buffer fills and the kernel counts the
+loss — which is then reported — instead of memory growing without bound.
 
 Why it survives ``kill -9``: compressed bytes are written straight to the file descriptor (no
 user-space buffer), and the deflate stream is sync-flushed (``Z_SYNC_FLUSH``) at least every
@@ -49,7 +51,10 @@ from datacrumbs.trace.gzip_stream import END_ROOM, ROOM, GzipStream, is_disk_err
 if TYPE_CHECKING:
     from datacrumbs.trace.format import EventFormatter
 
-__all__ = ["TraceWriter"]
+__all__ = ["PENDING_BYTES", "TraceWriter"]
+
+#: bytes waiting at each hand-over by default (the daemon's: its memory budget's share)
+PENDING_BYTES = 128 << 20
 
 _RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE, _PROFILE, _WAKE = range(7)
 _NOTHING = (0, 0, 0, 0)
@@ -57,6 +62,36 @@ _NOTHING = (0, 0, 0, 0)
 #: tried even while writes fail (the summary); a ``threading.Event``: settle what is pending,
 #: then set it
 _Text = tuple[bytes, tuple[int, int, int, int], bool] | threading.Event
+
+
+def _counts(fmt: EventFormatter) -> tuple[int, int, int, int]:
+    return fmt.events, fmt.names, fmt.tasks, fmt.aggregates
+
+
+def _minus(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]
+
+
+class _ByteGate:
+    """Bytes handed from one thread to the next and not yet taken: :meth:`enter` waits while
+    ``limit`` would be passed (except when nothing is held: a chunk larger than the limit
+    alone still goes through, or the producer would wait forever)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._cond = threading.Condition()
+
+    def enter(self, size: int) -> None:
+        with self._cond:
+            while self.held and self.held + size > self.limit:
+                self._cond.wait()
+            self.held += size
+
+    def leave(self, size: int) -> None:
+        with self._cond:
+            self.held -= size
+            self._cond.notify_all()
 
 
 class TraceWriter:
@@ -99,6 +134,8 @@ class TraceWriter:
         self._stream = GzipStream(self._fd, level)
         self._raw: queue.Queue[tuple[int, object] | None] = queue.Queue(max_pending)
         self._text: queue.Queue[_Text | None] = queue.Queue(max_pending)
+        self.pending_bytes = PENDING_BYTES
+        self._raw_gate = self._text_gate = _ByteGate(PENDING_BYTES)
         self._formatter: EventFormatter | None = None
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
@@ -134,9 +171,16 @@ class TraceWriter:
         return self._fd
 
     # -- producer side -------------------------------------------------------------------
-    def start(self, formatter: EventFormatter | None = None) -> None:
-        """Write the opening lines and start the formatting and compressing threads."""
+    def start(
+        self, formatter: EventFormatter | None = None, pending_bytes: int = PENDING_BYTES
+    ) -> None:
+        """Write the opening lines and start the formatting and compressing threads; at most
+        ``pending_bytes`` wait to be formatted, and as many to be compressed (one chunk more
+        when it is larger alone)."""
         self._formatter = formatter
+        self.pending_bytes = pending_bytes
+        self._raw_gate = _ByteGate(pending_bytes)
+        self._text_gate = _ByteGate(pending_bytes)
         head = "[\n" + (formatter.header() if formatter is not None else "")
         self._stream = GzipStream(self._fd, self._level, head.encode())
         self._attempt(b"", _NOTHING, ROOM)
@@ -148,11 +192,14 @@ class TraceWriter:
             thread.start()
 
     def submit(self, chunk: bytes) -> None:
-        """Raw ring-buffer records, formatted on the formatting thread."""
+        """Raw ring-buffer records, formatted on the formatting thread (waits while
+        :attr:`pending_bytes` are not formatted yet)."""
+        self._raw_gate.enter(len(chunk))
         self._raw.put((_RECORDS, chunk))
 
     def submit_profile(self, rows: bytes) -> None:
         """Profile mode: harvested aggregates, formatted on the formatting thread."""
+        self._raw_gate.enter(len(rows))
         self._raw.put((_PROFILE, rows))
 
     def write_text(self, text: str) -> None:
@@ -200,50 +247,66 @@ class TraceWriter:
         recoveries = 0
         while (item := self._raw.get()) is not None:
             kind, payload = item
-            if self._error is not None:
-                continue  # keep draining so that producers never block forever
-            counts = _NOTHING
+            # the chunk counts until its text is handed over, so that what waits, is formatted
+            # and is handed over stays within pending_bytes (and one chunk)
+            size = len(payload) if kind in (_RECORDS, _PROFILE) else 0  # type: ignore[arg-type]
             try:
-                if fmt is None:
-                    data = str(payload).encode() if kind == _TEXT else b""
-                    counts = (data.count(b"\n"), 0, 0, 0)  # each line counts as an event
-                elif kind in (_RECORDS, _PROFILE):
-                    before = (fmt.events, fmt.names, fmt.tasks, fmt.aggregates)
-                    lines = fmt.format if kind == _RECORDS else fmt.profile_lines
-                    data = lines(payload)  # type: ignore[arg-type]
-                    counts = (
-                        fmt.events - before[0],
-                        fmt.names - before[1],
-                        fmt.tasks - before[2],
-                        fmt.aggregates - before[3],
-                    )
-                elif kind == _LOSS:
-                    last_loss = payload  # type: ignore[assignment]
-                    data = self._loss_text(last_loss)
-                elif kind == _NOTICE:
-                    data = fmt.notice_line(*payload).encode()  # type: ignore[misc]
-                elif kind == _SUMMARY:
-                    self._settle()  # what it counts is final once everything before is
-                    data = fmt.summary_line(
-                        payload,  # type: ignore[arg-type]
-                        self.unwritten,
-                        self.write_failure,
-                    ).encode()
-                    self._text.put((data, _NOTHING, True))
+                if self._error is not None:
+                    continue  # keep draining so that producers never block forever
+                counts = _NOTHING
+                try:
+                    if fmt is None:
+                        data = str(payload).encode() if kind == _TEXT else b""
+                        counts = (data.count(b"\n"), 0, 0, 0)  # each line counts as an event
+                    elif kind in (_RECORDS, _PROFILE):
+                        pieces = (
+                            fmt.format_pieces(payload)  # type: ignore[arg-type]
+                            if kind == _RECORDS
+                            else iter((fmt.profile_lines(payload),))  # type: ignore[arg-type]
+                        )
+                        before = _counts(fmt)
+                        for piece in pieces:  # each handed over as made: a chunk's text is large
+                            after = _counts(fmt)
+                            self._hand_over(piece, _minus(after, before))
+                            before = after
+                        data = b""
+                    elif kind == _LOSS:
+                        last_loss = payload  # type: ignore[assignment]
+                        data = self._loss_text(last_loss)
+                    elif kind == _NOTICE:
+                        data = fmt.notice_line(*payload).encode()  # type: ignore[misc]
+                    elif kind == _SUMMARY:
+                        self._settle()  # what it counts is final once everything before is
+                        data = fmt.summary_line(
+                            payload,  # type: ignore[arg-type]
+                            self.unwritten,
+                            self.write_failure,
+                        ).encode()
+                        self._hand_over(data, _NOTHING, force=True)
+                        continue
+                    elif kind == _TEXT:
+                        data = str(payload).encode()
+                    else:
+                        data = b""
+                    if recoveries != self._recoveries:  # writing resumed: say what was lost
+                        recoveries = self._recoveries
+                        data += self._loss_text(last_loss)
+                except BaseException as exc:
+                    self._error = exc
                     continue
-                elif kind == _TEXT:
-                    data = str(payload).encode()
-                else:
-                    data = b""
-                if recoveries != self._recoveries:  # writing resumed: say what was lost
-                    recoveries = self._recoveries
-                    data += self._loss_text(last_loss)
-            except BaseException as exc:
-                self._error = exc
-                continue
-            if data:
-                self._text.put((data, counts, False))
+                if data:
+                    self._hand_over(data, counts)
+            finally:
+                self._raw_gate.leave(size)
         self._text.put(None)
+
+    def _hand_over(
+        self, data: bytes, counts: tuple[int, int, int, int], force: bool = False
+    ) -> None:
+        """Formatted text to the compressing thread, waiting while too much is pending."""
+        if data:
+            self._text_gate.enter(len(data))
+            self._text.put((data, counts, force))
 
     def _loss_text(self, loss: LossCounts | None) -> bytes:
         fmt = self._formatter
@@ -305,9 +368,12 @@ class TraceWriter:
 
     def _take(self, idle: _Text) -> _Text | None:
         try:
-            return self._text.get(timeout=self.flush_interval)
+            item = self._text.get(timeout=self.flush_interval)
         except queue.Empty:
             return idle
+        if isinstance(item, tuple):
+            self._text_gate.leave(len(item[0]))
+        return item
 
     def _add(self, data: bytes, counts: tuple[int, int, int, int]) -> bool:
         try:

@@ -108,6 +108,8 @@ class KprobeAttacher:
             uprobes.argument_fields(values),
             has_return=has_return,
             labels=(("category", probe.name),),
+            ret_bytes=returns.num_bytes if returns else 8,
+            ret_signed=returns.signed if returns else True,
         )
         return spec.fid, spec.fid | (0 if has_return else uprobes.NO_RETURN_COOKIE)
 

@@ -46,6 +46,10 @@ class FunctionSpec:
     has_return: bool = True  # False: the return value is not an integer and is not written
     #: Constant string ``args`` of every event (``syscall``, ``category``): fixed at attach.
     labels: tuple[tuple[str, str], ...] = ()
+    #: The return's C type, where narrower than the 64-bit register (kernel functions, from
+    #: BTF): the ABI leaves the register's upper bits undefined, and they may hold an address.
+    ret_bytes: int = 8
+    ret_signed: bool = True
 
 
 @dataclass
@@ -63,12 +67,16 @@ class FunctionTable:
         has_file: bool = False,
         has_return: bool = True,
         labels: tuple[tuple[str, str], ...] = (),
+        ret_bytes: int = 8,
+        ret_signed: bool = True,
     ) -> FunctionSpec:
         fid = self._last_fid + 1
         if fid > MAX_FUNCTION_ID:
             raise ValueError(f"more than {MAX_FUNCTION_ID} functions to trace")
         self._last_fid = fid
-        spec = FunctionSpec(fid, name, category, fields, has_file, has_return, labels)
+        spec = FunctionSpec(
+            fid, name, category, fields, has_file, has_return, labels, ret_bytes, ret_signed
+        )
         self.specs[fid] = spec
         return spec
 

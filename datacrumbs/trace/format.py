@@ -133,7 +133,8 @@ def _templates(spec: FunctionSpec, hhash: str) -> tuple[_fast.Template, _fast.Te
         t.text(',"ts":').value(_fast.SRC_TS).text(',"dur":').value(_fast.SRC_DUR)
         t.text(f',"ph":"X","args":{{"hhash":"{hhash}"')
         if spec.has_return:
-            t.text(',"ret":').value(_fast.SRC_RET)
+            ret = ArgField("ret", 0, num_bytes=spec.ret_bytes, signed=spec.ret_signed)
+            t.text(',"ret":').value(_fast.SRC_RET, _conversion(ret))
         for f in spec.fields:
             key = f.key.replace('"', "")
             conversion = _conversion(f)

@@ -35,6 +35,10 @@ def _narrow(value: int, field: ArgField) -> int | str:
     return value
 
 
+def _ret_field(spec: FunctionSpec) -> ArgField:
+    return ArgField("ret", 0, num_bytes=spec.ret_bytes, signed=spec.ret_signed)
+
+
 def _specs(rnd: random.Random) -> dict[int, FunctionSpec]:
     specs = {}
     for fid in range(1, 30):
@@ -56,6 +60,8 @@ def _specs(rnd: random.Random) -> dict[int, FunctionSpec]:
             has_file=rnd.random() < 0.6,
             has_return=rnd.random() < 0.8,
             labels=(("syscall", "wr%ite"),) if rnd.random() < 0.5 else (),
+            ret_bytes=rnd.choice([1, 2, 4, 8, 8]),
+            ret_signed=rnd.random() < 0.5,
         )
     return specs
 
@@ -94,9 +100,19 @@ def test_every_line_holds_its_records_fields() -> None:
         assert (event["ts"], event["dur"]) == ((ts + OFFSET) // 1000, dur // 1000)
         expected: dict[str, object] = {"hhash": fmt.hhash}
         if spec.has_return:
-            expected["ret"] = ret
+            expected["ret"] = _narrow(ret, _ret_field(spec))
         expected |= {f.key: _narrow(args[f.index], f) for f in spec.fields}
         expected |= dict(spec.labels)
         if spec.has_file and fhash:
             expected["fhash"] = f"{fhash:016x}"
         assert event["args"] == expected
+
+
+def test_a_narrow_return_is_written_without_the_register_s_upper_bits() -> None:
+    """Issue 25, N9: a kernel function returning bool (``capable``) leaves the rest of the
+    register as it was, here a kernel address: only its own byte is written."""
+    spec = FunctionSpec(1, "capable", "KERNEL", (), has_return=True, ret_bytes=1, ret_signed=False)
+    rec = (1, 10, 10, 1000, 10, 0xFFFF_8881_2345_6701 - (1 << 64), 0, *([0] * 6))
+    fmt = EventFormatter({1: spec}, clock_offset=OFFSET, hostname="node1", pid=1, tid=1)
+    [event] = [json.loads(line) for line in fmt.format(_framed(CALL.pack(1, *rec))).splitlines()]
+    assert event["args"]["ret"] == 1

@@ -97,3 +97,33 @@ def test_a_forked_child_gets_its_own_links_and_an_exited_process_lets_go(
         assert stats is not None and stats.followed >= 2 and stats.failed == 0
     assert len(s.trace.events_of(child, "dc_add")) == 40
     assert s.trace.events_of(parent.pid, "dc_add") == []
+
+
+@pytest.mark.parametrize("uprobe_mode", ["auto", "single"])
+def test_every_thread_of_a_followed_process_is_traced(
+    session, scope_probe, traced_user, uprobe_mode
+):
+    # the links are the process's (its memory), not its first thread's: OpenMP and pthreads
+    # workers are traced too, with either kind of link
+    lib, main = scope_probe
+    probe = Probe(type=ProbeType.UPROBE, name="DEMO", binary_path=str(lib), functions=["dc_add"])
+    with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
+        pid = int(s.run(traced_user, [str(main), "25", "threads"]).stdout.split()[0])
+    calls = s.trace.events_of(pid, "dc_add")
+    tids = {e["tid"] for e in calls}
+    assert len(calls) == 100 and len(tids) == 4 and pid not in tids
+
+
+@pytest.mark.parametrize("uprobe_mode", ["auto", "single"])
+def test_an_exec_from_a_thread_other_than_the_leader_is_followed(
+    session, scope_probe, traced_user, uprobe_mode
+):
+    # the exec replaces the leader task the links hold: the kernel says so and the process is
+    # given links again (its new program waits for them, as it would for its first ones)
+    lib, main = scope_probe
+    probe = Probe(type=ProbeType.UPROBE, name="DEMO", binary_path=str(lib), functions=["dc_add"])
+    with session([probe], uid=traced_user.uid, uprobe_mode=uprobe_mode) as s:
+        out = s.run(traced_user, [str(main), "30", "thread-exec"]).stdout.split()
+    pid, byte = int(out[0]), out[1]
+    assert byte == INT3
+    assert len(s.trace.events_of(pid, "dc_add")) == 30

@@ -80,27 +80,27 @@ class FollowStats:
         return f"median {values[len(values) // 2] / 1e6:.2f} ms, max {values[-1] / 1e6:.2f} ms"
 
 
-def start_ticks(pid: int) -> int | None:
-    """``starttime`` of ``/proc/<pid>/stat`` (clock ticks since boot); None when gone."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 first); None when
+    gone. The name (field 2) may hold spaces and parentheses: the fields follow the last ')'."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    # the command name (field 2) may hold spaces and parentheses: fields follow the last ')'
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return stat[stat.rindex(b")") + 2 :].split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """``starttime`` of ``/proc/<pid>/stat`` (clock ticks since boot); None when gone."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields is not None else None
 
 
 def _cpu_ns(pid: int) -> int | None:
     """utime + stime of ``/proc/<pid>/stat``, in ns; None when gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) * _NS_PER_TICK
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) * _NS_PER_TICK if fields is not None else None
 
 
 class ProcessUprobes:

@@ -34,8 +34,8 @@ _LENGTH_MASK = DISCARD_BIT - 1
 
 def job_processes(cgroup: Path | None, uid: int | None) -> Iterator[int]:
     """The processes of the job that exist now: those of ``cgroup`` and the cgroups below it,
-    else (no cgroup) those whose real uid is ``uid``; none for a process tree of a step
-    daemon (the kernel tells of them as they are born)."""
+    else (no cgroup) those ``uid`` owns (``/proc/<pid>``'s owner: the effective uid while the
+    process is dumpable; the kernel filters each event by its own rule anyway)."""
     if cgroup is not None:
         for dirpath, _dirs, _files in os.walk(cgroup):
             with contextlib.suppress(OSError):  # removed meanwhile

@@ -16,7 +16,9 @@ from pathlib import PurePath
 
 __all__ = [
     "APP",
+    "BYTE_RETURNS",
     "DATA_CALLS",
+    "IO_URING",
     "KERNEL",
     "LIBC_FILES",
     "LIBC_ITEM_RETURNS",
@@ -26,13 +28,17 @@ __all__ = [
     "STDIO_FUNCTIONS",
     "layer_of",
     "syscall_call_name",
+    "uring_call_name",
 ]
 
 POSIX = "POSIX"
 STDIO = "STDIO"
 KERNEL = "KERNEL"  # kprobes: no DFTracer layer of their own
 APP = "APP"  # functions of the program itself, or of a library of no known layer
-IO_URING = "IO_URING"  # io_uring requests, named by their opcode (read, write, fsync, ...)
+#: What io_uring requests carry in ``args.syscall``: they are written in the POSIX layer under
+#: the libc-level name of what they do (:func:`uring_call_name`), since dftracer-analyzer counts
+#: only POSIX and STDIO events, and this (with ``args.opcode``) says they were io_uring requests.
+IO_URING = "io_uring"
 
 #: Syscalls whose libc-level name (the one the tools class by) differs from the syscall's.
 _SYSCALL_CALL_NAMES = {
@@ -62,6 +68,16 @@ _SYSCALL_CALL_NAMES = {
     "fchmodat": "chmod",
     "fchmodat2": "chmod",
     "fchownat": "chown",
+    # the tracepoint's name (SYSCALL_DEFINE4(sendfile64, ...)): strace and the tools say sendfile
+    "sendfile64": "sendfile",
+}
+
+#: io_uring opcodes (lowercased) whose libc-level name is not the opcode's own or the
+#: syscall's: fixed-buffer and multishot reads and writes move bytes as read and write do.
+_URING_CALL_NAMES = {
+    "read_fixed": "read",
+    "write_fixed": "write",
+    "read_multishot": "read",
 }
 
 #: Calls whose return value is the bytes they moved (when positive): the read and write
@@ -96,13 +112,18 @@ STDIO_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 
-#: Libraries of a known layer, by the start of the file name (``libmpi.so.40`` → MPI).
+#: Libraries of a known layer, by their file name. Distributions name one library several ways
+#: (Debian's ``libhdf5_serial.so.103`` and ``libhdf5_openmpi.so.103``, RHEL's and Spack's
+#: ``libhdf5.so.310``, the ``_hl``, ``_cpp`` and Fortran companions; ``libmpi.so.40``,
+#: ``libmpich.so.12``, ``libmpi_cxx``, ``libmpifort``, Cray's ``libmpi_gnu_91``;
+#: ``libnetcdf.so.19``, ``libnetcdf_mpi``, ``libnetcdff``): a layer is the library's name
+#: followed by anything up to ``.so`` (``libhdf5*.so*``).
 _LIBRARY_LAYERS = (
-    (re.compile(r"^libc(-[\d.]+)?\.so"), POSIX),
-    (re.compile(r"^lib(mpi|mpich|mpi_cxx|mpi_mpifh|pmpi)\b"), "MPI"),
-    (re.compile(r"^libpnetcdf\b"), "PNETCDF"),
-    (re.compile(r"^libnetcdf\b"), "NETCDF"),
-    (re.compile(r"^libhdf5\b"), "HDF5"),
+    (re.compile(r"^libc(-[\d.]+)?\.so(\.|$)"), POSIX),
+    (re.compile(r"^lib(p?mpi|mpich)[\w.+-]*?\.so(\.|$)"), "MPI"),
+    (re.compile(r"^libpnetcdf[\w.+-]*?\.so(\.|$)"), "PNETCDF"),
+    (re.compile(r"^libnetcdf[\w.+-]*?\.so(\.|$)"), "NETCDF"),
+    (re.compile(r"^libhdf5[\w.+-]*?\.so(\.|$)"), "HDF5"),
 )
 
 
@@ -149,14 +170,23 @@ LIBC_POINTER_RETURNS = frozenset(
 #: trace's ret is their bytes.
 LIBC_ITEM_RETURNS = frozenset({"fread", "fread_unlocked", "fwrite", "fwrite_unlocked"})
 #: Every name whose return value, when not negative, is the bytes the call moved: the data
-#: calls, fread and fwrite (the trace gives their ret in bytes) and io_uring's fixed-buffer
-#: requests (its other reads and writes share the data calls' names).
-BYTE_RETURNS = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
+#: calls (io_uring's reads and writes among them: :func:`uring_call_name`) and fread and fwrite
+#: (the trace gives their ret in bytes).
+BYTE_RETURNS = DATA_CALLS | LIBC_ITEM_RETURNS
 
 
 def syscall_call_name(syscall: str) -> str:
     """The libc-level name of ``syscall`` (``pread64`` → ``pread``, ``openat`` → ``open``)."""
     return _SYSCALL_CALL_NAMES.get(syscall, syscall)
+
+
+def uring_call_name(opcode: str) -> str:
+    """The libc-level name of an io_uring request of ``opcode`` (the uapi name without
+    ``IORING_OP_``): ``READ_FIXED`` → ``read``, ``OPENAT`` → ``open``, ``STATX`` → ``stat``,
+    ``FSYNC`` → ``fsync``. dftracer-analyzer sizes and classes a POSIX event by this name;
+    the opcode itself stays in ``args.opcode``."""
+    name = opcode.lower()
+    return _URING_CALL_NAMES.get(name) or syscall_call_name(name)
 
 
 def layer_of(binary_path: str | None, function: str) -> str:

@@ -257,9 +257,11 @@ _I386_LAYOUTS: dict[str, tuple[CompatSyscall, ...]] = {
     "mkdirat": _ia32(("mkdirat", _SAME)), "unlinkat": _ia32(("unlinkat", _SAME)),
     "renameat": _ia32(("renameat", _SAME)), "renameat2": _ia32(("renameat2", _SAME)),
     "faccessat": _ia32(("faccessat", _SAME)),
+    # the offset is a pointer (not read): both read as the x86-64 sendfile
+    "sendfile64": _ia32(("sendfile64", _SAME), ("sendfile", _SAME)),
 }  # fmt: skip
-#: Suffixes of the ia32 variants of a syscall outside that table (``sendfile64``,
-#: ``fadvise64_64``, ``chown32``, ``utimensat_time64``).
+#: Suffixes of the ia32 variants of a syscall outside that table (``fadvise64_64``,
+#: ``chown32``, ``utimensat_time64``).
 _I386_SUFFIXES = ("", "64", "_64", "32", "_time64")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from datacrumbs.common.dftracer_names import IO_URING, POSIX, syscall_call_name
+from datacrumbs.common.dftracer_names import IO_URING, POSIX, syscall_call_name, uring_call_name
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf import arch, features, kernel_btf, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
@@ -57,9 +57,15 @@ class SyscallAttacher:
 
     def _attach_uring_requests(self, probe: Probe) -> TargetOutcome:
         """The requests io_uring_enter submits, from the io_uring tracepoints (6.0+): one
-        event per request at its completion, named by its opcode in the IO_URING layer, with
-        its fd and file, size and offset (reads and writes), result and latency. Reported as
-        the target ``io_uring_requests`` of the probe that asked for io_uring_enter."""
+        event per request at its completion, with its fd and file, size and offset (reads and
+        writes), result and latency. Reported as the target ``io_uring_requests`` of the probe
+        that asked for io_uring_enter.
+
+        A request is written as the POSIX call it does (``read`` for READ and READ_FIXED,
+        ``open`` for OPENAT, ...: :func:`uring_call_name`), with ``args.syscall`` "io_uring"
+        and ``args.opcode`` its opcode: dftracer-analyzer counts the I/O of POSIX and STDIO
+        events only, and classes them by name, so a layer of their own left the requests'
+        bytes out of every analysis."""
         ctx, target = self.ctx, "io_uring_requests"
         ops = kernel_btf.vmlinux().enum_values("io_uring_op")
         by_value = {v: n.removeprefix("IORING_OP_") for n, v in ops.items()}
@@ -75,8 +81,9 @@ class SyscallAttacher:
             )
             if op in _URING_RW:
                 fields += (ArgField(_URING_RW[op], 1), ArgField("offset", 2))
-            labels = (("opcode", op), ("category", probe.name))
-            specs.append(ctx.functions.add(op.lower(), IO_URING, fields, True, labels=labels))
+            labels = (("opcode", op), ("syscall", IO_URING), ("category", probe.name))
+            name = uring_call_name(op)
+            specs.append(ctx.functions.add(name, POSIX, fields, True, labels=labels))
         base = specs[0].fid  # opcode 0's id: the kernel adds the opcode to it
         assert [s.fid for s in specs] == list(range(base, base + len(specs)))
         obj = ctx.obj

@@ -130,6 +130,8 @@ SYSCALLS: dict[str, SyscallLayout] = {
     "dup3": SyscallLayout("dup3", (_fd(), _f("newfd", 1), _f("flags", 2)), fd_arg=0),
     "fcntl": SyscallLayout("fcntl", (_fd(), _f("cmd", 1), _f("arg", 2)), fd_arg=0),
     "getdents": SyscallLayout("getdents", (_fd(), _f("size", 2)), fd_arg=0),
+    # the kernel's SYSCALL_DEFINE name; the trace names it sendfile (dftracer_names)
+    "sendfile64": SyscallLayout("sendfile64", (_f("out_fd", 0), _f("in_fd", 1), _f("size", 3))),
 }
 for _alias, _name in {
     "newstat": "stat",
@@ -139,6 +141,7 @@ for _alias, _name in {
     "fstatat64": "newfstatat",
     "pread": "pread64",
     "pwrite": "pwrite64",
+    "sendfile": "sendfile64",
 }.items():
     SYSCALLS[_alias] = SYSCALLS[_name]
 

@@ -26,9 +26,9 @@ def _lines_bytes(lines: int) -> int:
 def _reference(lines: list[str], pid: int | None = None) -> tuple[Counter, Counter, Counter]:
     """Counts, bytes and durations per (name, category), read plainly with json.loads: the
     category is the probe file's (``args.category``); bytes are the positive returns of the
-    data calls (fread and fwrite, io_uring's fixed-buffer requests included), and of other
-    calls within their ``size``."""
-    data_calls = DATA_CALLS | LIBC_ITEM_RETURNS | {"read_fixed", "write_fixed"}
+    data calls (fread and fwrite, and io_uring's reads and writes, named as the data calls,
+    included), and of other calls within their ``size``."""
+    data_calls = DATA_CALLS | LIBC_ITEM_RETURNS
     counts: Counter = Counter()
     done: Counter = Counter()
     durations: Counter = Counter()

@@ -177,8 +177,11 @@ def test_every_ia32_syscall_of_a_probe_file_is_traced_or_counted():
     assert [(c.number, c.name, c.layout) for c in arch.compat_syscalls("fallocate", "x86_64")] == [
         (324, "fallocate", None)
     ]
-    assert [c.name for c in arch.compat_syscalls("sendfile64", "x86_64")] == [
-        "sendfile64", "sendfile"
+    assert [c.name for c in arch.compat_syscalls("fadvise64", "x86_64")] == [
+        "fadvise64", "fadvise64_64"
+    ]  # fmt: skip
+    assert [(c.name, c.layout) for c in arch.compat_syscalls("sendfile64", "x86_64")] == [
+        ("sendfile64", arch.IA32_SAME), ("sendfile", arch.IA32_SAME)
     ]  # fmt: skip
     assert arch.compat_syscalls("read", "aarch64") == ()
 

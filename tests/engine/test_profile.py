@@ -181,7 +181,7 @@ def test_io_uring_requests_are_aggregated_too(session, compile_c, public_dir, tr
     names = trace.file_names()
     totals: dict[tuple[str, str | None], list[int]] = defaultdict(lambda: [0, 0, 1 << 62, -1])
     for e in _aggregates(trace, int(out.stdout)):
-        if e["cat"] != "IO_URING":
+        if e["args"]["syscall"] != "io_uring":
             continue
         a = e["args"]
         t = totals[(e["name"], names.get(a.get("fhash", "")))]

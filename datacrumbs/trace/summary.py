@@ -13,8 +13,9 @@ bookkeeping); nothing but the per-function and per-file totals is kept.
 What "bytes" means: the bytes a call moved, i.e. its positive return value, for the data calls
 (read, pread, readv, preadv, write, pwrite, writev, pwritev, sendfile, copy_file_range, splice,
 by the libc-level name the trace gives them, io_uring's read and write requests among them;
-fread and fwrite, whose ``ret`` the trace gives in bytes: ``common.dftracer_names.BYTE_RETURNS``) and for other calls that ask for a size
-(``args.size``, e.g. readdir) when ``ret`` is within it. A return value that is not a byte
+fread and fwrite, whose ``ret`` the trace gives in bytes: ``common.dftracer_names.BYTE_RETURNS``)
+and for other calls that ask for a size (``args.size``, e.g. readdir) when ``ret`` is within
+it. A return value that is not a byte
 count (``mmap``'s address, ``ftruncate``'s 0) adds nothing. Each layer counts its own calls:
 an fwrite and the write(2) that flushes it are both counted, in their own rows (and both in
 their file's row).

@@ -22,12 +22,9 @@ from datacrumbs.common.fd_paths import open_directory
 from datacrumbs.common.fs_identity import Identity, acting_as, write_as_users_do
 from datacrumbs.common.probe_file import config_name
 from datacrumbs.common.settings import Settings, expand_trace_dir, user_component
-from datacrumbs.trace.writer import TraceWriter
+from datacrumbs.trace.writer import TRACE_MODE, TraceWriter
 
 __all__ = ["TRACE_MODE", "TraceLocation", "open_trace_location"]
-
-#: The job user's alone, whatever group they share with others.
-TRACE_MODE = 0o600
 
 
 @dataclass

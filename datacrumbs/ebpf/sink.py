@@ -2,9 +2,10 @@
 kernel's loss counts.
 
 The engine moves bytes and nothing else. Decoding and formatting belong to the trace layer
-(:mod:`datacrumbs.trace`), whose writer is one :class:`RecordSink`; keeping the engine free of
-any trace format is what lets another consumer (a profile mode's, a benchmark's) plug in
-without touching it.
+(:mod:`datacrumbs.trace`), whose writer is the :class:`RecordSink`; keeping the engine free of
+any trace format is what lets a benchmark's consumer plug in without touching it. A new kind
+of record is not a new sink: profile mode's aggregates, harvested by the poller, came to the
+same sink through one more method (:meth:`RecordSink.submit_profile`).
 """
 
 from __future__ import annotations

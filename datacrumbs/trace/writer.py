@@ -1,8 +1,9 @@
 """The trace file: one gzip member of JSON lines, formatted and compressed off the poller.
 
 Why two threads: the thread that drains the ring buffer must never wait for formatting or
-compression, or the kernel starts dropping events. Raw chunks go to a formatting thread
-(Python, holds the GIL), whose text goes to a compressing thread (zlib releases the GIL, so
+compression, or the kernel starts dropping events. Raw chunks go to a formatting thread (the
+compiled formatter, ``_format.c``, which fills its lines in without the GIL; the metadata
+around them is Python's), whose text goes to a compressing thread (ISA-L releases the GIL, so
 compression overlaps formatting on another core). Compression is ISA-L's deflate (``isal``):
 at level 1 it is about six times faster than zlib's level 1 and its output is smaller (71 against
 449 ns and 4.8 against 5.3 bytes per write event, measured here), and it releases the GIL as
@@ -51,7 +52,11 @@ from datacrumbs.trace.gzip_stream import END_ROOM, ROOM, GzipStream, is_disk_err
 if TYPE_CHECKING:
     from datacrumbs.trace.format import EventFormatter
 
-__all__ = ["PENDING_BYTES", "TraceWriter"]
+__all__ = ["PENDING_BYTES", "TRACE_MODE", "TraceWriter"]
+
+#: The trace's mode: the job user's alone, whatever group they share with others (a trace
+#: shows every file the job touched). The daemon creates it so, as the job user.
+TRACE_MODE = 0o600
 
 #: bytes waiting at each hand-over by default (the daemon's: its memory budget's share)
 PENDING_BYTES = 128 << 20
@@ -111,7 +116,7 @@ class TraceWriter:
         level: int = 1,  # ISA-L's 0 (fastest) to 3
         flush_interval: float = 0.5,
         max_pending: int = 64,
-        mode: int = 0o640,
+        mode: int = TRACE_MODE,
         opener: Callable[[int], int] | None = None,
         thread_setup: Callable[[], None] | None = None,
     ) -> None:

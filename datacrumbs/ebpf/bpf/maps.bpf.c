@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * datacrumbs' kernel half: generic programs that serve every traced function, one entry file
- * per probe kind (syscalls, functions, io_uring, scope, profile) over shared headers, joined
- * into one object by libbpf's static linker (ebpf/build.py). This file holds the one
+ * datacrumbs' kernel half: generic programs that serve every traced function, in entry files
+ * by what they trace (syscalls.bpf.c; functions.bpf.c: uprobes and kernel functions;
+ * io_uring.bpf.c; scope.bpf.c: the job's cgroups and tasks; follow.bpf.c: the job's processes
+ * for uprobes scoped to the job; profile.bpf.c: profile mode's task iterator) and the file
+ * names' functions (files.bpf.c), over shared headers (dc_*.h), joined into one object,
+ * datacrumbs.bpf.o, by libbpf's static linker (ebpf/build.py). This file holds the one
  * definition of every map and of dc_cfg (dc_maps.h declares them extern elsewhere) and the
  * license; it is linked first.
  *
@@ -16,9 +19,9 @@
  * Minimum kernel: 5.15 (bpf_get_attach_cookie for tracepoints and uprobes; user space refuses
  * an older one, datacrumbs/ebpf/features.py). Other features used: bpf_snprintf (5.13),
  * task-local storage from tracing programs (5.11), tp_btf (5.5), ring buffer +
- * bpf_ringbuf_query (5.8), bpf_get_ns_current_pid_tgid (5.7), bpf_get_current_cgroup_id
- * (4.18), bounded loops (5.3), global data (5.2); uprobe_multi (6.6) and fentry/fexit with
- * cookies (6.0) when available.
+ * bpf_ringbuf_query (5.8), the task iterator (5.8: profile mode), bpf_get_ns_current_pid_tgid
+ * (5.7), bpf_get_current_cgroup_id (4.18), bounded loops (5.3), global data (5.2);
+ * uprobe_multi (6.6) and fentry/fexit with cookies (6.0) when available.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>

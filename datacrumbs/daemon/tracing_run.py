@@ -403,10 +403,12 @@ class TracingRun:
                 "uprobe_attach_delay": following.latency_summary(),
             }
             self.log.info(
-                "uprobes were given to %d job processes (attach delay %s; %d gone before)",
+                "uprobes were given to %d job processes (attach delay %s; %d gone before, "
+                "%d refused by the kernel)",
                 following.followed,
                 following.latency_summary() or "not measured",
                 following.missed,
+                following.failed,
             )
         return self.recording.stop(summary=summary)
 

@@ -40,6 +40,9 @@ __all__ = ["BinaryPlan", "FollowStats", "ProcessUprobes", "Site", "start_ticks"]
 _log = logging.getLogger("datacrumbs.engine")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _NS_PER_TICK = 1_000_000_000 // _CLK_TCK
+#: Attach failures logged one by one (a job of thousands of processes on a node out of file
+#: descriptors would flood the journal); the rest are counted in :class:`FollowStats`.
+_FAILURES_LOGGED = 5
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,14 @@ class ProcessUprobes:
                 if exc.errno == errno.ESRCH:
                     break  # gone: the caller sees it through the pidfd
                 self.stats.failed += 1
-                _log.warning("cannot attach uprobes to process %d: %s", pid, exc)
+                if self.stats.failed <= _FAILURES_LOGGED:  # then counted only (the summary)
+                    more = " (further failures are only counted)"
+                    _log.warning(
+                        "cannot attach uprobes to process %d: %s%s",
+                        pid,
+                        exc,
+                        more if self.stats.failed == _FAILURES_LOGGED else "",
+                    )
         return links
 
     def _attach_binary(self, path: str, sites: list[Site], pid: int) -> list[Link]:

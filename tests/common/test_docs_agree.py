@@ -18,6 +18,7 @@ import pytest
 from pydantic_core import PydanticUndefined
 
 from datacrumbs.common.settings import Settings
+from datacrumbs.ebpf import arch
 from datacrumbs.service.exec_step import LOG_FILE_MODE
 from datacrumbs.service.job_hooks import ENV_FILE_MODE
 from datacrumbs.trace.writer import TRACE_MODE
@@ -166,3 +167,23 @@ def test_the_sweep_catches_a_wrong_mode_in_each_way_it_is_written() -> None:
         ("log", "0644"),
         ("env", "0600"),
     ]
+
+
+# -- the ia32 table --------------------------------------------------------------------------
+
+
+def test_the_ia32_table_of_the_trace_format_is_the_engine_s() -> None:
+    """Issue 26, item 3: each ia32 syscall glibc uses is traced with its layout or counted
+    lost, and docs/trace-format.md lists each as ``ebpf/arch.py`` reads it."""
+    text = (ROOT / "docs" / "trace-format.md").read_text()
+    documented = {
+        m.group(1): re.findall(r"`([\w]+)`: ([^;|]+?)\s*(?=;|$)", m.group(2))
+        for m in re.finditer(r"^\| `(\w+)` \| (`.+?) \|$", text, re.MULTILINE)
+    }
+    lost = {c.name for calls in arch._I386_LAYOUTS.values() for c in calls if c.layout is None}
+    assert set(documented) == set(arch._I386_LAYOUTS)
+    for tracepoint, calls in arch._I386_LAYOUTS.items():
+        rows = documented[tracepoint]
+        assert [name for name, _ in rows] == [c.name for c in calls], tracepoint
+        for name, how in rows:
+            assert how.startswith("counted lost") == (name in lost), (tracepoint, name)

@@ -12,23 +12,27 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 
+import pytest
 from engine_support import as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
 
 SYSCALLS = ["openat", "read", "write", "close", "dup", "dup2", "dup3", "fcntl", "newfstatat"]
-_STRACE = re.compile(r"^(\d+) +(\w+)\((?:(-?\d+)(?:<([^>]*)>)?)?")
+_STRACE = re.compile(r"^(\d+) +(\w+)\((?:(-?\d+)(?:<([^>]*)>(\(deleted\))?)?)?")
 
 
 def _strace_calls(log: Path) -> list[tuple[int, str, str | None]]:
-    """(pid, syscall, name strace gives its fd) of each call in strace's log."""
+    """(pid, syscall, name strace gives its fd) of each call in strace's log. strace marks an
+    unlinked file's fd ``3</a/b>(deleted)``; the name is written as /proc/PID/fd (d_path) and
+    datacrumbs write it, "/a/b (deleted)"."""
     calls = []
     for line in log.read_text().splitlines():
         if m := _STRACE.match(line):
-            pid, name, _fd, path = m.groups()
-            calls.append((int(pid), name, path))
+            pid, name, _fd, path, deleted = m.groups()
+            calls.append((int(pid), name, f"{path} (deleted)" if deleted else path))
     return calls
 
 
@@ -204,3 +208,100 @@ def test_tar_names_relative_and_dirfd_paths_as_the_kernel_resolves_them(
         assert ours == calls, tid
         relative += sum(1 for _, want in calls if want and want.startswith(str(work)))
     assert relative >= 20  # the archive, src/, src/sub, a.txt, b.txt, out/... all named
+
+
+# Issue 26, M1 and M2: an fd's name is what the fd holds now, not what its memory held.
+NEVER_OVER_NS = 10**15  # profile intervals none of which ends during a test
+
+
+def _profiled_under_strace(session, traced_user, argv: list[str], work: Path):  # type: ignore[no-untyped-def]
+    """The same as _traced_under_strace, with the calls aggregated (profile mode)."""
+    log = work / "strace-profile.log"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="posix", functions=SYSCALLS)]
+    strace = ["strace", "-f", "-y", "-qq", "-o", str(log),
+              "-e", "trace=openat,read,write,newfstatat,fstat", *argv]  # fmt: skip
+    with session(probes, uid=traced_user.uid, profile_interval_ns=NEVER_OVER_NS) as s:
+        subprocess.run(as_user(traced_user, strace), check=True, capture_output=True, cwd=work)
+    return s.trace, _strace_calls(log)
+
+
+def _compare_profile(trace, calls) -> int:  # type: ignore[no-untyped-def]
+    """Profile mode: the calls of each (process, read or write, file name) are strace's (whose
+    own calls are left out)."""
+    names = trace.file_names()
+    pids = {pid for pid, _, _ in calls}
+    ours: Counter[tuple[int, str, str | None]] = Counter()
+    for e in trace.objects:
+        if e.get("ph") == "C" and e["pid"] in pids and e["name"] in ("read", "write"):
+            ours[(e["pid"], e["name"], names.get(e["args"].get("fhash")))] += e["args"]["dft_cnt"]
+    theirs = Counter((p, name, path) for p, name, path in calls if name in ("read", "write"))
+    assert ours == theirs
+    return sum(theirs.values())
+
+
+def _both_modes(session, traced_user, argv: list[str], work: Path) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """Run argv (its "DIR" replaced by a directory of the run's own) under strace traced, then
+    profiled: every read and write named as strace names it, per event (trace) and per
+    (process, call, file) (profile). Returns the names strace gave the trace run's writes, in
+    order."""
+    runs = []
+    for mode in ("trace", "profile"):
+        own = work / mode
+        own.mkdir()
+        os.chown(own, traced_user.uid, traced_user.gid)
+        runs.append([str(own) if arg == "DIR" else arg for arg in argv])
+    trace, calls = _traced_under_strace(session, traced_user, runs[0], work / "trace")
+    assert _compare(trace, calls) >= sum(1 for _, name, _ in calls if name in ("read", "write"))
+    profile, profile_calls = _profiled_under_strace(session, traced_user, runs[1], work / "profile")
+    assert _compare_profile(profile, profile_calls) > 0
+    return [path for _, name, path in calls if name == "write"]
+
+
+@pytest.mark.parametrize("kind", ["pipe", "socket", "eventfd", "memfd"])
+def test_a_file_opened_on_the_fd_of_a_closed_object_takes_its_own_name(
+    session, compile_c, public_dir, traced_user, kind
+):
+    """200 rounds of: the object made, written and read through (named), closed; a new file
+    opened on its fd and written. The object's dentry is freed at close and the new file's
+    may take its memory: the name must still be the new file's, every round."""
+    binary = compile_c("fd_reuse.c", "fd_reuse")
+    work = user_dir(public_dir, traced_user, f"fd-reuse-{kind}")
+    writes = _both_modes(session, traced_user, [str(binary), kind, "DIR", "200"], work)
+    assert writes[2::2] == [str(work / "trace" / f"new{i:03d}") for i in range(200)]
+    prefix = {"eventfd": "anon_inode:[eventfd]", "memfd": "/memfd:dc-memfd (deleted)"}
+    assert all(str(name).startswith(prefix.get(kind, f"{kind}:[")) for name in writes[1::2])
+
+
+def test_bash_names_each_redirect_target(session, public_dir, traced_user):
+    """bash reads $(seq 20) from a pipe, then opens each f$i on the fds it had: every echo's
+    write is named by its own file, never after the pipe."""
+    work = user_dir(public_dir, traced_user, "bash-redirects")
+    script = "for i in $(seq 20); do echo x > f$i; done"
+    writes = _both_modes(session, traced_user, ["bash", "-c", script], work)
+    assert [w for w in writes if not str(w).startswith("pipe:[")] == [
+        str(work / "trace" / f"f{i}") for i in range(1, 21)
+    ]
+
+
+def test_a_rename_of_an_open_file_or_its_directory_names_its_next_call_anew(
+    session, compile_c, public_dir, traced_user
+):
+    binary = compile_c("fd_reuse.c", "fd_reuse")
+    work = user_dir(public_dir, traced_user, "fd-rename")
+    writes = _both_modes(session, traced_user, [str(binary), "rename", "DIR", "20"], work)
+    expected, own = [], work / "trace"
+    for i in range(20):
+        expected += [f"{own}/d{i}/a", f"{own}/d{i}/b", f"{own}/e{i}/b"]
+    assert writes[1:] == expected  # after the pid, to stdout
+
+
+def test_a_file_unlinked_while_open_is_named_deleted_as_strace_names_it(
+    session, compile_c, public_dir, traced_user
+):
+    binary = compile_c("fd_reuse.c", "fd_reuse")
+    work = user_dir(public_dir, traced_user, "fd-unlink")
+    writes = _both_modes(session, traced_user, [str(binary), "unlink", "DIR", "20"], work)
+    expected, own = [], work / "trace"
+    for i in range(20):
+        expected += [f"{own}/u{i}", f"{own}/u{i} (deleted)"]
+    assert writes[1:] == expected

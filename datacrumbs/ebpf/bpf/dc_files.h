@@ -2,11 +2,11 @@
 /*
  * File names: what the entry files call (files.bpf.c has the functions and how names are made).
  *
- * dc_fd_name, dc_path_name and dc_name_emit (which both call) are global functions (not
- * static): the verifier checks each once, on its own, instead of again at every call in every
- * program (which took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction limit on
- * 6.1). The price of that: only scalars cross their boundary, so each finds its scratch space
- * itself.
+ * dc_fd_ident, dc_fd_name, dc_path_name and dc_name_emit (which they call) are global
+ * functions (not static): the verifier checks each once, on its own, instead of again at every
+ * call in every program (which took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction
+ * limit on 6.1). The price of that: only scalars cross their boundary, so each finds its
+ * scratch space itself.
  */
 #ifndef DC_FILES_H
 #define DC_FILES_H
@@ -15,8 +15,13 @@
 
 #define DC_AT_FDCWD (-100)
 
+/* What the current task's fd names, as a number (0 when it holds no file): equal on two calls
+ * only while the fd holds the same open file under the same path (files.bpf.c says how). */
+__u64 dc_fd_ident(__s64 fd);
 /* The name hash of the current task's fd (0 when it holds no file). */
 __u64 dc_fd_name(__u32 tgid, __s64 fd, __u32 pid, __u32 tid);
+/* The same, for a caller that has the fd's dc_fd_ident already (non-zero). */
+__u64 dc_fd_name_of(__u32 tgid, __s64 fd, __u64 ident, __u32 pid, __u32 tid);
 /* The name hash of a user path argument, relative to dirfd (DC_AT_FDCWD: the working
  * directory); 0 when unreadable or "". */
 __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid);

@@ -120,8 +120,8 @@ DC_SHARED struct {
 	__type(value, struct dc_inflight);
 } dc_func_inflight SEC(".maps");
 
-/* Fds named so far: (tgid, fd) -> the dentry it held and its name's hash (files.bpf.c). LRU:
- * processes that die do not fill it up. */
+/* Fds named so far: (tgid, fd) -> its identity when named (dc_fd_ident) and its name's hash
+ * (files.bpf.c). LRU: processes that die do not fill it up. */
 DC_SHARED struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

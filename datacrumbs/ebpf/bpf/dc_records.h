@@ -167,10 +167,10 @@ struct dc_agg {
 	__u64 ret_log2[DC_HIST_BUCKETS];
 };
 
-/* A file the thread used lately, by fd: its name holds while the fd holds that dentry. */
+/* A file the thread used lately, by fd: its name holds while dc_fd_ident(fd) is the same. */
 struct dc_fd_seen {
 	__s64 fd; /* -1: none */
-	__u64 dentry;
+	__u64 ident;
 	__u64 hash;
 };
 #define DC_FDS_SEEN 2
@@ -212,10 +212,10 @@ struct dc_fdkey {
 	__u32 fd;
 };
 
-/* What a (tgid, fd) was last found to name: the name is good while the fd still holds a file
- * with that dentry. */
+/* What a (tgid, fd) was last found to name: the name is good while the fd's identity
+ * (dc_fd_ident: the open file and every dentry and mount of its path) is the same. */
 struct dc_fdname {
-	__u64 dentry;
+	__u64 ident;
 	__u64 hash;
 };
 

@@ -32,33 +32,31 @@ static __always_inline struct dc_thread *dc_sys_begin(__u64 cookie)
 }
 
 /* The name hash of the current thread's fd: the one it had when the thread last used the fd
- * and it held the same dentry (a loop of reads or writes on one file, a copy's two fds), else
- * from dc_fd_name, remembered in the thread's oldest slot. The check costs the two reads that
- * find the fd's dentry; the (process, fd) map's lookup is skipped. */
+ * and its identity was the same (a loop of reads or writes on one file, a copy's two fds: the
+ * same open file under the same path, dc_fd_ident), else from dc_fd_name_of, remembered in the
+ * thread's oldest slot. The (process, fd) map's lookup is skipped. */
 static __always_inline __u64 dc_thread_fd_name(struct dc_thread *th, __u32 tgid, __s64 fd)
 {
-	struct file *f = dc_fd_file(fd);
-	struct dentry *d;
+	__u64 ident = dc_fd_ident(fd);
 	__u32 slot;
 	__u64 hash;
 
-	if (!f)
+	if (!ident)
 		return 0;
-	d = BPF_CORE_READ(f, f_path.dentry);
 	if (!th->fds_known) {
 		for (int i = 0; i < DC_FDS_SEEN; i++)
 			th->fds[i].fd = -1;
 		th->fds_known = 1;
 	}
 	for (int i = 0; i < DC_FDS_SEEN; i++) {
-		if (th->fds[i].fd == fd && th->fds[i].dentry == (__u64)d)
+		if (th->fds[i].fd == fd && th->fds[i].ident == ident)
 			return th->fds[i].hash;
 	}
-	hash = dc_fd_name(tgid, fd, th->pid, th->tid);
+	hash = dc_fd_name_of(tgid, fd, ident, th->pid, th->tid);
 	if (hash) {
 		slot = th->fds_next % DC_FDS_SEEN;
 		th->fds[slot].fd = fd;
-		th->fds[slot].dentry = (__u64)d;
+		th->fds[slot].ident = ident;
 		th->fds[slot].hash = hash;
 		th->fds_next = slot + 1;
 	}

@@ -3,25 +3,21 @@
  * File names, as the kernel knows them (the functions here; dc_files.h declares them).
  *
  * An fd is named by the file the process's fd table holds for it, read when the call uses it: the
- * path from the file's dentry up to the root of its mount namespace (the walk d_path does,
- * crossing mounts), " (deleted)" after it once the file is unlinked, or for pipes, sockets,
- * anonymous inodes and shmem's files with no path "pipe:[ino]", "socket:[ino]",
- * "anon_inode:[eventfd]", "/memfd:NAME (deleted)", as /proc/PID/fd (and so strace -y) shows them.
- * Nothing has to watch open, close, dup, rename or unlink: the walk is done once per (process, fd)
- * and identity, dc_fd_names remembering the name with the fd's identity (dc_fd_ident), and a call
- * whose fd's identity differs walks again. The identity is what the file is, not where its memory
- * was: a pipe's or socket's dentry is freed at close and the next file opened on the fd may get
- * the same memory, and a pipe made again gets back its file, dentry and inode memory (the name
- * cache once compared only the dentry's address, and named such files "pipe:[...]"). It is made of
- * the struct file, its mount, dentry, inode and inode number, whether the dentry is unlinked, a
- * pseudo file's name, and for each dentry up to the root its parent and name (hash and length) and
- * each mount crossed: a rename of the file or of any directory above it, an unlink, another file
- * or pipe on the fd, all change it. Where the kernel's rename_lock is known (its data symbols
- * listed, as Debian's are), the identity holds its sequence, which every rename bumps, and the
- * mount namespace's event count instead of the components above the file: five reads in all
- * (the fd's file, its path, mount and dentry, the sequence), against the walk's five per
- * component and the name's bytes; elsewhere it costs a read per component and mount. Fds inherited from a parent (a shell's redirections) are named the same
- * way.
+ * path from the file's dentry up to the root of its mount namespace (the walk d_path does, crossing
+ * mounts), " (deleted)" after it once the file is unlinked, or for pipes, sockets, anonymous inodes
+ * and shmem's files with no path "pipe:[ino]", "socket:[ino]", "anon_inode:[eventfd]", "/memfd:NAME
+ * (deleted)", as /proc/PID/fd (and so strace -y) shows them. Nothing has to watch open, close, dup,
+ * rename or unlink: the walk is done once per (process, fd) and identity, dc_fd_names remembering
+ * the name with the fd's identity (dc_fd_ident), and a call whose fd's identity differs walks
+ * again. The identity is what the file is, not where its memory was: a pipe's or socket's dentry is
+ * freed at close and the next file opened on the fd may get the same memory, and a pipe made again
+ * gets back its file, dentry and inode memory (the name cache once compared only the dentry's
+ * address, and named such files "pipe:[...]"). It is made of the struct file, its mount, dentry,
+ * inode and inode number, whether the dentry is unlinked, a pseudo file's name, and for each dentry
+ * up to the root its parent and name (hash and length) and each mount crossed: a rename of the file
+ * or of any directory above it, an unlink, another file or pipe on the fd, all change it. Checking
+ * it costs a read per path component (the walk it saves, five and the name's bytes). Fds inherited
+ * from a parent (a shell's redirections) are named the same way.
  *
  * A path argument is named as given when absolute; a relative one is resolved against the
  * directory fd of an *at call (the argument before it) or the task's working directory, as the
@@ -102,22 +98,6 @@ static __always_inline __u64 dc_mix(__u64 h, __u64 v)
 {
 	h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
 	return h ^ (h >> 29);
-}
-
-/* rename_lock (fs/dcache.c), whose sequence every rename (d_move, d_exchange) bumps, wherever
- * it is: libbpf finds it in /proc/kallsyms at load where the kernel lists its data symbols
- * (CONFIG_KALLSYMS_ALL, as Debian's do); elsewhere its address is 0. */
-extern const void rename_lock __ksym __weak;
-
-/* The rename sequence now (with bit 32 set), or 0 when unknown or while a rename is under way. */
-static __always_inline __u64 dc_rename_seq(void)
-{
-	__u32 seq;
-
-	if (!(__u64)&rename_lock || bpf_probe_read_kernel(&seq, sizeof(seq), &rename_lock) ||
-	    (seq & 1))
-		return 0;
-	return seq | (1ULL << 32);
 }
 
 /* Hash the name in the CPU's scratch record (FNV-1a 64, 0 maps to 1) and deliver it once.
@@ -289,7 +269,7 @@ __noinline __u64 dc_fd_ident(__s64 fd)
 	struct file *f = dc_fd_file(fd);
 	struct dc_dentry_view dv;
 	struct dc_mount_view mv;
-	__u64 path[2], d, m, h, seq, name[DC_IDENT_NAME / 8];
+	__u64 path[2], d, m, h, name[DC_IDENT_NAME / 8];
 	struct inode *inode;
 
 	if (!f)
@@ -320,16 +300,6 @@ __noinline __u64 dc_fd_ident(__s64 fd)
 			h = dc_mix(h, name[i]);
 		return h ? h : 1;
 	}
-	seq = dc_rename_seq();
-	if (seq) {
-		/* No rename anywhere since the name was taken, and the dentry's own name and parent
-		 * the same: the path is; a mount or unmount in the namespace bumps its event. */
-		h = dc_mix(dc_mix(dc_mix(dc_mix(h, seq), dv.parent), dv.hash_len), dv.name);
-		if (bpf_core_field_exists(struct mnt_namespace, event))
-			h = dc_mix(h, bpf_get_current_task_btf()->nsproxy->mnt_ns->event);
-		return h ? h : 1;
-	}
-	/* Else each component up to the root, and each mount crossed. */
 	for (int i = 0; i < DC_WALK_DEPTH; i++) {
 		if (d == mv.root || d == dv.parent) {
 			if (d != mv.root || mv.parent == m)

@@ -117,11 +117,14 @@ SYSCALLS: dict[str, SyscallLayout] = {
     "stat": SyscallLayout("newstat", (), path_args=(0,)),
     "lstat": SyscallLayout("newlstat", (), path_args=(0,)),
     "fstat": SyscallLayout("newfstat", (_fd(),), fd_arg=0),
-    # dirfd: with AT_EMPTY_PATH and "" (every fstat of glibc) the file is the dirfd's
+    # dirfd: with AT_EMPTY_PATH and "" (every fstat of glibc; statx for 32-bit glibc 2.36's)
+    # the file is the dirfd's
     "newfstatat": SyscallLayout(
         "newfstatat", (_f("dirfd", 0), _f("flags", 3)), fd_arg=0, path_args=(1,), at=True
     ),
-    "statx": SyscallLayout("statx", (_f("flags", 2), _f("mask", 3)), path_args=(1,), at=True),
+    "statx": SyscallLayout(
+        "statx", (_f("dirfd", 0), _f("flags", 2), _f("mask", 3)), fd_arg=0, path_args=(1,), at=True
+    ),
     "access": SyscallLayout("access", (_f("mode", 1),), path_args=(0,)),
     "faccessat": SyscallLayout("faccessat", (_f("mode", 2),), path_args=(1,), at=True),
     "getdents64": SyscallLayout("getdents64", (_fd(), _f("size", 2)), fd_arg=0),

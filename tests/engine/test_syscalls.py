@@ -146,3 +146,28 @@ def test_processes_carry_dftracer_metadata_and_their_mpi_rank(session, public_di
         "ppid": info["ppid"],
     }
     assert int(info["ppid"]) > 1
+
+
+def test_statx_by_fd_names_the_fd_s_file(session, compile_c, public_dir, traced_user) -> None:
+    """Issue 26, M3: ``statx(fd, "", AT_EMPTY_PATH)`` (every fstat of 32-bit glibc 2.36) names
+    the fd's file, as newfstatat's does; by path it names the path."""
+    binary = compile_c("statx_fd.c", "statx_fd")
+    work = user_dir(public_dir, traced_user, "statx")
+    path = work / "seen.bin"
+    probes = [Probe(type=ProbeType.SYSCALLS, name="meta", functions=["statx", "newfstatat"])]
+    with session(probes, uid=traced_user.uid) as s:
+        out = subprocess.run(
+            as_user(traced_user, [str(binary), str(path), "4"]),
+            capture_output=True, text=True, check=True, cwd=work,
+        ).stdout  # fmt: skip
+    pid, fd = map(int, out.split())
+    names = s.trace.file_names()
+    calls = [
+        (e["args"]["syscall"], e["args"].get("dirfd"), names.get(e["args"].get("fhash", "")))
+        for e in s.trace.events_of(pid)
+    ]
+    calls = [c for c in calls if c[2] == str(path) or c[0] == "statx"]  # not the loader's
+    assert calls == [("statx", fd, str(path))] * 4 + [
+        ("statx", -100, str(path)),  # AT_FDCWD, the path joined to the working directory
+        ("newfstatat", fd, str(path)),
+    ]

@@ -95,6 +95,7 @@ DATA_CALLS = frozenset(
         "sendfile",
         "copy_file_range",
         "splice",
+        "tee",
     }
 )
 

@@ -259,6 +259,34 @@ _I386_LAYOUTS: dict[str, tuple[CompatSyscall, ...]] = {
     "faccessat": _ia32(("faccessat", _SAME)),
     # the offset is a pointer (not read): both read as the x86-64 sendfile
     "sendfile64": _ia32(("sendfile64", _SAME), ("sendfile", _SAME)),
+    # offsets by pointer, or none: the same registers
+    "copy_file_range": _ia32(("copy_file_range", _SAME)), "splice": _ia32(("splice", _SAME)),
+    "tee": _ia32(("tee", _SAME)), "syncfs": _ia32(("syncfs", _SAME)),
+    "flock": _ia32(("flock", _SAME)),
+    "fstatfs": _ia32(("fstatfs", _SAME), ("fstatfs64", _SAME)),  # (fd, size, buf)
+    "statfs": _ia32(("statfs", _SAME), ("statfs64", _SAME)),  # (path, size, buf)
+    "utimensat": _ia32(("utimensat", _SAME), ("utimensat_time64", _SAME)),
+    "futimesat": _ia32(("futimesat", _SAME)), "utimes": _ia32(("utimes", _SAME)),
+    "utime": _ia32(("utime", _SAME)),
+    "chdir": _ia32(("chdir", _SAME)), "fchdir": _ia32(("fchdir", _SAME)),
+    "readlink": _ia32(("readlink", _SAME)), "readlinkat": _ia32(("readlinkat", _SAME)),
+    "faccessat2": _ia32(("faccessat2", _SAME)),
+    "chmod": _ia32(("chmod", _SAME)), "fchmod": _ia32(("fchmod", _SAME)),
+    "fchmodat": _ia32(("fchmodat", _SAME)),
+    "chown": _ia32(("chown", _SAME), ("chown32", _SAME)),
+    "lchown": _ia32(("lchown", _SAME), ("lchown32", _SAME)),
+    "fchown": _ia32(("fchown", _SAME), ("fchown32", _SAME)),
+    "fchownat": _ia32(("fchownat", _SAME)),
+    "link": _ia32(("link", _SAME)), "linkat": _ia32(("linkat", _SAME)),
+    "symlink": _ia32(("symlink", _SAME)), "symlinkat": _ia32(("symlinkat", _SAME)),
+    "mknod": _ia32(("mknod", _SAME)), "mknodat": _ia32(("mknodat", _SAME)),
+    "io_uring_enter": _ia32(("io_uring_enter", _SAME)),
+    "io_uring_register": _ia32(("io_uring_register", _SAME)),
+    # 64-bit offsets and lengths split in two registers, in other places than pread64's:
+    # counted, not read
+    "fallocate": _ia32(("fallocate", None)), "sync_file_range": _ia32(("sync_file_range", None)),
+    "fadvise64": _ia32(("fadvise64", None), ("fadvise64_64", None)),
+    "readahead": _ia32(("readahead", None)),
 }  # fmt: skip
 #: Suffixes of the ia32 variants of a syscall outside that table (``fadvise64_64``,
 #: ``chown32``, ``utimensat_time64``).

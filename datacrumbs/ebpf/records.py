@@ -87,6 +87,8 @@ SYS_PATH1_SHIFT = 35  # DC_SYS_PATH1
 SYS_PATH2_SHIFT = 38  # DC_SYS_PATH2
 SYS_RET_FD = 1 << 41  # DC_SYS_RET_FD: the return value is a new fd
 SYS_AT = 1 << 42  # DC_SYS_AT: each path is relative to the directory fd before it
+SYS_FD2_ARG_SHIFT = 24  # DC_SYS_FD2_ARG: a two-file call's other fd, its slot named
+SYS_RET_CWD = 1 << 27  # DC_SYS_RET_CWD: a success names the new working directory (chdir)
 SYS_COMPAT_UNTRACED = 1 << 45  # DC_SYS_COMPAT_UNTRACED: a 32-bit syscall counted, not read
 #: Uprobes: bit UPROBE_PTR_SHIFT + i set when argument i is a pointer to dereference
 #: (DC_UPROBE_IS_PTR); bytes to read minus one in the UPROBE_SIZE_BITS bits at
@@ -170,11 +172,11 @@ SCOPE_NAME = 64
 SCOPE = struct.Struct(f"<QQII{SCOPE_DEPTH * SCOPE_NAME}s")
 SCOPE_FIELDS = ("parent", "found", "next", "depth", "names")
 
-#: Profile mode: struct dc_agg_key (32 bytes) and struct dc_agg (336 bytes), with
+#: Profile mode: struct dc_agg_key (40 bytes) and struct dc_agg (336 bytes), with
 #: DC_HIST_BUCKETS buckets of return values by their log2.
 HIST_BUCKETS = 32
-AGG_KEY = struct.Struct("<IIIIQQ")
-AGG_KEY_FIELDS = ("pid", "tid", "fid", "pad", "interval", "fhash")
+AGG_KEY = struct.Struct("<IIIIQQQ")
+AGG_KEY_FIELDS = ("pid", "tid", "fid", "pad", "interval", "fhash", "fhash2")
 AGG = struct.Struct(f"<QQQQqQqqqq{HIST_BUCKETS}Q")
 AGG_FIELDS = (
     "count",

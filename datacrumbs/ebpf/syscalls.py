@@ -24,9 +24,11 @@ from datacrumbs.ebpf.functions import ArgField, ArgKind
 from datacrumbs.ebpf.records import (
     MAX_SYSCALL_NR,
     SYS_AT,
+    SYS_FD2_ARG_SHIFT,
     SYS_FD_ARG_SHIFT,
     SYS_PATH1_SHIFT,
     SYS_PATH2_SHIFT,
+    SYS_RET_CWD,
     SYS_RET_FD,
 )
 
@@ -51,6 +53,10 @@ class SyscallLayout:
     path_args: tuple[int, ...] = ()  # at most two; the first becomes the event's fhash
     returns_fd: bool = False
     at: bool = False  # each path is relative to the directory fd just before it (openat, ...)
+    #: a two-file call's other fd (the source of copy_file_range, sendfile, splice, tee): named
+    #: at entry, its slot holds the name's hash (a HASH field, ``in_fhash``)
+    fd2_arg: int | None = None
+    cwd: bool = False  # a success makes the path the working directory (chdir): named so
 
     @property
     def has_file(self) -> bool:
@@ -69,12 +75,19 @@ def _hash(key: str, index: int) -> ArgField:
     return ArgField(key, index, ArgKind.HASH)
 
 
+def _in(index: int) -> ArgField:
+    """A two-file call's source, by its name's hash."""
+    return _hash("in_fhash", index)
+
+
 _READ = SyscallLayout("read", (_fd(), _f("size", 2)), fd_arg=0)
 _PREAD = SyscallLayout("pread64", (_fd(), _f("size", 2), _f("offset", 3)), fd_arg=0)
 _VEC = (_fd(), _f("iovcnt", 2))
 _VEC_AT = (_fd(), _f("iovcnt", 2), _f("offset", 3))
 _OPEN_FIELDS = (_f("flags", 1), _f("mode", 2))
 _OPENAT_FIELDS = (_f("flags", 2), _f("mode", 3))
+_COPY = (_fd(2), _in(0), _f("size", 4), _f("flags", 5))  # copy_file_range, splice
+_OWNER = (_f("user", 1), _f("group", 2))
 
 #: Syscalls by the name a probe file uses. Layouts follow the x86-64 tracepoint formats.
 SYSCALLS: dict[str, SyscallLayout] = {
@@ -133,8 +146,70 @@ SYSCALLS: dict[str, SyscallLayout] = {
     "dup3": SyscallLayout("dup3", (_fd(), _f("newfd", 1), _f("flags", 2)), fd_arg=0),
     "fcntl": SyscallLayout("fcntl", (_fd(), _f("cmd", 1), _f("arg", 2)), fd_arg=0),
     "getdents": SyscallLayout("getdents", (_fd(), _f("size", 2)), fd_arg=0),
-    # the kernel's SYSCALL_DEFINE name; the trace names it sendfile (dftracer_names)
-    "sendfile64": SyscallLayout("sendfile64", (_f("out_fd", 0), _f("in_fd", 1), _f("size", 3))),
+    # Two-file calls: named by the file written (DFTracer's tools count sendfile, splice and
+    # copy_file_range as writes of the event's file), the one read is args.in_fhash.
+    # sendfile64 is the kernel's SYSCALL_DEFINE name; the trace names it sendfile.
+    "sendfile64": SyscallLayout("sendfile64", (_fd(0), _in(1), _f("size", 3)), fd_arg=0, fd2_arg=1),
+    "copy_file_range": SyscallLayout("copy_file_range", _COPY, fd_arg=2, fd2_arg=0),
+    "splice": SyscallLayout("splice", _COPY, fd_arg=2, fd2_arg=0),
+    "tee": SyscallLayout(
+        "tee", (_fd(1), _in(0), _f("size", 2), _f("flags", 3)), fd_arg=1, fd2_arg=0
+    ),
+    "fallocate": SyscallLayout(
+        "fallocate", (_fd(), _f("mode", 1), _f("offset", 2), _f("size", 3)), fd_arg=0
+    ),
+    "sync_file_range": SyscallLayout(
+        "sync_file_range", (_fd(), _f("offset", 1), _f("size", 2), _f("flags", 3)), fd_arg=0
+    ),
+    "fadvise64": SyscallLayout(
+        "fadvise64", (_fd(), _f("offset", 1), _f("size", 2), _f("advice", 3)), fd_arg=0
+    ),
+    "readahead": SyscallLayout("readahead", (_fd(), _f("offset", 1), _f("size", 2)), fd_arg=0),
+    "syncfs": SyscallLayout("syncfs", (_fd(),), fd_arg=0),
+    "flock": SyscallLayout("flock", (_fd(), _f("cmd", 1)), fd_arg=0),
+    "fstatfs": SyscallLayout("fstatfs", (_fd(),), fd_arg=0),
+    "statfs": SyscallLayout("statfs", (), path_args=(0,)),
+    # utimensat(fd, NULL, ...) (futimens) is on its fd, as statx(fd, "") is
+    "utimensat": SyscallLayout(
+        "utimensat", (_f("dirfd", 0), _f("flags", 3)), fd_arg=0, path_args=(1,), at=True
+    ),
+    "futimesat": SyscallLayout("futimesat", (_f("dirfd", 0),), fd_arg=0, path_args=(1,), at=True),
+    "utimes": SyscallLayout("utimes", (), path_args=(0,)),
+    "utime": SyscallLayout("utime", (), path_args=(0,)),
+    "chdir": SyscallLayout("chdir", (), path_args=(0,), cwd=True),
+    "fchdir": SyscallLayout("fchdir", (_fd(),), fd_arg=0),
+    "readlink": SyscallLayout("readlink", (_f("size", 2),), path_args=(0,)),
+    "readlinkat": SyscallLayout("readlinkat", (_f("size", 3),), path_args=(1,), at=True),
+    "faccessat2": SyscallLayout(
+        "faccessat2", (_f("mode", 2), _f("flags", 3)), path_args=(1,), at=True
+    ),
+    "chmod": SyscallLayout("chmod", (_f("mode", 1),), path_args=(0,)),
+    "fchmod": SyscallLayout("fchmod", (_fd(), _f("mode", 1)), fd_arg=0),
+    "fchmodat": SyscallLayout("fchmodat", (_f("mode", 2),), path_args=(1,), at=True),
+    "chown": SyscallLayout("chown", _OWNER, path_args=(0,)),
+    "lchown": SyscallLayout("lchown", _OWNER, path_args=(0,)),
+    "fchown": SyscallLayout("fchown", (_fd(), *_OWNER), fd_arg=0),
+    "fchownat": SyscallLayout(
+        "fchownat", (_f("user", 2), _f("group", 3), _f("flags", 4)), path_args=(1,), at=True
+    ),
+    "link": SyscallLayout("link", (_hash("new_fhash", 1),), path_args=(0, 1)),
+    "linkat": SyscallLayout(
+        "linkat", (_hash("new_fhash", 3), _f("flags", 4)), path_args=(1, 3), at=True
+    ),
+    # the link made is the file; its target is a string the kernel does not resolve
+    "symlink": SyscallLayout("symlink", (), path_args=(1,)),
+    "symlinkat": SyscallLayout("symlinkat", (), path_args=(2,), at=True),
+    "mknod": SyscallLayout("mknod", (_f("mode", 1),), path_args=(0,)),
+    "mknodat": SyscallLayout("mknodat", (_f("mode", 2),), path_args=(1,), at=True),
+    # the ring's fd: "anon_inode:[io_uring]"; its requests are their own events (io_uring)
+    "io_uring_enter": SyscallLayout(
+        "io_uring_enter",
+        (_fd(), _f("to_submit", 1), _f("min_complete", 2), _f("flags", 3)),
+        fd_arg=0,
+    ),
+    "io_uring_register": SyscallLayout(
+        "io_uring_register", (_fd(), _f("opcode", 1), _f("nr_args", 3)), fd_arg=0
+    ),
 }
 for _alias, _name in {
     "newstat": "stat",
@@ -209,4 +284,8 @@ def syscall_cookie(fid: int, layout: SyscallLayout) -> int:
         cookie |= SYS_RET_FD
     if layout.at:
         cookie |= SYS_AT
+    if layout.fd2_arg is not None:
+        cookie |= (layout.fd2_arg + 1) << SYS_FD2_ARG_SHIFT
+    if layout.cwd:
+        cookie |= SYS_RET_CWD
     return cookie

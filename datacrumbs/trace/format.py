@@ -90,6 +90,12 @@ def _conversion(f: ArgField) -> int:
     return _fast.CONV_NARROW + 2 * (f.num_bytes - 1) + int(f.signed)
 
 
+def _second_file(spec: FunctionSpec) -> str | None:
+    """The key of a call's other file (a copy's ``in_fhash``, a rename's ``new_fhash``): the
+    kernel keys its aggregates by that file too."""
+    return next((f.key for f in spec.fields if f.kind is ArgKind.HASH), None)
+
+
 class Unwritten(NamedTuple):
     """What the writer formatted but could not write (the disk full, over quota, failing):
     call events, file-name records, process/thread-name records, profile aggregates."""
@@ -398,7 +404,7 @@ class EventFormatter:
         repeats ``dur_sum`` for the tools that total ``dur``."""
         out: list[str] = []
         for at in range(0, len(rows), ROW_SIZE):
-            pid, tid, fid, _, interval, fhash = AGG_KEY.unpack_from(rows, at)
+            pid, tid, fid, _, interval, fhash, fhash2 = AGG_KEY.unpack_from(rows, at)
             spec = self._specs.get(fid)
             if spec is None:  # a function detached and forgotten: not in the trace
                 continue
@@ -413,6 +419,8 @@ class EventFormatter:
             args = f'"hhash":"{self.hhash}"'
             if fhash and spec.has_file:
                 args += f',"fhash":"{fhash:016x}"'
+            if fhash2 and (second := _second_file(spec)):
+                args += f',"{second}":"{fhash2:016x}"'
             args += (
                 f',"dft_cnt":{count},"dur_sum":{dur_sum // 1000},"dur_min":{dur_min // 1000},'
                 f'"dur_max":{dur_max // 1000}'

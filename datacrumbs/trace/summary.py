@@ -18,7 +18,8 @@ and for other calls that ask for a size (``args.size``, e.g. readdir) when ``ret
 it. A return value that is not a byte
 count (``mmap``'s address, ``ftruncate``'s 0) adds nothing. Each layer counts its own calls:
 an fwrite and the write(2) that flushes it are both counted, in their own rows (and both in
-their file's row).
+their file's row). A two-file call (copy_file_range, sendfile, splice, tee) counts in the row
+of each file: the one written (``fhash``) and the one read (``args.in_fhash``).
 
 Profile traces (``DATACRUMBS_MODE=profile``) are read the same way: each aggregated record
 (``"ph": "C"`` with ``dft_cnt``; DFTracer 2.2's own, ``"ph": 3``, too) adds its ``dft_cnt``
@@ -141,8 +142,9 @@ _X_LINE = re.compile(
     rb'\{"id":\d+,"name":"([^"\\]*)","cat":"([^"\\]*)","pid":(\d+),"tid":\d+,"ts":\d+,'
     rb'"dur":(\d+),"ph":"X","args":\{"hhash":"[0-9a-f]*","ret":(-?\d+)(.*)\}\}'
 )
-#: (name, category, pid, calls, total duration, bytes, fhash) of an event or an aggregate.
-_Call = tuple[bytes, bytes, int, int, int, int, "bytes | None"]
+#: (name, category, pid, calls, total duration, bytes, fhash, in_fhash) of an event or an
+#: aggregate; in_fhash is a two-file call's source (copy_file_range, sendfile, splice, tee).
+_Call = tuple[bytes, bytes, int, int, int, int, "bytes | None", "bytes | None"]
 
 
 def _done(name: bytes, ret: int, size: int | None) -> int:
@@ -157,7 +159,7 @@ def _fast_call(line: bytes) -> _Call | None:
     if m is None:
         return None
     name, cat, pid, dur, ret, rest = m.groups()
-    size = fhash = None
+    size = fhash = source = None
     try:
         if (i := rest.find(b',"size":')) >= 0:
             end = rest.find(b",", i + 8)
@@ -166,15 +168,17 @@ def _fast_call(line: bytes) -> _Call | None:
             cat = rest[k + 13 : rest.index(b'"', k + 13)]
         if (j := rest.find(b',"fhash":"')) >= 0:
             fhash = rest[j + 10 : rest.index(b'"', j + 10)]
+        if (k := rest.find(b',"in_fhash":"')) >= 0:
+            source = rest[k + 13 : rest.index(b'"', k + 13)]
     except ValueError:
         return None
-    return name, cat, int(pid), 1, int(dur), _done(name, int(ret), size), fhash
+    return name, cat, int(pid), 1, int(dur), _done(name, int(ret), size), fhash, source
 
 
 def _json_call(event: dict[str, Any]) -> _Call:
     """The :data:`_Call` of a complete event or an aggregate (with ``dft_cnt``)."""
     args = event.get("args") or {}
-    fhash = args.get("fhash")
+    fhash, source = args.get("fhash"), args.get("in_fhash")
     name = str(event["name"]).encode()
     if "dft_cnt" in args:
         count, dur = args.get("dft_cnt", 0), args.get("dur_sum", 0)
@@ -190,6 +194,7 @@ def _json_call(event: dict[str, Any]) -> _Call:
         dur,
         done,
         fhash.encode() if isinstance(fhash, str) else None,
+        source.encode() if isinstance(source, str) else None,
     )
 
 
@@ -230,7 +235,7 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
             if ph != "X" and not (ph in ("C", 3) and "dft_cnt" in (event.get("args") or {})):
                 continue  # counters of the system, instants
             call = _json_call(event)
-        name, cat, pid, count, dur, done, fhash = call
+        name, cat, pid, count, dur, done, fhash, source = call
         if wanted is not None and pid not in wanted:
             summary.other_events += count
             continue
@@ -241,13 +246,14 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
             totals[0] += count
             totals[1] += done
             totals[2] += dur
-        if fhash is not None:
-            seen = per_hash.get(fhash)
-            if seen is None:
-                per_hash[fhash] = [count, done]
-            else:
-                seen[0] += count
-                seen[1] += done
+        for file in (fhash, source):  # a copy's bytes on each side's file
+            if file is not None:
+                seen = per_hash.get(file)
+                if seen is None:
+                    per_hash[file] = [count, done]
+                else:
+                    seen[0] += count
+                    seen[1] += done
     if number == 0:
         raise DatacrumbsError(f"{summary.path}: empty trace (no complete line)")
     if daemon_summary is not None:

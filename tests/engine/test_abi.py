@@ -38,6 +38,7 @@ CONSTANTS = {
     "DC_FNV_PRIME": records.FNV_PRIME,
     "DC_SYS_RET_FD": records.SYS_RET_FD,
     "DC_SYS_AT": records.SYS_AT,
+    "DC_SYS_RET_CWD": records.SYS_RET_CWD,
     "DC_SYS_COMPAT_UNTRACED": records.SYS_COMPAT_UNTRACED,
     "DC_FUNC_RET_FILE": records.FUNC_RET_FILE,
     "DC_FUNC_RET_FD": records.FUNC_RET_FD,
@@ -53,6 +54,7 @@ COOKIE_MACROS = {
     "DC_SYS_FD_ARG",
     "DC_SYS_PATH1",
     "DC_SYS_PATH2",
+    "DC_SYS_FD2_ARG",
     "DC_UPROBE_IS_PTR",
     "DC_UPROBE_PTR_SIZE",
     "DC_FUNC_FILE_ARG",
@@ -84,11 +86,13 @@ _DECODE = r"""
     for (int i = 1; i < argc; i++) {
         unsigned long long c = strtoull(argv[i], NULL, 0);
         printf("%s{\"cookie\": %llu, \"fid\": %llu, \"fd_arg\": %llu, \"path1\": %llu, "
-               "\"path2\": %llu, \"ret_fd\": %d, \"at\": %d, \"no_ret\": %d, "
+               "\"path2\": %llu, \"fd2_arg\": %llu, \"ret_cwd\": %d, "
+               "\"ret_fd\": %d, \"at\": %d, \"no_ret\": %d, "
                "\"file_arg\": %llu, \"path_arg\": %llu, "
                "\"func_fd_arg\": %llu",
                i > 1 ? ", " : "", c, U(DC_COOKIE_FID(c)), U(DC_SYS_FD_ARG(c)),
-               U(DC_SYS_PATH1(c)), U(DC_SYS_PATH2(c)), (c & DC_SYS_RET_FD) != 0,
+               U(DC_SYS_PATH1(c)), U(DC_SYS_PATH2(c)), U(DC_SYS_FD2_ARG(c)),
+               (c & DC_SYS_RET_CWD) != 0, (c & DC_SYS_RET_FD) != 0,
                (c & DC_SYS_AT) != 0, (c & DC_FUNC_NO_RET) != 0, U(DC_FUNC_FILE_ARG(c)),
                U(DC_FUNC_PATH_ARG(c)),
                U(DC_FUNC_FD_ARG(c)));
@@ -188,6 +192,8 @@ def _py_decode(c: int) -> dict:
         "fd_arg": (c >> records.SYS_FD_ARG_SHIFT) & sys_mask,
         "path1": (c >> records.SYS_PATH1_SHIFT) & sys_mask,
         "path2": (c >> records.SYS_PATH2_SHIFT) & sys_mask,
+        "fd2_arg": (c >> records.SYS_FD2_ARG_SHIFT) & sys_mask,
+        "ret_cwd": int(c & records.SYS_RET_CWD != 0),
         "ret_fd": int(c & records.SYS_RET_FD != 0),
         "at": int(c & records.SYS_AT != 0),
         "no_ret": int(c & records.FUNC_NO_RET != 0),
@@ -246,6 +252,8 @@ def test_cookie_macros_match_the_named_bits(abi):
         5 << r.SYS_PATH1_SHIFT: ("path1", 5),
         6 << r.SYS_PATH2_SHIFT: ("path2", 6),
         r.SYS_RET_FD: ("ret_fd", 1),
+        3 << r.SYS_FD2_ARG_SHIFT: ("fd2_arg", 3),
+        r.SYS_RET_CWD: ("ret_cwd", 1),
         r.SYS_AT: ("at", 1),
         r.FUNC_NO_RET: ("no_ret", 1),
         4 << r.FUNC_FILE_ARG_SHIFT: ("file_arg", 4),
@@ -277,6 +285,8 @@ def test_syscall_cookies_decode_to_their_layout(abi):
         assert (d["path1"], d["path2"]) == tuple(paths[:2]), layout.tracepoint
         assert d["ret_fd"] == layout.returns_fd, layout.tracepoint
         assert d["at"] == layout.at, layout.tracepoint
+        assert d["fd2_arg"] == (0 if layout.fd2_arg is None else layout.fd2_arg + 1)
+        assert d["ret_cwd"] == layout.cwd, layout.tracepoint
         assert d["no_ret"] == 0
 
 

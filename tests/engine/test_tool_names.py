@@ -56,22 +56,29 @@ def test_sendfile_is_named_sendfile_and_its_bytes_count(
         ).stdout  # fmt: skip
     trace = s.trace
     assert trace is not None and trace.stats.lost == 0
-    pid, fo, fi, *rets = map(int, out.split())
+    pid, fo, _fi, *rets = map(int, out.split())
     assert rets == [S, S, S, 100, 0]
     assert (work / "dst.bin").read_bytes() == src.read_bytes()
 
+    names = trace.file_names()
+    dst, src_name = str(work / "dst.bin"), str(src)
     if mode == "trace":
         calls = [
-            (e["name"], e["cat"], e["args"]["syscall"], e["args"]["out_fd"], e["args"]["in_fd"],
-             e["args"]["size"], e["args"]["ret"])
+            (e["name"], e["cat"], e["args"]["syscall"], e["args"]["fd"],
+             names[e["args"]["fhash"]], names[e["args"]["in_fhash"]], e["args"]["size"],
+             e["args"]["ret"])
             for e in trace.events_of(pid)
         ]  # fmt: skip
-        assert calls == [("sendfile", "POSIX", "sendfile64", fo, fi, S, r) for r in rets]
+        assert calls == [
+            ("sendfile", "POSIX", "sendfile64", fo, dst, src_name, S, r) for r in rets
+        ]
     else:
         records = [e for e in trace.objects if e.get("ph") == "C" and e["pid"] == pid]
-        assert {(e["name"], e["cat"], e["args"]["syscall"]) for e in records} == {
-            ("sendfile", "POSIX", "sendfile64")
-        }
+        assert {
+            (e["name"], e["cat"], e["args"]["syscall"], names[e["args"]["fhash"]],
+             names[e["args"]["in_fhash"]])
+            for e in records
+        } == {("sendfile", "POSIX", "sendfile64", dst, src_name)}  # fmt: skip
         assert sum(e["args"]["dft_cnt"] for e in records) == len(rets)
         assert sum(e["args"]["ret_sum"] for e in records) == sum(rets)
         assert max(e["args"]["ret_max"] for e in records) == S
@@ -79,6 +86,10 @@ def test_sendfile_is_named_sendfile_and_its_bytes_count(
     summary = summarize(trace.path, [pid])
     assert {(f.name, f.cat, f.count, f.bytes) for f in summary.functions.values()} == {
         ("sendfile", "copies", len(rets), 3 * S + 100)
+    }
+    # the bytes in both files' rows: written to dst.bin, read from src.bin
+    assert {(f.path, f.count, f.bytes) for f in summary.files} == {
+        (dst, len(rets), 3 * S + 100), (src_name, len(rets), 3 * S + 100)
     }
 
 

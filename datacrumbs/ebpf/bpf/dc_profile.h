@@ -203,8 +203,8 @@ static __always_inline void dc_agg_release(struct dc_thread *th)
  *
  * io_uring completions (no ``th``) go to dc_profile directly, atomically (``shared``). */
 static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u32 pid, __u32 tid,
-					   __u64 fhash, __u64 now, __u64 dur, __s64 ret,
-					   const __u64 *args)
+					   __u64 fhash, __u64 fhash2, __u64 now, __u64 dur,
+					   __s64 ret, const __u64 *args)
 {
 	struct dc_agg_key key = {
 		.pid = pid,
@@ -212,6 +212,7 @@ static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u3
 		.fid = fid,
 		.interval = dc_interval(th, now),
 		.fhash = fhash,
+		.fhash2 = fhash2,
 	};
 	struct dc_agg_call c = {.dur = dur, .ret = ret, .bucket = dc_log2_bucket(ret)};
 	__u32 *offset_arg = bpf_map_lookup_elem(&dc_offset_args, &fid);
@@ -227,7 +228,8 @@ static __always_inline void dc_profile_add(struct dc_thread *th, __u32 fid, __u3
 		return;
 	}
 	if (th->agg_state == DC_AGG_HELD && th->agg_key.fid == fid &&
-	    th->agg_key.fhash == fhash && th->agg_key.interval == key.interval &&
+	    th->agg_key.fhash == fhash && th->agg_key.fhash2 == fhash2 &&
+	    th->agg_key.interval == key.interval &&
 	    th->agg_key.tid == tid && th->agg_key.pid == pid) {
 		dc_agg_add(&th->agg, &c, false);
 		return;

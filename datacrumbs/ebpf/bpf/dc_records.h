@@ -38,7 +38,9 @@ enum dc_lost_slot {
 
 /* Cookie, 64 bits:
  *   bits  0-23  function id (index into user space's function table)
- *   syscalls:  bits 32-34 fd argument (index + 1, 0 = none), 35-37 first path argument,
+ *   syscalls:  bits 24-26 a second fd argument (index + 1, 0 = none: the source of a copy,
+ *              named in its own slot), bit 27 a success makes the path the working directory
+ *              (chdir), bits 32-34 fd argument, 35-37 first path argument,
  *              38-40 second path argument, bit 41 the return value is a new fd, bit 42 the
  *              paths are relative to a directory fd, the argument before each (the *at calls)
  *   uprobes:   bits 24-29 which arguments are pointers to dereference,
@@ -48,6 +50,12 @@ enum dc_lost_slot {
 #define DC_SYS_FD_ARG(c) ((__u32)(((c) >> 32) & 7))
 #define DC_SYS_PATH1(c) ((__u32)(((c) >> 35) & 7))
 #define DC_SYS_PATH2(c) ((__u32)(((c) >> 38) & 7))
+/* The other file of a two-file call (copy_file_range, sendfile, splice: the source): its fd
+ * is named at entry and its slot in the record holds the name's hash. */
+#define DC_SYS_FD2_ARG(c) ((__u32)(((c) >> 24) & 7))
+/* chdir: when it succeeds, the call's file is the new working directory (its real path; a
+ * relative path read at exit would be resolved against the directory it changed to). */
+#define DC_SYS_RET_CWD (1ULL << 27)
 #define DC_SYS_RET_FD (1ULL << 41)
 /* Each path argument is relative to the directory fd just before it (openat, renameat, ...),
  * else to the working directory. */
@@ -148,7 +156,8 @@ struct dc_agg_key {
 	__u32 fid;
 	__u32 pad;
 	__u64 interval;
-	__u64 fhash; /* the call's file, 0 = none or unknown */
+	__u64 fhash;  /* the call's file, 0 = none or unknown */
+	__u64 fhash2; /* its other file: a copy's source, a rename's new name; 0 = none */
 };
 
 struct dc_agg {
@@ -248,7 +257,7 @@ _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
 _Static_assert(sizeof(struct dc_config) == 136, "dc_config is 136 bytes");
-_Static_assert(sizeof(struct dc_agg_key) == 32, "dc_agg_key is 32 bytes");
+_Static_assert(sizeof(struct dc_agg_key) == 40, "dc_agg_key is 40 bytes");
 _Static_assert(sizeof(struct dc_agg) == 80 + 8 * DC_HIST_BUCKETS, "dc_agg is 336 bytes");
 
 #endif /* DC_RECORDS_H */

@@ -410,3 +410,19 @@ __noinline __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid)
 		pos -= 1;
 	return dc_name_emit(pos + len - 1, pid, tid);
 }
+
+/* The name hash of the current task's working directory (0 when it cannot be walked). */
+__noinline __u64 dc_cwd_name(__u32 pid, __u32 tid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct dc_path_scratch *s;
+	__u64 len;
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&dc_scratch, &zero);
+	if (!s)
+		return 0;
+	len = dc_walk_to_name(s, dc_walk(s, BPF_CORE_READ(task, fs, pwd.dentry),
+					 BPF_CORE_READ(task, fs, pwd.mnt)));
+	return len ? dc_name_emit(len, pid, tid) : 0;
+}

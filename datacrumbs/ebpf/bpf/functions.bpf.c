@@ -138,7 +138,7 @@ static __always_inline int dc_func_end(__u64 cookie, __u64 rc)
 		ret *= (__s64)in->args[1];
 	fhash = dc_func_file(in, rc, th->pid, th->tid, key.pid_tgid >> 32);
 	if (dc_cfg.profile) {
-		dc_profile_add(th, DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, now,
+		dc_profile_add(th, DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, 0, now,
 			       now - in->ts, ret, in->args);
 		bpf_map_delete_elem(&dc_func_inflight, &key);
 		dc_describe_task(th);

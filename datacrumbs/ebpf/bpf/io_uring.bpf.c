@@ -171,7 +171,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	if (dc_cfg.profile) {
 		__u64 args[DC_MAX_ARGS] = {r->args[0], r->args[1], r->args[2], r->args[3], 0, 0};
 
-		dc_profile_add(NULL, fid, r->pid, r->tid, r->fhash, now, now - r->ts,
+		dc_profile_add(NULL, fid, r->pid, r->tid, r->fhash, 0, now, now - r->ts,
 			       BPF_CORE_READ(ctx, res), args);
 		bpf_map_delete_elem(&dc_uring_inflight, &key);
 		return 0;

@@ -64,10 +64,12 @@ static __always_inline __u64 dc_thread_fd_name(struct dc_thread *th, __u32 tgid,
 }
 
 /* Syscall entry, once the arguments are in: name the fd argument now, while it still holds
- * its file (close and dup2 release it by the exit). */
+ * its file (close and dup2 release it by the exit); a two-file call's other fd too, its
+ * name's hash written over it in its slot. */
 static __always_inline void dc_sys_fd(struct dc_thread *th)
 {
 	__u32 fd_arg = DC_SYS_FD_ARG(th->sys.cookie);
+	__u32 fd2_arg = DC_SYS_FD2_ARG(th->sys.cookie);
 	__u64 id;
 
 	th->sys.fhash = 0;
@@ -76,6 +78,9 @@ static __always_inline void dc_sys_fd(struct dc_thread *th)
 	id = bpf_get_current_pid_tgid();
 	dc_ids(th, id);
 	th->sys.fhash = dc_thread_fd_name(th, id >> 32, (__s32)th->sys.args[dc_arg_index(fd_arg)]);
+	if (fd2_arg && fd2_arg <= DC_MAX_ARGS)
+		th->sys.args[dc_arg_index(fd2_arg)] =
+			dc_thread_fd_name(th, id >> 32, (__s32)th->sys.args[dc_arg_index(fd2_arg)]);
 }
 
 /* The name hash of path argument path (index + 1) of a syscall: relative to the directory fd
@@ -98,7 +103,7 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 	struct dc_inflight *in;
 	struct dc_call *e;
 	__u64 now, id, cookie, fhash, hash1 = 0, hash2;
-	__u32 fd_arg, path1, path2;
+	__u32 fd_arg, fd2_arg, path1, path2;
 	void *ring;
 
 	if (!th || !th->sys.ts)
@@ -125,6 +130,9 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 	if ((cookie & DC_SYS_RET_FD) && ret >= 0) {
 		/* a new fd: the call is named by the file the kernel opened (links resolved) */
 		fhash = dc_fd_name(id >> 32, ret, th->pid, th->tid);
+	} else if ((cookie & DC_SYS_RET_CWD) && ret == 0) {
+		/* the directory it went to: the working directory now (links resolved) */
+		fhash = dc_cwd_name(th->pid, th->tid);
 	} else {
 		hash1 = dc_sys_path(th, path1);
 		if (hash1) /* else an empty path: the file is the fd argument's (fstat) */
@@ -132,8 +140,11 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 	}
 
 	if (dc_cfg.profile) {
-		dc_profile_add(th, DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, now, now - in->ts,
-			       ret, in->args);
+		fd2_arg = DC_SYS_FD2_ARG(cookie);
+		if (fd2_arg && fd2_arg <= DC_MAX_ARGS)
+			hash2 = in->args[dc_arg_index(fd2_arg)];
+		dc_profile_add(th, DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, hash2, now,
+			       now - in->ts, ret, in->args);
 		in->ts = 0;
 		dc_describe_task(th);
 		return 0;

@@ -69,9 +69,7 @@ def test_sendfile_is_named_sendfile_and_its_bytes_count(
              e["args"]["ret"])
             for e in trace.events_of(pid)
         ]  # fmt: skip
-        assert calls == [
-            ("sendfile", "POSIX", "sendfile64", fo, dst, src_name, S, r) for r in rets
-        ]
+        assert calls == [("sendfile", "POSIX", "sendfile64", fo, dst, src_name, S, r) for r in rets]
     else:
         records = [e for e in trace.objects if e.get("ph") == "C" and e["pid"] == pid]
         assert {
@@ -89,7 +87,8 @@ def test_sendfile_is_named_sendfile_and_its_bytes_count(
     }
     # the bytes in both files' rows: written to dst.bin, read from src.bin
     assert {(f.path, f.count, f.bytes) for f in summary.files} == {
-        (dst, len(rets), 3 * S + 100), (src_name, len(rets), 3 * S + 100)
+        (dst, len(rets), 3 * S + 100),
+        (src_name, len(rets), 3 * S + 100),
     }
 
 

@@ -32,7 +32,7 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     assert sizes["dc_config"] == records.CONFIG.size == 136
     assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 536
     # profile mode's map key and value (dc_profile)
-    assert sizes["dc_agg_key"] == records.AGG_KEY.size == 32
+    assert sizes["dc_agg_key"] == records.AGG_KEY.size == 40
     assert sizes["dc_agg"] == records.AGG.size == 336
 
 

@@ -10,8 +10,9 @@ from datacrumbs.common.dftracer_names import IO_URING, POSIX, syscall_call_name,
 from datacrumbs.common.probes import Probe
 from datacrumbs.ebpf import arch, features, kernel_btf, syscalls
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
+from datacrumbs.ebpf.bpf_maps import map_update
 from datacrumbs.ebpf.functions import ArgField, FunctionSpec
-from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_update
+from datacrumbs.ebpf.libbpf import BpfError, BpfLink
 from datacrumbs.ebpf.object_names import (
     COMPAT_COOKIES_MAP,
     RAW_SYS_ENTER,

@@ -11,6 +11,10 @@ Every target is checked against the binary's ELF symbols, names and explicit off
 ``name:0xOFFSET`` must start one of its functions (a breakpoint elsewhere would corrupt the code
 others run). Targets are claimed by address, so an alias (glibc's fopen and fopen64) is not
 traced twice. The binary is reached through the pinned path the daemon checked.
+
+USDT probes (``usdt`` categories) go the same way, by name instead of offset: libbpf attaches
+each (``bpf_program__attach_usdt``: a perf-event uprobe at each of its places, its semaphore
+counted by the kernel), in each job process or, scoped to the node, in every process.
 """
 
 from __future__ import annotations
@@ -28,15 +32,16 @@ from datacrumbs.common.dftracer_names import (
     STDIO,
     layer_of,
 )
-from datacrumbs.common.probes import FunctionArgument, Probe
+from datacrumbs.common.probes import FunctionArgument, Probe, ProbeType
 from datacrumbs.ebpf import uprobes
 from datacrumbs.ebpf.attach import AttachContext, Target, TargetOutcome
 from datacrumbs.ebpf.functions import FunctionSpec
 from datacrumbs.ebpf.libbpf import BpfError
 from datacrumbs.ebpf.link_set import FunctionLinks, Link, LinkSet
-from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
+from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT, USDT
 from datacrumbs.ebpf.process_uprobes import BinaryPlan, ProcessUprobes, Site
 from datacrumbs.ebpf.records import FUNC_RET_ITEMS
+from datacrumbs.ebpf.usdt_targets import UsdtError, usdt_fields
 
 __all__ = ["UprobeAttacher"]
 
@@ -58,6 +63,7 @@ class _Planned:
     offset: int
     fid: int
     cookie: int
+    usdt: tuple[str, str] | None = None  # a USDT probe's (provider, name); offset unused
 
 
 @dataclass
@@ -109,8 +115,20 @@ class UprobeAttacher:
         outcomes: list[TargetOutcome | None] = []
         by_binary: dict[str, list[tuple[int, _Planned]]] = {}
         for probe, function in targets:
-            resolved = self._resolve(probe, function, symbols)
-            if isinstance(resolved, TargetOutcome):
+            resolved = (
+                self._plan_usdt(probe, function)
+                if probe.type is ProbeType.USDT
+                else self._resolve(probe, function, symbols)
+            )
+            if isinstance(resolved, _Planned):  # a USDT probe
+                if self.scoped:
+                    by_binary.setdefault(probe.binary_path or "", []).append(
+                        (len(outcomes), resolved)
+                    )
+                    outcomes.append(None)
+                else:
+                    outcomes.append(self._attach_usdt(resolved, -1))
+            elif isinstance(resolved, TargetOutcome):
                 outcomes.append(resolved)
             elif self.multi or self.scoped:
                 planned = self._plan(probe, function, *resolved)
@@ -127,16 +145,17 @@ class UprobeAttacher:
         plans: list[BinaryPlan] = []
         for binary, slotted in by_binary.items():
             slots = dict((id(p), slot) for slot, p in slotted)
-            group = [p for _, p in slotted]
-            if self.multi:
+            group = [p for _, p in slotted if p.usdt is None]
+            if self.multi and group:
                 results = self._attach_group(binary, group, check)
             else:
                 results = [(p, self._check_single(binary, p, check)) for p in group]
+            results += [(p, self._check_usdt(p, check)) for _, p in slotted if p.usdt]
             sites = []
             for target, reason in results:
                 outcomes[slots[id(target)]] = self._outcome(target, reason)
                 if reason is None:
-                    sites.append(Site(target.offset, target.cookie, target.fid))
+                    sites.append(Site(target.offset, target.cookie, target.fid, target.usdt))
             if sites:
                 plans.append(BinaryPlan(self.ctx.kernel_binary(binary), sites))
         if self.scoped:
@@ -159,6 +178,47 @@ class UprobeAttacher:
                 )
         except BpfError as exc:
             return str(exc)
+        return None
+
+    def _plan_usdt(self, probe: Probe, function: str) -> _Planned | TargetOutcome:
+        """Check, claim and number USDT probe ``function`` of the category's provider: its
+        events carry its arguments as the binary's note describes them."""
+        ctx = self.ctx
+        binary, provider = probe.binary_path, probe.provider
+        if not binary or not provider:
+            return ctx.failed(probe, function, "usdt category has no binary_path or provider")
+        try:
+            fields = usdt_fields(ctx.kernel_binary(binary), provider, function, shown=binary)
+        except (UsdtError, uprobes.SymbolError) as exc:
+            return ctx.failed(probe, function, str(exc))
+        claim = f"usdt:{provider}:{function}"
+        if reason := ctx.claim(binary, claim, probe):
+            return ctx.conflicting(probe, function, reason)
+        spec = ctx.functions.add(
+            function, layer_of(binary, function), fields, has_return=False,
+            labels=(("category", probe.name), ("provider", provider)),
+        )  # fmt: skip
+        return _Planned(probe, function, claim, 0, spec.fid, spec.fid, (provider, function))
+
+    def _attach_usdt(self, target: _Planned, pid: int) -> TargetOutcome:
+        """A USDT probe in every process (``pid`` -1): the session keeps its link."""
+        reason = self._check_usdt(target, pid)
+        return self._outcome(target, reason)
+
+    def _check_usdt(self, target: _Planned, pid: int) -> str | None:
+        """Attach a USDT probe for every process (``pid`` -1: the session keeps the link) or on
+        process ``pid`` only, to ask the kernel (destroyed after the attach); the reason when
+        libbpf or the kernel refuses it."""
+        assert target.usdt is not None and target.probe.binary_path
+        path = self.ctx.kernel_binary(target.probe.binary_path)
+        try:
+            link = self.ctx.obj.attach_usdt(USDT, path, *target.usdt, target.cookie, pid)
+        except BpfError as exc:
+            return str(exc)
+        if pid == -1:
+            self.ctx.links.add_functions(FunctionLinks([link], [target.fid]))
+        else:
+            self._checks.append(link)
         return None
 
     def _resolve(

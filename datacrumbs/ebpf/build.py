@@ -37,6 +37,9 @@ SOURCE_DIR = Path(__file__).resolve().parent / "bpf"
 #: The entry file that defines the maps and global data the others declare extern.
 _DEFINITIONS = "maps.bpf.c"
 LIBBPF_INCLUDE = Path("/usr/include")
+#: The machine's own headers (Debian's multiarch directory): libbpf's usdt.bpf.h includes
+#: <linux/errno.h>, which includes <asm/errno.h> from there. Searched last.
+MULTIARCH_INCLUDE = LIBBPF_INCLUDE / f"{os.uname().machine}-linux-gnu"
 #: libbpf's name of each machine (bpf_tracing.h); dc_arch.h says which are implemented.
 _TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv", "s390x": "s390"}
 _MACHINE = os.uname().machine
@@ -152,6 +155,8 @@ def build_bpf_object(cache_dir: Path | None = None, source_dir: Path = SOURCE_DI
                     str(source_dir),
                     "-I",
                     str(LIBBPF_INCLUDE),
+                    "-idirafter",
+                    str(MULTIARCH_INCLUDE),
                     "-c",
                     str(unit),
                     "-o",

@@ -29,13 +29,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section, SymbolTableSection
 
-__all__ = ["ElfSymbols", "SymbolError", "usdt_probes"]
+__all__ = ["ElfSymbols", "SymbolError", "UsdtNote", "usdt_notes", "usdt_probes"]
 
 
 class SymbolError(LookupError):
@@ -231,8 +232,16 @@ def _has_code(sections: Iterable[Section]) -> bool:
 _NT_STAPSDT = 3
 
 
-def usdt_probes(path: str, shown: str | None = None) -> dict[str, set[str]]:
-    """USDT probe names of the ELF file at ``path`` by provider (same opening and errors as
+class UsdtNote(NamedTuple):
+    """One ``stapsdt`` note: a place of probe ``provider:name`` and its argument specs."""
+
+    provider: str
+    name: str
+    arguments: str  # e.g. "-4@%eax 8@-16(%rbp) -4@$7"
+
+
+def usdt_notes(path: str, shown: str | None = None) -> list[UsdtNote]:
+    """The USDT notes of the ELF file at ``path``, in file order (same opening and errors as
     :meth:`ElfSymbols.read`)."""
     label = shown or path
     with _open_elf(path, label) as (elf, size):
@@ -240,7 +249,7 @@ def usdt_probes(path: str, shown: str | None = None) -> dict[str, set[str]]:
         data = _section_data(section, size) if section is not None else b""
         endian = "<" if elf.little_endian else ">"
         address_size = 8 if elf.elfclass == 64 else 4
-    probes: dict[str, set[str]] = {}
+    notes: list[UsdtNote] = []
     offset = 0
     while offset + 12 <= len(data):
         namesz, descsz, note_type = struct.unpack_from(f"{endian}3I", data, offset)
@@ -251,8 +260,16 @@ def usdt_probes(path: str, shown: str | None = None) -> dict[str, set[str]]:
         offset += (descsz + 3) & ~3
         if owner != b"stapsdt" or note_type != _NT_STAPSDT:
             continue
-        strings = desc[3 * address_size :].split(b"\0")
+        strings = [s.decode("utf-8", "replace") for s in desc[3 * address_size :].split(b"\0")]
         if len(strings) >= 2 and strings[0] and strings[1]:
-            provider = strings[0].decode("utf-8", "replace")
-            probes.setdefault(provider, set()).add(strings[1].decode("utf-8", "replace"))
+            notes.append(UsdtNote(strings[0], strings[1], strings[2] if len(strings) > 2 else ""))
+    return notes
+
+
+def usdt_probes(path: str, shown: str | None = None) -> dict[str, set[str]]:
+    """USDT probe names of the ELF file at ``path`` by provider (same opening and errors as
+    :meth:`ElfSymbols.read`)."""
+    probes: dict[str, set[str]] = {}
+    for note in usdt_notes(path, shown):
+        probes.setdefault(note.provider, set()).add(note.name)
     return probes

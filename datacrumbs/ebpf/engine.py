@@ -36,9 +36,10 @@ from datacrumbs.ebpf.attach import AttachContext, Attacher, Target, TargetOutcom
 from datacrumbs.ebpf.attach_kprobes import KprobeAttacher
 from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
 from datacrumbs.ebpf.attach_uprobes import UprobeAttacher
+from datacrumbs.ebpf.bpf_maps import map_lookup, map_update
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
 from datacrumbs.ebpf.functions import FunctionTable
-from datacrumbs.ebpf.libbpf import BpfError, BpfLink, map_lookup, map_update
+from datacrumbs.ebpf.libbpf import BpfError, BpfLink
 from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
 from datacrumbs.ebpf.process_follower import ProcessFollower, job_processes
 from datacrumbs.ebpf.process_uprobes import FollowStats
@@ -140,6 +141,7 @@ class Engine:
         attachers: dict[ProbeType, Attacher | None] = {
             ProbeType.SYSCALLS: self._syscalls,
             ProbeType.UPROBE: self._uprobes,
+            ProbeType.USDT: self._uprobes,  # libbpf places them; in one call with the uprobes
             ProbeType.KPROBE: self._kprobes,
         }
         by_kind: dict[ProbeType, list[tuple[int, Target]]] = {}
@@ -150,7 +152,8 @@ class Engine:
                     reason = f"{probe.type.name.lower()} probes are not supported yet"
                     outcomes.append(ctx.failed(probe, function, reason))
                 else:
-                    by_kind.setdefault(probe.type, []).append((len(outcomes), (probe, function)))
+                    group = ProbeType.UPROBE if probe.type is ProbeType.USDT else probe.type
+                    by_kind.setdefault(group, []).append((len(outcomes), (probe, function)))
                     outcomes.append(None)
         implied: list[TargetOutcome] = []
         for kind, slotted in by_kind.items():

@@ -35,13 +35,13 @@ from typing import Any
 from datacrumbs.ebpf.bpf_syscall import FdLink, link_create_uprobe_multi
 
 __all__ = [
+    "LIBBPF",
     "BpfError",
     "BpfLink",
     "BpfObject",
-    "map_delete_batch",
-    "map_lookup",
-    "map_lookup_batch",
-    "map_update",
+    "call_error",
+    "kernel_has_helper",
+    "kernel_has_map_type",
     "ringbuf_create",
 ]
 
@@ -71,6 +71,10 @@ class _UprobeOpts(Structure):
         ("retprobe", c_bool),
         ("func_name", c_char_p),
     ]
+
+
+class _UsdtOpts(Structure):
+    _fields_ = [("sz", c_size_t), ("usdt_cookie", c_uint64)]
 
 
 class _TraceOpts(Structure):
@@ -142,6 +146,8 @@ _SIGNATURES: dict[str, tuple[object, ...]] = {
     "bpf_program__attach_uprobe_opts": (c_void_p, c_void_p, c_int, c_char_p, c_size_t,
                                         POINTER(_UprobeOpts)),
     "bpf_program__attach_kprobe_opts": (c_void_p, c_void_p, c_char_p, POINTER(_KprobeOpts)),
+    "bpf_program__attach_usdt": (c_void_p, c_void_p, c_int, c_char_p, c_char_p, c_char_p,
+                                 POINTER(_UsdtOpts)),
     "bpf_link__destroy": (c_int, c_void_p),
     "bpf_link__fd": (c_int, c_void_p),
     "bpf_program__attach_iter": (c_void_p, c_void_p, c_void_p),
@@ -188,10 +194,12 @@ class _Libbpf:
         return function
 
 
-_lib = _Libbpf()
+#: The library, for this package's modules that call it (``bpf_maps``).
+LIBBPF = _lib = _Libbpf()
 
 
-def _fail(what: str, err: int | None = None) -> BpfError:
+def call_error(what: str, err: int | None = None) -> BpfError:
+    """The error of a failed libbpf call: ``err`` (negative or positive) or ``errno``."""
     code = abs(err) if err else ctypes.get_errno()
     return BpfError(code, f"{what}: {os.strerror(code) if code else 'unknown error'}")
 
@@ -216,7 +224,7 @@ class BpfLink:
             raise BpfError(9, "the iterator link is destroyed")
         fd = _lib.bpf_iter_create(_lib.bpf_link__fd(self._ptr))
         if fd < 0:
-            raise _fail("cannot create a BPF iterator", fd)
+            raise call_error("cannot create a BPF iterator", fd)
         try:
             while os.read(fd, 4096):
                 pass
@@ -232,7 +240,7 @@ class BpfObject:
         ctypes.set_errno(0)
         ptr = _lib.bpf_object__open_file(self.path.encode(), None)
         if not ptr:
-            raise _fail(f"cannot open BPF object {self.path}")
+            raise call_error(f"cannot open BPF object {self.path}")
         self._ptr: int | None = ptr
 
     def _program(self, name: str) -> int:
@@ -257,29 +265,29 @@ class BpfObject:
     def set_autoload(self, program: str, autoload: bool) -> None:
         err = _lib.bpf_program__set_autoload(self._program(program), autoload)
         if err:
-            raise _fail(f"cannot change autoload of BPF program {program}", err)
+            raise call_error(f"cannot change autoload of BPF program {program}", err)
 
     def set_expected_attach_type(self, program: str, attach_type: int) -> None:
         err = _lib.bpf_program__set_expected_attach_type(self._program(program), attach_type)
         if err:
-            raise _fail(f"cannot set the expected attach type of BPF program {program}", err)
+            raise call_error(f"cannot set the expected attach type of BPF program {program}", err)
 
     def set_attach_target(self, program: str, function: str) -> None:
         """The kernel function a BTF-typed program (``fentry``, ``fexit``) is bound to."""
         err = _lib.bpf_program__set_attach_target(self._program(program), 0, function.encode())
         if err:
-            raise _fail(f"cannot bind BPF program {program} to {function}", err)
+            raise call_error(f"cannot bind BPF program {program} to {function}", err)
 
     def reuse_map_fd(self, map_name: str, fd: int) -> None:
         """Use the existing map ``fd`` (another object's) for ``map_name``: nothing is made."""
         err = _lib.bpf_map__reuse_fd(self._map(map_name), fd)
         if err:
-            raise _fail(f"cannot share BPF map {map_name}", err)
+            raise call_error(f"cannot share BPF map {map_name}", err)
 
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         err = _lib.bpf_map__set_max_entries(self._map(map_name), max_entries)
         if err:
-            raise _fail(f"cannot resize BPF map {map_name} to {max_entries}", err)
+            raise call_error(f"cannot resize BPF map {map_name} to {max_entries}", err)
 
     def set_inner_map_fd(self, map_name: str, fd: int) -> None:
         """The map every map of map-in-map ``map_name`` must match (type and size), instead of
@@ -287,31 +295,31 @@ class BpfObject:
         object, and ``bpf_map__set_max_entries`` dereferences it.)"""
         err = _lib.bpf_map__set_inner_map_fd(self._map(map_name), fd)
         if err:
-            raise _fail(f"cannot give BPF map {map_name} its inner map", err)
+            raise call_error(f"cannot give BPF map {map_name} its inner map", err)
 
     def set_initial_value(self, map_name: str, data: bytes) -> None:
         buf = ctypes.create_string_buffer(data, len(data))
         err = _lib.bpf_map__set_initial_value(self._map(map_name), buf, len(data))
         if err:
-            raise _fail(f"cannot set the initial value of BPF map {map_name}", err)
+            raise call_error(f"cannot set the initial value of BPF map {map_name}", err)
 
     def load(self) -> None:
         ctypes.set_errno(0)
         err = _lib.bpf_object__load(self._handle)
         if err:
-            raise _fail(f"cannot load BPF object {self.path} (see the libbpf log)", err)
+            raise call_error(f"cannot load BPF object {self.path} (see the libbpf log)", err)
 
     # -- after load ----------------------------------------------------------------------
     def map_fd(self, map_name: str) -> int:
         fd = _lib.bpf_map__fd(self._map(map_name))
         if fd < 0:
-            raise _fail(f"BPF map {map_name} has no fd (object not loaded?)", fd)
+            raise call_error(f"BPF map {map_name} has no fd (object not loaded?)", fd)
         return int(fd)
 
     def program_fd(self, program: str) -> int:
         fd = _lib.bpf_program__fd(self._program(program))
         if fd < 0:
-            raise _fail(f"BPF program {program} has no fd (object not loaded?)", fd)
+            raise call_error(f"BPF program {program} has no fd (object not loaded?)", fd)
         return int(fd)
 
     def attach_trace(self, program: str, cookie: int | None = None) -> BpfLink:
@@ -324,7 +332,7 @@ class BpfObject:
             opts = _TraceOpts(ctypes.sizeof(_TraceOpts), cookie)
             link = _lib.bpf_program__attach_trace_opts(self._program(program), ctypes.byref(opts))
         if not link:
-            raise _fail(f"cannot attach BPF program {program}")
+            raise call_error(f"cannot attach BPF program {program}")
         return BpfLink(link)
 
     def attach_iter(self, program: str) -> BpfLink:
@@ -332,7 +340,7 @@ class BpfObject:
         ctypes.set_errno(0)
         link = _lib.bpf_program__attach_iter(self._program(program), None)
         if not link:
-            raise _fail(f"cannot attach BPF iterator {program}")
+            raise call_error(f"cannot attach BPF iterator {program}")
         return BpfLink(link)
 
     def attach_uprobe_multi(
@@ -369,7 +377,7 @@ class BpfObject:
             self._program(program), category.encode(), name.encode(), ctypes.byref(opts)
         )
         if not link:
-            raise _fail(f"cannot attach tracepoint {category}:{name}")
+            raise call_error(f"cannot attach tracepoint {category}:{name}")
         return BpfLink(link)
 
     def attach_uprobe(
@@ -385,7 +393,23 @@ class BpfObject:
         )
         if not link:
             kind = "uretprobe" if retprobe else "uprobe"
-            raise _fail(f"cannot attach {kind} at {binary}+{offset:#x}")
+            raise call_error(f"cannot attach {kind} at {binary}+{offset:#x}")
+        return BpfLink(link)
+
+    def attach_usdt(
+        self, program: str, binary: str, provider: str, name: str, cookie: int, pid: int = -1
+    ) -> BpfLink:
+        """Attach USDT probe ``provider:name`` of ``binary`` at every place of it (libbpf 0.8+:
+        a perf-event uprobe each, the semaphore counted by the kernel, 4.20+): in every process
+        (``pid`` -1) or on task ``pid`` only; ``cookie`` is what ``bpf_usdt_cookie`` reads."""
+        opts = _UsdtOpts(ctypes.sizeof(_UsdtOpts), cookie)
+        ctypes.set_errno(0)
+        link = _lib.bpf_program__attach_usdt(
+            self._program(program), pid, binary.encode(), provider.encode(), name.encode(),
+            ctypes.byref(opts),
+        )  # fmt: skip
+        if not link:
+            raise call_error(f"cannot attach USDT probe {provider}:{name} of {binary}")
         return BpfLink(link)
 
     def attach_kprobe(self, program: str, function: str, cookie: int, retprobe: bool) -> BpfLink:
@@ -397,7 +421,7 @@ class BpfObject:
         )
         if not link:
             kind = "kretprobe" if retprobe else "kprobe"
-            raise _fail(f"cannot attach {kind} {function}")
+            raise call_error(f"cannot attach {kind} {function}")
         return BpfLink(link)
 
     def close(self) -> None:
@@ -421,7 +445,7 @@ def ringbuf_create(name: str, size: int) -> int:
     ctypes.set_errno(0)
     fd = _lib.bpf_map_create(BPF_MAP_TYPE_RINGBUF, name.encode()[:15], 0, 0, size, None)
     if fd < 0:
-        raise _fail(f"cannot create a {size >> 10} KiB ring buffer", fd)
+        raise call_error(f"cannot create a {size >> 10} KiB ring buffer", fd)
     return int(fd)
 
 
@@ -434,57 +458,3 @@ def kernel_has_helper(prog_type: int, helper: int) -> bool:
     """Whether this kernel lets programs of ``prog_type`` call helper number ``helper``
     (libbpf loads a program that calls it and reads the verifier's answer)."""
     return int(_lib.libbpf_probe_bpf_helper(prog_type, helper, None)) == 1
-
-
-def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
-    """``bpf_map_update_elem`` on a map fd."""
-    err = _lib.bpf_map_update_elem(fd, key, value, flags)
-    if err:
-        raise _fail(f"cannot update BPF map fd {fd}", err)
-
-
-def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:
-    """``bpf_map_lookup_elem`` on a map fd; per-CPU maps need ``value_size`` for all CPUs
-    (each value rounded up to 8 bytes)."""
-    buf = ctypes.create_string_buffer(value_size)
-    err = _lib.bpf_map_lookup_elem(fd, key, buf)
-    if err:
-        raise _fail(f"cannot look up BPF map fd {fd}", err)
-    return buf.raw
-
-
-def map_lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[bytes, int]:
-    """Every entry of a hash map, ``chunk`` at a time (``BPF_MAP_LOOKUP_BATCH``, kernel 5.6+,
-    one call per chunk instead of three per entry): the keys and values side by side, as
-    ``key | value`` rows, and how many. Entries added meanwhile may or may not be seen."""
-    keys = ctypes.create_string_buffer(key_size * chunk)
-    values = ctypes.create_string_buffer(value_size * chunk)
-    token_in = ctypes.create_string_buffer(8)  # a hash map's batch token is a bucket index
-    token_out = ctypes.create_string_buffer(8)
-    rows: list[bytes] = []
-    first = True
-    while True:
-        count = c_uint32(chunk)
-        err = _lib.bpf_map_lookup_batch(
-            fd, None if first else token_in, token_out, keys, values, ctypes.byref(count), None
-        )
-        if err and abs(err) != errno.ENOENT:
-            raise _fail(f"cannot read BPF map fd {fd}", err)
-        kraw, vraw = keys.raw, values.raw
-        for i in range(count.value):
-            rows.append(kraw[i * key_size : (i + 1) * key_size])
-            rows.append(vraw[i * value_size : (i + 1) * value_size])
-        if err:  # ENOENT: that was the last bucket
-            return b"".join(rows), len(rows) // 2
-        ctypes.memmove(token_in, token_out, 8)
-        first = False
-
-
-def map_delete_batch(fd: int, keys: bytes, count: int) -> None:
-    """Delete ``count`` keys (packed one after another) from a hash map in one call."""
-    if not count:
-        return
-    done = c_uint32(count)
-    err = _lib.bpf_map_delete_batch(fd, keys, ctypes.byref(done), None)
-    if err:
-        raise _fail(f"cannot delete from BPF map fd {fd}", err)

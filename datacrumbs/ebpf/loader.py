@@ -10,6 +10,7 @@ from pathlib import Path
 
 from datacrumbs.common.settings import parent_cmdline_problem
 from datacrumbs.ebpf import features
+from datacrumbs.ebpf.bpf_maps import map_update
 from datacrumbs.ebpf.bpf_syscall import BPF_TRACE_UPROBE_MULTI
 from datacrumbs.ebpf.build import build_bpf_object
 from datacrumbs.ebpf.engine_config import (
@@ -20,12 +21,7 @@ from datacrumbs.ebpf.engine_config import (
     EngineConfig,
     EngineError,
 )
-from datacrumbs.ebpf.libbpf import (
-    BpfError,
-    BpfObject,
-    map_update,
-    ringbuf_create,
-)
+from datacrumbs.ebpf.libbpf import BpfError, BpfObject, ringbuf_create
 from datacrumbs.ebpf.object_names import (
     CGROUP_MKDIR,
     FUNC_ENTER,

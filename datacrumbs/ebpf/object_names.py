@@ -42,6 +42,7 @@ __all__ = [
     "UMULTI_EXIT",
     "URING_COMPLETE",
     "URING_SUBMIT",
+    "USDT",
 ]
 
 # Every map of the object (a per-function fentry object shares them all). First those user
@@ -84,6 +85,8 @@ MAPS = (
     OFFSET_ARGS_MAP,
     SYSCALL_COOKIES_MAP,
     COMPAT_COOKIES_MAP,
+    "__bpf_usdt_specs",  # libbpf's USDT argument specs (usdt.bpf.h), filled at attach
+    "__bpf_usdt_ip_to_spec_id",
 )
 
 # Programs, by probe kind.
@@ -91,6 +94,7 @@ RAW_SYS_ENTER, RAW_SYS_EXIT = "dc_raw_sys_enter", "dc_raw_sys_exit"  # syscalls,
 SYS_ENTER, SYS_EXIT = "dc_sys_enter", "dc_sys_exit"  # syscalls, tracepoint mode
 URING_SUBMIT, URING_COMPLETE = "dc_uring_submit", "dc_uring_complete"  # io_uring requests
 FUNC_ENTER, FUNC_EXIT = "dc_func_enter", "dc_func_exit"  # a uprobe or kprobe per function
+USDT = "dc_usdt"  # USDT probes, attached by libbpf
 UMULTI_ENTER, UMULTI_EXIT = "dc_umulti_enter", "dc_umulti_exit"  # uprobe_multi links
 KFUNC_ENTER, KFUNC_EXIT = "dc_kfunc_enter", "dc_kfunc_exit"  # fentry/fexit, loaded per function
 TASK_EXEC, TASK_FORK, TASK_EXIT = "dc_task_exec", "dc_task_fork", "dc_task_exit"  # lifecycle
@@ -108,6 +112,7 @@ PROGRAMS = (
     FUNC_EXIT,
     UMULTI_ENTER,
     UMULTI_EXIT,
+    USDT,
     KFUNC_ENTER,
     KFUNC_EXIT,
     TASK_EXEC,

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from datacrumbs.ebpf.libbpf import map_lookup
+from datacrumbs.ebpf.bpf_maps import map_lookup
 from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import LOST_SLOTS
 from datacrumbs.ebpf.ringbuf import RingBufferReader

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from datacrumbs.ebpf.libbpf import BpfError, BpfObject
 from datacrumbs.ebpf.link_set import DETACH_THREADS, Link
-from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT
+from datacrumbs.ebpf.object_names import FUNC_ENTER, FUNC_EXIT, UMULTI_ENTER, UMULTI_EXIT, USDT
 
 __all__ = ["BinaryPlan", "FollowStats", "ProcessUprobes", "Site", "start_ticks"]
 
@@ -52,6 +52,7 @@ class Site:
     offset: int
     cookie: int
     fid: int
+    usdt: tuple[str, str] | None = None  # a USDT probe's (provider, name): libbpf places it
 
 
 @dataclass
@@ -237,16 +238,20 @@ class ProcessUprobes:
 
     def _attach_binary(self, path: str, sites: list[Site], pid: int) -> list[Link]:
         made: list[Link] = []
+        functions = [s for s in sites if s.usdt is None]
         try:
-            if self.multi:
-                offsets = [s.offset for s in sites]
-                cookies = [s.cookie for s in sites]
+            for site in sites:
+                if site.usdt is not None:
+                    made.append(self.obj.attach_usdt(USDT, path, *site.usdt, site.cookie, pid))
+            if self.multi and functions:
+                offsets = [s.offset for s in functions]
+                cookies = [s.cookie for s in functions]
                 for program, ret in ((UMULTI_EXIT, True), (UMULTI_ENTER, False)):
                     made.append(
                         self.obj.attach_uprobe_multi(program, path, offsets, cookies, ret, pid)
                     )
-            else:
-                for site in sites:
+            elif not self.multi:
+                for site in functions:
                     for program, ret in ((FUNC_EXIT, True), (FUNC_ENTER, False)):
                         made.append(
                             self.obj.attach_uprobe(

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import struct
 
-from datacrumbs.ebpf.libbpf import BpfLink, map_delete_batch, map_lookup_batch, map_update
+from datacrumbs.ebpf.bpf_maps import map_delete_batch, map_lookup_batch, map_update
+from datacrumbs.ebpf.libbpf import BpfLink
 from datacrumbs.ebpf.records import AGG, AGG_KEY
 
 __all__ = ["CHUNK", "GRACE_NS", "ROW_SIZE", "ProfileMap", "merge_rows"]

@@ -1,12 +1,12 @@
-"""Probe kinds this engine cannot serve fail per target, with a reason (kernel functions, which
-depend on the kernel: test_kprobes.py)."""
+"""Targets this engine cannot serve fail one by one, with a reason (kernel functions, which
+depend on the kernel: test_kprobes.py; USDT probes that exist: test_usdt.py)."""
 
 from __future__ import annotations
 
 from datacrumbs.common.probes import Probe, ProbeType
 
 
-def test_usdt_and_custom_targets_fail_with_the_reason(session, traced_user):
+def test_custom_targets_and_a_missing_usdt_probe_fail_with_the_reason(session, traced_user):
     probes = [
         Probe(
             type=ProbeType.USDT,
@@ -22,7 +22,7 @@ def test_usdt_and_custom_targets_fail_with_the_reason(session, traced_user):
         pass
     reasons = [(o.category, o.function, o.attached, o.reason) for o in s.trace.outcomes]
     assert reasons == [
-        ("APP", "start", False, "usdt probes are not supported yet"),
+        ("APP", "start", False, "/bin/true has no USDT probe app:start"),
         ("MINE", "x", False, "custom probes are not supported yet"),
         ("POSIX", "write", True, None),
     ]

@@ -40,6 +40,8 @@ SUPPORTED = (
     "tests/engine/test_profile.py",
     "tests/engine/test_loss.py::test_every_event_is_either_in_the_trace_or_counted_lost",
     "tests/engine/test_file_names_oracle.py",
+    "tests/engine/test_file_calls_oracle.py",
+    "tests/engine/test_usdt.py",
     "tests/engine/test_filtering.py",
     "tests/engine/test_compat_syscalls.py",
     "tests/daemon/test_daemon_run.py::test_daemon_traces_a_job_and_stops_cleanly",

@@ -49,7 +49,7 @@ def test_each_io_uring_request_is_an_event_with_its_file_size_offset_and_result(
         + [("fsync", "FSYNC", None, None, 0, f)]
         + [("read", "READ", S, i * S, S, f) for i in range(N)]
         + [("readv", "READV", 2, 0, 2 * S, f)]
-        + [("write", "WRITE", S, N * S, S, None)]  # a registered file: an index, no name
+        + [("write", "WRITE", S, N * S, S, f)]  # a registered file: by the file it holds
     )
     assert [e["args"]["fixed_file"] for e in mine] == [0] * (2 * N + 2) + [1]
     assert {e["args"]["category"] for e in mine} == {"rings"}

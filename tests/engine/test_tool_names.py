@@ -97,8 +97,8 @@ def test_the_analyzer_counts_io_uring_requests_on_their_files(
     session, compile_c, public_dir: Path, traced_user: User, tmp_path: Path, mode: str
 ) -> None:
     """dftracer-analyzer's per-file read and write bytes and counts, on a workload of plain,
-    vectored and fixed-buffer requests at depth 8, equal what the workload counted from its own
-    completions."""
+    vectored and fixed-buffer requests and requests through a registered file (fio's
+    registerfiles=1) at depth 8, equal what the workload counted from its own completions."""
     binary = compile_c("uring_mix.c", "uring_mix", "-luring")
     work = user_dir(public_dir, traced_user, f"uring-analyzer-{mode}")
     probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]

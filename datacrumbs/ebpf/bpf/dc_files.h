@@ -2,7 +2,7 @@
 /*
  * File names: what the entry files call (files.bpf.c has the functions and how names are made).
  *
- * dc_fd_ident, dc_fd_name, dc_path_name, dc_cwd_name and dc_name_emit (which they call) are global
+ * dc_fd_ident, dc_fd_name, dc_file_name, dc_path_name, dc_cwd_name and dc_name_emit (which they call) are global
  * functions (not static): the verifier checks each once, on its own, instead of again at every
  * call in every program (which took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction
  * limit on 6.1). The price of that: only scalars cross their boundary, so each finds its
@@ -25,6 +25,11 @@ __u64 dc_fd_name_of(__u32 tgid, __s64 fd, __u64 ident, __u32 pid, __u32 tid);
 /* The name hash of a user path argument, relative to dirfd (DC_AT_FDCWD: the working
  * directory); 0 when unreadable or "". */
 __u64 dc_path_name(__u64 upath, __s64 dirfd, __u32 pid, __u32 tid);
+/* The name hash of an open file (a struct file's address) that process tgid reaches through
+ * slot, remembered per (tgid, slot) as an fd's name is: an io_uring request's registered file,
+ * slot DC_FIXED_SLOT | its index (no fd has the high bit). */
+#define DC_FIXED_SLOT 0x80000000U
+__u64 dc_file_name(__u32 tgid, __u32 slot, __u64 file, __u32 pid, __u32 tid);
 /* The name hash of the current task's working directory. */
 __u64 dc_cwd_name(__u32 pid, __u32 tid);
 

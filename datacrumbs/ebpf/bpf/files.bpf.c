@@ -264,16 +264,13 @@ static __always_inline __u64 dc_file_path(struct dc_path_scratch *s, struct file
  * identities name the same file by the same name (but for a 64-bit collision, or a rename to
  * a name of the same length and 32-bit hash in the same directory). Where the kernel's layout
  * is not the views' (or a read fails), a number never seen again: the fd is walked each time. */
-__noinline __u64 dc_fd_ident(__s64 fd)
+static __always_inline __u64 dc_ident_of(struct file *f)
 {
-	struct file *f = dc_fd_file(fd);
 	struct dc_dentry_view dv;
 	struct dc_mount_view mv;
 	__u64 path[2], d, m, h, name[DC_IDENT_NAME / 8];
 	struct inode *inode;
 
-	if (!f)
-		return 0;
 	if (!dc_views_fit() ||
 	    bpf_probe_read_kernel(path, sizeof(path),
 				  (void *)f + bpf_core_field_offset(struct file, f_path)))
@@ -323,26 +320,23 @@ unknown:
 	return h ? h : 1;
 }
 
-/* The name hash of the current task's fd, whose identity is ident: remembered per (tgid, fd)
- * with the identity it was named for, walked and delivered when that differs. */
-__noinline __u64 dc_fd_name_of(__u32 tgid, __s64 fd, __u64 ident, __u32 pid, __u32 tid)
+__noinline __u64 dc_fd_ident(__s64 fd)
 {
-	struct dc_fdkey key = {.tgid = tgid, .fd = (__u32)fd};
-	struct dc_fdname *known, v = {};
+	struct file *f = dc_fd_file(fd);
+
+	return f ? dc_ident_of(f) : 0;
+}
+
+/* Name open file f (identity ident) and remember it under key: walked and delivered. */
+static __always_inline __u64 dc_remember_name(struct dc_fdkey *key, struct file *f, __u64 ident,
+					      __u32 pid, __u32 tid)
+{
+	struct dc_fdname v = {};
 	struct dc_path_scratch *s;
 	struct dentry *d;
-	struct file *f;
 	__u64 len;
 	__u32 zero = 0;
 
-	known = bpf_map_lookup_elem(&dc_fd_names, &key);
-	if (known && known->ident == ident)
-		return known->hash;
-	/* Named after ident was taken: a rename or a new file meanwhile is named now, and the
-	 * identity stored is then the older one, which the next call's no longer equals. */
-	f = dc_fd_file(fd);
-	if (!f)
-		return 0;
 	d = BPF_CORE_READ(f, f_path.dentry);
 	s = bpf_map_lookup_elem(&dc_scratch, &zero);
 	if (!s || !d)
@@ -352,8 +346,43 @@ __noinline __u64 dc_fd_name_of(__u32 tgid, __s64 fd, __u64 ident, __u32 pid, __u
 		return 0;
 	v.ident = ident;
 	v.hash = dc_name_emit(len, pid, tid);
-	bpf_map_update_elem(&dc_fd_names, &key, &v, BPF_ANY);
+	bpf_map_update_elem(&dc_fd_names, key, &v, BPF_ANY);
 	return v.hash;
+}
+
+/* The name hash of the current task's fd, whose identity is ident: remembered per (tgid, fd)
+ * with the identity it was named for, walked and delivered when that differs. */
+__noinline __u64 dc_fd_name_of(__u32 tgid, __s64 fd, __u64 ident, __u32 pid, __u32 tid)
+{
+	struct dc_fdkey key = {.tgid = tgid, .fd = (__u32)fd};
+	struct dc_fdname *known;
+	struct file *f;
+
+	known = bpf_map_lookup_elem(&dc_fd_names, &key);
+	if (known && known->ident == ident)
+		return known->hash;
+	/* Named after ident was taken: a rename or a new file meanwhile is named now, and the
+	 * identity stored is then the older one, which the next call's no longer equals. */
+	f = dc_fd_file(fd);
+	return f ? dc_remember_name(&key, f, ident, pid, tid) : 0;
+}
+
+/* The name hash of open file ``file`` that process ``tgid`` reaches through ``slot`` (an
+ * io_uring request's registered file: DC_FIXED_SLOT | its index), remembered as an fd's is. */
+__noinline __u64 dc_file_name(__u32 tgid, __u32 slot, __u64 file, __u32 pid, __u32 tid)
+{
+	struct dc_fdkey key = {.tgid = tgid, .fd = slot};
+	struct file *f = (struct file *)file;
+	struct dc_fdname *known;
+	__u64 ident;
+
+	if (!f)
+		return 0;
+	ident = dc_ident_of(f);
+	known = bpf_map_lookup_elem(&dc_fd_names, &key);
+	if (known && known->ident == ident)
+		return known->hash;
+	return dc_remember_name(&key, f, ident, pid, tid);
 }
 
 /* The name hash of the current task's fd (0 when it holds no file). */

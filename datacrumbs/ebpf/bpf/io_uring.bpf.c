@@ -122,8 +122,8 @@ int dc_uring_submit(void *ctx)
 		r->args[1] = BPF_CORE_READ(rw, len);
 		r->args[2] = BPF_CORE_READ(rw, kiocb.ki_pos);
 	}
-	if (flags & DC_REQ_F_FIXED_FILE) /* an index into the ring's registered files */
-		r->args[3] = 1;
+	if (flags & DC_REQ_F_FIXED_FILE) /* an index into the ring's registered files: named at */
+		r->args[3] = 1;          /* completion, by the file the request took from the table */
 	else
 		r->fhash = dc_fd_name(id >> 32, fd, th->pid, th->tid);
 	r->pid = th->pid;
@@ -144,6 +144,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	struct dc_uring_key key = {};
 	struct dc_uring_entry *entry;
 	struct dc_uring_req *r;
+	struct io_kiocb *req;
 	__u64 now;
 	__u32 fid;
 	struct dc_call *e;
@@ -166,6 +167,11 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 		return 0;
 	}
 	r = &entry->r;
+	if (r->args[3] && !r->fhash) { /* a registered file: the request holds it by now */
+		req = (struct io_kiocb *)key.req;
+		r->fhash = dc_file_name(r->pid, DC_FIXED_SLOT | (__u32)r->args[0],
+					(__u64)BPF_CORE_READ(req, file), r->pid, r->tid);
+	}
 	now = bpf_ktime_get_ns();
 	fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
 	if (dc_cfg.profile) {
@@ -176,7 +182,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 		bpf_map_delete_elem(&dc_uring_inflight, &key);
 		return 0;
 	}
-	ring = dc_cpu_ring();
+	ring = dc_current_ring(); /* where dc_file_name sent the name: it comes first */
 	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e) {
 		dc_count_lost(DC_LOST_CALLS);

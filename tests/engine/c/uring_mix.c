@@ -1,6 +1,7 @@
 /* io_uring I/O as a program does it: on each of FILES files, N writes of S bytes at offsets i*S
- * and then N reads of them, each request in turn a plain, a vectored and a fixed-buffer one
- * (WRITE/WRITEV/WRITE_FIXED, READ/READV/READ_FIXED), submitted DEPTH at a time, with an fsync
+ * and then N reads of them, each request in turn a plain, a vectored, a fixed-buffer one
+ * (WRITE/WRITEV/WRITE_FIXED, READ/READV/READ_FIXED) and a plain one through the file registered
+ * with the ring (IOSQE_FIXED_FILE, as fio's registerfiles=1), submitted DEPTH at a time, with an fsync
  * between. It counts its own bytes from the completions, and prints its pid, then per file:
  * path, requests written, bytes written, requests read, bytes read.
  * Usage: uring_mix DIR FILES N S DEPTH. */
@@ -46,7 +47,7 @@ static int pass(int fd, int write, int n, int size, int depth, char *buf, struct
 		sqe = io_uring_get_sqe(&ring);
 		iovs[i % depth].iov_base = block;
 		iovs[i % depth].iov_len = size;
-		switch (i % 3) {
+		switch (i % 4) {
 		case 0:
 			if (write)
 				io_uring_prep_write(sqe, fd, block, size, off);
@@ -59,11 +60,18 @@ static int pass(int fd, int write, int n, int size, int depth, char *buf, struct
 			else
 				io_uring_prep_readv(sqe, fd, &iovs[i % depth], 1, off);
 			break;
-		default:
+		case 2:
 			if (write)
 				io_uring_prep_write_fixed(sqe, fd, block, size, off, 0);
 			else
 				io_uring_prep_read_fixed(sqe, fd, block, size, off, 0);
+			break;
+		default: /* the registered file, by its index 0 */
+			if (write)
+				io_uring_prep_write(sqe, 0, block, size, off);
+			else
+				io_uring_prep_read(sqe, 0, block, size, off);
+			sqe->flags |= IOSQE_FIXED_FILE;
 		}
 		if (++queued == depth) {
 			if (reap(queued, bytes, count) != 0)
@@ -95,7 +103,8 @@ int main(int argc, char **argv)
 		return 3;
 	whole.iov_base = buf;
 	whole.iov_len = (size_t)depth * size;
-	if (io_uring_register_buffers(&ring, &whole, 1) != 0)
+	if (io_uring_register_buffers(&ring, &whole, 1) != 0 ||
+	    io_uring_register_files_sparse(&ring, 1) != 0)
 		return 4;
 	printf("%d\n", getpid());
 	for (int f = 0; f < files; f++) {
@@ -104,7 +113,7 @@ int main(int argc, char **argv)
 
 		snprintf(path, sizeof(path), "%s/mix-%d.bin", argv[1], f);
 		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-		if (fd < 0)
+		if (fd < 0 || io_uring_register_files_update(&ring, 0, &fd, 1) != 1)
 			return 1;
 		if (pass(fd, 1, n, size, depth, buf, iovs, &written, &writes) != 0)
 			return 5;

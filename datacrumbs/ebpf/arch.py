@@ -238,7 +238,7 @@ _I386_LAYOUTS: dict[str, tuple[CompatSyscall, ...]] = {
     "mkdir": _ia32(("mkdir", _SAME)), "rmdir": _ia32(("rmdir", _SAME)),
     "dup": _ia32(("dup", _SAME)), "dup2": _ia32(("dup2", _SAME)), "dup3": _ia32(("dup3", _SAME)),
     "fcntl": _ia32(("fcntl", _SAME), ("fcntl64", _SAME)),
-    "munmap": _ia32(("munmap", _SAME)),
+    "munmap": _ia32(("munmap", _SAME)), "msync": _ia32(("msync", _SAME)),
     "mmap": _ia32(("mmap", None), ("mmap2", IA32_MMAP2)),  # old mmap: a struct in memory
     "truncate": _ia32(("truncate", _OFF1), ("truncate64", IA32_LEN12)),
     "ftruncate": _ia32(("ftruncate", _OFF1), ("ftruncate64", IA32_LEN12)),

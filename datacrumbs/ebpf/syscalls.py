@@ -117,6 +117,8 @@ SYSCALLS: dict[str, SyscallLayout] = {
         fd_arg=4,
     ),
     "munmap": SyscallLayout("munmap", (_f("addr", 0), _f("size", 1))),
+    # a mapping's range, no fd: the file is the mmap's (DFTracer's tools class it as a sync)
+    "msync": SyscallLayout("msync", (_f("addr", 0), _f("size", 1), _f("flags", 2))),
     "unlink": SyscallLayout("unlink", (), path_args=(0,)),
     "unlinkat": SyscallLayout("unlinkat", (_f("flags", 2),), path_args=(1,), at=True),
     "rename": SyscallLayout("rename", (_hash("new_fhash", 1),), path_args=(0, 1)),

@@ -28,7 +28,8 @@ def test_a_32_bit_process_is_traced_with_the_same_names(
     path = work / "out.txt"
     probes = [
         Probe(type=ProbeType.SYSCALLS, name="posix",
-              functions=["open", "openat", "write", "pwrite64", "close"])
+              functions=["open", "openat", "write", "pwrite64", "statx", "mmap", "msync",
+                         "munmap", "close"])
     ]  # fmt: skip
     with session(probes, uid=traced_user.uid) as s:
         process = subprocess.Popen(as_user(traced_user, [str(binary), str(path)]))
@@ -38,15 +39,22 @@ def test_a_32_bit_process_is_traced_with_the_same_names(
 
     names = trace.file_names()
     events = sorted(trace.events_of(process.pid), key=lambda e: e["ts"])
-    calls = [(e["name"], e["args"]["syscall"], e["args"]["ret"]) for e in events]
-    fd = calls[0][2]
+    calls = [(e["name"], e["args"]["syscall"], names.get(e["args"].get("fhash"))) for e in events]
+    f = str(path)
     assert calls == (
-        [("open", "open", fd)] + [("write", "write", 5)] * 3
-        + [("pwrite", "pwrite64", 5), ("close", "close", 0)]
+        [("open", "open", f)] + [("write", "write", f)] * 3
+        + [("pwrite", "pwrite64", f), ("stat", "statx", f), ("mmap", "mmap", f),
+           ("msync", "msync", None), ("munmap", "munmap", None), ("close", "close", f)]
     )  # fmt: skip
-    assert {names[e["args"]["fhash"]] for e in events} == {str(path)}
-    assert [(e["args"]["size"], e["args"].get("offset")) for e in events if e["name"] != "open"
-            and e["name"] != "close"] == [(5, None)] * 3 + [(5, 15)]  # fmt: skip
+    fd = events[0]["args"]["ret"]
+    assert [e["args"].get("fd", e["args"].get("dirfd")) for e in events[1:6]] == [fd] * 5
+    assert [(e["args"]["size"], e["args"].get("offset")) for e in events[1:5]] == [
+        (5, None)] * 3 + [(5, 15)]  # fmt: skip
+    # statx(fd, "", AT_EMPTY_PATH): 32-bit glibc 2.36's fstat, on its fd's file
+    assert (events[5]["args"]["flags"], events[5]["args"]["ret"]) == (0x1000, 0)
+    msync, munmap = events[7]["args"], events[8]["args"]
+    assert (msync["size"], msync["flags"], msync["ret"]) == (4096, 4, 0)  # MS_SYNC
+    assert msync["addr"] == munmap["addr"] != 0 and munmap["size"] == 4096
     assert trace.stats.lost == 0
 
 

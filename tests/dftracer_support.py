@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,14 +35,24 @@ def analyze(traces: Sequence[Path], work: Path) -> tuple[dict[str, Any], dict[st
     for trace in traces:
         shutil.copyfile(trace, together / trace.name)
     out = work / "out"
-    result = subprocess.run(
+    # Its Dask cluster works in a directory of this run's own (the default, /tmp/<job>-<user>/0,
+    # is shared by every run on the machine), in a session of its own: on a timeout the
+    # workers go with it, not left holding that directory.
+    proc = subprocess.Popen(
         [str(ANALYZER / "dfanalyzer"), "analyzer=dftracer", "analyzer/preset=posix",
          f"trace_path={together}", "cluster.n_workers=1",
+         f"cluster.local_directory={work / 'dask'}",
          f"hydra.run.dir={out}", "output=json", "view_types=[file_name,proc_name]"],
-        capture_output=True, text=True, timeout=600, cwd=work,
-        env={**os.environ, "USER": "root"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work,
+        env={**os.environ, "USER": "root"}, start_new_session=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     summary = json.loads((out / "dfanalyzer_output.json").read_text())
     flat = subprocess.run(
         [str(ANALYZER / "python"), "-c", FLAT_VIEW,

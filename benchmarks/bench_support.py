@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import pwd
 import socket
 import subprocess
 import sys
@@ -150,6 +151,9 @@ def signed_probe_file(
     key = read_signing_key(_signing_key(prefix))
     checksum = sign(key, document)
     write_probe_file(path, {**document, "checksum": checksum, "signing_key": key.key_id})
+    # the user's own file, as the signer hands it back: the daemon reads it as the user
+    account = pwd.getpwnam(user)
+    os.chown(path, account.pw_uid, account.pw_gid)
     return path
 
 
@@ -181,7 +185,12 @@ def install_prefix(work: Path) -> Path:
 
 def daemon_env(prefix: Path, work: Path, user: str, notify_socket: Path) -> dict[str, str]:
     """The environment of a daemon of the installation at ``prefix`` run by hand (not by
-    systemd): its run files and traces under ``work``, READY=1 sent to ``notify_socket``."""
+    systemd): its run files and traces under ``work``, READY=1 sent to ``notify_socket``. The
+    trace directory is the user's (the daemon writes the trace as the user)."""
+    traces = work / "traces"
+    traces.mkdir(exist_ok=True)
+    account = pwd.getpwnam(user)
+    os.chown(traces, account.pw_uid, account.pw_gid)
     return _clean_env() | {
         "DATACRUMBS_INSTALL_PREFIX": str(prefix),
         "DATACRUMBS_USER": user,

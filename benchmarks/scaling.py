@@ -13,7 +13,8 @@ is then this process's. The workload
 (``c/threads_write.c``) is T threads each making ``--calls`` ``write()``s of ``--size`` bytes
 to /dev/null, paced to ``--rate`` per thread per second (0: as fast as they can).
 
-Per thread count (medians over rounds): ns per call untraced and traced (the workload's own
+Per thread count, the median over the rounds of this one run and their range: ns per call
+untraced and traced (the workload's own
 wall time x threads / calls: the cost as the job sees it), the events in the trace and lost,
 the drain (workload end to daemon exit), the end-to-end rate: the workload's calls over the
 time from its start to the daemon's exit, which is what a job's epilog waits for, and the
@@ -176,6 +177,13 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _spread(values: list[float], fmt: str = ",.0f", sign: bool = False) -> str:
+    """The median of one run's rounds and their range: "median (min to max)"."""
+    plus = "+" if sign else ""
+    mid, low, high = statistics.median(values), min(values), max(values)
+    return f"{mid:{plus}{fmt}} ({low:{plus}{fmt}} to {high:{plus}{fmt}})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default=f"1,2,{os.cpu_count()}")
@@ -202,7 +210,7 @@ def main() -> None:
             tracer = Daemon(prefix, probes, work)
         print(machine())
         print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
-              f"{args.rate or 'free'}, {args.rounds} rounds, medians")  # fmt: skip
+              f"{args.rate or 'free'}, {args.rounds} rounds: median (range)")  # fmt: skip
         untraced: dict[int, list[float]] = {t: [] for t in counts}
         traced: dict[int, list[Sample]] = {t: [] for t in counts}
         for _ in range(args.rounds):
@@ -212,19 +220,21 @@ def main() -> None:
                 untraced[t].append(wall_ns * t / calls)
                 traced[t].append(tracer.traced(argv, t))
         print(
-            "| threads | ns/call untraced | ns/call traced | added | events | lost | drain s "
-            "| end-to-end events/s | daemon CPU ns/event |"
+            "| threads | ns/call untraced | ns/call traced | added | events | lost, each round "
+            "| drain s | end-to-end events/s | daemon CPU ns/event |"
         )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in counts:
-            base = statistics.median(untraced[t])
             samples = traced[t]
-            mid = sorted(samples, key=lambda s: s.end_to_end_per_s)[len(samples) // 2]
-            cost = statistics.median(s.ns_per_call for s in samples)
+            added = [s.ns_per_call - u for s, u in zip(samples, untraced[t], strict=True)]
             print(
-                f"| {t} | {base:,.0f} | {cost:,.0f} | +{cost - base:,.0f} | {mid.events:,} "
-                f"| {mid.lost:,} | {mid.drain_s:.2f} | {mid.end_to_end_per_s:,.0f} "
-                f"| {mid.daemon_cpu_s * 1e9 / max(1, mid.events):,.0f} |"
+                f"| {t} | {_spread(untraced[t])} | {_spread([s.ns_per_call for s in samples])} "
+                f"| {_spread(added, sign=True)} "
+                f"| {statistics.median(s.events for s in samples):,.0f} "
+                f"| {', '.join(f'{s.lost:,}' for s in samples)} "
+                f"| {_spread([s.drain_s for s in samples], '.2f')} "
+                f"| {_spread([s.end_to_end_per_s for s in samples])} "
+                f"| {_spread([s.daemon_cpu_s * 1e9 / max(1, s.events) for s in samples])} |"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

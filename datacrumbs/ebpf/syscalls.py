@@ -117,7 +117,7 @@ SYSCALLS: dict[str, SyscallLayout] = {
         fd_arg=4,
     ),
     "munmap": SyscallLayout("munmap", (_f("addr", 0), _f("size", 1))),
-    # a mapping's range, no fd: the file is the mmap's (DFTracer's tools class it as a sync)
+    # a mapping's range and no fd: no file (DFTracer's tools class it as a sync)
     "msync": SyscallLayout("msync", (_f("addr", 0), _f("size", 1), _f("flags", 2))),
     "unlink": SyscallLayout("unlink", (), path_args=(0,)),
     "unlinkat": SyscallLayout("unlinkat", (_f("flags", 2),), path_args=(1,), at=True),
@@ -180,8 +180,9 @@ SYSCALLS: dict[str, SyscallLayout] = {
     "utime": SyscallLayout("utime", (), path_args=(0,)),
     "chdir": SyscallLayout("chdir", (), path_args=(0,), cwd=True),
     "fchdir": SyscallLayout("fchdir", (_fd(),), fd_arg=0),
-    "readlink": SyscallLayout("readlink", (_f("size", 2),), path_args=(0,)),
-    "readlinkat": SyscallLayout("readlinkat", (_f("size", 3),), path_args=(1,), at=True),
+    # bufsiz, not size: the link's length it returns is no I/O (the summary counts none)
+    "readlink": SyscallLayout("readlink", (_f("bufsiz", 2),), path_args=(0,)),
+    "readlinkat": SyscallLayout("readlinkat", (_f("bufsiz", 3),), path_args=(1,), at=True),
     "faccessat2": SyscallLayout(
         "faccessat2", (_f("mode", 2), _f("flags", 3)), path_args=(1,), at=True
     ),

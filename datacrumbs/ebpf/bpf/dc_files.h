@@ -2,11 +2,11 @@
 /*
  * File names: what the entry files call (files.bpf.c has the functions and how names are made).
  *
- * dc_fd_ident, dc_fd_name, dc_file_name, dc_path_name, dc_cwd_name and dc_name_emit (which they call) are global
- * functions (not static): the verifier checks each once, on its own, instead of again at every
- * call in every program (which took dc_raw_sys_exit and dc_func_enter past the 1 M-instruction
- * limit on 6.1). The price of that: only scalars cross their boundary, so each finds its
- * scratch space itself.
+ * dc_fd_ident, dc_fd_name, dc_file_name, dc_path_name, dc_cwd_name and dc_name_emit (which
+ * they call) are global functions (not static): the verifier checks each once, on its own,
+ * instead of again at every call in every program (which took dc_raw_sys_exit and
+ * dc_func_enter past the 1 M-instruction limit on 6.1). The price of that: only scalars cross
+ * their boundary, so each finds its scratch space itself.
  */
 #ifndef DC_FILES_H
 #define DC_FILES_H

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_support import compile_workload, machine, signed_probe_file, workdir
+from bench_support import compile_workload, install_prefix, machine, signed_probe_file, workdir
 
 from datacrumbs.common.run_files import wait_ready
 from datacrumbs.trace.summary import summarize
@@ -75,15 +75,6 @@ class RssSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def install(prefix: Path, env: dict[str, str]) -> None:
-    subprocess.run(
-        [str(VENV_BIN / "datacrumbs_install"), "--prefix", str(prefix)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
 
 
 def probe_file(prefix: Path, user: str, where: Path) -> Path:
@@ -150,15 +141,18 @@ def main() -> int:
         raise SystemExit("peers_delivery: run as root")
     user = pwd.getpwnam(args.user)
     where = workdir()
-    prefix, run_dir = where / "prefix", where / "run"
+    run_dir = where / "run"
+    traces = where / "traces"  # the user's: the daemon writes the trace as the user
+    traces.mkdir()
+    os.chown(traces, user.pw_uid, user.pw_gid)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")} | {
-        "DATACRUMBS_INSTALL_PREFIX": str(prefix),
+        "DATACRUMBS_INSTALL_PREFIX": str(where / "prefix"),
         "DATACRUMBS_SERVER_RUN_DIR": str(run_dir),
         "DATACRUMBS_TRACE_DIR_PATTERN": str(where / "traces"),
         "DATACRUMBS_USER": args.user,
     }
     try:
-        install(prefix, env)
+        prefix = install_prefix(where)
         probes = probe_file(prefix, args.user, where)
         wloop = compile_workload(where)
         runs: dict[int, list[Run]] = {rate: [] for rate in RATES}
@@ -170,23 +164,26 @@ def main() -> int:
                 runs[rate].append(one_run(rate, args.calls, probes, env, wloop, user, run_dir))
         print(machine())
         print(
-            f"{args.calls:,} write()s per run, {args.rounds} rounds, medians; the real daemon "
-            "(16 MiB ring buffer, gzip level 1)"
+            f"{args.calls:,} write()s per run, {args.rounds} rounds: median (range); the real "
+            "daemon (rings sized from the node, ISA-L level 1)"
         )
         print(
-            f"  {'asked/s':>9s} {'events/s':>10s} {'events':>10s} {'lost':>6s} "
-            f"{'RSS ready':>10s} {'peak RSS':>9s} {'B/event':>8s}"
+            f"  {'asked/s':>9s} {'events/s (range)':>28s} {'events':>10s} "
+            f"{'lost, each round':>18s} {'RSS ready':>10s} {'peak RSS (range)':>26s} "
+            f"{'B/event':>8s}"
         )
         for rate, samples in runs.items():
-            rate_per_s = statistics.median(s.events / s.seconds for s in samples)
+            rates = [s.events / s.seconds for s in samples]
+            peaks = [s.peak_rss / 1024 for s in samples]
             events = statistics.median(s.events for s in samples)
-            lost = statistics.median(s.lost for s in samples)
+            lost = ", ".join(f"{s.lost:,}" for s in samples)
             ready = statistics.median(s.ready_rss for s in samples) / 1024
-            peak = statistics.median(s.peak_rss for s in samples) / 1024
             per_event = statistics.median(s.trace_bytes / max(s.events, 1) for s in samples)
+            spread = f"{statistics.median(rates):,.0f} ({min(rates):,.0f} to {max(rates):,.0f})"
+            peak = f"{statistics.median(peaks):.1f} ({min(peaks):.1f} to {max(peaks):.1f}) MiB"
             print(
-                f"  {rate or 'unpaced':>9} {rate_per_s:10,.0f} {events:10,.0f} {lost:6,.0f} "
-                f"{ready:6.1f} MiB {peak:5.1f} MiB {per_event:8.1f}"
+                f"  {rate or 'unpaced':>9} {spread:>28s} {events:10,.0f} {lost:>18s} "
+                f"{ready:6.1f} MiB {peak:>26s} {per_event:8.1f}"
             )
     finally:
         shutil.rmtree(where, ignore_errors=True)

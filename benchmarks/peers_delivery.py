@@ -148,6 +148,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATACRUMBS_")} | {
         "DATACRUMBS_INSTALL_PREFIX": str(where / "prefix"),
         "DATACRUMBS_SERVER_RUN_DIR": str(run_dir),
+        "DATACRUMBS_SERVER_RUN_ID_FILE": str(run_dir / "runid"),  # not /run's
         "DATACRUMBS_TRACE_DIR_PATTERN": str(where / "traces"),
         "DATACRUMBS_USER": args.user,
     }

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import IntEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datacrumbs.common.binary_identity import BinaryIdentity
 
 __all__ = [
+    "DELIVERIES",
     "MAX_FUNCTIONS",
+    "Delivery",
     "FunctionArgument",
     "Probe",
     "ProbeFile",
@@ -26,6 +29,14 @@ __all__ = [
 
 #: Upstream's cap on the functions one probe file may name.
 MAX_FUNCTIONS = 16_384
+
+
+#: How a category's (or a function's) calls reach a trace-mode trace: ``valve``, events until
+#: the daemon's valve opens (its ring filling up, the function's rate, the trace's budget), then
+#: aggregates; ``events``, always events (never folded: a full ring loses them, counted);
+#: ``aggregate``, always aggregated (as profile mode makes them). Profile mode aggregates all.
+Delivery = Literal["valve", "events", "aggregate"]
+DELIVERIES: tuple[Delivery, ...] = ("valve", "events", "aggregate")
 
 
 class ProbeType(IntEnum):
@@ -65,6 +76,10 @@ class Probe(_Strict):
     binary_identity: BinaryIdentity | None = None
     include_offsets: bool = False
     provider: str | None = None
+    #: How this category's calls are delivered (:data:`Delivery`), and the exceptions of some
+    #: of its functions.
+    delivery: Delivery = "valve"
+    function_delivery: dict[str, Delivery] = Field(default_factory=dict)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -81,6 +96,17 @@ class Probe(_Strict):
             if not name or any(c.isspace() for c in name):
                 raise ValueError(f"function name {name!r} is empty or has white space")
         return functions
+
+    @model_validator(mode="after")
+    def _delivery_of_own_functions(self) -> Probe:
+        unknown = sorted(set(self.function_delivery) - set(self.functions))
+        if unknown:
+            raise ValueError(f"function_delivery names functions not in the category: {unknown}")
+        return self
+
+    def delivery_of(self, function: str) -> Delivery:
+        """How ``function``'s calls are delivered."""
+        return self.function_delivery.get(function, self.delivery)
 
 
 class ProbeSummary(_Strict):

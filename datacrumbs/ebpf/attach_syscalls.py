@@ -213,7 +213,9 @@ class SyscallAttacher:
         category kept in ``args``."""
         labels = (("syscall", syscall or function), ("category", probe.name))
         name = syscall_call_name(function)
-        return self.ctx.functions.add(name, POSIX, layout.fields, layout.has_file, labels=labels)
+        return self.ctx.functions.add(
+            name, POSIX, layout.fields, layout.has_file, labels=labels, target=function
+        )
 
     def release(self) -> None:
         """After the links are gone: clear the cookie map, so that a later attach starts clean."""

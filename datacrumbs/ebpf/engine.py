@@ -38,15 +38,17 @@ from datacrumbs.ebpf.attach_syscalls import SyscallAttacher
 from datacrumbs.ebpf.attach_uprobes import UprobeAttacher
 from datacrumbs.ebpf.bpf_maps import map_lookup, map_update
 from datacrumbs.ebpf.engine_config import EngineConfig, EngineError
+from datacrumbs.ebpf.fold_rules import rules_by_fid
 from datacrumbs.ebpf.functions import FunctionTable
 from datacrumbs.ebpf.libbpf import BpfError, BpfLink
-from datacrumbs.ebpf.poller import Poller, possible_cpus, read_loss, sum_per_cpu
+from datacrumbs.ebpf.poller import Poller, ValvePolling, possible_cpus, read_loss, sum_per_cpu
 from datacrumbs.ebpf.process_follower import ProcessFollower, job_processes
 from datacrumbs.ebpf.process_uprobes import FollowStats
 from datacrumbs.ebpf.profile_map import ProfileMap
-from datacrumbs.ebpf.records import SCOPE, pack_scope
+from datacrumbs.ebpf.records import SCOPE, VALVE_BUDGET_SPENT, pack_scope
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
 from datacrumbs.ebpf.trap_cost import measure_trap_cost_ns
+from datacrumbs.ebpf.valve import ValveWatch
 
 __all__ = ["Engine", "EngineConfig", "EngineError", "EngineStats", "TargetOutcome"]
 
@@ -98,7 +100,7 @@ class Engine:
                 ctx.links.add(loaded.obj.attach_trace(object_names.CGROUP_MKDIR))
             if self.config.filters_tasks:
                 ctx.links.add(loaded.obj.attach_trace(object_names.TASK_FORK))
-            if self.config.filters_tasks or self.config.profiles:
+            if self.config.filters_tasks or self.config.aggregates:
                 self._exit_link = loaded.obj.attach_trace(object_names.TASK_EXIT)
         except BpfError as exc:
             ctx.links.destroy_all()
@@ -138,6 +140,7 @@ class Engine:
         must stay valid while the engine is attached (:meth:`detach_functions` uses it)."""
         ctx = self._context
         ctx.pinned = dict(pinned or {})
+        probes = list(probes)
         attachers: dict[ProbeType, Attacher | None] = {
             ProbeType.SYSCALLS: self._syscalls,
             ProbeType.UPROBE: self._uprobes,
@@ -166,8 +169,10 @@ class Engine:
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(outcomes)
         final += implied
-        if self.config.profiles:
+        if self.config.aggregates:
             self._set_offset_args()
+        if self.config.valve:
+            self._set_rules(probes)
         self._follow_job_processes()
         for outcome in final:
             if not outcome.attached:
@@ -188,6 +193,20 @@ class Engine:
             index = next((f.index for f in spec.fields if f.key == "offset"), None)
             if index is not None and fid < self.config.function_slots:
                 map_update(fd, fid.to_bytes(4, "little"), (index + 1).to_bytes(4, "little"))
+
+    def _set_rules(self, probes: Iterable[Probe]) -> None:
+        """Trace mode's valve: the rule of each function whose probe file's delivery is not
+        the default (:mod:`fold_rules`)."""
+        fd = self._context.obj.map_fd(object_names.FOLD_RULES_MAP)
+        for fid, rule in rules_by_fid(probes, self.functions.specs).items():
+            if fid < self.config.function_slots:
+                map_update(fd, fid.to_bytes(4, "little"), int(rule).to_bytes(4, "little"))
+
+    def spend_budget(self) -> None:
+        """Trace mode's valve: the trace's byte budget is spent: from now on every call that
+        may fold is folded into its aggregate."""
+        fd = self._context.obj.map_fd(object_names.VALVE_MAP)
+        map_update(fd, bytes(4), VALVE_BUDGET_SPENT.to_bytes(8, "little"))
 
     def _follow_job_processes(self) -> None:
         """Uprobes scoped to the job: have the kernel tell of each job process as it is born
@@ -356,14 +375,15 @@ class Engine:
         return results
 
     # -- streaming -----------------------------------------------------------------------
-    def start(self, sink: RecordSink) -> None:
-        """Stream the kernel's records into ``sink`` until :meth:`stop`."""
+    def start(self, sink: RecordSink, budget_bytes: int = 0) -> None:
+        """Stream the kernel's records into ``sink`` until :meth:`stop`; with trace mode's
+        valve, once the sink wrote ``budget_bytes`` (0: no budget), fold every call."""
         obj = self._context.obj
         if self._poller is not None:
             raise EngineError("the engine is already streaming")
         rings = self._loaded.rings if self._loaded is not None else []
         profile = None
-        if self.config.profiles:
+        if self.config.aggregates:
             try:
                 flush = obj.attach_iter(object_names.PROFILE_FLUSH)
             except BpfError as exc:
@@ -373,9 +393,16 @@ class Engine:
                 obj.map_fd(object_names.PROFILE_DONE_MAP),
                 obj.map_fd(object_names.FLUSH_BEFORE_MAP),
                 flush,
-                self.config.profile_interval_ns,
+                self.config.aggregate_interval_ns,
                 self.profile_interval_shift,
             )
+        valve = ValvePolling(drain_bytes_per_s=self.config.drain_bytes_per_s)
+        if self.config.valve:
+            names = {fid: (f.category, f.name) for fid, f in self.functions.specs.items()}
+            fd = obj.map_fd(object_names.FOLDS_MAP)
+            valve.watch = ValveWatch(fd, names, self.config.function_slots, possible_cpus())
+            valve.budget_bytes = budget_bytes
+            valve.spend = self.spend_budget
         self._poller = Poller(
             rings,
             self.config.ringbuf_bytes,
@@ -383,12 +410,13 @@ class Engine:
             sink,
             self.config.poll_interval,
             profile,
+            valve,
         )
 
     @property
     def profile_interval_shift(self) -> int:
-        """Profile mode: what the kernel adds to CLOCK_MONOTONIC before dividing by the
-        interval (intervals start on wall-clock multiples of their length); 0 otherwise."""
+        """Aggregates (profile mode, the valve): what the kernel adds to CLOCK_MONOTONIC before
+        dividing by the interval (intervals start on wall-clock multiples of their length)."""
         return self._loaded.interval_shift if self._loaded is not None else 0
 
     def read_loss(self) -> LossCounts:

@@ -57,8 +57,16 @@ class EngineConfig:
     and, in profile mode, an offset slot; the daemon sizes it to its probe file.
     ``profile_interval_ns``: profile mode (0: trace mode): calls are aggregated in the kernel
     per (process, thread, function, file, interval of this length) instead of sent one by one.
-    ``profile_keys``: profile mode: aggregates the kernel holds at most (the intervals not
-    harvested yet); a call that finds no room is counted lost.
+    ``profile_keys``: profile mode and the valve: aggregates the kernel holds at most (the
+    intervals not harvested yet); a call that finds no room is counted lost.
+    ``valve_interval_ns``: trace mode's valve (0: off): a call that would be an event is
+    folded into an aggregate of intervals of this length (as profile mode makes them) instead
+    of lost when its ring buffer holds more than ``fold_above`` of its size not consumed yet
+    (or is full), when its function passed ``rate_limit`` calls in ``rate_window_ns`` on one
+    CPU (0: no limit), when :meth:`Engine.spend_budget` was called, or when the function's
+    rule (:meth:`Engine.set_rules`) says so.
+    ``drain_bytes_per_s``: the poller moves at most this many ring-buffer bytes a second (0:
+    as fast as it can): a consumer slowed on purpose, to test and measure the valve.
     """
 
     uid: int | None
@@ -77,11 +85,33 @@ class EngineConfig:
     function_slots: int = 4096  # function ids whose probe hits are counted (1 .. slots-1)
     profile_interval_ns: int = 0
     profile_keys: int = 32768
+    valve_interval_ns: int = 0
+    fold_above: float = 0.5
+    rate_limit: int = 0
+    rate_window_ns: int = 100_000_000
+    drain_bytes_per_s: int = 0
 
     @property
     def profiles(self) -> bool:
         """Whether calls are aggregated in the kernel (profile mode) rather than sent."""
         return self.profile_interval_ns > 0
+
+    @property
+    def valve(self) -> bool:
+        """Whether trace mode's calls may fold into aggregates (the valve)."""
+        return not self.profiles and self.valve_interval_ns > 0
+
+    @property
+    def aggregates(self) -> bool:
+        """Whether the kernel keeps aggregates (profile mode, or the valve)."""
+        return self.profiles or self.valve
+
+    @property
+    def aggregate_interval_ns(self) -> int:
+        """The length of an aggregate's interval (0: no aggregates)."""
+        if self.profiles:
+            return self.profile_interval_ns
+        return self.valve_interval_ns if self.valve else 0
 
     @property
     def filters_cgroup(self) -> bool:

@@ -50,6 +50,10 @@ class FunctionSpec:
     #: BTF): the ABI leaves the register's upper bits undefined, and they may hold an address.
     ret_bytes: int = 8
     ret_signed: bool = True
+    #: The function as the probe file names it, where the trace names it otherwise (a 32-bit
+    #: syscall of its own name, traced for the file's ``lseek``); None: ``name``, or the
+    #: ``syscall`` label.
+    target: str | None = None
 
 
 @dataclass
@@ -69,13 +73,14 @@ class FunctionTable:
         labels: tuple[tuple[str, str], ...] = (),
         ret_bytes: int = 8,
         ret_signed: bool = True,
+        target: str | None = None,
     ) -> FunctionSpec:
         fid = self._last_fid + 1
         if fid > MAX_FUNCTION_ID:
             raise ValueError(f"more than {MAX_FUNCTION_ID} functions to trace")
         self._last_fid = fid
         spec = FunctionSpec(
-            fid, name, category, fields, has_file, has_return, labels, ret_bytes, ret_signed
+            fid, name, category, fields, has_file, has_return, labels, ret_bytes, ret_signed, target
         )
         self.specs[fid] = spec
         return spec

@@ -24,6 +24,8 @@ from datacrumbs.ebpf.engine_config import (
 from datacrumbs.ebpf.libbpf import BpfError, BpfObject, ringbuf_create
 from datacrumbs.ebpf.object_names import (
     CGROUP_MKDIR,
+    FOLD_RULES_MAP,
+    FOLDS_MAP,
     FUNC_ENTER,
     FUNC_EXIT,
     HITS_MAP,
@@ -98,6 +100,15 @@ def check_config(cfg: EngineConfig) -> None:
             f"a profile interval of at least {MIN_PROFILE_INTERVAL_NS // 1_000_000} ms, "
             f"not {cfg.profile_interval_ns} ns"
         )
+    if cfg.valve and cfg.valve_interval_ns < MIN_PROFILE_INTERVAL_NS:
+        raise EngineError(
+            f"a valve interval of at least {MIN_PROFILE_INTERVAL_NS // 1_000_000} ms, "
+            f"not {cfg.valve_interval_ns} ns"
+        )
+    if not 0 < cfg.fold_above <= 1:
+        raise EngineError(f"fold_above is a fraction of the ring, not {cfg.fold_above}")
+    if cfg.rate_limit < 0 or cfg.rate_window_ns < 1 or cfg.drain_bytes_per_s < 0:
+        raise EngineError("rate_limit and drain_bytes_per_s are >= 0, rate_window_ns >= 1")
     if cfg.profile_keys < 1:
         raise EngineError(f"profile_keys must be at least 1, not {cfg.profile_keys}")
 
@@ -130,7 +141,7 @@ def load(cfg: EngineConfig) -> Loaded:
     raw_syscalls = cfg.syscall_mode == "raw_tp"
     path = cfg.bpf_object or build_bpf_object()
     pidns = features.own_pid_namespace()
-    shift = interval_shift(cfg.profile_interval_ns)
+    shift = interval_shift(cfg.aggregate_interval_ns)
     try:
         obj = BpfObject(path)
         ring_fds: list[int] = []
@@ -139,8 +150,10 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_inner_map_fd(RINGS_MAP, ring_fds[0])
             obj.set_max_entries(HITS_MAP, max(1, cfg.function_slots))
             obj.set_max_entries(OFFSET_ARGS_MAP, max(1, cfg.function_slots))
-            obj.set_max_entries(PROFILE_MAP, cfg.profile_keys if cfg.profiles else 1)
-            obj.set_max_entries(PROFILE_DONE_MAP, cfg.profile_keys if cfg.profiles else 1)
+            obj.set_max_entries(PROFILE_MAP, cfg.profile_keys if cfg.aggregates else 1)
+            obj.set_max_entries(PROFILE_DONE_MAP, cfg.profile_keys if cfg.aggregates else 1)
+            obj.set_max_entries(FOLD_RULES_MAP, max(1, cfg.function_slots) if cfg.valve else 1)
+            obj.set_max_entries(FOLDS_MAP, max(1, cfg.function_slots) if cfg.valve else 1)
             config = Config(
                 uid=cfg.uid,
                 filter_cgroup=cfg.filters_cgroup,
@@ -150,8 +163,13 @@ def load(cfg: EngineConfig) -> Loaded:
                 wakeup_bytes=max(1, int(cfg.ringbuf_bytes * cfg.wakeup_fraction)),
                 parent_cmdline=(cfg.parent_cmdline or "").encode(),
                 rings=len(ring_fds),
-                interval_ns=cfg.profile_interval_ns,
+                interval_ns=cfg.aggregate_interval_ns,
                 interval_shift=shift,
+                profile=cfg.profiles,
+                valve=cfg.valve,
+                fold_above=int(cfg.ringbuf_bytes * cfg.fold_above) if cfg.fold_above < 1 else 0,
+                rate_limit=cfg.rate_limit if cfg.valve else 0,
+                rate_window_ns=cfg.rate_window_ns,
             )
             packed = config.pack()
             obj.set_initial_value(".rodata.config", packed)
@@ -171,8 +189,8 @@ def load(cfg: EngineConfig) -> Loaded:
             obj.set_autoload(KFUNC_EXIT, False)
             obj.set_autoload(CGROUP_MKDIR, cfg.filters_cgroup)
             obj.set_autoload(TASK_FORK, cfg.filters_tasks)
-            obj.set_autoload(TASK_EXIT, cfg.filters_tasks or cfg.profiles)
-            obj.set_autoload(PROFILE_FLUSH, cfg.profiles)
+            obj.set_autoload(TASK_EXIT, cfg.filters_tasks or cfg.aggregates)
+            obj.set_autoload(PROFILE_FLUSH, cfg.aggregates)
             obj.load()
             outer = obj.map_fd(RINGS_MAP)
             for i, fd in enumerate(ring_fds):

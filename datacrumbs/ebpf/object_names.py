@@ -9,6 +9,8 @@ __all__ = [
     "CGROUP_MKDIR",
     "COMPAT_COOKIES_MAP",
     "FLUSH_BEFORE_MAP",
+    "FOLDS_MAP",
+    "FOLD_RULES_MAP",
     "FOLLOWED_MAP",
     "FOLLOW_EXEC",
     "FOLLOW_EXIT",
@@ -43,6 +45,7 @@ __all__ = [
     "URING_COMPLETE",
     "URING_SUBMIT",
     "USDT",
+    "VALVE_MAP",
 ]
 
 # Every map of the object (a per-function fentry object shares them all). First those user
@@ -59,6 +62,9 @@ PROFILE_MAP = "dc_profile"  # profile mode: aggregates of open intervals
 PROFILE_DONE_MAP = "dc_profile_done"  # profile mode: aggregates handed over
 FLUSH_BEFORE_MAP = "dc_flush_before"  # profile mode: hand over intervals before this
 OFFSET_ARGS_MAP = "dc_offset_args"  # profile mode: which argument is a function's offset
+FOLD_RULES_MAP = "dc_fold_rules"  # the valve: each function's rule
+FOLDS_MAP = "dc_folds"  # the valve: calls folded per function and CPU, by reason
+VALVE_MAP = "dc_valve"  # the valve: user space's flags (the trace's budget spent)
 SYSCALL_COOKIES_MAP = "dc_syscall_cookies"  # syscall number -> cookie (raw_tp mode)
 COMPAT_COOKIES_MAP = "dc_compat_cookies"  # ia32 syscall number -> cookie
 MAPS = (
@@ -83,6 +89,9 @@ MAPS = (
     FOLLOWED_MAP,
     FOLLOW_LOST_MAP,
     OFFSET_ARGS_MAP,
+    FOLD_RULES_MAP,
+    FOLDS_MAP,
+    VALVE_MAP,
     SYSCALL_COOKIES_MAP,
     COMPAT_COOKIES_MAP,
     "__bpf_usdt_specs",  # libbpf's USDT argument specs (usdt.bpf.h), filled at attach

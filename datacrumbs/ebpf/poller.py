@@ -5,7 +5,9 @@ once a buffer is ``wakeup_fraction`` full), copies each one's committed records 
 them to the sink, buffer by buffer: a thread's records are all in one buffer, so they reach the
 sink in order. Once per round it also reads the kernel's loss counters and, when they changed,
 tells the sink. In profile mode it also harvests the aggregates of the intervals that are over
-(:mod:`profile_map`), after the ring buffers, so that the names they use reach the sink first.
+(:mod:`profile_map`), after the ring buffers, so that the names they use reach the sink first;
+with trace mode's valve, the same aggregates, and the marks of the functions that switched to
+them and back (:mod:`valve`), and it tells the kernel when the sink's byte budget is spent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import select
 import struct
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from datacrumbs.ebpf.bpf_maps import map_lookup
@@ -23,8 +27,9 @@ from datacrumbs.ebpf.profile_map import ProfileMap
 from datacrumbs.ebpf.records import LOST_SLOTS
 from datacrumbs.ebpf.ringbuf import RingBufferReader
 from datacrumbs.ebpf.sink import LossCounts, RecordSink
+from datacrumbs.ebpf.valve import ValveWatch
 
-__all__ = ["Poller", "possible_cpus", "read_loss", "sum_per_cpu"]
+__all__ = ["Poller", "ValvePolling", "possible_cpus", "read_loss", "sum_per_cpu"]
 
 
 @functools.cache
@@ -55,6 +60,19 @@ def read_loss(lost_map_fd: int) -> LossCounts:
     return LossCounts(*(sum_per_cpu(lost_map_fd, slot, ncpu) for slot in range(LOST_SLOTS)))
 
 
+@dataclass
+class ValvePolling:
+    """What the poller does for trace mode's valve: ``watch`` its fold counters and mark each
+    switch in the sink; once the
+    sink's ``bytes_out`` reaches ``budget_bytes`` (0: no budget), call ``spend`` (the kernel
+    then folds every call) once. ``drain_bytes_per_s``: a consumer slowed on purpose (0: not)."""
+
+    watch: ValveWatch | None = None
+    budget_bytes: int = 0
+    spend: Callable[[], None] = lambda: None
+    drain_bytes_per_s: int = 0
+
+
 class Poller:
     """Drains the ring buffers ``ring_fds`` into ``sink`` on its own thread until :meth:`stop`."""
 
@@ -66,6 +84,7 @@ class Poller:
         sink: RecordSink,
         interval: float,
         profile: ProfileMap | None = None,
+        valve: ValvePolling | None = None,
     ) -> None:
         self._readers = [RingBufferReader(fd, ringbuf_bytes) for fd in ring_fds]
         self._epoll = select.epoll()
@@ -80,6 +99,9 @@ class Poller:
             min(max(profile.interval_ns // 2, 50_000_000), 1_000_000_000) if profile else 0
         )
         self._next_harvest = 0
+        self._valve = valve or ValvePolling()
+        self._budget_spent = False
+        self._started = time.monotonic()
         self._stopping = threading.Event()
         self.ring_bytes = 0
         self.last_loss = LossCounts()
@@ -106,16 +128,44 @@ class Poller:
                     busy = True
                     self.ring_bytes += len(chunk)
                     self._sink.submit(chunk)
+                    self._slow_down()
         if self._profile is not None:
             now = time.monotonic_ns()
             if final or now >= self._next_harvest:
                 self._next_harvest = now + self._harvest_every
                 if rows := self._profile.harvest(None if final else now):
                     self._sink.submit_profile(rows)
+        self._mark_valve(final)
         loss = read_loss(self._lost_fd)
         if loss != self.last_loss:
             self.last_loss = loss
             self._sink.write_loss(loss)
+
+    def _slow_down(self) -> None:
+        """A consumer slowed on purpose: wait until the bytes moved so far are within the
+        rate (the valve's tests and benchmarks)."""
+        rate = self._valve.drain_bytes_per_s
+        if rate and not self._stopping.is_set():
+            ahead = self.ring_bytes / rate - (time.monotonic() - self._started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _mark_valve(self, final: bool) -> None:
+        """The valve's switches as marks in the sink; the budget spent, said to the kernel."""
+        valve = self._valve
+        if valve.budget_bytes and not self._budget_spent:
+            written = self._sink.bytes_out
+            if written >= valve.budget_bytes:
+                self._budget_spent = True
+                valve.spend()
+                self._sink.write_notice(
+                    "datacrumbs_budget",
+                    {"trace_bytes": written, "budget_bytes": valve.budget_bytes},
+                )
+        if valve.watch is None:
+            return
+        for change in valve.watch.changes(time.monotonic_ns(), final):
+            self._sink.write_notice("datacrumbs_valve", change.notice())
 
     def stop(self) -> None:
         """Stop the thread, then drain what is left (unless the thread failed)."""

@@ -30,6 +30,9 @@ __all__ = [
     "COOKIE_FID_MASK",
     "FNV_OFFSET",
     "FNV_PRIME",
+    "FOLD",
+    "FOLD_FIELDS",
+    "FOLD_REASONS",
     "FUNC_FD_ARG_SHIFT",
     "FUNC_FILE_ARG_SHIFT",
     "FUNC_NO_RET",
@@ -62,9 +65,12 @@ __all__ = [
     "UPROBE_PTR_SHIFT",
     "UPROBE_SIZE_BITS",
     "UPROBE_SIZE_SHIFT",
+    "VALVE_BUDGET_SPENT",
     "Config",
+    "FoldReason",
     "LostSlot",
     "RecordType",
+    "Rule",
     "field_offsets",
     "fnv1a64",
     "pack_scope",
@@ -147,8 +153,8 @@ TASK_FIELDS = ("type", "pad", "pid", "tid", "comm", "process_comm")
 PARENT_CMDLINE = 64
 #: DC_MAX_RINGS: ring buffers at most (one per CPU up to this many).
 MAX_RINGS = 64
-#: struct dc_config (136 bytes).
-CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sIIQQ")
+#: struct dc_config (160 bytes).
+CONFIG = struct.Struct(f"<IIIIQQQII{PARENT_CMDLINE}sIIQQQQII")
 CONFIG_FIELDS = (
     "uid",
     "filter_uid",
@@ -164,6 +170,10 @@ CONFIG_FIELDS = (
     "profile",
     "interval_ns",
     "interval_shift",
+    "fold_above",
+    "rate_window_ns",
+    "rate_limit",
+    "valve",
 )
 #: struct dc_scope: the job's cgroup before it exists (DC_SCOPE_DEPTH names of
 #: DC_SCOPE_NAME bytes below the cgroup ``parent``).
@@ -192,6 +202,35 @@ AGG_FIELDS = (
     "ret_log2",
 )
 
+
+class FoldReason(IntEnum):
+    """Why trace mode's valve folded a call into an aggregate (enum dc_fold_reason,
+    ``DC_FOLD_<name>``): the index of its count in struct dc_fold."""
+
+    RING = 0
+    RATE = 1
+    BUDGET = 2
+    RULE = 3
+
+
+FOLD_REASONS = len(FoldReason)  # DC_FOLD_REASONS
+
+
+class Rule(IntEnum):
+    """A function's rule in ``dc_fold_rules`` (``DC_RULE_<name>``): events until the valve
+    opens, always events, always aggregated."""
+
+    VALVE = 0
+    EVENTS = 1
+    AGGREGATE = 2
+
+
+#: dc_valve's flag: the trace's byte budget is spent (DC_VALVE_BUDGET_SPENT).
+VALVE_BUDGET_SPENT = 1
+#: struct dc_fold (48 bytes): folded calls by reason, then the CPU's rate window.
+FOLD = struct.Struct(f"<{FOLD_REASONS}QQQ")
+FOLD_FIELDS = ("calls", "window", "window_calls")
+
 #: C struct name → (its format, its field names): what the ABI test compares with the header.
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "dc_call": (CALL, CALL_FIELDS),
@@ -201,6 +240,7 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "dc_scope": (SCOPE, SCOPE_FIELDS),
     "dc_agg_key": (AGG_KEY, AGG_KEY_FIELDS),
     "dc_agg": (AGG, AGG_FIELDS),
+    "dc_fold": (FOLD, FOLD_FIELDS),
 }
 
 _FORMAT_ITEM = re.compile(r"(\d*)([xcbB?hHiIlLqQnNefdspP])")
@@ -235,8 +275,13 @@ class Config:
     wakeup_bytes: int
     parent_cmdline: bytes = b""  # b"": no process-tree filter
     rings: int = 1
-    interval_ns: int = 0  # profile mode's interval; 0: trace mode
+    interval_ns: int = 0  # the aggregates' interval (profile mode, the valve); 0: none
     interval_shift: int = 0  # added to CLOCK_MONOTONIC: intervals start on wall-clock multiples
+    profile: bool = False  # profile mode: every call aggregated
+    valve: bool = False  # trace mode's valve: calls may fold into aggregates
+    fold_above: int = 0  # the valve: ring bytes not consumed above which calls fold (0: full)
+    rate_limit: int = 0  # the valve: calls per function, CPU and window before folding (0: none)
+    rate_window_ns: int = 0
 
     def pack(self) -> bytes:
         if len(self.parent_cmdline) >= PARENT_CMDLINE:
@@ -253,9 +298,13 @@ class Config:
             len(self.parent_cmdline),
             self.parent_cmdline,
             self.rings,
-            int(self.interval_ns > 0),
+            int(self.profile),
             self.interval_ns,
             self.interval_shift,
+            self.fold_above,
+            self.rate_window_ns,
+            self.rate_limit,
+            int(self.valve),
         )
 
 

@@ -10,6 +10,7 @@ same sink through one more method (:meth:`RecordSink.submit_profile`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,5 +45,13 @@ class RecordSink(Protocol):
         """The loss counters changed: ``loss`` holds the new cumulative totals."""
 
     def submit_profile(self, rows: bytes) -> None:
-        """Profile mode: harvested aggregates, each a ``dc_agg_key`` then its ``dc_agg``, of
-        intervals that are over (all of them at the end)."""
+        """Harvested aggregates (profile mode, trace mode's valve), each a ``dc_agg_key`` then
+        its ``dc_agg``, of intervals that are over (all of them at the end)."""
+
+    def write_notice(self, name: str, args: Mapping[str, int | str]) -> None:
+        """Something that changed what the trace holds from here on (a function switched to
+        aggregates and back, the budget spent), stamped now."""
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes the sink wrote so far (trace mode's byte budget is counted in them)."""

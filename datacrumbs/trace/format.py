@@ -173,6 +173,7 @@ class EventFormatter:
         profile_interval_ns: int = 0,
         profile_interval_shift: int = 0,
         budget: MemoryBudget = DEFAULT_BUDGET,
+        profile: bool | None = None,
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -181,9 +182,11 @@ class EventFormatter:
         )
         self._offset = clock_offset
         self._specs = dict(functions)
+        # the aggregates' intervals (profile mode, or trace mode's valve: ``profile`` False)
         self._interval_ns = profile_interval_ns
         self._interval_shift = profile_interval_shift
-        self.aggregates = 0  # profile mode: aggregated records written
+        self._profile = bool(profile_interval_ns) if profile is None else profile
+        self.aggregates = 0  # aggregated records written (profile mode, the valve)
         self._pid = pid
         self._tid = tid
         self.next_id = 1
@@ -210,11 +213,15 @@ class EventFormatter:
 
     def header(self) -> str:
         """The host-hash metadata that opens a trace (after the writer's ``[`` line), and the
-        mode the trace was made in (``trace``, or ``profile`` and its interval)."""
+        mode the trace was made in (``trace``, with the valve's aggregates' interval when it
+        has one, or ``profile`` and its interval)."""
         args = f'{{"hhash":"{self.hhash}","name":{_json(self.hostname)},"value":"{self.hhash}"}}'
         mode = '{"mode":"trace"}'
         if self._interval_ns:
-            mode = f'{{"mode":"profile","interval_ms":{self._interval_ns / 1e6:g}}}'
+            mode = (
+                f'{{"mode":"{"profile" if self._profile else "trace"}",'
+                f'"interval_ms":{self._interval_ns / 1e6:g}}}'
+            )
         return (
             self._meta("HH", self._pid, self._tid, args)
             + self._meta("datacrumbs_mode", self._pid, self._tid, mode, cat="datacrumbs")

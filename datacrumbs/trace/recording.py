@@ -61,8 +61,12 @@ class Recording:
         writer: TraceWriter,
         hostname: str | None = None,
         budget: MemoryBudget = DEFAULT_BUDGET,
+        trace_max_bytes: int = 0,
     ) -> None:
         self.engine = engine
+        #: trace mode's valve: once the trace file holds this many bytes, every call that may
+        #: fold is aggregated (0: no budget)
+        self.trace_max_bytes = trace_max_bytes
         self.writer = writer
         self.hostname = hostname or socket.gethostname()
         self.budget = budget
@@ -80,12 +84,13 @@ class Recording:
             pid=os.getpid(),
             tid=threading.get_native_id(),
             process_info=ProcessInfoReader(self.engine.config.uid),
-            profile_interval_ns=self.engine.config.profile_interval_ns,
+            profile_interval_ns=self.engine.config.aggregate_interval_ns,
             profile_interval_shift=self.engine.profile_interval_shift,
             budget=self.budget,
+            profile=self.engine.config.profiles,
         )
         self.writer.start(formatter, self.budget.pending)
-        self.engine.start(self.writer)
+        self.engine.start(self.writer, self.trace_max_bytes)
 
     def stats(self) -> RecordingStats:
         engine = self.engine.stats()

@@ -78,8 +78,11 @@ class Trace:
 class Session:
     """Trace while the body of a ``with`` runs; the parsed trace is ``.trace`` afterwards."""
 
-    def __init__(self, config: EngineConfig, probes: Sequence[Probe], path: Path) -> None:
+    def __init__(
+        self, config: EngineConfig, probes: Sequence[Probe], path: Path, trace_max_bytes: int = 0
+    ) -> None:
         self.engine = Engine(config)
+        self.trace_max_bytes = trace_max_bytes
         self.probes = probes
         self.path = path
         self.outcomes: list[TargetOutcome] = []
@@ -89,7 +92,9 @@ class Session:
     def __enter__(self) -> Session:
         self.engine.load()
         self.outcomes = self.engine.attach(self.probes)
-        self.recording = Recording(self.engine, TraceWriter(self.path))
+        self.recording = Recording(
+            self.engine, TraceWriter(self.path), trace_max_bytes=self.trace_max_bytes
+        )
         self.recording.start()
         return self
 

@@ -47,6 +47,10 @@ CONSTANTS = {
     "DC_SCOPE_DEPTH": records.SCOPE_DEPTH,
     "DC_SCOPE_NAME": records.SCOPE_NAME,
     "DC_HIST_BUCKETS": records.HIST_BUCKETS,
+    "DC_RULE_VALVE": records.Rule.VALVE,
+    "DC_RULE_EVENTS": records.Rule.EVENTS,
+    "DC_RULE_AGGREGATE": records.Rule.AGGREGATE,
+    "DC_VALVE_BUDGET_SPENT": records.VALVE_BUDGET_SPENT,
 }
 #: Cookie macros: the program applies them to each cookie on its command line.
 COOKIE_MACROS = {
@@ -125,6 +129,8 @@ def _enum_values() -> dict[str, int]:
     values = {f"DC_REC_{t.name}": int(t) for t in records.RecordType}
     values |= {f"DC_LOST_{s.name}": int(s) for s in records.LostSlot}
     values["DC_LOST_SLOTS"] = records.LOST_SLOTS
+    values |= {f"DC_FOLD_{r.name}": int(r) for r in records.FoldReason}
+    values["DC_FOLD_REASONS"] = records.FOLD_REASONS
     return values
 
 
@@ -150,7 +156,11 @@ def _program() -> str:
     fields = [(s, f) for s, (_, names) in records.LAYOUTS.items() for f in names]
     section("offsetof", ((f"{s}.{f}", f"offsetof(struct {s}, {f})") for s, f in fields))
     section("fieldsize", ((f"{s}.{f}", f"sizeof(((struct {s} *)0)->{f})") for s, f in fields))
-    enums = _enumerators("dc_record_type") + _enumerators("dc_lost_slot")
+    enums = [
+        *_enumerators("dc_record_type"),
+        *_enumerators("dc_lost_slot"),
+        *_enumerators("dc_fold_reason"),
+    ]
     section("enum", ((e, e) for e in enums))
     section("const", ((c, c) for c in CONSTANTS))
     return "\n".join(lines) + _DECODE

@@ -29,11 +29,13 @@ def test_record_layouts_match_the_compiled_object(bpf_object):
     # header's _Static_asserts pin them to the sizes checked here.
     assert records.CALL.size == 96
     assert records.TASK.size == 48
-    assert sizes["dc_config"] == records.CONFIG.size == 136
+    assert sizes["dc_config"] == records.CONFIG.size == 160
     assert sizes["dc_name"] == records.NAME_HEADER.size + records.PATH_MAX == 536
     # profile mode's map key and value (dc_profile)
     assert sizes["dc_agg_key"] == records.AGG_KEY.size == 40
     assert sizes["dc_agg"] == records.AGG.size == 336
+    # trace mode's valve: folds per function and CPU (dc_folds)
+    assert sizes["dc_fold"] == records.FOLD.size == 48
 
 
 def test_python_names_every_program_and_map_as_the_object_does(bpf_object):

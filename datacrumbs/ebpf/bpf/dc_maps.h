@@ -232,4 +232,31 @@ DC_SHARED struct {
 	__type(value, struct dc_agg);
 } dc_agg_scratch SEC(".maps");
 
+/* Trace mode's valve: each function's rule (DC_RULE_*), by function id; sized and filled by
+ * user space from the probe file. */
+DC_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized by user space before load */
+	__type(key, __u32);
+	__type(value, __u32);
+} dc_fold_rules SEC(".maps");
+
+/* Trace mode's valve: the calls folded per function and CPU, by reason, and the function's
+ * rate window on the CPU (struct dc_fold); user space turns the counts into the trace's marks
+ * of when and why a function switched to aggregates and back. Sized by user space. */
+DC_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* resized by user space before load */
+	__type(key, __u32);
+	__type(value, struct dc_fold);
+} dc_folds SEC(".maps");
+
+/* Trace mode's valve: flags user space sets (DC_VALVE_BUDGET_SPENT). */
+DC_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} dc_valve SEC(".maps");
+
 #endif /* DC_MAPS_H */

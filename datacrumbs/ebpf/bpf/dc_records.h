@@ -131,12 +131,48 @@ struct dc_config {
 	char parent_cmdline[DC_PARENT_CMDLINE];
 	__u32 rings; /* ring buffers in dc_rings, 1..DC_MAX_RINGS */
 	__u32 profile; /* profile mode: calls are aggregated in dc_profile, not sent */
-	__u64 interval_ns; /* profile mode: the length of an interval */
+	__u64 interval_ns; /* profile mode and the valve: the length of an aggregate's interval */
 	/* profile mode: added to CLOCK_MONOTONIC before dividing, so that intervals start on
 	 * whole multiples of their length in wall-clock time (on every node alike): the wall
 	 * clock's offset from CLOCK_MONOTONIC modulo interval_ns, at load */
 	__u64 interval_shift;
+	/* trace mode's valve (valve = 1): a call that would be an event is folded into its
+	 * aggregate, as profile mode makes them, when its ring holds more than fold_above bytes
+	 * not consumed yet (0: only when the ring is full), when its function passed rate_limit
+	 * calls (0: no limit) in rate_window_ns on this CPU, when user space said the trace's
+	 * byte budget is spent (dc_valve), or by the function's rule (dc_fold_rules) */
+	__u64 fold_above;
+	__u64 rate_window_ns;
+	__u32 rate_limit;
+	__u32 valve;
 };
+
+/* Why a call was folded into an aggregate instead of sent (trace mode's valve): counted per
+ * function and CPU in struct dc_fold. */
+enum dc_fold_reason {
+	DC_FOLD_RING = 0,   /* its ring above the high-water mark, or full */
+	DC_FOLD_RATE = 1,   /* its function above its rate on this CPU */
+	DC_FOLD_BUDGET = 2, /* the trace's byte budget spent */
+	DC_FOLD_RULE = 3,   /* its function's rule: always aggregated */
+	DC_FOLD_REASONS = 4,
+};
+
+/* A function's rule (dc_fold_rules): events until the valve opens (the default), always events
+ * (never folded: a full ring loses them), always aggregated. */
+#define DC_RULE_VALVE 0
+#define DC_RULE_EVENTS 1
+#define DC_RULE_AGGREGATE 2
+
+/* Per function and CPU (dc_folds): the calls folded, by reason, and this CPU's rate window
+ * (its start, ns, and the calls in it). Slot 0 (no function has id 0) holds the totals. */
+struct dc_fold {
+	__u64 calls[DC_FOLD_REASONS];
+	__u64 window;
+	__u64 window_calls;
+};
+
+/* dc_valve's flags, set by user space. */
+#define DC_VALVE_BUDGET_SPENT 1
 
 struct dc_inflight {
 	__u64 ts;
@@ -256,7 +292,8 @@ struct dc_scope {
 _Static_assert(sizeof(struct dc_call) == 96, "dc_call is 96 bytes");
 _Static_assert(sizeof(struct dc_name) == 24 + DC_PATH_MAX, "dc_name header is 24 bytes");
 _Static_assert(sizeof(struct dc_task) == 48, "dc_task is 48 bytes");
-_Static_assert(sizeof(struct dc_config) == 136, "dc_config is 136 bytes");
+_Static_assert(sizeof(struct dc_config) == 160, "dc_config is 160 bytes");
+_Static_assert(sizeof(struct dc_fold) == 48, "dc_fold is 48 bytes");
 _Static_assert(sizeof(struct dc_agg_key) == 40, "dc_agg_key is 40 bytes");
 _Static_assert(sizeof(struct dc_agg) == 80 + 8 * DC_HIST_BUCKETS, "dc_agg is 336 bytes");
 

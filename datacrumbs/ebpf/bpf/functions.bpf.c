@@ -13,7 +13,7 @@
 #include "dc_arch.h"
 #include "dc_task.h"
 #include "dc_files.h"
-#include "dc_profile.h"
+#include "dc_valve.h"
 
 /* The fd of a C-library call's FILE * (its _fileno) or fd argument, read at entry (fclose frees
  * the FILE); -1 when the function has neither, or the FILE is unreadable. */
@@ -116,6 +116,7 @@ static __always_inline int dc_func_end(__u64 cookie, __u64 rc)
 	struct dc_thread *th;
 	struct dc_call *e;
 	__u64 now, fhash;
+	__u32 fid, go;
 	__s64 ret;
 	void *ring;
 
@@ -137,22 +138,19 @@ static __always_inline int dc_func_end(__u64 cookie, __u64 rc)
 	if (key.cookie & DC_FUNC_RET_ITEMS)
 		ret *= (__s64)in->args[1];
 	fhash = dc_func_file(in, rc, th->pid, th->tid, key.pid_tgid >> 32);
-	if (dc_cfg.profile) {
-		dc_profile_add(th, DC_COOKIE_FID(key.cookie), th->pid, th->tid, fhash, 0, now,
-			       now - in->ts, ret, in->args);
-		bpf_map_delete_elem(&dc_func_inflight, &key);
-		dc_describe_task(th);
-		return 0;
-	}
-	ring = dc_ring(th);
-	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
+	fid = DC_COOKIE_FID(key.cookie);
+	ring = dc_cfg.profile ? NULL : dc_ring(th);
+	e = dc_call_reserve(ring, fid, now, &go);
 	if (!e) {
-		dc_count_lost(DC_LOST_CALLS);
+		dc_call_fold(go, th, fid, th->pid, th->tid, fhash, 0, now, now - in->ts, ret,
+			     in->args);
 		bpf_map_delete_elem(&dc_func_inflight, &key);
+		if (go != DC_GO_LOST)
+			dc_describe_task(th);
 		return 0;
 	}
 	e->type = DC_REC_CALL;
-	e->fid = DC_COOKIE_FID(key.cookie);
+	e->fid = fid;
 	e->pid = th->pid;
 	e->tid = th->tid;
 	e->ts = in->ts;

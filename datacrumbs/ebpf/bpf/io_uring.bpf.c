@@ -10,7 +10,7 @@
 #include "dc_arch.h"
 #include "dc_task.h"
 #include "dc_files.h"
-#include "dc_profile.h"
+#include "dc_valve.h"
 
 /* io_uring requests (6.0+ tracepoints io_uring:io_uring_submit_req, named io_uring_submit_sqe
  * before 6.4, and io_uring_complete, one perf-event link each): the request's opcode, fd and
@@ -146,7 +146,7 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	struct dc_uring_req *r;
 	struct io_kiocb *req;
 	__u64 now;
-	__u32 fid;
+	__u32 fid, go;
 	struct dc_call *e;
 	void *ring;
 
@@ -174,18 +174,14 @@ int dc_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 	}
 	now = bpf_ktime_get_ns();
 	fid = DC_COOKIE_FID(bpf_get_attach_cookie(ctx) + (r->opcode % DC_URING_OPS));
-	if (dc_cfg.profile) {
+	/* where dc_file_name sent the name: it comes first */
+	ring = dc_cfg.profile ? NULL : dc_current_ring();
+	e = dc_call_reserve(ring, fid, now, &go);
+	if (!e) {
 		__u64 args[DC_MAX_ARGS] = {r->args[0], r->args[1], r->args[2], r->args[3], 0, 0};
 
-		dc_profile_add(NULL, fid, r->pid, r->tid, r->fhash, 0, now, now - r->ts,
-			       BPF_CORE_READ(ctx, res), args);
-		bpf_map_delete_elem(&dc_uring_inflight, &key);
-		return 0;
-	}
-	ring = dc_current_ring(); /* where dc_file_name sent the name: it comes first */
-	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
-	if (!e) {
-		dc_count_lost(DC_LOST_CALLS);
+		dc_call_fold(go, NULL, fid, r->pid, r->tid, r->fhash, 0, now, now - r->ts,
+			     BPF_CORE_READ(ctx, res), args);
 		bpf_map_delete_elem(&dc_uring_inflight, &key);
 		return 0;
 	}

@@ -121,15 +121,15 @@ int BPF_PROG(dc_task_fork, struct task_struct *parent, struct task_struct *child
 	return 0;
 }
 
-/* Every thread's exit (one link while dc_cfg.filter_tasks or dc_cfg.profile, in the exiting
- * thread): in profile mode its held aggregate is handed over (its storage goes with it); a
+/* Every thread's exit (one link while dc_cfg.filter_tasks, dc_cfg.profile or dc_cfg.valve, in
+ * the exiting thread): its held aggregate is handed over (its storage goes with it); a
  * process whose last thread exits leaves the job's set (its pid may be reused). */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(dc_task_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 
-	if (dc_cfg.profile) {
+	if (dc_cfg.profile || dc_cfg.valve) {
 		struct dc_thread *th = dc_thread(false);
 
 		if (th)

@@ -12,7 +12,7 @@
 #include "dc_arch.h"
 #include "dc_task.h"
 #include "dc_files.h"
-#include "dc_profile.h"
+#include "dc_valve.h"
 
 /* Syscall entry, after the cookie is known: filter, then remember the call in the thread's
  * storage. Returns the storage to fill the arguments into, NULL when not traced. */
@@ -103,7 +103,7 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 	struct dc_inflight *in;
 	struct dc_call *e;
 	__u64 now, id, cookie, fhash, hash1 = 0, hash2;
-	__u32 fd_arg, fd2_arg, path1, path2;
+	__u32 fd_arg, fd2_arg, path1, path2, fid, go;
 	void *ring;
 
 	if (!th || !th->sys.ts)
@@ -139,25 +139,22 @@ static __always_inline int dc_sys_end(__u64 exit_cookie, long ret)
 			fhash = hash1;
 	}
 
-	if (dc_cfg.profile) {
+	fid = DC_COOKIE_FID(cookie);
+	ring = dc_cfg.profile ? NULL : dc_ring(th);
+	e = dc_call_reserve(ring, fid, now, &go);
+	if (!e) {
 		fd2_arg = DC_SYS_FD2_ARG(cookie);
 		if (fd2_arg && fd2_arg <= DC_MAX_ARGS)
 			hash2 = in->args[dc_arg_index(fd2_arg)];
-		dc_profile_add(th, DC_COOKIE_FID(cookie), th->pid, th->tid, fhash, hash2, now,
-			       now - in->ts, ret, in->args);
+		dc_call_fold(go, th, fid, th->pid, th->tid, fhash, hash2, now, now - in->ts, ret,
+			     in->args);
 		in->ts = 0;
-		dc_describe_task(th);
-		return 0;
-	}
-	ring = dc_ring(th);
-	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
-	if (!e) {
-		dc_count_lost(DC_LOST_CALLS);
-		in->ts = 0;
+		if (go != DC_GO_LOST)
+			dc_describe_task(th);
 		return 0;
 	}
 	e->type = DC_REC_CALL;
-	e->fid = DC_COOKIE_FID(cookie);
+	e->fid = fid;
 	e->pid = th->pid;
 	e->tid = th->tid;
 	e->ts = in->ts;

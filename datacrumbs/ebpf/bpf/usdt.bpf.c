@@ -19,7 +19,7 @@
 
 #include "dc_arch.h"
 #include "dc_task.h"
-#include "dc_profile.h"
+#include "dc_valve.h"
 
 SEC("usdt")
 int dc_usdt(struct pt_regs *ctx)
@@ -30,6 +30,7 @@ int dc_usdt(struct pt_regs *ctx)
 	struct dc_thread *th;
 	struct dc_call *e;
 	void *ring;
+	__u32 go;
 	int count;
 
 	if (hits)
@@ -51,15 +52,12 @@ int dc_usdt(struct pt_regs *ctx)
 			v = 0;
 		args[i] = v;
 	}
-	if (dc_cfg.profile) {
-		dc_profile_add(th, fid, th->pid, th->tid, 0, 0, now, 0, 0, args);
-		dc_describe_task(th);
-		return 0;
-	}
-	ring = dc_ring(th);
-	e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
+	ring = dc_cfg.profile ? NULL : dc_ring(th);
+	e = dc_call_reserve(ring, fid, now, &go);
 	if (!e) {
-		dc_count_lost(DC_LOST_CALLS);
+		dc_call_fold(go, th, fid, th->pid, th->tid, 0, 0, now, 0, 0, args);
+		if (go != DC_GO_LOST)
+			dc_describe_task(th);
 		return 0;
 	}
 	e->type = DC_REC_CALL;

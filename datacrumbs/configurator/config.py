@@ -8,6 +8,8 @@
         probe: syscalls            # syscalls | uprobe | kprobe | usdt
         regex: "read|write"        # optional: must match a whole discovered name
         functions: [openat]        # optional: explicit names (must exist)
+        delivery: valve            # optional: valve | events | aggregate (trace mode)
+        function_delivery: {write: aggregate}   # optional: exceptions by function
       - name: stdio
         probe: uprobe
         binary_path: "%LIBC%"      # or ``file:``; %LIBC% is the settings' C library
@@ -28,6 +30,7 @@ from pydantic_core import ErrorDetails
 
 from datacrumbs.common.errors import DatacrumbsError
 from datacrumbs.common.input_file import read_input
+from datacrumbs.common.probes import Delivery
 
 __all__ = ["LIBC_PLACEHOLDER", "PROBE_KINDS", "CaptureProbe", "ProbeConfig", "load_config"]
 
@@ -50,6 +53,8 @@ class CaptureProbe(BaseModel):
     functions: list[str] = Field(default_factory=list)
     binary_path: str | None = None
     provider: str | None = None
+    delivery: Delivery = "valve"
+    function_delivery: dict[str, Delivery] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datacrumbs.common.errors import DatacrumbsError
-from datacrumbs.common.probes import ProbeType
+from datacrumbs.common.probes import Delivery, ProbeType
 from datacrumbs.common.settings import Settings
 from datacrumbs.configurator.config import LIBC_PLACEHOLDER, CaptureProbe
 from datacrumbs.ebpf.arch import MACHINE, SYSCALL_SYMBOL_PREFIX
@@ -56,6 +56,9 @@ class Discovered:
     functions: list[str]
     binary_path: str | None = None
     provider: str | None = None
+    #: trace mode's delivery of its calls, and its functions' exceptions (probes.Delivery)
+    delivery: Delivery = "valve"
+    function_delivery: dict[str, Delivery] = field(default_factory=dict)
 
 
 def syscall_names() -> set[str]:
@@ -173,6 +176,14 @@ def discover(probes: list[CaptureProbe], settings: Settings) -> list[Discovered]
                 message = f"probe {probe.name!r}: {message}"
             raise DatacrumbsError(message) from None
         result.append(
-            Discovered(probe.name, kind, names, str(binary) if binary else None, provider)
+            Discovered(
+                probe.name,
+                kind,
+                names,
+                str(binary) if binary else None,
+                provider,
+                probe.delivery,
+                dict(probe.function_delivery),
+            )
         )
     return result

@@ -118,6 +118,17 @@ def build_document(
             category["binary_identity"] = identities[probe.binary_path]
         if probe.provider is not None:
             category["provider"] = probe.provider
+        if probe.delivery != "valve":
+            category["delivery"] = probe.delivery
+        exceptions = {f: d for f, d in probe.function_delivery.items() if f in alive}
+        if untraced := sorted(set(probe.function_delivery) - set(exceptions)):
+            print(
+                f"note: probe {probe.name!r} does not trace {', '.join(untraced)}: their "
+                "function_delivery is left out",
+                file=sys.stderr,
+            )
+        if exceptions:
+            category["function_delivery"] = exceptions
         categories.append(category)
     if not categories:
         raise DatacrumbsError(

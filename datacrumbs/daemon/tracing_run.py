@@ -260,6 +260,12 @@ class TracingRun:
                 function_slots=len(self.requested) + 1 + URING_OPS,
                 profile_interval_ns=s.profile_interval_ms * 1_000_000 if profiles else 0,
                 profile_keys=s.profile_max_keys,
+                valve_interval_ns=s.profile_interval_ms * 1_000_000 if s.valve else 0,
+                fold_above=s.valve_high_water_percent / 100,
+                # counted per tenth of a second, as upstream's cap (20,000 hits per 100 ms)
+                rate_limit=-(-s.probe_rate_limit // 10),
+                rate_window_ns=100_000_000,
+                drain_bytes_per_s=s.consume_limit_mb_s << 20,
                 uprobe_scope=s.uprobe_scope,
             )
         )
@@ -268,6 +274,15 @@ class TracingRun:
                 "profile mode: %d ms intervals, at most %d aggregates held",
                 s.profile_interval_ms,
                 s.profile_max_keys,
+            )
+        elif s.valve:
+            self.log.info(
+                "valve: calls fold into %d ms aggregates above %d%% of a ring, past %s calls/s "
+                "per function and CPU, past %s MiB of trace",
+                s.profile_interval_ms,
+                s.valve_high_water_percent,
+                s.probe_rate_limit or "any",
+                s.trace_max_mb or "any",
             )
         self.scope: JobScope | None = None
         if s.job_cgroup is not None:  # the job's cgroup to trace alone, checked now
@@ -325,7 +340,9 @@ class TracingRun:
             s.profile_interval_ms if self.profiles else None,
             str(self.location.path),
         )
-        self.recording = Recording(self.engine, self.writer, s.hostname, self.budget)
+        self.recording = Recording(
+            self.engine, self.writer, s.hostname, self.budget, trace_max_bytes=s.trace_max_mb << 20
+        )
         self.recording.start()
         user = self.job_user.name
         if s.job_parent_cmdline is not None:

@@ -38,6 +38,7 @@ SUPPORTED = (
     "tests/engine/test_build.py",
     "tests/engine/test_io_uring.py",
     "tests/engine/test_profile.py",
+    "tests/engine/test_valve.py",
     "tests/engine/test_loss.py::test_every_event_is_either_in_the_trace_or_counted_lost",
     "tests/engine/test_file_names_oracle.py",
     "tests/engine/test_file_calls_oracle.py",

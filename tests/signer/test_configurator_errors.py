@@ -49,6 +49,11 @@ def _configure(node: Node, nobody_dir: Path, config_text: str, **env: str) -> tu
             "probe 'p': a uprobe probe needs binary_path (or file)",
         ),
         (
+            "capture_probes:\n  - name: p\n    probe: syscalls\n    regex: read\n"
+            "    delivery: sometimes\n",
+            "probe 'p' (delivery): Input should be 'valve', 'events' or 'aggregate'",
+        ),
+        (
             "expires_in_days: 365\n"
             "capture_probes:\n  - name: p\n    probe: syscalls\n    regex: read\n",
             "expires_in_days: Input should be less than or equal to 90",

@@ -52,6 +52,29 @@ def test_unprivileged_user_gets_a_file_the_daemon_accepts(node: Node, nobody_dir
     assert f"PEER_EXE={node.launcher} " in line
 
 
+def test_delivery_rules_reach_the_signed_file(node: Node, nobody_dir: Path) -> None:
+    """A category's delivery and its functions' exceptions are signed with it (what the
+    daemon's valve reads); an exception for a function the category does not trace is left
+    out, with a note."""
+    config = write_file(
+        nobody_dir / "rules.yaml",
+        "capture_probes:\n"
+        "  - name: posix_data\n    probe: syscalls\n    regex: '(read|write)'\n"
+        "    delivery: aggregate\n"
+        "    function_delivery: {read: events, pwrite64: events}\n"
+        "  - name: posix_meta\n    probe: syscalls\n    functions: [openat]\n",
+    )
+    output = nobody_dir / "rules.json.gz"
+    result, _ = run([node.configurator, str(config), str(output)], node.env(), as_nobody=True)
+    assert result.returncode == 0, result.stderr
+    assert "probe 'posix_data' does not trace pwrite64" in result.stderr
+    model = accept_probe_file(output, node.settings(), "nobody")
+    data, meta = model.categories
+    assert (data.delivery, data.function_delivery) == ("aggregate", {"read": "events"})
+    assert (data.delivery_of("write"), data.delivery_of("read")) == ("aggregate", "events")
+    assert (meta.delivery, meta.function_delivery) == ("valve", {})
+
+
 @pytest.mark.parametrize("example", ["posix-io.yaml", "libc-stdio.yaml"])
 def test_shipped_example_is_signed_and_accepted(node: Node, nobody_dir: Path, example: str) -> None:
     config = write_file(

@@ -1,12 +1,14 @@
 """Delivery as threads grow: the real daemon tracing T threads of small write()s (run as root).
 
     .venv/bin/python benchmarks/scaling.py [--threads 1,2] [--calls 750000] [--size 16]
-                                           [--rate 0] [--rounds 3]
+                                           [--rate 0] [--rounds 3] [--ring-mb N]
                                            [--engine [--bpf-object PATH]]
 
 Installs into a temporary prefix and signs a probe file tracing ``write`` for ``nobody``. For
 each thread count, side by side in each round: the workload untraced, then under the daemon
-(started and READY=1 before the workload, SIGTERM right after it). With ``--engine``, the
+(started and READY=1 before the workload, SIGTERM right after it), its rings ``--ring-mb``
+together (0: the daemon's default) and its valve on, as by default: "aggregated" counts the
+calls of the events it folded into aggregated records. With ``--engine``, the
 engine and trace writer the daemon runs, in this process, without an installation (a machine
 with only the package, libbpf and a prebuilt BPF object: the 16-core device); "daemon CPU"
 is then this process's. The workload
@@ -48,7 +50,7 @@ from bench_support import (
 )
 
 USER = "nobody"  # the daemon needs an account; nobody runs nothing else on these machines
-_FINISHED = re.compile(r"finished: (\d+) events, (\d+) lost")
+_FINISHED = re.compile(r"finished: (\d+) events, (\d+) lost.*; (\d+) of the events are calls in")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Sample:
     ns_per_call: float
     events: int = 0
     lost: int = 0
+    aggregated: int = 0  # of the events, the calls the valve folded into aggregated records
     drain_s: float = 0.0
     end_to_end_per_s: float = 0.0
     daemon_cpu_s: float = 0.0  # the daemon's user + system time, start to exit
@@ -79,13 +82,15 @@ def _children_cpu() -> float:
 class Daemon:
     """The installed daemon for one traced run: started and ready, then stopped."""
 
-    def __init__(self, prefix: Path, probes: Path, work: Path) -> None:
+    def __init__(self, prefix: Path, probes: Path, work: Path, ring_mb: int = 0) -> None:
         self.probes = probes
         self.sock_path = work / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.sock_path))
         self.notify.settimeout(0.05)
         self.env = daemon_env(prefix, work, USER, self.sock_path)
+        if ring_mb:
+            self.env["DATACRUMBS_RING_BUFFER_MB"] = str(ring_mb)
         self.runs = 0
 
     def traced(self, argv: list[str], threads: int) -> Sample:
@@ -119,6 +124,7 @@ class Daemon:
             ns_per_call=wall_ns * threads / calls,
             events=int(found[1]),
             lost=int(found[2]),
+            aggregated=int(found[3]),
             drain_s=exited - ended,
             end_to_end_per_s=calls / (exited - started),
             daemon_cpu_s=daemon_cpu,
@@ -166,6 +172,7 @@ class InProcess:
             ns_per_call=wall_ns * threads / calls,
             events=stats.events,
             lost=stats.lost,
+            aggregated=stats.aggregated_calls,
             drain_s=exited - ended,
             end_to_end_per_s=calls / (exited - started),
             daemon_cpu_s=cpu,
@@ -191,6 +198,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0, help="per thread per second, 0: free")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ring-mb", type=int, default=0, help="the rings together (0: default)")
     parser.add_argument("--engine", action="store_true", help="in this process, no daemon")
     parser.add_argument("--bpf-object", type=Path, help="with --engine: a prebuilt object")
     args = parser.parse_args()
@@ -207,7 +215,7 @@ def main() -> None:
             prefix = install_prefix(work)
             categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
             probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
-            tracer = Daemon(prefix, probes, work)
+            tracer = Daemon(prefix, probes, work, args.ring_mb)
         print(machine())
         print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
               f"{args.rate or 'free'}, {args.rounds} rounds: median (range)")  # fmt: skip
@@ -220,10 +228,10 @@ def main() -> None:
                 untraced[t].append(wall_ns * t / calls)
                 traced[t].append(tracer.traced(argv, t))
         print(
-            "| threads | ns/call untraced | ns/call traced | added | events | lost, each round "
-            "| drain s | end-to-end events/s | daemon CPU ns/event |"
+            "| threads | ns/call untraced | ns/call traced | added | events | of them aggregated, "
+            "each round | lost, each round | drain s | end-to-end events/s | daemon CPU ns/event |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t in counts:
             samples = traced[t]
             added = [s.ns_per_call - u for s, u in zip(samples, untraced[t], strict=True)]
@@ -231,6 +239,7 @@ def main() -> None:
                 f"| {t} | {_spread(untraced[t])} | {_spread([s.ns_per_call for s in samples])} "
                 f"| {_spread(added, sign=True)} "
                 f"| {statistics.median(s.events for s in samples):,.0f} "
+                f"| {', '.join(f'{s.aggregated:,}' for s in samples)} "
                 f"| {', '.join(f'{s.lost:,}' for s in samples)} "
                 f"| {_spread([s.drain_s for s in samples], '.2f')} "
                 f"| {_spread([s.end_to_end_per_s for s in samples])} "

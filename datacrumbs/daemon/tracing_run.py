@@ -457,13 +457,21 @@ class TracingRun:
                 extra={"EVENTS_UNWRITTEN": final.unwritten, "WRITE_ERROR": final.write_failure},
             )
         self.log.info(
-            "finished: %d events, %d lost, %.1f s, trace %s (%d bytes)",
+            "finished: %d events, %d lost, %.1f s, trace %s (%d bytes); %d of the events "
+            "are calls in %d aggregated records",
             final.events,
             final.lost,
             time.monotonic() - self.started,
             path,
             final.trace_bytes,
-            extra={"EVENTS": final.events, "EVENTS_LOST": final.lost, "TRACE_FILE": str(path)},
+            final.aggregated_calls,
+            final.aggregates,
+            extra={
+                "EVENTS": final.events,
+                "EVENTS_LOST": final.lost,
+                "EVENTS_AGGREGATED": final.aggregated_calls,
+                "TRACE_FILE": str(path),
+            },
         )
 
 

@@ -98,12 +98,14 @@ def _second_file(spec: FunctionSpec) -> str | None:
 
 class Unwritten(NamedTuple):
     """What the writer formatted but could not write (the disk full, over quota, failing):
-    call events, file-name records, process/thread-name records, profile aggregates."""
+    call events, file-name records, process/thread-name records, profile aggregates and the
+    calls they hold (also in ``events``)."""
 
     events: int = 0
     names: int = 0
     tasks: int = 0
     aggregates: int = 0
+    aggregated_calls: int = 0
 
 
 _NOTHING_UNWRITTEN = Unwritten()
@@ -187,6 +189,7 @@ class EventFormatter:
         self._interval_shift = profile_interval_shift
         self._profile = bool(profile_interval_ns) if profile is None else profile
         self.aggregates = 0  # aggregated records written (profile mode, the valve)
+        self.aggregated_calls = 0  # the calls they hold (also in ``events``)
         self._pid = pid
         self._tid = tid
         self.next_id = 1
@@ -276,6 +279,7 @@ class EventFormatter:
         fields: dict[str, int | float | str] = {"events": self.events - unwritten.events}
         if self._interval_ns:
             fields["aggregates"] = self.aggregates - unwritten.aggregates
+            fields["aggregated_calls"] = self.aggregated_calls - unwritten.aggregated_calls
         fields.update((k, v) for k, v in summary.items() if k != "events")
         fields |= self.bounded_counts()
         if write_error is not None:
@@ -448,5 +452,6 @@ class EventFormatter:
             )
             self.next_id += 1
             self.events += count
+            self.aggregated_calls += count
             self.aggregates += 1
         return "".join(out).encode()

@@ -42,7 +42,8 @@ class RecordingStats:
     ring_bytes: int
     trace_bytes: int
     loss: LossCounts
-    aggregates: int = 0  # profile mode: aggregated records written (``events``: their calls)
+    aggregates: int = 0  # aggregated records written (profile mode, the valve)
+    aggregated_calls: int = 0  # the calls they hold (counted in ``events`` too)
     unwritten: int = 0  # calls formatted but not written (a failed write)
     write_failure: str | None = None
 
@@ -103,6 +104,9 @@ class Recording:
             trace_bytes=self.writer.bytes_out,
             loss=engine.loss,
             aggregates=fmt.aggregates - unwritten.aggregates if fmt is not None else 0,
+            aggregated_calls=(
+                fmt.aggregated_calls - unwritten.aggregated_calls if fmt is not None else 0
+            ),
             unwritten=unwritten.events,
             write_failure=self.writer.write_failure,
         )

@@ -62,19 +62,21 @@ TRACE_MODE = 0o600
 PENDING_BYTES = 128 << 20
 
 _RECORDS, _TEXT, _LOSS, _SUMMARY, _NOTICE, _PROFILE, _WAKE = range(7)
-_NOTHING = (0, 0, 0, 0)
+#: what a text holds: an :class:`Unwritten`'s fields
+_Counts = tuple[int, int, int, int, int]
+_NOTHING: _Counts = (0, 0, 0, 0, 0)
 #: formatted text, what it holds (an :class:`Unwritten`'s fields), and whether it must be
 #: tried even while writes fail (the summary); a ``threading.Event``: settle what is pending,
 #: then set it
-_Text = tuple[bytes, tuple[int, int, int, int], bool] | threading.Event
+_Text = tuple[bytes, _Counts, bool] | threading.Event
 
 
-def _counts(fmt: EventFormatter) -> tuple[int, int, int, int]:
-    return fmt.events, fmt.names, fmt.tasks, fmt.aggregates
+def _counts(fmt: EventFormatter) -> _Counts:
+    return fmt.events, fmt.names, fmt.tasks, fmt.aggregates, fmt.aggregated_calls
 
 
-def _minus(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    return a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]
+def _minus(a: _Counts, b: _Counts) -> _Counts:
+    return a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3], a[4] - b[4]
 
 
 class _ByteGate:
@@ -146,8 +148,8 @@ class TraceWriter:
         self._error: BaseException | None = None
         self._closed = False
         # the compressing thread's (read anywhere)
-        self._unwritten = [0, 0, 0, 0]  # an Unwritten's fields, cumulative
-        self._pending = [0, 0, 0, 0]  # what the text since the last sync point holds
+        self._unwritten = [0, 0, 0, 0, 0]  # an Unwritten's fields, cumulative
+        self._pending = [0, 0, 0, 0, 0]  # what the text since the last sync point holds
         self._retry_at = 0.0
         self._recoveries = 0  # times writing resumed (each gets a loss record)
         #: The first write that failed, as one line (``"No space left on device"``); stays
@@ -262,7 +264,7 @@ class TraceWriter:
                 try:
                     if fmt is None:
                         data = str(payload).encode() if kind == _TEXT else b""
-                        counts = (data.count(b"\n"), 0, 0, 0)  # each line counts as an event
+                        counts = (data.count(b"\n"), 0, 0, 0, 0)  # each line counts as an event
                     elif kind in (_RECORDS, _PROFILE):
                         pieces = (
                             fmt.format_pieces(payload)  # type: ignore[arg-type]
@@ -305,9 +307,7 @@ class TraceWriter:
                 self._raw_gate.leave(size)
         self._text.put(None)
 
-    def _hand_over(
-        self, data: bytes, counts: tuple[int, int, int, int], force: bool = False
-    ) -> None:
+    def _hand_over(self, data: bytes, counts: _Counts, force: bool = False) -> None:
         """Formatted text to the compressing thread, waiting while too much is pending."""
         if data:
             self._text_gate.enter(len(data))
@@ -380,7 +380,7 @@ class TraceWriter:
             self._text_gate.leave(len(item[0]))
         return item
 
-    def _add(self, data: bytes, counts: tuple[int, int, int, int]) -> bool:
+    def _add(self, data: bytes, counts: _Counts) -> bool:
         try:
             self._stream.add(data)
         except OSError as exc:
@@ -401,10 +401,10 @@ class TraceWriter:
                 raise
             self._fail(exc, _NOTHING)
             return False
-        self._pending = [0, 0, 0, 0]
+        self._pending = [0, 0, 0, 0, 0]
         return True
 
-    def _attempt(self, data: bytes, counts: tuple[int, int, int, int], room: int) -> None:
+    def _attempt(self, data: bytes, counts: _Counts, room: int) -> None:
         """At the start, and while writes fail: ``data`` and a sync point right away, which
         counts once ``room`` is held beyond it. Writing resumes when it does."""
         was_failing = self.failing
@@ -424,12 +424,12 @@ class TraceWriter:
         for i, n in enumerate(counts):
             unwritten[i] += n
 
-    def _fail(self, exc: OSError, counts: tuple[int, int, int, int]) -> None:
+    def _fail(self, exc: OSError, counts: _Counts) -> None:
         """A write failed: what the text since the last sync point held is lost, and the file
         is cut back to that point (the room beyond it held again)."""
         self._drop(counts)
         self._drop(self._pending)
-        self._pending = [0, 0, 0, 0]
+        self._pending = [0, 0, 0, 0, 0]
         if self.write_failure is None:
             self.write_failure = exc.strerror or str(exc)
         self.failing = True

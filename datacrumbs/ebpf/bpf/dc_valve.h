@@ -26,7 +26,8 @@ static __always_inline void dc_count_fold(struct dc_fold *f, struct dc_fold *tot
 		total->calls[why] += 1;
 }
 
-/* Whether function fid passed its rate on this CPU (its window's calls, this one counted). */
+/* Whether a function passed its rate on this CPU (f: its counters; its window's calls, this
+ * one counted). */
 static __always_inline bool dc_over_rate(struct dc_fold *f, __u64 now)
 {
 	if (!f)
@@ -40,9 +41,10 @@ static __always_inline bool dc_over_rate(struct dc_fold *f, __u64 now)
 }
 
 /* Why trace mode's valve folds a call of function fid now (DC_FOLD_*), or DC_FOLD_REASONS
- * when it does not; *rule is the function's rule. */
-static __always_inline __u32 dc_valve_reason(void *ring, __u32 fid, __u64 now, struct dc_fold *f,
-					     __u32 *rule)
+ * when it does not; *rule is the function's rule, *f its fold counters on this CPU when they
+ * were looked up (the rate needs them). */
+static __always_inline __u32 dc_valve_reason(void *ring, __u32 fid, __u64 now,
+					     struct dc_fold **f, __u32 *rule)
 {
 	__u32 zero = 0, *r = bpf_map_lookup_elem(&dc_fold_rules, &fid);
 	__u64 *flags;
@@ -55,8 +57,11 @@ static __always_inline __u32 dc_valve_reason(void *ring, __u32 fid, __u64 now, s
 	flags = bpf_map_lookup_elem(&dc_valve, &zero);
 	if (flags && (*flags & DC_VALVE_BUDGET_SPENT))
 		return DC_FOLD_BUDGET;
-	if (dc_cfg.rate_limit && dc_over_rate(f, now))
-		return DC_FOLD_RATE;
+	if (dc_cfg.rate_limit) {
+		*f = bpf_map_lookup_elem(&dc_folds, &fid);
+		if (dc_over_rate(*f, now))
+			return DC_FOLD_RATE;
+	}
 	if (dc_cfg.fold_above && ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > dc_cfg.fold_above)
 		return DC_FOLD_RING;
 	return DC_FOLD_REASONS;
@@ -77,10 +82,8 @@ static __always_inline struct dc_call *dc_call_reserve(void *ring, __u32 fid, __
 	}
 	why = DC_FOLD_REASONS;
 	f = NULL;
-	if (dc_cfg.valve) {
-		f = bpf_map_lookup_elem(&dc_folds, &fid);
-		why = dc_valve_reason(ring, fid, now, f, &rule);
-	}
+	if (dc_cfg.valve)
+		why = dc_valve_reason(ring, fid, now, &f, &rule);
 	e = NULL;
 	if (why == DC_FOLD_REASONS && ring)
 		e = bpf_ringbuf_reserve(ring, sizeof(*e), 0);
@@ -89,6 +92,8 @@ static __always_inline struct dc_call *dc_call_reserve(void *ring, __u32 fid, __
 	if (why == DC_FOLD_REASONS) /* the ring is full */
 		why = dc_cfg.valve && rule != DC_RULE_EVENTS ? DC_FOLD_RING : DC_GO_LOST;
 	if (why < DC_FOLD_REASONS) {
+		if (!f)
+			f = bpf_map_lookup_elem(&dc_folds, &fid);
 		total = bpf_map_lookup_elem(&dc_folds, &zero);
 		dc_count_fold(f, total, why);
 	}

@@ -106,10 +106,13 @@ class JobScope:
         try:
             with INotify() as inotify:
                 while not self._stop.is_set():
-                    if self.path.is_dir():
+                    # one look: a check of the path, then a separate look for its deepest
+                    # ancestor, could find it made in between and wait below itself forever
+                    below = cgroups.deepest_existing(self.path)
+                    if below == self.path:
                         self._scope()
                         return
-                    self._wait_below(inotify, cgroups.deepest_existing(self.path))
+                    self._wait_below(inotify, below)
         except (OSError, EngineError) as exc:
             self.log.error("cannot follow the job's cgroup %s: %s", self.path, exc)
 

@@ -1,7 +1,7 @@
 """Delivery as threads grow: the real daemon tracing T threads of small write()s (run as root).
 
     .venv/bin/python benchmarks/scaling.py [--threads 1,2] [--calls 750000] [--size 16]
-                                           [--rate 0] [--rounds 3] [--ring-mb N]
+                                           [--rate 0] [--rounds 3] [--ring-mb 0,16]
                                            [--engine [--bpf-object PATH]]
 
 Installs into a temporary prefix and signs a probe file tracing ``write`` for ``nobody``. For
@@ -198,7 +198,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0, help="per thread per second, 0: free")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--ring-mb", type=int, default=0, help="the rings together (0: default)")
+    parser.add_argument(
+        "--ring-mb", default="0", help="the rings together, MiB, comma separated: each a "
+        "configuration of its own, side by side in each round (0: the daemon's default)"
+    )  # fmt: skip
     parser.add_argument("--engine", action="store_true", help="in this process, no daemon")
     parser.add_argument("--bpf-object", type=Path, help="with --engine: a prebuilt object")
     args = parser.parse_args()
@@ -208,35 +211,41 @@ def main() -> None:
         binary = work / "threads_write"
         subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary),
                         str(C_DIR / "threads_write.c")], check=True)  # fmt: skip
-        tracer: Daemon | InProcess
+        rings = [int(r) for r in args.ring_mb.split(",")]
+        tracers: dict[int, Daemon | InProcess] = {}
         if args.engine:
-            tracer = InProcess(work, args.bpf_object)
+            tracers[0] = InProcess(work, args.bpf_object)
         else:
             prefix = install_prefix(work)
             categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
             probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
-            tracer = Daemon(prefix, probes, work, args.ring_mb)
+            for ring_mb in rings:
+                where = work / f"rings-{ring_mb}"
+                where.mkdir()
+                tracers[ring_mb] = Daemon(prefix, probes, where, ring_mb)
         print(machine())
         print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
               f"{args.rate or 'free'}, {args.rounds} rounds: median (range)")  # fmt: skip
         untraced: dict[int, list[float]] = {t: [] for t in counts}
-        traced: dict[int, list[Sample]] = {t: [] for t in counts}
+        traced: dict[tuple[int, int], list[Sample]] = {(t, r): [] for t in counts for r in tracers}
         for _ in range(args.rounds):
             for t in counts:
                 argv = _workload(binary, t, args.calls, args.size, args.rate)
                 wall_ns, calls = _run(argv)
                 untraced[t].append(wall_ns * t / calls)
-                traced[t].append(tracer.traced(argv, t))
+                for ring_mb, tracer in tracers.items():
+                    traced[(t, ring_mb)].append(tracer.traced(argv, t))
         print(
-            "| threads | ns/call untraced | ns/call traced | added | events | of them aggregated, "
-            "each round | lost, each round | drain s | end-to-end events/s | daemon CPU ns/event |"
+            "| threads | rings MiB | ns/call untraced | ns/call traced | added | events "
+            "| of them aggregated, each round | lost, each round | drain s | end-to-end events/s "
+            "| daemon CPU ns/event |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for t in counts:
-            samples = traced[t]
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (t, ring_mb), samples in traced.items():
             added = [s.ns_per_call - u for s, u in zip(samples, untraced[t], strict=True)]
             print(
-                f"| {t} | {_spread(untraced[t])} | {_spread([s.ns_per_call for s in samples])} "
+                f"| {t} | {ring_mb or 'default'} | {_spread(untraced[t])} "
+                f"| {_spread([s.ns_per_call for s in samples])} "
                 f"| {_spread(added, sign=True)} "
                 f"| {statistics.median(s.events for s in samples):,.0f} "
                 f"| {', '.join(f'{s.aggregated:,}' for s in samples)} "

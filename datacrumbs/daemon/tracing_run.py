@@ -44,7 +44,7 @@ from datacrumbs.ebpf import features
 from datacrumbs.ebpf.attach_syscalls import URING_OPS
 from datacrumbs.ebpf.engine import Engine, EngineConfig, EngineError, TargetOutcome
 from datacrumbs.ebpf.libbpf import BpfError
-from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, cgroup_memory_limit, ring_layout
+from datacrumbs.ebpf.ring_sizing import PROFILE_TOTAL, VALVE_RING, cgroup_memory_limit, ring_layout
 from datacrumbs.trace.memory_budget import MemoryBudget
 from datacrumbs.trace.recording import Recording, RecordingStats
 from datacrumbs.trace.writer import TraceWriter
@@ -236,10 +236,12 @@ class TracingRun:
         # profile mode: the rings carry file names and thread names only; within the job's
         # memory limit and the daemon's bound (issue 25, N4)
         self.budget = MemoryBudget.of(s.daemon_memory_mb << 20)
+        # the valve makes small rings safe: a burst they cannot hold folds into aggregates
+        small = s.valve and not profiles and not s.ring_buffer_mb
         layout = ring_layout(
             s.ring_buffer_mb << 20 or (PROFILE_TOTAL if profiles else 0),
             limit=self.budget.rings,
-            max_ring=self.budget.ring,
+            max_ring=min(self.budget.ring, VALVE_RING) if small else self.budget.ring,
             job_memory=cgroup_memory_limit(s.job_cgroup) if s.job_cgroup is not None else 0,
         )
         self.log.info(

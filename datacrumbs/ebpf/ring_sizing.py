@@ -6,7 +6,9 @@ MAX_RINGS`); what they hold together is how long a burst the consumer may fall b
 the kernel drops events. A busy node makes events faster than one consumer formats and
 compresses them for as long as its ranks write, so the buffers are sized to the node: by
 default 1/64 of its memory, at least 32 MiB and at most 1 GiB in all (a 2-core, 8 GiB node:
-2 x 64 MiB; 16 cores, 128 GiB: 16 x 64 MiB; 128 cores, 512 GiB: 64 x 16 MiB).
+2 x 64 MiB; 16 cores, 128 GiB: 16 x 64 MiB; 128 cores, 512 GiB: 64 x 16 MiB). With trace
+mode's valve (the daemon's default) each ring is at most :data:`VALVE_RING`: what a ring cannot
+hold folds into aggregates, not into loss.
 
 Ring buffers are kernel memory that no process's limit counts, but the cgroup of the process
 that makes them does: the daemon's, not the job's. So that tracing a job costs in proportion
@@ -34,6 +36,7 @@ __all__ = [
     "MIN_RING",
     "MIN_TOTAL",
     "PROFILE_TOTAL",
+    "VALVE_RING",
     "RingLayout",
     "cgroup_memory_limit",
     "ring_layout",
@@ -46,6 +49,12 @@ MIN_RING = 1 << 20  # a ring smaller than this wakes the consumer too often
 MAX_RING = 256 << 20
 #: Profile mode's default: the rings carry only file and thread names, each once.
 PROFILE_TOTAL = 16 << 20
+#: Trace mode with the valve: each ring at most this by default. A burst the consumer cannot
+#: follow folds into aggregates above the ring's high-water mark instead of being lost, so a
+#: ring need not hold a whole burst: 8 MiB holds ~80,000 records (~60 ms of one CPU's writes
+#: at their fastest), and 2 x 8 MiB delivered 2 x 750,000 unpaced writes with none folded
+#: (docs/performance.md).
+VALVE_RING = 8 << 20
 
 
 class RingLayout(NamedTuple):

@@ -19,8 +19,8 @@ Per thread count, the median over the rounds of this one run and their range: ns
 untraced and traced (the workload's own
 wall time x threads / calls: the cost as the job sees it), the events in the trace and lost,
 the drain (workload end to daemon exit), the end-to-end rate: the workload's calls over the
-time from its start to the daemon's exit, which is what a job's epilog waits for, and the
-daemon's CPU time (start-up included) per event.
+time from its start to the daemon's exit, which is what a job's epilog waits for, the
+daemon's CPU time (start-up included) per event, and its resident memory at READY=1.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Sample:
     drain_s: float = 0.0
     end_to_end_per_s: float = 0.0
     daemon_cpu_s: float = 0.0  # the daemon's user + system time, start to exit
+    rss_ready_mib: float = 0.0  # the daemon's resident memory at READY=1 (rings mapped twice)
 
 
 def _workload(binary: Path, threads: int, calls: int, size: int, rate: float) -> list[str]:
@@ -109,6 +110,7 @@ class Daemon:
             except TimeoutError:
                 if proc.poll() is not None:
                     raise SystemExit(f"daemon exited: {proc.stderr.read()}") from None  # type: ignore[union-attr]
+        rss = _rss_mib(proc.pid)
         started = time.perf_counter()
         wall_ns, calls = _run(argv)
         ended = time.perf_counter()
@@ -128,7 +130,16 @@ class Daemon:
             drain_s=exited - ended,
             end_to_end_per_s=calls / (exited - started),
             daemon_cpu_s=daemon_cpu,
+            rss_ready_mib=rss,
         )
+
+
+def _rss_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class InProcess:
@@ -238,9 +249,9 @@ def main() -> None:
         print(
             "| threads | rings MiB | ns/call untraced | ns/call traced | added | events "
             "| of them aggregated, each round | lost, each round | drain s | end-to-end events/s "
-            "| daemon CPU ns/event |"
+            "| daemon CPU ns/event | RSS at ready MiB |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (t, ring_mb), samples in traced.items():
             added = [s.ns_per_call - u for s, u in zip(samples, untraced[t], strict=True)]
             print(
@@ -252,7 +263,8 @@ def main() -> None:
                 f"| {', '.join(f'{s.lost:,}' for s in samples)} "
                 f"| {_spread([s.drain_s for s in samples], '.2f')} "
                 f"| {_spread([s.end_to_end_per_s for s in samples])} "
-                f"| {_spread([s.daemon_cpu_s * 1e9 / max(1, s.events) for s in samples])} |"
+                f"| {_spread([s.daemon_cpu_s * 1e9 / max(1, s.events) for s in samples])} "
+                f"| {_spread([s.rss_ready_mib for s in samples])} |"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Delivery as threads grow: the real daemon tracing T threads of small write()s (run as root).
 
     .venv/bin/python benchmarks/scaling.py [--threads 1,2] [--calls 750000] [--size 16]
-                                           [--rate 0] [--rounds 3] [--ring-mb 0,16]
+                                           [--rate 0] [--rounds 3] [--ring-mb 0,256,0:novalve]
                                            [--engine [--bpf-object PATH]]
 
 Installs into a temporary prefix and signs a probe file tracing ``write`` for ``nobody``. For
@@ -83,7 +83,9 @@ def _children_cpu() -> float:
 class Daemon:
     """The installed daemon for one traced run: started and ready, then stopped."""
 
-    def __init__(self, prefix: Path, probes: Path, work: Path, ring_mb: int = 0) -> None:
+    def __init__(
+        self, prefix: Path, probes: Path, work: Path, ring_mb: int = 0, valve: bool = True
+    ) -> None:
         self.probes = probes
         self.sock_path = work / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -92,6 +94,7 @@ class Daemon:
         self.env = daemon_env(prefix, work, USER, self.sock_path)
         if ring_mb:
             self.env["DATACRUMBS_RING_BUFFER_MB"] = str(ring_mb)
+        self.env["DATACRUMBS_VALVE"] = "true" if valve else "false"
         self.runs = 0
 
     def traced(self, argv: list[str], threads: int) -> Sample:
@@ -211,7 +214,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--ring-mb", default="0", help="the rings together, MiB, comma separated: each a "
-        "configuration of its own, side by side in each round (0: the daemon's default)"
+        "configuration of its own, side by side in each round (0: the daemon's default; "
+        "N:novalve: with DATACRUMBS_VALVE=false)"
     )  # fmt: skip
     parser.add_argument("--engine", action="store_true", help="in this process, no daemon")
     parser.add_argument("--bpf-object", type=Path, help="with --engine: a prebuilt object")
@@ -222,23 +226,24 @@ def main() -> None:
         binary = work / "threads_write"
         subprocess.run(["gcc", "-O2", "-pthread", "-o", str(binary),
                         str(C_DIR / "threads_write.c")], check=True)  # fmt: skip
-        rings = [int(r) for r in args.ring_mb.split(",")]
-        tracers: dict[int, Daemon | InProcess] = {}
+        rings = args.ring_mb.split(",")
+        tracers: dict[str, Daemon | InProcess] = {}
         if args.engine:
-            tracers[0] = InProcess(work, args.bpf_object)
+            tracers["0"] = InProcess(work, args.bpf_object)
         else:
             prefix = install_prefix(work)
             categories = [{"type": 0, "name": "POSIX", "functions": ["write"]}]
             probes = signed_probe_file(prefix, categories, USER, work / "write.json.gz")
-            for ring_mb in rings:
-                where = work / f"rings-{ring_mb}"
+            for variant in rings:
+                size, _, valve = variant.partition(":")
+                where = work / f"rings-{size}-{valve or 'valve'}"
                 where.mkdir()
-                tracers[ring_mb] = Daemon(prefix, probes, where, ring_mb)
+                tracers[variant] = Daemon(prefix, probes, where, int(size), valve != "novalve")
         print(machine())
         print(f"{args.calls:,} write()s of {args.size} B per thread, rate "
               f"{args.rate or 'free'}, {args.rounds} rounds: median (range)")  # fmt: skip
         untraced: dict[int, list[float]] = {t: [] for t in counts}
-        traced: dict[tuple[int, int], list[Sample]] = {(t, r): [] for t in counts for r in tracers}
+        traced: dict[tuple[int, str], list[Sample]] = {(t, r): [] for t in counts for r in tracers}
         for _ in range(args.rounds):
             for t in counts:
                 argv = _workload(binary, t, args.calls, args.size, args.rate)
@@ -254,8 +259,10 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for (t, ring_mb), samples in traced.items():
             added = [s.ns_per_call - u for s, u in zip(samples, untraced[t], strict=True)]
+            label = "default" + ring_mb[1:] if ring_mb.startswith("0") else ring_mb
             print(
-                f"| {t} | {ring_mb or 'default'} | {_spread(untraced[t])} "
+                f"| {t} | {label} "
+                f"| {_spread(untraced[t])} "
                 f"| {_spread([s.ns_per_call for s in samples])} "
                 f"| {_spread(added, sign=True)} "
                 f"| {statistics.median(s.events for s in samples):,.0f} "

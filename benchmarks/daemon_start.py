@@ -1,6 +1,6 @@
 """Start-to-ready and stop-to-exit of the ``datacrumbs`` daemon (run as root).
 
-    .venv/bin/python benchmarks/daemon_start.py [--runs 7]
+    .venv/bin/python benchmarks/daemon_start.py [--runs 7] [--setting DATACRUMBS_X=value ...]
 
 Installs into a temporary prefix, signs a probe file of every syscall datacrumbs knows (~35)
 plus 20 libc functions as uprobes, then starts the real daemon ``--runs`` times with a
@@ -94,6 +94,9 @@ def _one_run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--setting", action="append", default=[], help="DATACRUMBS_X=value for the daemon"
+    )
     args = parser.parse_args()
     work = workdir()  # 0755: the installation is refused where other users cannot reach it
     try:
@@ -103,7 +106,9 @@ def main() -> None:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(sock_path))
         notify.settimeout(0.05)
-        env = daemon_env(prefix, work, "nobody", sock_path)
+        env = daemon_env(prefix, work, "nobody", sock_path) | dict(
+            setting.split("=", 1) for setting in args.setting
+        )
         _one_run(probes, env, notify, "warmup")  # BPF object cache, page cache
         ready, stop = [], []
         for i in range(args.runs):

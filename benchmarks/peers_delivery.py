@@ -166,7 +166,7 @@ def main() -> int:
         print(machine())
         print(
             f"{args.calls:,} write()s per run, {args.rounds} rounds: median (range); the real "
-            "daemon (rings sized from the node, ISA-L level 1)"
+            "daemon (its default rings, ISA-L level 1)"
         )
         print(
             f"  {'asked/s':>9s} {'events/s (range)':>28s} {'events':>10s} "

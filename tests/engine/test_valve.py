@@ -11,6 +11,7 @@ from pathlib import Path
 from engine_support import Trace, as_user, user_dir
 
 from datacrumbs.common.probes import Probe, ProbeType
+from datacrumbs.trace.summary import summarize
 
 VALVE_NS = 100_000_000  # the aggregates' intervals
 WRITE = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])]
@@ -62,8 +63,9 @@ def test_a_slow_consumer_folds_calls_into_aggregates_and_loses_none(
         assert events[file] + folded[file] == writes, (events, folded, trace.stats)
     assert sum(folded.values()) > sum(events.values()) > 0
     assert trace.stats.lost == 0
-    # the trace's count of calls: its events and the aggregates' calls
+    # the trace's count of calls: its events and the aggregates' calls; the summary tool's too
     assert trace.stats.events == sum(events.values()) + sum(folded.values())
+    assert summarize(trace.path).events == threads * writes
     marks = _marks(trace)
     assert marks[0] == {"category": "POSIX", "function": "write", "state": "aggregates",
                         "reasons": "ring", "folded": 0}  # fmt: skip

@@ -96,6 +96,7 @@ class TraceSummary:
     complete: bool = False  # the closing "]" line was read
     mode: str = "trace"  # or "profile": the trace holds aggregates (datacrumbs_mode)
     events: int = 0  # calls counted: complete ("X") events, or the aggregates' dft_cnt
+    aggregated: int = 0  # of them, the calls inside aggregated records (profile mode, the valve)
     other_events: int = 0  # "X" events of processes left out by the pid filter
     lost: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_LOSS_KEYS, 0))
     functions: dict[tuple[str, str], FunctionTotals] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class TraceSummary:
             "host": self.host,
             "pids": sorted(self.pids) if self.pids is not None else None,
             "events": self.events,
+            "aggregated_calls": self.aggregated,
             "other_events": self.other_events,
             **self.lost,
             "functions": [
@@ -235,10 +237,15 @@ def summarize(path: str | os.PathLike[str], pids: Collection[int] | None = None)
             if ph != "X" and not (ph in ("C", 3) and "dft_cnt" in (event.get("args") or {})):
                 continue  # counters of the system, instants
             call = _json_call(event)
+            aggregate = ph != "X"
+        else:
+            aggregate = False
         name, cat, pid, count, dur, done, fhash, source = call
         if wanted is not None and pid not in wanted:
             summary.other_events += count
             continue
+        if aggregate:
+            summary.aggregated += count
         totals = by_key.get((name, cat))
         if totals is None:
             by_key[(name, cat)] = [count, done, dur]
@@ -340,7 +347,11 @@ def render_tables(summary: TraceSummary, max_files: int = 15) -> Any:
         else " of "
         + ", ".join(f"{summary.processes.get(p, '?')} (pid {p})" for p in sorted(summary.pids))
     )
-    profiled = " (profile: aggregated per interval)" if summary.mode == "profile" else ""
+    profiled = ""
+    if summary.mode == "profile":
+        profiled = " (profile: aggregated per interval)"
+    elif summary.aggregated:
+        profiled = f" ({summary.aggregated:,} of them in aggregated records: the valve)"
     functions = Table(title=f"{summary.events:,} calls{who}{profiled}", title_justify="left")
     for column in ("function", "category"):
         functions.add_column(column)

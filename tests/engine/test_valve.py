@@ -65,7 +65,8 @@ def test_a_slow_consumer_folds_calls_into_aggregates_and_loses_none(
     assert trace.stats.lost == 0
     # the trace's count of calls: its events and the aggregates' calls; the summary tool's too
     assert trace.stats.events == sum(events.values()) + sum(folded.values())
-    assert summarize(trace.path).events == threads * writes
+    summary = summarize(trace.path)
+    assert (summary.events, summary.aggregated) == (threads * writes, sum(folded.values()))
     marks = _marks(trace)
     assert marks[0] == {"category": "POSIX", "function": "write", "state": "aggregates",
                         "reasons": "ring", "folded": 0}  # fmt: skip

@@ -91,7 +91,8 @@ def _status_line(stats: RecordingStats, profiles: bool) -> str:
         return f"profiling: {stats.events} calls in {stats.aggregates} aggregates, " + (
             f"{stats.lost} lost, {size}"
         )
-    return f"tracing: {stats.events} events, {stats.lost} lost, {size}"
+    folded = f" ({stats.aggregated_calls} in aggregates)" if stats.aggregated_calls else ""
+    return f"tracing: {stats.events} events{folded}, {stats.lost} lost, {size}"
 
 
 @dataclass

@@ -63,9 +63,9 @@ def read_loss(lost_map_fd: int) -> LossCounts:
 @dataclass
 class ValvePolling:
     """What the poller does for trace mode's valve: ``watch`` its fold counters and mark each
-    switch in the sink; once the
-    sink's ``bytes_out`` reaches ``budget_bytes`` (0: no budget), call ``spend`` (the kernel
-    then folds every call) once. ``drain_bytes_per_s``: a consumer slowed on purpose (0: not)."""
+    switch in the sink; once the sink's ``bytes_out`` reaches ``budget_bytes`` (0: no budget),
+    call ``spend`` (the kernel then folds every call) once. ``drain_bytes_per_s``: a consumer
+    slowed on purpose (0: not)."""
 
     watch: ValveWatch | None = None
     budget_bytes: int = 0

@@ -82,11 +82,6 @@ class ValveWatch:
                 sums[i] += n
         return tuple(sums)
 
-    @property
-    def folded(self) -> tuple[int, ...]:
-        """Every function's folded calls so far, by reason (as of the last round)."""
-        return self._total
-
     def changes(self, now_ns: int, final: bool = False) -> list[ValveChange]:
         """The switches since the last round (``final``: every function still folding is
         said to be back, the trace ending)."""

@@ -4,7 +4,8 @@
 
 Workload: one-byte write()s to /dev/null (``benchmarks/c/wloop.c``) as uid 45990. For each
 design (``EngineConfig.syscall_mode``: ``raw_tp`` = two raw tracepoint links and a syscall
-number → cookie map; ``tracepoint`` = one syscalls:sys_enter_X/sys_exit_X link pair per
+number → cookie map; ``raw_tp+valve``, the same with trace mode's valve on, as the daemon
+runs it by default; ``tracepoint`` = one syscalls:sys_enter_X/sys_exit_X link pair per
 syscall; and, where the kernel loads fentry programs, ``fentry`` = the syscall's kernel entry
 point ``__x64_sys_X`` traced as a kernel function through fentry/fexit, which puts no task on
 the syscall slow path: the question being whether that costs the node's *untraced* processes
@@ -42,7 +43,7 @@ from datacrumbs.ebpf.engine import Engine, EngineConfig
 from datacrumbs.trace.recording import Recording
 from datacrumbs.trace.writer import TraceWriter
 
-MODES = ("raw_tp", "tracepoint", "fentry")
+MODES = ("raw_tp", "raw_tp+valve", "tracepoint", "fentry")
 CONFIGS = {  # name: (traced uid, syscalls)
     "untraced-call": (USER.pw_uid, ["read"]),
     "other-uid": (OTHER_USER.pw_uid, ["write"]),
@@ -52,6 +53,7 @@ CONFIGS = {  # name: (traced uid, syscalls)
 
 PROGRAMS = {
     "raw_tp": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
+    "raw_tp+valve": ("dc_raw_sys_enter", "dc_raw_sys_exit"),
     "tracepoint": ("dc_sys_enter", "dc_sys_exit"),
     "fentry": (),
 }  # fmt: skip  (loaded per function, in objects closed after attach)
@@ -65,6 +67,9 @@ def measure(
     if mode == "fentry":
         engine = Engine(EngineConfig(uid=uid, kfunc_mode="fentry"))
         probe = Probe(type=ProbeType.KPROBE, name="POSIX", functions=[_entry(c) for c in calls])
+    elif mode == "raw_tp+valve":  # the daemon's default: trace mode's valve on
+        engine = Engine(EngineConfig(uid=uid, valve_interval_ns=1_000_000_000))
+        probe = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)
     else:
         engine = Engine(EngineConfig(uid=uid, syscall_mode=mode))
         probe = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=calls)

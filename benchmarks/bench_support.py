@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import pwd
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,8 +41,11 @@ WRITE_PROBE = [Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["write"])
 
 
 def workdir() -> Path:
+    """A fresh 0755 directory for one benchmark run, removed when the process exits (whether or
+    not the benchmark removes it itself)."""
     path = Path(tempfile.mkdtemp(prefix="dc-bench-"))
     path.chmod(0o755)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 

@@ -2,7 +2,7 @@
 /*
  * datacrumbs.ebpf._ringwalk: the consumer side of a BPF ring buffer, in C.
  *
- * take(consumer_page, producer_area, mask) takes every committed record, as libbpf's
+ * take(consumer_page, producer_area, mask, page) takes every committed record, as libbpf's
  * ringbuf_process_ring does, with its memory ordering:
  *   - producer_pos is loaded with acquire: the records before it are visible once it is;
  *   - each record's header is loaded with acquire: the kernel's commit clears BUSY with a
@@ -27,10 +27,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* take(consumer_page, producer_area, mask) -> bytes: every record committed from consumer_pos
- * on (headers included; b"" when none), consumer_pos moved past them. consumer_page: the
- * writable page holding consumer_pos; producer_area: producer_pos's page, then the data area
- * mapped twice (mask + 1 bytes each), read-only. */
+/* take(consumer_page, producer_area, mask, page) -> bytes: every record committed from
+ * consumer_pos on (headers included; b"" when none), consumer_pos moved past them.
+ * consumer_page: the writable page holding consumer_pos; producer_area: producer_pos's page
+ * (``page`` bytes), then the data area mapped twice (mask + 1 bytes each), read-only. */
 static PyObject *take(PyObject *self, PyObject *args)
 {
 	Py_buffer cons, prod;

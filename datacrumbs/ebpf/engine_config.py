@@ -64,7 +64,7 @@ class EngineConfig:
     of lost when its ring buffer holds more than ``fold_above`` of its size not consumed yet
     (or is full), when its function passed ``rate_limit`` calls in ``rate_window_ns`` on one
     CPU (0: no limit), when :meth:`Engine.spend_budget` was called, or when the function's
-    rule (:meth:`Engine.set_rules`) says so.
+    rule (the probe file's ``delivery``, :mod:`fold_rules`) says so.
     ``drain_bytes_per_s``: the poller moves at most this many ring-buffer bytes a second (0:
     as fast as it can): a consumer slowed on purpose, to test and measure the valve.
     """

@@ -51,10 +51,10 @@ class ValveChange:
 
 @dataclass
 class _Episode:
-    """A function folding since ``start`` counts (by reason); ``grew``: when they last grew."""
+    """A function folding since its counts (by reason) were ``start``; ``grew``: when they
+    last grew."""
 
     start: tuple[int, ...]
-    last: tuple[int, ...]
     grew: int
 
 
@@ -97,20 +97,21 @@ class ValveWatch:
             episode = self._folding.get(fid)
             if counts != before:
                 if episode is None:
-                    self._folding[fid] = _Episode(before, counts, now_ns)
+                    self._folding[fid] = _Episode(before, now_ns)
                     out.append(self._change(fid, "aggregates", before, counts, 0))
                 else:
-                    episode.last, episode.grew = counts, now_ns
-            elif episode is not None and (final or now_ns - episode.grew >= SETTLE_NS):
-                del self._folding[fid]
-                folded = sum(counts) - sum(episode.start)
-                out.append(self._change(fid, "events", episode.start, counts, folded))
+                    episode.grew = now_ns
+            elif episode is not None and now_ns - episode.grew >= SETTLE_NS:
+                out.append(self._back(fid))
         if final:
-            for fid, episode in list(self._folding.items()):
-                del self._folding[fid]
-                folded = sum(episode.last) - sum(episode.start)
-                out.append(self._change(fid, "events", episode.start, episode.last, folded))
+            out += [self._back(fid) for fid in list(self._folding)]
         return out
+
+    def _back(self, fid: int) -> ValveChange:
+        """``fid`` is back to events: its episode ends, with the calls folded in it."""
+        start = self._folding.pop(fid).start
+        last = self._seen[fid]
+        return self._change(fid, "events", start, last, sum(last) - sum(start))
 
     def _change(
         self, fid: int, state: str, before: tuple[int, ...], after: tuple[int, ...], folded: int

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from datacrumbs.common.binary_identity import BinaryIdentity
 
 __all__ = [
-    "DELIVERIES",
     "MAX_FUNCTIONS",
     "Delivery",
     "FunctionArgument",
@@ -36,7 +35,6 @@ MAX_FUNCTIONS = 16_384
 #: aggregates; ``events``, always events (never folded: a full ring loses them, counted);
 #: ``aggregate``, always aggregated (as profile mode makes them). Profile mode aggregates all.
 Delivery = Literal["valve", "events", "aggregate"]
-DELIVERIES: tuple[Delivery, ...] = ("valve", "events", "aggregate")
 
 
 class ProbeType(IntEnum):

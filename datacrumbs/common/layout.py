@@ -30,7 +30,12 @@ LAUNCHER_NAME = "datacrumbs_probe_configurator_exec"
 LAUNCHER_GROUP = "datacrumbs"
 
 #: Commands every user runs, in ``P/bin`` (``datacrumbs_setup`` is the script to source).
-USER_COMMANDS = ("datacrumbs_probe_configurator", "datacrumbs_summary", "datacrumbs_sqlite_extract")
+USER_COMMANDS = (
+    "datacrumbs_probe_configurator",
+    "datacrumbs_summary",
+    "datacrumbs_report",
+    "datacrumbs_sqlite_extract",
+)
 #: Commands only root runs (the daemon, the signer, the prolog/epilog helper), in ``P/sbin``.
 ROOT_COMMANDS = ("datacrumbs", "datacrumbs_sign_probes", "datacrumbs_service")
 

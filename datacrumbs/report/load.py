@@ -1,0 +1,207 @@
+"""A job's traces, loaded once into DuckDB: one row per traced call or aggregate, one per
+metadata record; every section of the report is a query over these two tables.
+
+Why DuckDB: a job's traces hold up to hundreds of millions of lines. DuckDB's JSON reader
+decompresses and parses them in C++, on all the machine's cores, into a columnar table that
+spills to disk past ``memory_limit``: the report's memory is bounded by that setting (the
+group-bys that follow spill the same way), not by the traces' size. The same SQL runs on a
+laptop and on a fat node; ``docs/report.md`` has the figures and why not Dask.
+
+A trace whose daemon was killed (no gzip trailer) makes DuckDB's gzip reader fail; such a trace
+is salvaged first: its complete lines (:func:`~datacrumbs.trace.reading.iter_trace_lines`)
+are copied into a temporary trace, which is loaded instead, and the report says it was cut.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from isal import isal_zlib
+
+from datacrumbs.common.dftracer_names import BYTE_RETURNS
+from datacrumbs.common.errors import DatacrumbsError
+from datacrumbs.trace.reading import iter_trace_lines
+
+__all__ = ["LOAD_SQL", "READS", "WRITES", "JobTables", "find_traces", "load"]
+
+#: The calls each direction's bytes come from (the rest are metadata): the tools' classes.
+READS = ("read", "pread", "readv", "preadv", "fread", "fread_unlocked")
+WRITES = tuple(sorted(BYTE_RETURNS - set(READS)))
+TRACE_SUFFIXES = (".pfw.gz", ".pfw")
+
+_COLUMNS = (
+    "{name: 'VARCHAR', cat: 'VARCHAR', pid: 'BIGINT', tid: 'BIGINT', ts: 'BIGINT', "
+    "dur: 'BIGINT', ph: 'VARCHAR', args: 'JSON'}"
+)
+#: args read once per line (one JSON parse): index 1.. in the list below.
+_ARGS = (
+    "ret",
+    "size",
+    "offset",
+    "fhash",
+    "in_fhash",
+    "category",
+    "dft_cnt",
+    "dur_sum",
+    "ret_sum",
+    "ret_log2",
+    "syscall",
+    "name",
+    "value",
+)
+_A = {key: i + 1 for i, key in enumerate(_ARGS)}
+
+
+def _sql_list(names: Iterable[str]) -> str:
+    return ", ".join(f"'{n}'" for n in sorted(names))
+
+
+#: The columns of table ``rec``, from one line of a trace. ``calls``, ``bytes`` and ``us`` follow
+#: datacrumbs_summary's rules (trace/summary.py): an aggregate holds ``dft_cnt`` calls and
+#: ``dur_sum`` µs, and its ``ret_sum`` bytes for the data calls; an event moved its positive
+#: ``ret`` when it is a data call, or a call that asked for a ``size`` its ``ret`` is within.
+_SELECT = f"""
+    filename AS trace, name, cat AS layer, pid, tid, ts, ph,
+    coalesce(a[{_A["category"]}], cat) AS category,
+    a[{_A["syscall"]}] = 'io_uring' AS uring,
+    a[{_A["fhash"]}] AS fhash, a[{_A["in_fhash"]}] AS in_fhash,
+    ph <> 'X' AS aggregated,
+    CASE WHEN ph = 'X' THEN 1 ELSE a[{_A["dft_cnt"]}]::BIGINT END AS calls,
+    CASE WHEN ph = 'X' THEN dur ELSE a[{_A["dur_sum"]}]::BIGINT END AS us,
+    CASE
+      WHEN ph <> 'X' THEN CASE WHEN name IN ({_sql_list(BYTE_RETURNS)})
+                          THEN greatest(coalesce(a[{_A["ret_sum"]}]::BIGINT, 0), 0) ELSE 0 END
+      WHEN a[{_A["ret"]}]::BIGINT > 0 AND (name IN ({_sql_list(BYTE_RETURNS)})
+           OR a[{_A["ret"]}]::BIGINT <= a[{_A["size"]}]::BIGINT) THEN a[{_A["ret"]}]::BIGINT
+      ELSE 0 END AS bytes,
+    CASE WHEN name IN ({_sql_list(READS)}) THEN 'read'
+         WHEN name IN ({_sql_list(WRITES)}) THEN 'write' ELSE 'meta' END AS dir,
+    CASE WHEN ph = 'X' THEN a[{_A["ret"]}]::BIGINT END AS ret,
+    CASE WHEN ph = 'X' THEN a[{_A["offset"]}]::BIGINT END AS "offset",
+    CASE WHEN ph <> 'X' THEN a[{_A["ret_log2"]}]::BIGINT[] END AS ret_log2
+"""
+_META = f"""
+    filename AS trace, name, cat, pid, tid, ts, a[{_A["name"]}] AS key,
+    a[{_A["value"]}] AS value, args
+"""
+
+
+_REC_WHERE = f"WHERE ph = 'X' OR (ph IN ('C', '3') AND a[{_A['dft_cnt']}] IS NOT NULL)"
+
+
+def _reader(paths: Sequence[str]) -> str:
+    files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    return (
+        f"(SELECT *, json_extract_string(args, [{', '.join(repr('$.' + k) for k in _ARGS)}]) AS a"
+        f" FROM read_json([{files}], format = 'newline_delimited', compression = 'gzip',"
+        f" ignore_errors = true, filename = true, columns = {_COLUMNS}))"
+    )
+
+
+#: The load, as SQL a reader can run again (the traces' names in place of ``TRACES``).
+LOAD_SQL = (
+    f"CREATE TABLE lines AS SELECT * FROM {_reader(['TRACES'])};\n"
+    f"CREATE TABLE rec AS SELECT {_SELECT} FROM lines {_REC_WHERE};\n"
+    f"CREATE TABLE meta AS SELECT {_META} FROM lines WHERE ph = 'M';"
+)
+
+
+@dataclass
+class JobTables:
+    """The loaded traces: ``rec`` (calls and aggregates), ``meta`` (metadata records), in
+    ``con``; ``cut``: the traces salvaged from a killed daemon."""
+
+    con: duckdb.DuckDBPyConnection
+    traces: list[Path]
+    cut: list[Path]
+    scratch: tempfile.TemporaryDirectory[str]
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+        self.scratch.cleanup()
+
+
+def find_traces(args: Sequence[str]) -> list[Path]:
+    """The traces named, a directory standing for the traces in it (not below)."""
+    found: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.name.endswith(TRACE_SUFFIXES))
+            if not inside:
+                raise DatacrumbsError(f"{path}: no traces (*.pfw.gz) in this directory")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DatacrumbsError(f"{path}: no such trace or directory")
+    if not found:
+        raise DatacrumbsError("no traces given")
+    return sorted(set(found), key=found.index)
+
+
+def _salvage(trace: Path, into: Path) -> Path:
+    """The complete lines of a cut trace, as a trace of their own in ``into``."""
+    out = into / f"{len(list(into.iterdir()))}-{trace.name}"
+    z = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
+    with open(out, "wb") as fh:
+        for line in iter_trace_lines(trace):
+            fh.write(z.compress(line + b"\n"))
+        fh.write(z.flush())
+    return out
+
+
+def load(traces: Sequence[Path], *, memory_mb: int = 1024, threads: int | None = None) -> JobTables:
+    """Load ``traces`` (whole or cut) into a DuckDB database in a temporary directory (spilling
+    there past ``memory_mb``), raising :class:`DatacrumbsError` for a file that is no trace."""
+    scratch = tempfile.TemporaryDirectory(prefix="datacrumbs-report-")
+    con = duckdb.connect(os.path.join(scratch.name, "job.duckdb"))
+    con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
+    con.execute(f"SET temp_directory = '{scratch.name}/spill'")
+    con.execute("SET preserve_insertion_order = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    salvage = Path(scratch.name) / "salvaged"
+    salvage.mkdir()
+    tables = JobTables(con, list(traces), [], scratch)
+    real = {str(t): t for t in traces}
+    for t in traces:
+        with open(t, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                tables.close()
+                raise DatacrumbsError(f"{t}: not a datacrumbs trace (not gzip data)")
+    todo = {str(t): str(t) for t in traces}  # as loaded -> as named
+    while True:
+        try:
+            source = _reader(list(todo))
+            con.execute(f"CREATE OR REPLACE TABLE lines AS SELECT * FROM {source}")
+            break
+        except duckdb.IOException as exc:
+            bad = next((p for p in todo if p in str(exc)), None)
+            if bad is None or real.get(todo[bad]) in tables.cut:
+                tables.close()
+                raise DatacrumbsError(f"cannot read the traces: {exc}") from None
+            named = real[todo.pop(bad)]
+            tables.cut.append(named)
+            try:
+                todo[str(_salvage(named, salvage))] = str(named)
+            except DatacrumbsError:
+                tables.close()
+                raise
+    # the salvaged copies' rows carry the name of the trace they came from
+    renames = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in todo.items() if k != v)
+    trace_of = f"CASE filename {renames} ELSE filename END" if renames else "filename"
+    con.execute(f"UPDATE lines SET filename = {trace_of}")
+    con.execute(f"CREATE TABLE rec AS SELECT {_SELECT} FROM lines {_REC_WHERE}")
+    con.execute(f"CREATE TABLE meta AS SELECT {_META} FROM lines WHERE ph = 'M'")
+    con.execute("DROP TABLE lines")
+    return tables

@@ -92,7 +92,10 @@ def _main(argv: list[str] | None) -> int:
         tables.close()
     found = insights(numbers)
     sections = views(numbers, found)
-    console = Console(stderr=args.json == Path("-"))
+    to_stderr = args.json == Path("-")
+    # not a terminal (a pipe, a file, a job's output): as wide as the widest table needs
+    tty = (sys.stderr if to_stderr else sys.stdout).isatty()
+    console = Console(stderr=to_stderr, width=None if tty else 200)
     if not args.quiet:
         show(console, sections)
     if args.json:

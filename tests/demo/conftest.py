@@ -8,6 +8,7 @@ import pwd
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,13 +80,17 @@ def summary_install(world: Path) -> SummaryInstall:
     return SummaryInstall(world, env, probes, build_workload(world / "bin"))
 
 
-def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun:
-    """Run the daemon, the demo workload as nobody, then stop the daemon with SIGTERM — or,
-    with ``kill``, SIGKILL it once the workload's writes are flushed into the trace."""
+def trace_command(
+    setup: SummaryInstall,
+    run_id: str,
+    argv: list[str],
+    env: dict[str, str] | None = None,
+    flushed: Callable[[Path, int], bool] | None = None,
+) -> tuple[Path, int, str]:
+    """Run the daemon, ``argv`` as nobody, then stop the daemon with SIGTERM — or, given
+    ``flushed`` (trace, pid -> whether the workload's calls are in it), SIGKILL it once they
+    are. The trace, the workload's pid and its output."""
     pw = pwd.getpwnam(JOB_USER)
-    data_dir = setup.world / f"data-{run_id}"
-    data_dir.mkdir(mode=0o755)
-    os.chown(data_dir, pw.pw_uid, pw.pw_gid)
     daemon = subprocess.Popen(
         [command("datacrumbs"), str(setup.probes), run_id],
         env=setup.env,
@@ -97,22 +102,18 @@ def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun
     trace = wait_ready(daemon, ready, 60)
     # setpriv execs the workload: the pid started here is the pid the trace shows
     workload = subprocess.Popen(
-        [
-            "setpriv",
-            f"--reuid={pw.pw_uid}",
-            f"--regid={pw.pw_gid}",
-            "--clear-groups",
-            *PLAN.argv(setup.binary, data_dir),
-        ],
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
-    _, workload_err = workload.communicate(timeout=60)
+    out, workload_err = workload.communicate(timeout=60)
     assert workload.returncode == 0, workload_err
-    if kill:
+    if flushed is not None:
         deadline = time.monotonic() + 30
-        while _writes_in(trace, workload.pid) < PLAN.write_calls:
-            assert time.monotonic() < deadline, "the writes were not flushed in 30 s"
+        while not flushed(trace, workload.pid):
+            assert time.monotonic() < deadline, "the calls were not flushed in 30 s"
             time.sleep(0.1)
         daemon.kill()
         daemon.communicate(timeout=60)
@@ -120,7 +121,25 @@ def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun
         daemon.send_signal(signal.SIGTERM)
         _, err = daemon.communicate(timeout=120)
         assert daemon.returncode == 0, err
-    return TracedRun(trace, workload.pid, data_dir, PLAN)
+    return trace, workload.pid, out
+
+
+def data_dir(setup: SummaryInstall, run_id: str) -> Path:
+    """A directory of nobody's for one run's files."""
+    pw = pwd.getpwnam(JOB_USER)
+    made = setup.world / f"data-{run_id}"
+    made.mkdir(mode=0o755)
+    os.chown(made, pw.pw_uid, pw.pw_gid)
+    return made
+
+
+def _trace_workload(setup: SummaryInstall, run_id: str, kill: bool) -> TracedRun:
+    """The demo workload traced (:func:`trace_command`); with ``kill``, the daemon killed
+    with SIGKILL once the workload's writes are flushed into the trace."""
+    data = data_dir(setup, run_id)
+    flushed = (lambda trace, pid: _writes_in(trace, pid) >= PLAN.write_calls) if kill else None
+    trace, pid, _ = trace_command(setup, run_id, PLAN.argv(setup.binary, data), flushed=flushed)
+    return TracedRun(trace, pid, data, PLAN)
 
 
 def _writes_in(trace: Path, pid: int) -> int:

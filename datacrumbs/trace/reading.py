@@ -1,6 +1,7 @@
 """Reading a trace back: every complete line, also of a trace whose writer was killed.
 
-A killed writer leaves a gzip stream without its trailer, possibly with a cut deflate block;
+A trace is a series of gzip members (trace/gzip_stream.py), read one after the other. A killed
+writer leaves its last member without its trailer, possibly with a cut deflate block;
 ``zlib.decompressobj`` (wbits 31: gzip) yields every line up to the last flush and no error for
 the missing end. ``datacrumbs_summary`` streams (:func:`iter_trace_lines`); tests and small
 tools take the whole list (:func:`read_trace_lines`).
@@ -36,17 +37,20 @@ def iter_trace_lines(path: Path) -> Iterator[bytes]:
         inflate = zlib.decompressobj(31)
         rest = b""
         while chunk := handle.read(_CHUNK):
-            try:
-                text = inflate.decompress(chunk)
-            except zlib.error:
-                raise DatacrumbsError(
-                    f"{path}: not a datacrumbs trace (not gzip data, or corrupt)"
-                ) from None
-            lines = (rest + text).split(b"\n")
-            rest = lines.pop()
-            yield from lines
-            if inflate.eof:
-                break
+            while chunk:
+                try:
+                    text = inflate.decompress(chunk)
+                except zlib.error:
+                    raise DatacrumbsError(
+                        f"{path}: not a datacrumbs trace (not gzip data, or corrupt)"
+                    ) from None
+                lines = (rest + text).split(b"\n")
+                rest = lines.pop()
+                yield from lines
+                chunk = b""
+                if inflate.eof:  # the next member, if any, begins in what is left
+                    chunk = inflate.unused_data
+                    inflate = zlib.decompressobj(31)
 
 
 def read_trace_lines(path: str | os.PathLike[str]) -> list[str]:

@@ -365,7 +365,9 @@ class TraceWriter:
                     continue
                 if data:
                     self._add(data, counts)
-                if stream.dirty and (force or now - last_sync >= self.flush_interval):
+                if stream.dirty and (
+                    force or stream.member_full or now - last_sync >= self.flush_interval
+                ):  # a full member ends at this sync point
                     self._sync(0 if force else ROOM)
                     last_sync = now
             except BaseException as exc:

@@ -17,7 +17,7 @@ from isal import isal_zlib
 
 from datacrumbs.ebpf.sink import LossCounts
 from datacrumbs.trace.format import EventFormatter, Unwritten
-from datacrumbs.trace.gzip_stream import HEADER, GzipStream
+from datacrumbs.trace.gzip_stream import HEADER, MEMBER_TEXT, GzipStream
 from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.writer import TraceWriter
 
@@ -62,6 +62,63 @@ def test_killed_writer_leaves_every_flushed_line_readable(tmp_path):
     ids = [json.loads(line)["id"] for line in lines[1:]]
     assert len(ids) >= 2000
     assert ids == list(range(1, len(ids) + 1))
+
+
+def _members(data: bytes) -> list[bytes]:
+    """The text of each gzip member of ``data``, one member at a time (each must be whole)."""
+    texts = []
+    while data:
+        inflate = zlib.decompressobj(31)
+        texts.append(inflate.decompress(data))
+        assert inflate.eof, "a member without its trailer"
+        data = inflate.unused_data
+    return texts
+
+
+def test_a_trace_is_members_of_about_a_mebibyte_of_whole_lines(tmp_path):
+    """Each member ends at the first sync point after MEMBER_TEXT bytes of text, on a line's
+    end: each decompresses alone to whole lines, and ``gzip`` reads them all as one text."""
+    path = tmp_path / "members.pfw.gz"
+    writer = TraceWriter(path, flush_interval=3600)  # no timed sync: only full members end
+    writer.start()
+    rnd = random.Random(7)
+    sent = [_lines(rnd, i * 1000 + 1, 1000) for i in range(200)]  # ~5.2 MiB
+    for text in sent:
+        writer.write_text(text.decode())
+    writer.close()
+    data = path.read_bytes()
+    members = _members(data)
+    assert b"".join(members) == b"[\n" + b"".join(sent) + b"]\n" == gzip.decompress(data)
+    assert len(members) == len(b"".join(sent)) // MEMBER_TEXT + 1
+    for text in members[:-1]:
+        assert text.endswith(b"\n") and MEMBER_TEXT <= len(text) < MEMBER_TEXT + (1 << 16)
+    assert read_trace_lines(path)[-1] == "]"
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["sync-ends-member", "add-ends-member"])
+def test_a_cut_back_goes_to_its_sync_point_in_whichever_member(tmp_path, across):
+    """A member ends at a sync point (the text reached MEMBER_TEXT with its last line) or
+    inside one write (the rest of it starts the next member); a cut back to the sync point
+    then continues that member, or starts the next one."""
+    path = tmp_path / "t.gz"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    rnd = random.Random(9)
+    stream = GzipStream(fd, 1, b"[\n")
+    full = b""
+    while len(full) + 2 < MEMBER_TEXT:
+        full += _lines(rnd, len(full), 1)
+    more = _lines(rnd, 10**5, 300) if across else b""
+    stream.add(full + more)
+    assert stream.members == int(across) and stream.member_full is not across
+    stream.sync()
+    assert stream.members == 1
+    stream.add(_lines(rnd, 10**6, 5000))  # lost to a failed write, say
+    stream.rollback()
+    later = _lines(rnd, 2 * 10**6, 100)
+    stream.add(later)
+    stream.finish(b"]\n")
+    os.close(fd)
+    assert _members(path.read_bytes()) == [b"[\n" + full, more + later + b"]\n"]
 
 
 def test_closed_trace_is_one_complete_gzip_member(tmp_path):

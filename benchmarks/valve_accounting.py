@@ -80,7 +80,7 @@ def _count(trace: Path, calls: int) -> tuple[int, int, int, int, Counter[str]]:
                 per_tid[e["tid"]] += 1
             elif (
                 name == "write"
-                and ph == "C"
+                and ph in ("C", 3)
                 and e["args"].get("ret_sum") == 16 * e["args"]["dft_cnt"]
             ):
                 aggregated += e["args"]["dft_cnt"]

@@ -36,6 +36,15 @@ class ModeSettings(BaseSettings):
             "milliseconds."
         ),
     )
+    aggregate_ph: Literal["3", "C"] = Field(
+        default="3",
+        description=(
+            "How aggregated records are written (profile mode, the valve): 3, as DFTracer's "
+            'trace-format spec and DFTracer 2.2 write them ("ph": 3, read by dftracer-utils '
+            '0.0.14), with its end record; or C, "ph": "C", the form the released '
+            "dftracer-analyzer 0.0.9 (with dftracer-utils 0.0.12) reads, without the end record."
+        ),
+    )
     profile_max_keys: int = Field(
         default=32768,
         ge=16,

@@ -344,7 +344,7 @@ class TracingRun:
             str(self.location.path),
         )
         self.recording = Recording(
-            self.engine, self.writer, s.hostname, self.budget, trace_max_bytes=s.trace_max_mb << 20
+            self.engine, self.writer, s.hostname, self.budget, s.trace_max_mb << 20, s.aggregate_ph
         )
         self.recording.start()
         user = self.job_user.name

@@ -176,6 +176,7 @@ class EventFormatter:
         profile_interval_shift: int = 0,
         budget: MemoryBudget = DEFAULT_BUDGET,
         profile: bool | None = None,
+        aggregate_ph: str = "3",
     ) -> None:
         self.hostname = hostname
         self.hhash = f"{fnv1a64(hostname.encode()):016x}"
@@ -188,6 +189,9 @@ class EventFormatter:
         self._interval_ns = profile_interval_ns
         self._interval_shift = profile_interval_shift
         self._profile = bool(profile_interval_ns) if profile is None else profile
+        #: "3": aggregated records and the end record as DFTracer's spec writes them; "C":
+        #: as the released dftracer-analyzer 0.0.9 (dftracer-utils 0.0.12) reads them
+        self._spec = aggregate_ph == "3"
         self.aggregates = 0  # aggregated records written (profile mode, the valve)
         self.aggregated_calls = 0  # the calls they hold (also in ``events``)
         self._pid = pid
@@ -289,9 +293,35 @@ class EventFormatter:
             fields |= _unwritten_fields(unwritten, write_error)
         value = json.dumps(fields, separators=(",", ":"))
         args = f'{{"hhash":"{self.hhash}","name":"datacrumbs_summary","value":{value}}}'
-        return self._tracer_event("datacrumbs_clock", clock_facts("end")) + self._meta(
-            "datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs"
+        # DFTracer's end record, where its interval tells how to read aggregates; not in a
+        # trace of events only, where dftracer-analyzer 0.0.9 would take the daemon for one
+        # more process of the job
+        aggregated = self._profile or self.aggregates
+        end = self._end_line(self.events - unwritten.events) if self._spec and aggregated else ""
+        return (
+            self._tracer_event("datacrumbs_clock", clock_facts("end"))
+            + self._meta("datacrumbs_summary", self._pid, self._tid, args, cat="datacrumbs")
+            + end
         )
+
+    def _end_line(self, calls: int) -> str:
+        """DFTracer's ``end`` record (its trace-format spec; DFTracer 2.2 writes it as each
+        process finishes): the configuration a reader needs, ``cfg.trace_interval_ms`` (the
+        aggregates' interval, 0 without), and ``num_events``, the calls the trace holds."""
+        ts = (time.monotonic_ns() + self._offset) // 1000
+        cfg = {
+            "trace_interval_ms": self._interval_ns / 1e6 if self._interval_ns else 0,
+            "aggregation_enable": int(bool(self._interval_ns)),
+            "time_metric": "US",
+        }
+        args = {"hhash": self.hhash, "cfg": cfg, "num_events": calls}
+        line = (
+            f'{{"id":{self.next_id},"name":"end","cat":"dftracer","type":1,"pid":{self._pid},'
+            f'"tid":{self._tid},"ts":{ts},"dur":0,"ph":1,'
+            f'"args":{json.dumps(args, separators=(",", ":"))}}}\n'
+        )
+        self.next_id += 1
+        return line
 
     def bounded_counts(self) -> dict[str, int]:
         """What the bounded tables forgot (names written again if the kernel sends them
@@ -408,11 +438,12 @@ class EventFormatter:
         aggregate's ``ret_sum`` to the bytes moved, an open's fd too. ``errors`` counts the
         calls that failed (ret < 0), which ``ret_sum`` leaves out.
 
-        ``"ph":"C"``, not the numeric ``"ph":3`` DFTracer 2.2 writes: dftracer-utils takes a
-        record for a profile only when its ``ph`` is the string ``"C"`` (and its ``cat`` not
-        ``sys``, the system metrics); given ``3``, dftracer-analyzer counts each record as one
-        call with no bytes and dftracer_view does not see it (docs/trace-format.md). ``dur``
-        repeats ``dur_sum`` for the tools that total ``dur``."""
+        ``"ph":3``, as DFTracer's trace-format spec and DFTracer 2.2 write them (no ``dur``: it
+        is ``dur_sum``), which dftracer-utils 0.0.14 reads as aggregated records; or, with
+        ``aggregate_ph`` "C", ``"ph":"C"`` with ``dur`` repeating ``dur_sum``: the released
+        dftracer-analyzer 0.0.9 (with dftracer-utils 0.0.12) takes a record for a profile only
+        when its ``ph`` is the string ``"C"``, and counts a ``3`` as one call with no bytes
+        (docs/trace-format.md)."""
         out: list[str] = []
         for at in range(0, len(rows), ROW_SIZE):
             pid, tid, fid, _, interval, fhash, fhash2 = AGG_KEY.unpack_from(rows, at)
@@ -445,10 +476,10 @@ class EventFormatter:
                 args += f',"offset_min":{off_min},"offset_max":{off_max}'
             for key, value in spec.labels:
                 args += f",{_json(key)}:{_json(value)}"
+            ph = '"ph":3,"type":3' if self._spec else f'"dur":{dur_sum // 1000},"ph":"C","type":3'
             out.append(
                 f'{{"id":{self.next_id},"name":{_json(spec.name)},"cat":{_json(spec.category)},'
-                f'"pid":{pid},"tid":{tid},"ts":{ts},"dur":{dur_sum // 1000},"ph":"C","type":3,'
-                f'"args":{{{args}}}}}\n'
+                f'"pid":{pid},"tid":{tid},"ts":{ts},{ph},"args":{{{args}}}}}\n'
             )
             self.next_id += 1
             self.events += count

@@ -63,8 +63,10 @@ class Recording:
         hostname: str | None = None,
         budget: MemoryBudget = DEFAULT_BUDGET,
         trace_max_bytes: int = 0,
+        aggregate_ph: str = "3",
     ) -> None:
         self.engine = engine
+        self.aggregate_ph = aggregate_ph  # the aggregated records' form (EventFormatter)
         #: trace mode's valve: once the trace file holds this many bytes, every call that may
         #: fold is aggregated (0: no budget)
         self.trace_max_bytes = trace_max_bytes
@@ -89,6 +91,7 @@ class Recording:
             profile_interval_shift=self.engine.profile_interval_shift,
             budget=self.budget,
             profile=self.engine.config.profiles,
+            aggregate_ph=self.aggregate_ph,
         )
         self.writer.start(formatter, self.budget.pending)
         self.engine.start(self.writer, self.trace_max_bytes)

@@ -67,7 +67,7 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     assert mode["args"] == {"mode": "profile", "interval_ms": 100}
     assert not [e for e in events if e.get("ph") == "X"]
     names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
-    mine = [e for e in events if e.get("ph") == "C" and e["pid"] == pid]
+    mine = [e for e in events if e.get("ph") == 3 and e["pid"] == pid]
     on_data = [e for e in mine if names.get(e["args"].get("fhash")) == str(data)]
     totals: dict[str, list[int]] = {}
     for e in on_data:
@@ -80,7 +80,7 @@ def test_a_profiled_job_sums_to_its_calls_and_bytes(
     [summary] = [e for e in events if e["args"].get("name") == "datacrumbs_summary"]
     value = summary["args"]["value"]
     assert value["mode"] == "profile" and value["lost_events"] == 0
-    assert value["events"] == sum(e["args"]["dft_cnt"] for e in events if e.get("ph") == "C")
+    assert value["events"] == sum(e["args"]["dft_cnt"] for e in events if e.get("ph") == 3)
 
     nobody = pwd.getpwnam(JOB_USER).pw_uid
     db = status_db_path(installed / "share/datacrumbs/data", "root", nobody, Path("probes.json"))

@@ -43,7 +43,7 @@ def _calls(events: list[dict[str, Any]], pid: int, file: str) -> dict[str, tuple
         x, c = out.get(e["name"], (0, 0))
         if e.get("ph") == "X":
             x += 1
-        elif e.get("ph") == "C":
+        elif e.get("ph") == 3:
             c += e["args"]["dft_cnt"]
         out[e["name"]] = (x, c)
     return out

@@ -96,13 +96,17 @@ def compile_c(public_dir: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def session(bpf_object: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     """``session(probes, uid=..., **config)`` → a :class:`Session` writing tmp_path/trace
-    (``trace_max_bytes``: the recording's budget for trace mode's valve)."""
+    (``trace_max_bytes``: the recording's budget for trace mode's valve; ``aggregate_ph``: the
+    aggregated records' form)."""
     count = 0
 
-    def make(probes: Sequence[Probe], trace_max_bytes: int = 0, **config: object) -> Session:
+    def make(
+        probes: Sequence[Probe], trace_max_bytes: int = 0, aggregate_ph: str = "3", **config: object
+    ) -> Session:
         nonlocal count
         count += 1
         cfg = EngineConfig(bpf_object=bpf_object, **config)  # type: ignore[arg-type]
-        return Session(cfg, probes, tmp_path / f"trace-{count}.pfw.gz", trace_max_bytes)
+        path = tmp_path / f"trace-{count}.pfw.gz"
+        return Session(cfg, probes, path, trace_max_bytes, aggregate_ph)
 
     return make

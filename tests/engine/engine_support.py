@@ -79,9 +79,15 @@ class Session:
     """Trace while the body of a ``with`` runs; the parsed trace is ``.trace`` afterwards."""
 
     def __init__(
-        self, config: EngineConfig, probes: Sequence[Probe], path: Path, trace_max_bytes: int = 0
+        self,
+        config: EngineConfig,
+        probes: Sequence[Probe],
+        path: Path,
+        trace_max_bytes: int = 0,
+        aggregate_ph: str = "3",
     ) -> None:
         self.engine = Engine(config)
+        self.aggregate_ph = aggregate_ph
         self.trace_max_bytes = trace_max_bytes
         self.probes = probes
         self.path = path
@@ -93,7 +99,10 @@ class Session:
         self.engine.load()
         self.outcomes = self.engine.attach(self.probes)
         self.recording = Recording(
-            self.engine, TraceWriter(self.path), trace_max_bytes=self.trace_max_bytes
+            self.engine,
+            TraceWriter(self.path),
+            trace_max_bytes=self.trace_max_bytes,
+            aggregate_ph=self.aggregate_ph,
         )
         self.recording.start()
         return self

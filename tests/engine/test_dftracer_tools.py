@@ -47,7 +47,7 @@ def test_dftracer_validates_and_counts_the_trace(
     assert f"1 passed, 0 failed, {body_lines} lines" in validated.stdout
 
     # dftracer_event_count counts every event but metadata (ph "M"): the calls alone, the
-    # loss records being the tracer's own metadata.
+    # loss records being the tracer's own metadata (and no end record: no aggregates).
     counted = _run_tool(
         "dftracer_event_count", "-d", str(trace.path.parent), "--index-dir", str(tmp_path / "idx")
     )

@@ -110,7 +110,7 @@ def test_every_fd_and_path_of_the_file_calls_is_named_as_strace_names_it(
     [(tid, calls)] = expected.items()
     got: Counter[tuple[str, str | None, str | None]] = Counter()
     for e in profile.objects:
-        if e.get("ph") == "C" and e["tid"] == tid:
+        if e.get("ph") == 3 and e["tid"] == tid:
             args = e["args"]
             key = (e["name"], names.get(args.get("fhash")), names.get(args.get("in_fhash")))
             got[key] += args["dft_cnt"]

@@ -232,7 +232,7 @@ def _compare_profile(trace, calls) -> int:  # type: ignore[no-untyped-def]
     pids = {pid for pid, _, _ in calls}
     ours: Counter[tuple[int, str, str | None]] = Counter()
     for e in trace.objects:
-        if e.get("ph") == "C" and e["pid"] in pids and e["name"] in ("read", "write"):
+        if e.get("ph") == 3 and e["pid"] in pids and e["name"] in ("read", "write"):
             ours[(e["pid"], e["name"], names.get(e["args"].get("fhash")))] += e["args"]["dft_cnt"]
     theirs = Counter((p, name, path) for p, name, path in calls if name in ("read", "write"))
     assert ours == theirs

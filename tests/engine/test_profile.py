@@ -27,7 +27,7 @@ POSIX = Probe(type=ProbeType.SYSCALLS, name="POSIX", functions=["openat", "write
 
 
 def _aggregates(trace: Trace, pid: int) -> list[dict]:
-    return [e for e in trace.objects if e.get("ph") == "C" and e["pid"] == pid]
+    return [e for e in trace.objects if e.get("ph") == 3 and e["pid"] == pid]
 
 
 def _by_function_and_file(trace: Trace, pid: int) -> dict[tuple[str, str], dict[str, int]]:
@@ -83,7 +83,7 @@ def test_a_known_workload_sums_to_its_calls_and_bytes(
         assert a["dur_min"] <= a["dur_max"] and a["dur_sum"] >= a["dur_max"]
     # the trace's own count of calls is the sum of the aggregates'
     assert trace.stats.events == sum(e["args"]["dft_cnt"] for e in trace.objects
-                                     if e.get("ph") == "C")  # fmt: skip
+                                     if e.get("ph") == 3)  # fmt: skip
 
 
 def test_intervals_are_harvested_while_the_job_runs(session, compile_c, traced_user) -> None:
@@ -133,11 +133,11 @@ def test_a_full_map_is_counted_lost(session, compile_c, traced_user, public_dir:
         subprocess.run(as_user(traced_user, [str(binary), str(out), "3", str(writes)]), check=True)
     trace = s.trace
     assert trace is not None
-    calls = sum(e["args"]["dft_cnt"] for e in trace.objects if e.get("ph") == "C")
+    calls = sum(e["args"]["dft_cnt"] for e in trace.objects if e.get("ph") == 3)
     assert trace.stats.loss.profile > 0
     assert calls + trace.stats.loss.profile == 3 * writes
     assert trace.stats.lost == trace.stats.loss.profile
-    assert len([e for e in trace.objects if e.get("ph") == "C"]) == 2
+    assert len([e for e in trace.objects if e.get("ph") == 3]) == 2
 
 
 def test_the_summary_reads_a_profile_as_it_reads_a_trace(

@@ -71,7 +71,7 @@ def test_sendfile_is_named_sendfile_and_its_bytes_count(
         ]  # fmt: skip
         assert calls == [("sendfile", "POSIX", "sendfile64", fo, dst, src_name, S, r) for r in rets]
     else:
-        records = [e for e in trace.objects if e.get("ph") == "C" and e["pid"] == pid]
+        records = [e for e in trace.objects if e.get("ph") == 3 and e["pid"] == pid]
         assert {
             (e["name"], e["cat"], e["args"]["syscall"], names[e["args"]["fhash"]],
              names[e["args"]["in_fhash"]])
@@ -103,7 +103,9 @@ def test_the_analyzer_counts_io_uring_requests_on_their_files(
     work = user_dir(public_dir, traced_user, f"uring-analyzer-{mode}")
     probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]
     n = 60
-    with session(probes, uid=traced_user.uid, profile_interval_ns=MODES[mode]) as s:
+    # aggregates as the released analyzer reads them: "ph": "C"
+    config = {"profile_interval_ns": MODES[mode], "aggregate_ph": "C"}
+    with session(probes, uid=traced_user.uid, **config) as s:
         out = s.run(traced_user, [str(binary), str(work), "2", str(n), str(S), "8"])
     trace = s.trace
     assert trace is not None and trace.stats.lost == 0

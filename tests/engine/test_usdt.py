@@ -68,7 +68,7 @@ def test_profile_mode_counts_every_hit(session, compile_c, traced_user):
     assert trace is not None
     counts: Counter[str] = Counter()
     for e in trace.objects:
-        if e.get("ph") == "C" and e["pid"] == pid:
+        if e.get("ph") == 3 and e["pid"] == pid:
             counts[e["name"]] += e["args"]["dft_cnt"]
     assert counts == {"tick": N, "guarded": enabled} and enabled == N
 

@@ -29,7 +29,7 @@ def _calls_by_file(trace: Trace, name: str) -> tuple[Counter[str], Counter[str]]
         file = names.get(e["args"].get("fhash", ""), "?")
         if e.get("ph") == "X":
             events[file] += 1
-        elif e.get("ph") == "C":
+        elif e.get("ph") == 3:
             folded[file] += e["args"]["dft_cnt"]
     return events, folded
 

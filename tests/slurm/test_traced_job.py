@@ -381,7 +381,7 @@ def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedClus
         names = {e["args"]["value"]: e["args"]["name"] for e in events if e["name"] == "FH"}
         totals: dict[tuple[str, str], list[int]] = {}
         for e in events:
-            if e.get("ph") == "C" and e["pid"] == tasks[node]:
+            if e.get("ph") == 3 and e["pid"] == tasks[node]:
                 name = Path(names.get(e["args"].get("fhash"), "?")).name
                 t = totals.setdefault((e["name"], name), [0, 0])
                 t[0] += e["args"]["dft_cnt"]

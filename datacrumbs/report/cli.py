@@ -18,6 +18,7 @@ from rich.console import Console
 
 from datacrumbs.common.atomic_file import write_atomically
 from datacrumbs.common.errors import DatacrumbsError, run_cli
+from datacrumbs.report.drishti import export
 from datacrumbs.report.insights import insights
 from datacrumbs.report.load import find_traces, load
 from datacrumbs.report.page import page
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write every section's numbers as JSON ('-': standard output)",
     )
+    p.add_argument("--drishti", type=Path, metavar="OUT",
+                   help="also write the tables Drishti reads (OUT.*.csv and an empty directory "
+                   "OUT: run 'drishti OUT')")  # fmt: skip
     p.add_argument("--no-html", action="store_true", help="write no page")
     p.add_argument("--quiet", action="store_true", help="print only where the page went")
     p.add_argument(
@@ -88,6 +92,7 @@ def _main(argv: list[str] | None) -> int:
     tables = load(traces, memory_mb=args.memory_mb, threads=args.threads or None)
     try:
         numbers = compute(tables)
+        drishti = export(tables, args.drishti) if args.drishti else None
     finally:
         tables.close()
     found = insights(numbers)
@@ -111,6 +116,11 @@ def _main(argv: list[str] | None) -> int:
             sys.stdout.write(data + "\n")
         else:
             _write(args.json, data + "\n")
+    if drishti is not None:
+        console.print(
+            f"drishti: {drishti.out}.*.csv ({drishti.files} files with data, all named; "
+            f"{drishti.unnamed_calls} calls on unnamed files left out); run: drishti {drishti.out}"
+        )
     if not args.no_html:
         _, span = job_span(numbers)
         names = ", ".join(sorted({str(r["host"]) for r in numbers["traces"]}))

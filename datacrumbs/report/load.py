@@ -67,7 +67,7 @@ def _sql_list(names: Iterable[str]) -> str:
 #: ``dur_sum`` µs, and its ``ret_sum`` bytes for the data calls; an event moved its positive
 #: ``ret`` when it is a data call, or a call that asked for a ``size`` its ``ret`` is within.
 _SELECT = f"""
-    filename AS trace, name, cat AS layer, pid, tid, ts, ph,
+    name, cat AS layer, pid, tid, ts, ph,
     coalesce(a[{_A["category"]}], cat) AS category,
     a[{_A["syscall"]}] = 'io_uring' AS uring,
     a[{_A["fhash"]}] AS fhash, a[{_A["in_fhash"]}] AS in_fhash,
@@ -87,16 +87,27 @@ _SELECT = f"""
     CASE WHEN ph <> 'X' THEN a[{_A["ret_log2"]}]::BIGINT[] END AS ret_log2
 """
 _META = f"""
-    filename AS trace, name, cat, pid, tid, ts, a[{_A["name"]}] AS key,
-    a[{_A["value"]}] AS value, args
+    cat, a[{_A["name"]}] AS key, a[{_A["value"]}] AS value,
+    CASE WHEN ph = 'M' THEN args END AS args
 """
 
 
-_REC_WHERE = f"WHERE ph = 'X' OR (ph IN ('C', '3') AND a[{_A['dft_cnt']}] IS NOT NULL)"
+#: the lines kept: events, aggregates (ph "C" or 3 with dft_cnt) and metadata
+_KEEP = f"ph IN ('X', 'M') OR (ph IN ('C', '3') AND a[{_A['dft_cnt']}] IS NOT NULL)"
+_VIEWS = (
+    "CREATE VIEW rec AS SELECT * EXCLUDE (cat, key, value, args) FROM lines WHERE ph <> 'M';\n"
+    "CREATE VIEW meta AS SELECT trace, name, cat, pid, tid, ts, key, value, args FROM lines"
+    " WHERE ph = 'M';"
+)
+
+
+def _q(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _reader(paths: Sequence[str]) -> str:
-    files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+    files = ", ".join(map(_q, paths))
     return (
         f"(SELECT *, json_extract_string(args, [{', '.join(repr('$.' + k) for k in _ARGS)}]) AS a"
         f" FROM read_json([{files}], format = 'newline_delimited', compression = 'gzip',"
@@ -104,12 +115,16 @@ def _reader(paths: Sequence[str]) -> str:
     )
 
 
+def _lines(paths: Sequence[str], trace: str = "filename") -> str:
+    """One pass over the traces: the table ``lines``, a row per kept line."""
+    return (
+        f"CREATE OR REPLACE TABLE lines AS SELECT {trace} AS trace, {_SELECT}, {_META}"
+        f" FROM {_reader(paths)} WHERE {_KEEP}"
+    )
+
+
 #: The load, as SQL a reader can run again (the traces' names in place of ``TRACES``).
-LOAD_SQL = (
-    f"CREATE TABLE lines AS SELECT * FROM {_reader(['TRACES'])};\n"
-    f"CREATE TABLE rec AS SELECT {_SELECT} FROM lines {_REC_WHERE};\n"
-    f"CREATE TABLE meta AS SELECT {_META} FROM lines WHERE ph = 'M';"
-)
+LOAD_SQL = f"{_lines(['TRACES'])};\n{_VIEWS}"
 
 
 @dataclass
@@ -181,9 +196,11 @@ def load(traces: Sequence[Path], *, memory_mb: int = 1024, threads: int | None =
                 raise DatacrumbsError(f"{t}: not a datacrumbs trace (not gzip data)")
     todo = {str(t): str(t) for t in traces}  # as loaded -> as named
     while True:
+        # the salvaged copies' rows carry the name of the trace they came from
+        renames = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in todo.items() if k != v)
+        trace_of = f"CASE filename {renames} ELSE filename END" if renames else "filename"
         try:
-            source = _reader(list(todo))
-            con.execute(f"CREATE OR REPLACE TABLE lines AS SELECT * FROM {source}")
+            con.execute(_lines(list(todo), trace_of))
             break
         except duckdb.IOException as exc:
             bad = next((p for p in todo if p in str(exc)), None)
@@ -197,11 +214,5 @@ def load(traces: Sequence[Path], *, memory_mb: int = 1024, threads: int | None =
             except DatacrumbsError:
                 tables.close()
                 raise
-    # the salvaged copies' rows carry the name of the trace they came from
-    renames = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in todo.items() if k != v)
-    trace_of = f"CASE filename {renames} ELSE filename END" if renames else "filename"
-    con.execute(f"UPDATE lines SET filename = {trace_of}")
-    con.execute(f"CREATE TABLE rec AS SELECT {_SELECT} FROM lines {_REC_WHERE}")
-    con.execute(f"CREATE TABLE meta AS SELECT {_META} FROM lines WHERE ph = 'M'")
-    con.execute("DROP TABLE lines")
+    con.execute(_VIEWS)
     return tables

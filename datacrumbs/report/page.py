@@ -29,6 +29,7 @@ p.note{color:#555}
 
 
 def _table(table: Table) -> str:
+    """Names left, numbers right."""
     head = "".join(
         f'<th class="{"l" if i == 0 else ""}">{html.escape(h)}</th>'
         for i, h in enumerate(table.header)
@@ -36,7 +37,7 @@ def _table(table: Table) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="{"l" if i == 0 else ""}">{html.escape(cell(v))}</td>'
+            f'<td class="{"l" if i == 0 or isinstance(v, str) else ""}">{html.escape(cell(v))}</td>'
             for i, v in enumerate(row)
         )
         + "</tr>"

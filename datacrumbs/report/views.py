@@ -207,9 +207,19 @@ def _operations(numbers: JobNumbers) -> View:
     )
 
 
+#: Kernel file systems: their files are grouped by the mount point alone.
+_KERNEL_FS = ("/proc", "/sys", "/dev", "/run")
+
+
 def _mount_of(path: str) -> str:
+    """The top directory a file is counted in: two components (``/scratch/alice``), one for
+    the kernel's file systems; a pseudo file's kind (``socket:``, ``pipe:``)."""
+    if not path.startswith("/"):
+        return path.split(":", 1)[0] + ":" if ":" in path else path
     parts = PurePosixPath(path).parent.parts
-    return str(PurePosixPath(*parts[:3])) if path.startswith("/") else path
+    if parts[:2] and "/" + "/".join(parts[1:2]) in _KERNEL_FS:
+        return str(PurePosixPath(*parts[:2]))
+    return str(PurePosixPath(*parts[:3]))
 
 
 def _files(numbers: JobNumbers) -> View:

@@ -24,6 +24,7 @@ from datacrumbs.trace.reading import read_trace_lines
 from datacrumbs.trace.summary import summarize
 
 MPI_IO = Path(__file__).parent / "c" / "mpi_io.c"
+DRISHTI = Path(__file__).resolve().parents[2] / ".venv-drishti" / "bin"
 K, S = 50, 4096  # rank r writes (r + 1) * K blocks of S bytes, then preads them back
 PLOTS = ("timeline", "ranks", "sizes", "operations", "files")
 
@@ -33,9 +34,9 @@ def report(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)  # fmt: skip
 
 
-def report_json(tmp_path: Path, *traces: Path) -> dict[str, Any]:
+def report_json(tmp_path: Path, *args: str | Path) -> dict[str, Any]:
     out = tmp_path / "numbers.json"
-    done = report(*traces, "--json", out, "-o", tmp_path / "report.html", "--quiet")
+    done = report(*args, "--json", out, "-o", tmp_path / "report.html", "--quiet")
     assert done.returncode == 0, done.stderr
     return json.loads(out.read_text())
 
@@ -182,6 +183,30 @@ def test_the_page_opens_offline_with_every_plot_drawn(
         start = dom.stdout.index(f'id="plot-{plot}"')
         figure = dom.stdout[start : dom.stdout.index("</figure>", start)]
         assert figure.count("<path") > 20, plot  # axes, ticks, glyphs and the data drawn
+
+
+def test_drishti_reads_the_job_and_finds_every_file(
+    mpi_run: tuple[Path, dict[int, int], Path], tmp_path: Path
+) -> None:
+    """``--drishti OUT``: Drishti (drishti-io 0.8, .venv-drishti) runs on the export, offline,
+    and counts every file the ranks read or wrote: each one named."""
+    trace, _, data = mpi_run
+    out = tmp_path / "job"
+    numbers = report_json(tmp_path, trace, "--drishti", out)
+    moved = [f for f in numbers["sections"]["files"] if f["reads"] or f["writes"]]
+    assert {f"{data}/f-0.bin", f"{data}/f-1.bin"} <= {f["path"] for f in moved}
+    drishti = subprocess.run(
+        ["unshare", "--net", str(DRISHTI / "drishti"), str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert drishti.returncode == 0, drishti.stderr[-2000:]
+    found = re.search(r"FILES:\s+(\d+) files \((\d+) use STDIO, (\d+) use POSIX", drishti.stdout)
+    assert found, drishti.stdout
+    assert int(found[1]) == int(found[3]) == len(moved)  # every file resolved: 100%
+    filemap = (tmp_path / "job.filemap.csv").read_text().splitlines()
+    assert len(filemap) == len(moved) + 1
+    rows = (tmp_path / "job.intervals.csv").read_text().splitlines()[1:]
+    assert len(rows) == sum((f["reads"] or 0) + (f["writes"] or 0) for f in moved)
 
 
 @pytest.mark.parametrize("bad", ["not-gzip", "missing", "empty-dir"])

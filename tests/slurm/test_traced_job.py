@@ -213,10 +213,11 @@ def _submit(cluster: SlurmCluster, name: str, body: str, comment: str) -> str:
 
 def _task_line(shared: Path, prefix: str) -> str:
     """A job line: one task per node runs file_io on its own ``<prefix>-<node>.bin`` and
-    prints ``<node> <pid> <fd>``."""
+    prints ``<node> <pid> <fd>``; file_io lingers 1 s, so that the daemon reads its rank
+    (a process gone before its /proc is read is shown by node and pid)."""
     return (
         f"srun -N2 --ntasks-per-node=1 sh -c 'echo $(hostname) "
-        f"$({shared}/file_io {shared}/{prefix}-$(hostname).bin {K} {S})'\n"
+        f"$({shared}/file_io {shared}/{prefix}-$(hostname).bin {K} {S} linger)'\n"
     )
 
 
@@ -256,6 +257,40 @@ def _diagnosis(cluster: SlurmCluster, scratch: Path, job: str) -> str:
             out = machine.run(*argv, check=False)
             parts.append(f"{node}: {' '.join(argv)}:\n{out.stdout}{out.stderr}")
     return "\n".join(parts)
+
+
+def _report(traces: list[Path], work: Path) -> dict[str, list[dict]]:
+    """datacrumbs_report's numbers of the job's node traces together (its --json)."""
+    out = work / "report.json"
+    done = subprocess.run(
+        [command("datacrumbs_report"), *map(str, traces), "--json", str(out), "--quiet",
+         "-o", str(work / "report.html")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())["sections"]
+
+
+def _assert_report(sections: dict[str, list[dict]], shared: Path, prefix: str,
+                   nodes: list[str], mode: str) -> None:  # fmt: skip
+    """The job's report: both nodes' traces whole, each node's file exactly as its task made
+    it, and each task's rank (Slurm's task id: one per node, in node order) on its node."""
+    traces = {t["host"]: t for t in sections["traces"]}
+    assert sorted(traces) == nodes
+    assert {t["mode"] for t in traces.values()} == {mode}
+    assert all(loss["lost_events"] == 0 and loss["finished"] for loss in sections["loss"])
+    files = {f["path"]: f for f in sections["files"]}
+    ranks = {r["label"]: r for r in sections["ranks"]}
+    for rank, node in enumerate(nodes):
+        found = files[str(shared / f"{prefix}-{node}.bin")]
+        assert {k: found[k] for k in ("calls", "reads", "writes", "read_bytes", "write_bytes",
+                                      "ranks")} == {
+            "calls": 2 * K + 3, "reads": K, "writes": K, "read_bytes": K * S,
+            "write_bytes": K * S, "ranks": 1}  # fmt: skip
+        assert ranks[f"rank {rank}"]["host"] == node
+        assert ranks[f"rank {rank}"]["write_bytes"] >= K * S, sections["ranks"]
+    if mode == "profile":
+        assert all(t["aggregated"] == t["calls"] > 0 for t in traces.values())
 
 
 def test_the_site_is_root_squashed_and_only_the_login_node_can_sign(
@@ -361,9 +396,13 @@ def test_each_node_traces_exactly_its_share_of_the_job(
         assert (found["posix_write_count_sum"], found["posix_write_size_sum"]) == (K, K * S)
         assert (found["posix_read_count_sum"], found["posix_read_size_sum"]) == (K, K * S)
     assert not any(name.endswith(("out-node1.bin", "out-node2.bin")) for name in by_file)
+    # and datacrumbs_report's, per node and rank
+    _assert_report(_report(ends, tmp_path), shared, "job", cluster.nodes, "trace")
 
 
-def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedCluster) -> None:
+def test_a_job_asks_for_profile_mode_with_its_comment(
+    traced_cluster: TracedCluster, tmp_path: Path
+) -> None:
     """``--comment=datacrumbs:profile=PATH``: the prolog starts each node's daemon in profile
     mode; each node's trace holds aggregates of exactly its own task's calls, no events."""
     cluster, prefix, scratch = traced_cluster
@@ -371,7 +410,7 @@ def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedClus
     probes = _job_files(cluster, prefix, scratch)
     job = _submit(cluster, "profile-job", _task_line(shared, "prof"),
                   f"datacrumbs:profile={probes}")  # fmt: skip
-    _finished_traces(cluster, scratch, job)
+    ends = _finished_traces(cluster, scratch, job)
     tasks = _tasks(shared / "profile-job.out")
     for node in cluster.nodes:
         _assert_users_own(scratch, _trace_path(scratch, job, node))
@@ -394,3 +433,4 @@ def test_a_job_asks_for_profile_mode_with_its_comment(traced_cluster: TracedClus
             ("fsync", f"prof-{node}.bin"): [1, 0],
             ("close", f"prof-{node}.bin"): [1, 0],
         }, (node, totals)
+    _assert_report(_report(ends, tmp_path), shared, "prof", cluster.nodes, "profile")

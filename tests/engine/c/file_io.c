@@ -3,7 +3,9 @@
  * for a uprobe's breakpoint on the C library's fsync to appear in its own memory: a process
  * entering a job gets its uprobes a few milliseconds after it starts (the first breakpoint is
  * its exit link's; the entry link follows within a millisecond, so it waits 0.2 s more).
- * Usage: file_io PATH K S [await] */
+ * With "linger", it stays 1 s before exiting: long enough for the tracer to read its
+ * /proc/PID metadata (its rank among them), as a real job's long-lived ranks allow.
+ * Usage: file_io PATH K S [await|linger] */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -14,9 +16,11 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "await") == 0))
+	int linger = argc == 5 && strcmp(argv[4], "linger") == 0;
+
+	if (argc != 4 && !(argc == 5 && (linger || strcmp(argv[4], "await") == 0)))
 		return 2;
-	if (argc == 5) {
+	if (argc == 5 && !linger) {
 		volatile unsigned char *code = dlsym(RTLD_DEFAULT, "fsync");
 
 		for (int i = 0; code && i < 10000 && *code != 0xcc; i++)
@@ -38,5 +42,7 @@ int main(int argc, char **argv)
 	if (fsync(fd) || close(fd))
 		return 6;
 	dprintf(1, "%d %d\n", getpid(), fd);
+	if (linger)
+		sleep(1);
 	return 0;
 }

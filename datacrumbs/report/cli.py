@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from rich.console import Console
 
 from datacrumbs.common.atomic_file import write_atomically
@@ -89,12 +90,19 @@ def _main(argv: list[str] | None) -> int:
         raise DatacrumbsError("--memory-mb must be at least 64")
     traces = find_traces(args.traces)
     started = time.monotonic()
-    tables = load(traces, memory_mb=args.memory_mb, threads=args.threads or None)
     try:
-        numbers = compute(tables)
-        drishti = export(tables, args.drishti) if args.drishti else None
-    finally:
-        tables.close()
+        tables = load(traces, memory_mb=args.memory_mb, threads=args.threads or None)
+        try:
+            numbers = compute(tables)
+            drishti = export(tables, args.drishti) if args.drishti else None
+        finally:
+            tables.close()
+    except duckdb.OutOfMemoryException:
+        raise DatacrumbsError(
+            f"the report needs more than --memory-mb {args.memory_mb} for these traces"
+        ) from None
+    except duckdb.Error as exc:
+        raise DatacrumbsError(f"cannot read the traces: {str(exc).splitlines()[0]}") from None
     found = insights(numbers)
     sections = views(numbers, found)
     to_stderr = args.json == Path("-")

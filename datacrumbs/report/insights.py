@@ -112,8 +112,8 @@ def _metadata(numbers: JobNumbers) -> Insight:
     return Insight(
         "high" if slow else "ok",
         "Metadata time",
-        f"{len(slow)} of {len(numbers['ranks'])} ranks spent over {limit:.0f} s in metadata "
-        f"calls (open, stat, close, fsync, ...); the most: {worst:.3f} s",
+        f"{len(slow)} of {len(numbers['ranks'])} ranks or processes spent over {limit:.0f} s "
+        f"in metadata calls (open, stat, close, fsync, ...); the most: {worst:.3f} s",
         f"> {limit:.0f} s per rank",
         "Open files once, avoid stat storms, and keep many small files out of shared file systems."
         if slow

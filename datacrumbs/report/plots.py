@@ -9,12 +9,16 @@ may run where ``$HOME`` is read-only or absent: a compute node, a squashed home)
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 
-os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="datacrumbs-mpl-"))
+if "MPLCONFIGDIR" not in os.environ:  # its font cache: this run's own, removed at exit
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="datacrumbs-mpl-")
+    atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
 
 import matplotlib
 

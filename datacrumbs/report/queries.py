@@ -38,16 +38,15 @@ LEFT JOIN comm c USING (trace, pid)
 
 QUERIES: dict[str, str] = {
     "traces": """
-SELECT t.trace, any_value(h.host) AS host, any_value(m.mode) AS mode,
-       coalesce(sum(r.calls), 0) AS calls,
-       coalesce(sum(r.calls) FILTER (r.aggregated), 0) AS aggregated,
-       min(r.ts) AS first_us, max(r.ts + r.us) AS last_us
-FROM (SELECT DISTINCT trace FROM meta) t
-LEFT JOIN (SELECT trace, key AS host FROM meta WHERE name = 'HH') h USING (trace)
-LEFT JOIN (SELECT trace, json_extract_string(args, '$.mode') AS mode FROM meta
-           WHERE name = 'datacrumbs_mode') m USING (trace)
-LEFT JOIN rec r USING (trace)
-GROUP BY t.trace ORDER BY host, t.trace""",
+WITH r AS (SELECT trace, sum(calls) AS calls, sum(calls) FILTER (aggregated) AS aggregated,
+                  min(ts) AS first_us, max(ts + us) AS last_us FROM rec GROUP BY trace),
+h AS (SELECT trace, any_value(key) AS host FROM meta WHERE name = 'HH' GROUP BY trace),
+m AS (SELECT trace, any_value(json_extract_string(args, '$.mode')) AS mode FROM meta
+      WHERE name = 'datacrumbs_mode' GROUP BY trace)
+SELECT t.trace, h.host, m.mode, coalesce(r.calls, 0) AS calls,
+       coalesce(r.aggregated, 0) AS aggregated, r.first_us, r.last_us
+FROM (SELECT DISTINCT trace FROM meta) t LEFT JOIN h USING (trace) LEFT JOIN m USING (trace)
+LEFT JOIN r USING (trace) ORDER BY h.host, t.trace""",
     "loss": """
 SELECT trace,
   greatest(max(TRY_CAST(json_extract(args, '$.lost_events') AS BIGINT)),
@@ -70,21 +69,24 @@ SELECT trace, name, ts, json_extract_string(args, '$.function') AS function,
        TRY_CAST(json_extract(args, '$.folded') AS BIGINT) AS folded
 FROM meta WHERE name IN ('datacrumbs_valve', 'datacrumbs_budget') ORDER BY ts""",
     "ranks": """
-SELECT w.label, any_value(w.host) AS host, min(w.rank) AS rank, count(DISTINCT w.pid) AS processes,
-       sum(r.calls) AS calls,
-       sum(r.bytes) FILTER (r.dir = 'read') AS read_bytes,
-       sum(r.bytes) FILTER (r.dir = 'write') AS write_bytes,
-       sum(r.us) FILTER (r.dir = 'read') AS read_us,
-       sum(r.us) FILTER (r.dir = 'write') AS write_us,
-       sum(r.us) FILTER (r.dir = 'meta') AS meta_us
-FROM rec r JOIN who w USING (trace, pid)
+WITH p AS (SELECT trace, pid, sum(calls) AS calls,
+                  sum(bytes) FILTER (dir = 'read') AS read_bytes,
+                  sum(bytes) FILTER (dir = 'write') AS write_bytes,
+                  sum(us) FILTER (dir = 'read') AS read_us,
+                  sum(us) FILTER (dir = 'write') AS write_us,
+                  sum(us) FILTER (dir = 'meta') AS meta_us
+           FROM rec GROUP BY trace, pid)
+SELECT w.label, any_value(w.host) AS host, min(w.rank) AS rank, count(*) AS processes,
+       sum(p.calls) AS calls, sum(p.read_bytes) AS read_bytes, sum(p.write_bytes) AS write_bytes,
+       sum(p.read_us) AS read_us, sum(p.write_us) AS write_us, sum(p.meta_us) AS meta_us
+FROM p JOIN who w USING (trace, pid)
 GROUP BY w.label ORDER BY min(w.rank) NULLS LAST, w.label""",
     "heat": f"""
-WITH span AS (SELECT min(ts) AS t0, greatest(max(ts) - min(ts), 1) AS width FROM rec)
-SELECT w.label, least({HEAT_BINS} - 1, (r.ts - span.t0) * {HEAT_BINS} // span.width) AS bin,
-       sum(r.bytes) AS bytes
-FROM rec r JOIN who w USING (trace, pid), span
-WHERE r.bytes > 0 GROUP BY ALL""",
+WITH span AS (SELECT min(ts) AS t0, greatest(max(ts) - min(ts), 1) AS width FROM rec),
+p AS (SELECT trace, pid, least({HEAT_BINS} - 1, (ts - span.t0) * {HEAT_BINS} // span.width) AS bin,
+             sum(bytes) AS bytes
+      FROM rec, span WHERE bytes > 0 AND dir <> 'meta' GROUP BY ALL)
+SELECT w.label, p.bin, sum(p.bytes) AS bytes FROM p JOIN who w USING (trace, pid) GROUP BY ALL""",
     "sizes": """
 SELECT dir, bucket, sum(n) AS calls FROM (
   SELECT dir, CASE WHEN ret <= 0 THEN 0 ELSE least(31, 1 + floor(log2(ret))::BIGINT) END AS bucket,
@@ -105,10 +107,11 @@ FROM rec GROUP BY ALL ORDER BY calls DESC, layer, name""",
     "files": """
 WITH names AS (SELECT trace, value AS fhash, any_value(key) AS path FROM meta
                WHERE name = 'FH' GROUP BY ALL),
-touch AS (SELECT trace, pid, fhash, calls, bytes, dir, layer FROM rec WHERE fhash IS NOT NULL
+touch AS (SELECT trace, pid, fhash, dir, layer, sum(calls) AS calls, sum(bytes) AS bytes
+          FROM rec WHERE fhash IS NOT NULL GROUP BY ALL
           UNION ALL
-          SELECT trace, pid, in_fhash, calls, bytes, 'read', layer FROM rec
-          WHERE in_fhash IS NOT NULL)
+          SELECT trace, pid, in_fhash, 'read', layer, sum(calls), sum(bytes) FROM rec
+          WHERE in_fhash IS NOT NULL GROUP BY ALL)
 SELECT coalesce(n.path, '<unnamed ' || t.fhash || '>') AS path, sum(t.calls) AS calls,
        sum(t.calls) FILTER (t.dir = 'read') AS reads,
        sum(t.calls) FILTER (t.dir = 'write') AS writes,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import JOB_USER, SummaryInstall, data_dir, trace_command
 from demo_support import TracedRun
+from dftracer import utils  # dftracer-utils 0.0.14, in the test extra
 from PIL import Image
 from support import command
 
@@ -141,6 +142,25 @@ def test_an_mpi_jobs_ranks(mpi_run: tuple[Path, dict[int, int], Path], tmp_path:
         label: (r["read_bytes"] or 0) + (r["write_bytes"] or 0)
         for label, r in ranks.items()
         if (r["read_bytes"] or r["write_bytes"])
+    }
+
+
+def test_dftracer_utils_reads_each_ranks_pid(
+    mpi_run: tuple[Path, dict[int, int], Path], tmp_path: Path
+) -> None:
+    """The ranks reach DFTracer's newest reader too: dftracer-utils 0.0.14's index (the test
+    extra's, beside DFTracer 2.2) takes each process's rank from its PR record, into its
+    ``ranks`` row set (pid, rank). dftracer-analyzer 0.0.9 has no rank column it fills from any
+    trace (docs/report.md)."""
+    trace, pids, _ = mpi_run
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    shutil.copy(trace, traces / trace.name)
+    index = utils.Indexer(directory=str(traces), index_dir=str(tmp_path / "index"))
+    index.ensure_indexed()
+    ranks = index.rowset("ranks").to_dict()
+    assert dict(zip(ranks["pid"], ranks["rank"], strict=True)) == {
+        pid: str(rank) for rank, pid in pids.items()
     }
 
 

@@ -64,9 +64,9 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     return wall, int(done.stderr.strip().splitlines()[-1]) / 1024, done.stdout
 
 
-def summary(name: str, values: list[float], unit: str) -> str:
-    return f"{name}: median {statistics.median(values):,.1f} {unit} " \
-           f"({min(values):,.1f} to {max(values):,.1f})"  # fmt: skip
+def summary(name: str, values: list[float], unit: str, digits: int = 1) -> str:
+    return f"{name}: median {statistics.median(values):,.{digits}f} {unit} " \
+           f"({min(values):,.{digits}f} to {max(values):,.{digits}f})"  # fmt: skip
 
 
 def main() -> None:
@@ -110,11 +110,11 @@ def main() -> None:
           f"--memory-mb {args.memory_mb} --rounds {args.rounds}")  # fmt: skip
     print(f"datacrumbs_report over {args.nodes} traces ({args.events:,} events):")
     print("  " + summary("wall", report["s"], "s"))
-    print("  " + summary("rate", report["rate"], "M events/s"))
+    print("  " + summary("rate", report["rate"], "M events/s", 2))
     print("  " + summary("peak RSS", report["rss"], "MiB"))
     print(f"datacrumbs_summary over one trace ({per_node:,} events):")
     print("  " + summary("wall", single["s"], "s"))
-    print("  " + summary("rate", single["rate"], "M events/s"))
+    print("  " + summary("rate", single["rate"], "M events/s", 2))
     print("  " + summary("peak RSS", single["rss"], "MiB"))
 
 

@@ -310,7 +310,11 @@ class EventFormatter:
         aggregates' interval, 0 without), and ``num_events``, the calls the trace holds."""
         ts = (time.monotonic_ns() + self._offset) // 1000
         cfg = {
-            "trace_interval_ms": self._interval_ns / 1e6 if self._interval_ns else 0,
+            "trace_interval_ms": (
+                self._interval_ns // 1_000_000
+                if self._interval_ns % 1_000_000 == 0
+                else self._interval_ns / 1e6
+            ),
             "aggregation_enable": int(bool(self._interval_ns)),
             "time_metric": "US",
         }

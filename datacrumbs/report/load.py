@@ -94,8 +94,25 @@ _META = f"""
 
 #: the lines kept: events, aggregates (ph "C" or 3 with dft_cnt) and metadata
 _KEEP = f"ph IN ('X', 'M') OR (ph IN ('C', '3') AND a[{_A['dft_cnt']}] IS NOT NULL)"
+#: Each node's clock, from its trace's clock records: a call's stamp is its CLOCK_MONOTONIC
+#: time plus the wall-clock offset read when the trace started; the offset read at the end says
+#: how far the node's wall clock moved against CLOCK_MONOTONIC meanwhile (NTP's slewing, a
+#: step), and each stamp gets its share of that, linearly in time: the nodes' calls then lie on
+#: the wall clocks' one timeline as well as those agree (their error: ``clocks``).
+_CLOCKS = """
+CREATE TABLE clock_fix AS
+SELECT trace, min(ts) FILTER (point = 'start') AS ts0, max(ts) FILTER (point = 'end') AS ts1,
+       (max(off) FILTER (point = 'end') - min(off) FILTER (point = 'start')) / 1000 AS drift_us
+FROM (SELECT trace, ts, json_extract_string(args, '$.at') AS point,
+             TRY_CAST(json_extract(args, '$.realtime_minus_monotonic_ns') AS BIGINT) AS off
+      FROM lines WHERE ph = 'M' AND name = 'datacrumbs_clock')
+GROUP BY trace;
+"""
 _VIEWS = (
-    "CREATE VIEW rec AS SELECT * EXCLUDE (cat, key, value, args) FROM lines WHERE ph <> 'M';\n"
+    _CLOCKS + "CREATE VIEW rec AS SELECT l.* EXCLUDE (cat, key, value, args, ts),"
+    " l.ts + coalesce(CASE WHEN f.ts1 > f.ts0 THEN round(f.drift_us * (l.ts - f.ts0)"
+    " / (f.ts1 - f.ts0))::BIGINT END, 0) AS ts"
+    " FROM lines l LEFT JOIN clock_fix f USING (trace) WHERE l.ph <> 'M';\n"
     "CREATE VIEW meta AS SELECT trace, name, cat, pid, tid, ts, key, value, args FROM lines"
     " WHERE ph = 'M';"
 )

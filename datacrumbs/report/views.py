@@ -90,9 +90,10 @@ def _traced(numbers: JobNumbers) -> View:
         "What was traced, and what was lost",
         "One row per trace (one per node). Calls are every traced call, those kept as "
         "aggregates (profile mode, or the valve under overload) included; lost calls are "
-        "missing from every number below. Each node stamps its calls with its own wall clock; "
-        "the traces are laid on one timeline by those stamps, as well as the nodes' clocks "
-        "agree: the kernel's NTP state and maximum error, from each trace's clock records.",
+        "missing from every number below. Each node stamps its calls with its own clock; the "
+        "report lays them on one timeline with each trace's clock records (the wall-clock "
+        "offset at start and end, its drift spread over the calls), as well as the nodes' wall "
+        "clocks agree: the kernel's NTP state and maximum error.",
         ["traces", "loss", "clocks", "marks"],
         [
             Table(

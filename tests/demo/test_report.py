@@ -4,6 +4,7 @@ the page opened in headless Chromium with the network off."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pwd
@@ -227,6 +228,32 @@ def test_drishti_reads_the_job_and_finds_every_file(
     assert len(filemap) == len(moved) + 1
     rows = (tmp_path / "job.intervals.csv").read_text().splitlines()[1:]
     assert len(rows) == sum((f["reads"] or 0) + (f["writes"] or 0) for f in moved)
+
+
+def _clock_line(ts: int, at: str, offset_ns: int) -> str:
+    args = {"at": at, "realtime_minus_monotonic_ns": offset_ns, "synced": True, "maxerror_us": 9}
+    return json.dumps({"id": 0, "name": "datacrumbs_clock", "cat": "datacrumbs", "pid": 1,
+                       "tid": 1, "ts": ts, "ph": "M", "args": args})  # fmt: skip
+
+
+def test_a_nodes_clock_drift_is_spread_over_its_calls(tmp_path: Path) -> None:
+    """A node whose wall clock moved 1 s against CLOCK_MONOTONIC between its trace's start and
+    end clock records: each call's stamp gets its share of that second, by its time."""
+    t0 = 1_796_000_000_000_000
+    calls = [
+        json.dumps({"id": i, "name": "write", "cat": "POSIX", "pid": 7, "tid": 7,
+                    "ts": t0 + i * 500_000, "dur": 1, "ph": "X",
+                    "args": {"hhash": "a", "ret": 8, "size": 8}})
+        for i in range(3)
+    ]  # fmt: skip
+    lines = ["[", '{"id":9,"name":"HH","cat":"dftracer","pid":1,"tid":1,"ph":"M","args":'
+             '{"hhash":"a","name":"n1","value":"a"}}', _clock_line(t0, "start", 5 * 10**9),
+             *calls, _clock_line(t0 + 10**6, "end", 6 * 10**9), "]"]  # fmt: skip
+    trace = tmp_path / "n1.pfw.gz"
+    trace.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    [row] = report_json(tmp_path, trace)["sections"]["traces"]
+    # the first call as stamped; the last (at the end record) one second later, plus its µs
+    assert (row["first_us"], row["last_us"]) == (t0, t0 + 10**6 + 10**6 + 1)
 
 
 @pytest.mark.parametrize("bad", ["not-gzip", "missing", "empty-dir"])

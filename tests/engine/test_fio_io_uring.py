@@ -32,7 +32,9 @@ def test_the_analyzer_counts_fio_s_registered_file_requests_as_fio_does(
             "--name=write", *JOB, "--rw=write", f"--filename={data}",
             "--name=read", "--stonewall", *JOB, "--rw=randread", f"--filename={data}"]  # fmt: skip
     probes = [Probe(type=ProbeType.SYSCALLS, name="rings", functions=["io_uring_enter"])]
-    with session(probes, uid=traced_user.uid, profile_interval_ns=MODES[mode]) as s:
+    # aggregates as the released analyzer reads them: "ph": "C"
+    config = {"profile_interval_ns": MODES[mode], "aggregate_ph": "C"}
+    with session(probes, uid=traced_user.uid, **config) as s:
         s.run(traced_user, argv)
     trace = s.trace
     assert trace is not None and trace.stats.lost == 0

@@ -111,7 +111,7 @@ def test_install_creates_every_path_with_owner_and_mode(prefix: Path) -> None:
         text = rendered.read_text()
         assert "@DATACRUMBS_" not in text and f"{prefix}/sbin/datacrumbs_service" in text
     assert len(hooks) == 2
-    assert len(lines) == 24 + len(units) + len(hooks)  # + the hooks' directory
+    assert len(lines) == 25 + len(units) + len(hooks)  # + the hooks' directory
     assert all(line.split()[0] in {"created", "signing", "verify"} for line in lines), lines
     assert f"created (shipped)        {prefix}/lib/datacrumbs/datacrumbs.bpf.o" in lines
     assert f"signing key created      {key}" in lines

@@ -12,7 +12,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from rich.console import Console
@@ -69,14 +68,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return value
-
-
 def _write(path: Path, text: str) -> None:
     try:
         write_atomically(path, text, mode=0o644)
@@ -114,7 +105,7 @@ def _main(argv: list[str] | None) -> int:
     if args.json:
         data = json.dumps(
             {
-                "sections": _json_ready(numbers.sections),
+                "sections": numbers.sections,
                 "cut": numbers.cut,
                 "insights": [vars(i) for i in found],
             },

@@ -1,5 +1,7 @@
-"""A job's traces, loaded once into DuckDB: one row per traced call or aggregate, one per
-metadata record; every section of the report is a query over these two tables.
+"""A job's traces, loaded once into DuckDB: the table ``lines``, a row per traced call,
+aggregate or metadata record, seen through two views, ``rec`` (calls and aggregates, their
+stamps on the job's one timeline) and ``meta`` (metadata); every section of the report is a
+query over those.
 
 Why DuckDB: a job's traces hold up to hundreds of millions of lines. DuckDB's JSON reader
 decompresses and parses them in C++, on all the machine's cores, into a columnar table that
@@ -19,7 +21,6 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 from isal import isal_zlib
@@ -33,7 +34,7 @@ __all__ = ["LOAD_SQL", "READS", "WRITES", "JobTables", "find_traces", "load"]
 #: The calls each direction's bytes come from (the rest are metadata): the tools' classes.
 READS = ("read", "pread", "readv", "preadv", "fread", "fread_unlocked")
 WRITES = tuple(sorted(BYTE_RETURNS - set(READS)))
-TRACE_SUFFIXES = (".pfw.gz", ".pfw")
+TRACE_SUFFIXES = (".pfw.gz",)  # what the daemon writes: gzip members
 
 _COLUMNS = (
     "{name: 'VARCHAR', cat: 'VARCHAR', pid: 'BIGINT', tid: 'BIGINT', ts: 'BIGINT', "
@@ -153,9 +154,6 @@ class JobTables:
     traces: list[Path]
     cut: list[Path]
     scratch: tempfile.TemporaryDirectory[str]
-
-    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, list(params)).fetchall()
 
     def close(self) -> None:
         self.con.close()
